@@ -1,0 +1,157 @@
+"""Config files (SPEC section 3): one JSON file plus one .npz of arrays keyed "<layer>/<array>".
+
+Loading validates everything once; the rest of nomac trusts the resulting frozen
+objects. A config hashes to a stable id (its arithmetic only: layer parameters and
+arrays, not hardware choices or descriptions) that every generated file carries.
+"""
+import hashlib
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from nomac.errors import ConfigError
+from nomac.model.field_rules import reject_unknown
+from nomac.model.lut_spec import LutLayer
+
+FORMAT = "nomac/1"
+LAYER_KINDS = {cls.kind: cls for cls in (LutLayer,)}
+DESCRIPTIVE_LAYER_KEYS = ("description", "input_scale", "output_scale")
+TOP_LEVEL_KEYS = ("format", "arrays", "layers", "description", "input_scale", "output_scale")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, eq=False)
+class Config:
+    """A validated model or single-layer config."""
+    layers: tuple
+    extra: dict = field(default_factory=dict)   # descriptive top-level fields, kept verbatim
+    source: str = "<memory>"                     # where it came from, for error messages
+
+    @cached_property
+    def config_id(self) -> str:
+        """16 hex digits of SHA-256 over the arithmetic: parameters and array bytes."""
+        digest = hashlib.sha256()
+        params = [{k: v for k, v in layer.params_json().items() if k not in ("hw", *DESCRIPTIVE_LAYER_KEYS)}
+                  for layer in self.layers]
+        digest.update(json.dumps({"format": FORMAT, "layers": params}, sort_keys=True).encode())
+        for key, array in sorted(self.arrays().items()):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+        return digest.hexdigest()[:16]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"{layer.name}/{name}": array
+                for layer in self.layers for name, array in layer.arrays().items()}
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ConfigError(self.source, "layer", name,
+                          f"no such layer; the config has {', '.join(l.name for l in self.layers)}")
+
+    def with_hw(self, overrides: dict, layer_names=None) -> "Config":
+        """Apply hardware overrides (e.g. from the command line) to the named layers, or all."""
+        chosen = set(layer_names) if layer_names else {l.name for l in self.layers}
+        for name in chosen:
+            self.layer(name)
+        layers = tuple(layer.with_hw(overrides, f"{self.source}: layer '{layer.name}'")
+                       if layer.name in chosen else layer for layer in self.layers)
+        return Config(layers=layers, extra=self.extra, source=self.source)
+
+
+def make_config(layers, **extra) -> Config:
+    """A config from layer objects built in Python (e.g. by LUTLinear.export)."""
+    reject_unknown("config", "top-level field", extra, TOP_LEVEL_KEYS)
+    return Config(layers=tuple(layers), extra=dict(extra))
+
+
+def load_config(path) -> Config:
+    """Read and validate a config JSON and its .npz; raise ConfigError on anything wrong."""
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(where, "file", str(path), f"cannot be read ({e.strerror})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(where, f"JSON line {e.lineno} column {e.colno}", e.msg, "must be valid JSON") from None
+    if not isinstance(document, dict):
+        raise ConfigError(where, "top level", type(document).__name__, "must be a JSON object")
+    reject_unknown(where, "top-level field", document, TOP_LEVEL_KEYS)
+    if document.get("format") != FORMAT:
+        raise ConfigError(where, "format", document.get("format"), f"must be {FORMAT!r}")
+    arrays_name = document.get("arrays")
+    if not isinstance(arrays_name, str) or not arrays_name:
+        raise ConfigError(where, "arrays", arrays_name, "must name the .npz file (relative to the JSON)")
+    arrays = _read_npz(path.parent / arrays_name, where)
+    layers_json = document.get("layers")
+    if not isinstance(layers_json, list) or not layers_json:
+        raise ConfigError(where, "layers", layers_json, "must be a non-empty list of layer objects")
+
+    layers, claimed = [], set()
+    for index, params in enumerate(layers_json):
+        layer_where = f"{where}: layers[{index}]"
+        if not isinstance(params, dict):
+            raise ConfigError(layer_where, "layer", params, "must be a JSON object")
+        name = params.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(layer_where, "name", name,
+                              "must be an identifier (letters, digits, _; not starting with a digit)")
+        if name in (l.name for l in layers):
+            raise ConfigError(layer_where, "name", name, "must be unique within the config")
+        layer_where = f"{where}: layer '{name}'"
+        kind = params.get("kind")
+        if kind not in LAYER_KINDS:
+            raise ConfigError(layer_where, "kind", kind, f"must be one of {', '.join(LAYER_KINDS)}")
+        prefix = f"{name}/"
+        own = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+        claimed.update(prefix + key for key in own)
+        layers.append(LAYER_KINDS[kind].from_json(layer_where, params, own, DESCRIPTIVE_LAYER_KEYS))
+    for key in arrays:
+        if key not in claimed:
+            raise ConfigError(f"{where}: {arrays_name}", "array key", key,
+                              "belongs to no layer (keys are '<layer>/<array>')")
+    extra = {k: v for k, v in document.items() if k not in ("format", "arrays", "layers")}
+    return Config(layers=tuple(layers), extra=extra, source=where)
+
+
+def save_config(config: Config, path) -> Path:
+    """Write `path` (JSON) and its .npz beside it; both byte-for-byte reproducible."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    npz_path = path.with_suffix(".npz")
+    document = {"format": FORMAT, "arrays": npz_path.name, **config.extra,
+                "layers": [layer.params_json() for layer in config.layers]}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    _write_npz(npz_path, config.arrays())
+    return path
+
+
+def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise ConfigError(where, "arrays", str(path), "file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ConfigError(where, "arrays", str(path), f"must be a readable .npz without pickles ({e})") from None
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]):
+    """np.savez stamps the current time into the zip; this writes a fixed one instead."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                             buffer.getvalue(), compress_type=zipfile.ZIP_DEFLATED)

@@ -1,0 +1,74 @@
+"""The checks every layer kind runs on its config section, each raising a ConfigError
+that names the place, the field, the value and the rule (SPEC section 3)."""
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from nomac.errors import ConfigError
+
+
+def require_int(where: str, field: str, value, *, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(where, field, value, "must be an integer")
+    value = int(value)
+    if lo is not None and value < lo:
+        raise ConfigError(where, field, value, f"must be >= {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(where, field, value, f"must be <= {hi}")
+    return value
+
+
+def require_power_of_two(where: str, field: str, value: int, *, lo: int, hi: int) -> int:
+    value = require_int(where, field, value)
+    if not (lo <= value <= hi) or value & (value - 1):
+        raise ConfigError(where, field, value, f"must be a power of two in {lo}..{hi}")
+    return value
+
+
+def require_choice(where: str, field: str, value, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(where, field, value, f"must be one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def require_bool(where: str, field: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(where, field, value, "must be true or false")
+    return value
+
+
+def reject_unknown(where: str, what: str, given: Iterable[str], known: Iterable[str]):
+    known = tuple(known)
+    for key in given:
+        if key not in known:
+            raise ConfigError(where, what, key, f"unknown; known {what}s are {', '.join(known)}")
+
+
+def require_array(where: str, arrays: Mapping[str, np.ndarray], name: str, dtype, shape: tuple) -> np.ndarray:
+    """Return arrays[name], read-only, after checking presence, exact dtype and shape.
+
+    `dtype` is one numpy dtype, or the string "integer" for any integer dtype.
+    """
+    field = f"array '{name}'"
+    if name not in arrays:
+        raise ConfigError(where, field, None, f"missing; the layer needs it with shape {list(shape)}")
+    array = np.asarray(arrays[name])
+    if dtype == "integer":
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ConfigError(where, f"{field} dtype", str(array.dtype), "must be an integer dtype")
+    elif array.dtype != np.dtype(dtype):
+        raise ConfigError(where, f"{field} dtype", str(array.dtype), f"must be {np.dtype(dtype)}")
+    if array.shape != tuple(shape):
+        raise ConfigError(where, f"{field} shape", list(array.shape), f"must be {list(shape)}")
+    array = np.array(array, copy=True)
+    array.flags.writeable = False
+    return array
+
+
+def require_values_in(where: str, name: str, array: np.ndarray, lo: int, hi: int, rule: str):
+    """Every element of an integer array lies in [lo, hi]; the first offender is named."""
+    bad = np.argwhere((array < lo) | (array > hi))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        raise ConfigError(where, f"array '{name}'{list(index)}", int(array[index]), rule)

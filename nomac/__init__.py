@@ -1,0 +1,1 @@
+"""nomac: compressed neural networks to multiplier-free hardware."""
