@@ -69,8 +69,24 @@ class Config:
 
 def make_config(layers, **extra) -> Config:
     """A config from layer objects built in Python (e.g. by LUTLinear.export)."""
-    reject_unknown("config", "top-level field", extra, TOP_LEVEL_KEYS)
-    return Config(layers=tuple(layers), extra=dict(extra))
+    layers = tuple(layers)
+    if not layers:
+        raise ConfigError("config", "layers", [], "must be a non-empty list of layer objects")
+    # "format", "arrays" and "layers" are written by save_config, not chosen here
+    reject_unknown("config", "top-level field", extra,
+                   [k for k in TOP_LEVEL_KEYS if k not in ("format", "arrays", "layers")])
+    for index, layer in enumerate(layers):
+        _check_name(f"config: layers[{index}]", layer.name, layers[:index])
+    return Config(layers=layers, extra=dict(extra))
+
+
+def _check_name(where: str, name, earlier):
+    """A layer name prefixes its .npz keys ("<layer>/<array>"), so it is an identifier, used once."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(where, "name", name,
+                          "must be an identifier (letters, digits, _; not starting with a digit)")
+    if name in (l.name for l in earlier):
+        raise ConfigError(where, "name", name, "must be unique within the config")
 
 
 def load_config(path) -> Config:
@@ -104,11 +120,7 @@ def load_config(path) -> Config:
         if not isinstance(params, dict):
             raise ConfigError(layer_where, "layer", params, "must be a JSON object")
         name = params.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(layer_where, "name", name,
-                              "must be an identifier (letters, digits, _; not starting with a digit)")
-        if name in (l.name for l in layers):
-            raise ConfigError(layer_where, "name", name, "must be unique within the config")
+        _check_name(layer_where, name, layers)
         layer_where = f"{where}: layer '{name}'"
         kind = params.get("kind")
         if kind not in LAYER_KINDS:
