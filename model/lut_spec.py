@@ -159,7 +159,7 @@ def resolve_hardware(layer: LutLayer, where: str, given: dict) -> LutHardware:
     reads = require_int(where, "hw.table_reads", given.get("table_reads", min(M, 2)), lo=1, hi=M)
     cycles = C * _ceil_div(M, reads)
     if layer.encoder == "tree":
-        if "encoder_lanes" in given and given["encoder_lanes"] != 1:
+        if "encoder_lanes" in given and require_int(where, "hw.encoder_lanes", given["encoder_lanes"]) != 1:
             raise ConfigError(where, "hw.encoder_lanes", given["encoder_lanes"],
                               "only l1/l2 encoders have encoder lanes (a tree encodes a codebook per cycle)")
         encoder_lanes = 1
