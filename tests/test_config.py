@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,10 +105,15 @@ def test_round_trip_of_a_model_with_every_encoder(tmp_path):
 
 
 @pytest.mark.parametrize("encoder", ["l2", "l1", "tree"])
-def test_saving_is_byte_reproducible(tmp_path, encoder):
+def test_saving_is_byte_reproducible(tmp_path, monkeypatch, encoder):
     config = make_config([build_layer("fc", encoder, seed=3, hw=HW_CHOICES[encoder])])
     first = save_config(config, tmp_path / "a" / "model.json")
+    # a year later by the clock: nothing of the time may reach the files (zip stamps)
+    real_time, real_localtime = time.time, time.localtime
+    monkeypatch.setattr(time, "time", lambda: real_time() + 366 * 86400)
+    monkeypatch.setattr(time, "localtime", lambda t=None: real_localtime(time.time() if t is None else t))
     second = save_config(config, tmp_path / "b" / "model.json")
+    monkeypatch.undo()
     again = save_config(load_config(first), tmp_path / "c" / "model.json")
     files = [snapshot(p.parent) for p in (first, second, again)]
     assert sorted(files[0]) == ["model.json", "model.npz"]
