@@ -1,0 +1,135 @@
+"""Nearest-prototype encoder of the `lut` kind for the `l2` and `l1` rules (SPEC 2.1).
+
+PQ encoding as in PECAN (Ran et al., 2022) and LUT-NN (Tang et al., 2023): each
+subvector is compared with the K prototypes of its codebook and the index of the
+nearest one (the smallest on ties) is its code. `l1` needs subtractors and
+comparators only; `l2` squares the differences (multipliers or DSPs).
+"""
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from nomac.hw.memory_layout import MemoryLayout
+from nomac.hw.parameter_memory import ParameterMemory
+from nomac.hw.requantize import balanced_sum
+from nomac.hw.vector_stream import vector_stream
+
+
+class DistanceEncoder(wiring.Component):
+    """Subvector beats in (V lanes, one beat per codebook), codes out (one per beat).
+
+    Each cycle reads `encoder_lanes` (P) prototypes from one memory word and computes
+    their distances in parallel, so a codebook takes K / P cycles; a running argmin
+    with a strict `<` keeps the earliest (smallest) k on ties. Stages advance together
+    and stall together when the code output is not taken.
+    """
+
+    def __init__(self, layer):
+        if layer.encoder not in ("l1", "l2"):
+            raise ValueError(f"DistanceEncoder: encoder = {layer.encoder!r}: must be 'l1' or 'l2'")
+        self.layer = layer
+        C, K, V, P = layer.codebooks, layer.centroids, layer.subvector_len, layer.hw.encoder_lanes
+        self.prototypes = ParameterMemory(
+            MemoryLayout("prototypes", "prototypes", lanes=P * V, lane_bits=8, signed=True,
+                         reshape=(C * K // P, P * V)),
+            layer.prototypes, writable=layer.hw.memory == "ram")
+        members = {"i": In(vector_stream(V, signed(8))),
+                   "o": Out(vector_stream(1, unsigned(K.bit_length() - 1)))}
+        if self.prototypes.writable:
+            members[self.prototypes.write_name] = self.prototypes.write_member()
+        super().__init__(members)
+
+    @property
+    def memories(self) -> list[ParameterMemory]:
+        return [self.prototypes]
+
+    @property
+    def cycles_per_codebook(self) -> int:
+        return self.layer.centroids // self.layer.hw.encoder_lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self.layer
+        C, K, V, P = layer.codebooks, layer.centroids, layer.subvector_len, layer.hw.encoder_lanes
+        J = K // P                                     # prototype words per codebook
+        code_bits = K.bit_length() - 1
+        memory = self.prototypes.build(m, getattr(self, self.prototypes.write_name, None))
+        read = memory.read_port()
+
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), read.en.eq(advance)]
+
+        # Stage 0: hold one subvector, issue one prototype word per cycle.
+        busy0 = Signal()
+        x0 = Signal(data.ArrayLayout(signed(8), V))
+        c0, c_next = Signal(range(C)), Signal(range(C))
+        j0 = Signal(range(J))
+        last0 = Signal()
+        j_final = j0 == J - 1
+        m.d.comb += [self.i.ready.eq(advance & (~busy0 | j_final)),
+                     read.addr.eq(Cat(j0, c0))]   # c0 * J + j0; J is a power of two
+        with m.If(advance):
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [busy0.eq(1), x0.eq(self.i.payload.data), last0.eq(self.i.payload.last),
+                             j0.eq(0), c0.eq(c_next), c_next.eq(Mux(c_next == C - 1, 0, c_next + 1))]
+            with m.Elif(busy0):
+                m.d.sync += [busy0.eq(~j_final), j0.eq(j0 + 1)]
+
+        # Stage 1: the word arrives; P distances, each a balanced sum over V lanes.
+        valid1, first1, final1, last1 = Signal(), Signal(), Signal(), Signal()
+        x1 = Signal(data.ArrayLayout(signed(8), V))
+        j1 = Signal(range(J))
+        with m.If(advance):
+            m.d.sync += [valid1.eq(busy0), first1.eq(j0 == 0), final1.eq(j_final), last1.eq(last0),
+                         x1.eq(x0), j1.eq(j0)]
+        words = data.ArrayLayout(signed(8), P * V)(read.data)
+        distance_bits = (8 if layer.encoder == "l1" else 16) + (V - 1).bit_length()
+        distances = []
+        for p in range(P):
+            terms = []
+            for v in range(V):
+                diff = x1[v] - words[p * V + v]
+                terms.append(abs(diff)[:8] if layer.encoder == "l1" else (diff * diff)[:16].as_unsigned())
+            distances.append(balanced_sum(terms))
+
+        # Optional register stage between the adders and the comparators.
+        valid2, first2, final2, last2 = valid1, first1, final1, last1
+        j2 = j1
+        if layer.hw.pipeline:
+            valid2, first2, final2, last2 = Signal(), Signal(), Signal(), Signal()
+            j2 = Signal(range(J))
+            registered = [Signal(distance_bits, name=f"distance{p}") for p in range(P)]
+            with m.If(advance):
+                m.d.sync += [valid2.eq(valid1), first2.eq(first1), final2.eq(final1), last2.eq(last1),
+                             j2.eq(j1), *(r.eq(d) for r, d in zip(registered, distances))]
+            distances = registered
+
+        # Stage 2: argmin over the P lanes (ties to the lower lane), then the running best.
+        candidates = [(d, p) for p, d in enumerate(distances)]
+        while len(candidates) > 1:
+            merged = []
+            for i in range(0, len(candidates), 2):
+                if i + 1 == len(candidates):
+                    merged.append(candidates[i])
+                    continue
+                (da, ia), (db, ib) = candidates[i], candidates[i + 1]
+                take_b = db < da
+                merged.append((Mux(take_b, db, da), Mux(take_b, ib, ia)))
+            candidates = merged
+        lane_distance = candidates[0][0]
+        lane_index = Signal(range(P))
+        m.d.comb += lane_index.eq(candidates[0][1])
+        candidate_code = Cat(lane_index, j2)                  # j2 * P + lane; P is a power of two
+
+        best_distance = Signal(distance_bits)
+        best_code = Signal(code_bits)
+        take = first2 | (lane_distance < best_distance)
+        new_code = Mux(take, candidate_code, best_code)
+        with m.If(advance):
+            with m.If(valid2 & take):
+                m.d.sync += [best_distance.eq(lane_distance), best_code.eq(candidate_code)]
+            m.d.sync += self.o.valid.eq(valid2 & final2)
+            with m.If(valid2 & final2):
+                m.d.sync += [self.o.payload.data[0].eq(new_code), self.o.payload.last.eq(last2)]
+        return m

@@ -1,0 +1,103 @@
+"""The `lut` engine: a product-quantization lookup-accumulate layer (SPEC 2.1) in gates.
+
+input beats -> gearbox (to one subvector per beat) -> encoder (a code per codebook)
+-> lookup-accumulate (R outputs per group) -> gearbox (to output beats). Every link
+is a `lib.stream` with valid/ready, so any stage may stall any other and nothing is
+lost or repeated (SPEC section 4).
+"""
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from nomac.hw.distance_encoder import DistanceEncoder
+from nomac.hw.lane_gearbox import LaneGearbox
+from nomac.hw.lut_accumulator import LutAccumulator
+from nomac.hw.tree_encoder import TreeEncoder
+from nomac.hw.vector_stream import beats_per_vector, vector_stream
+
+_MAX_IN_FLIGHT = 15   # far above what the stage buffers can hold; sizes the `idle` counter
+
+
+class LutEngine(wiring.Component):
+    """A whole `lut` layer with its memories.
+
+    Besides the two vector streams it has `idle` (no vector inside: the moment to
+    rewrite RAM tables), a sticky `framing_error` (an input `last` disagreed with the
+    beat count; beats are counted, so framing stays correct) and, with memory "ram",
+    one write port per memory.
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+        hw = layer.hw
+        self.encoder = TreeEncoder(layer) if layer.encoder == "tree" else DistanceEncoder(layer)
+        self.accumulator = LutAccumulator(layer)
+        members = {"i": In(vector_stream(hw.in_lanes, signed(8))),
+                   "o": Out(vector_stream(hw.out_lanes, self.accumulator.out_shape)),
+                   "idle": Out(1),
+                   "framing_error": Out(1)}
+        for memory in self.memories:
+            if memory.writable:
+                members[memory.write_name] = memory.write_member()
+        super().__init__(members)
+
+    @property
+    def memories(self):
+        return [*self.encoder.memories, *self.accumulator.memories]
+
+    @property
+    def acc_bits(self) -> int:
+        return self.accumulator.acc_bits
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Steady-state interval between vectors: the slowest stage's cycles per vector."""
+        layer, hw = self.layer, self.layer.hw
+        encoder = layer.codebooks * (1 if layer.encoder == "tree" else self.encoder.cycles_per_codebook)
+        return max(beats_per_vector(layer.in_features, hw.in_lanes), encoder,
+                   self.accumulator.cycles_per_vector, beats_per_vector(layer.out_features, hw.out_lanes))
+
+    @property
+    def cycles_per_vector_bound(self) -> int:
+        """The table-read bound ceil(C * M / R): each output needs C entries, R come per cycle."""
+        layer = self.layer
+        return -(-layer.codebooks * layer.out_features // layer.hw.table_reads)
+
+    @property
+    def latency_cycles(self) -> int:
+        return 0
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, hw = self.layer, self.layer.hw
+        m.submodules.gather = gather = LaneGearbox(layer.in_features, hw.in_lanes, layer.subvector_len, signed(8))
+        m.submodules.encoder = self.encoder
+        m.submodules.accumulator = self.accumulator
+        m.submodules.scatter = scatter = LaneGearbox(layer.out_features, hw.table_reads, hw.out_lanes,
+                                                     self.accumulator.out_shape)
+        connect(m, flipped(self.i), gather.i)
+        connect(m, gather.o, self.encoder.i)
+        connect(m, self.encoder.o, self.accumulator.i)
+        connect(m, self.accumulator.o, scatter.i)
+        connect(m, scatter.o, flipped(self.o))
+        for unit in (self.encoder, self.accumulator):
+            for memory in unit.memories:
+                if memory.writable:
+                    connect(m, flipped(getattr(self, memory.write_name)), getattr(unit, memory.write_name))
+
+        with m.If(gather.misframed):
+            m.d.sync += self.framing_error.eq(1)
+
+        # Vectors in flight: counted in on their first input beat, out on their last output beat.
+        in_beats = beats_per_vector(layer.in_features, hw.in_lanes)
+        in_beat = Signal(range(in_beats))
+        in_fire = self.i.valid & self.i.ready
+        with m.If(in_fire):
+            m.d.sync += in_beat.eq(Mux(in_beat == in_beats - 1, 0, in_beat + 1))
+        entered = in_fire & (in_beat == 0)
+        left = self.o.valid & self.o.ready & self.o.payload.last
+        in_flight = Signal(range(_MAX_IN_FLIGHT + 1))
+        m.d.sync += in_flight.eq(in_flight + entered - left)
+        m.d.comb += self.idle.eq((in_flight == 0) & ~entered)
+        return m

@@ -1,0 +1,133 @@
+"""`nomac verilog`: a config layer -> Verilog, manifest.json and memory init files.
+
+The manifest (SPEC section 3) is everything a testbench or a host needs to drive
+the design without Python: port names, lanes, widths, memory layouts, figures.
+Same config in, same bytes out: no source paths or times are written.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import amaranth
+from amaranth import Module, Value
+from amaranth.back import verilog
+from amaranth.hdl import Shape, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+import nomac
+from nomac.hw.lut_engine import LutEngine
+from nomac.hw.vector_stream import beats_per_vector
+from nomac.model.config import Config
+
+ENGINES = {"lut": LutEngine}
+MANIFEST_FORMAT = "nomac-manifest/1"
+
+
+class FlatPorts(wiring.Component):
+    """The engine with one plain Verilog port per stream field.
+
+    `lib.stream` packs a beat into one `payload` port; a Verilog user wants
+    `i_data`, `i_last`, `i_valid`, `i_ready`. Names join the member path with `_`
+    and drop `payload`.
+    """
+
+    def __init__(self, inner: wiring.Component):
+        self.inner = inner
+        self.links = []                         # (flat name, inner value, flows inward)
+        members = {}
+        for path, member, value in inner.signature.flatten(inner):
+            fields = [((), value)]
+            if isinstance(value, data.View) and isinstance(value.shape(), data.StructLayout):
+                fields = [((name,), value[name]) for name, _ in value.shape()]
+            for suffix, field_value in fields:
+                name = "_".join(part for part in (*path, *suffix) if part != "payload")
+                raw = Value.cast(field_value)
+                members[name] = (In if member.flow == In else Out)(unsigned(len(raw)))
+                self.links.append((name, raw, member.flow == In))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = self.inner
+        for name, raw, inward in self.links:
+            port = getattr(self, name)
+            m.d.comb += raw.eq(port) if inward else port.eq(raw)
+        return m
+
+
+@dataclass
+class GeneratedDesign:
+    folder: Path
+    verilog: Path
+    manifest: dict
+
+
+def build_engine(layer):
+    """The Amaranth component for a layer (its kind's engine)."""
+    return ENGINES[layer.kind](layer)
+
+
+def manifest_for(config: Config, layer, engine, top: str) -> dict:
+    hw = layer.hw
+    out_bits = Shape.cast(engine.accumulator.out_shape).width
+
+    def stream(prefix, lanes, lane_bits, elements):
+        return {"valid": f"{prefix}_valid", "ready": f"{prefix}_ready", "data": f"{prefix}_data",
+                "last": f"{prefix}_last", "lanes": lanes, "lane_bits": lane_bits, "signed": True,
+                "elements": elements, "beats": beats_per_vector(elements, lanes)}
+
+    memories = []
+    for memory in engine.memories:
+        entry = {**memory.describe(), "init_file": f"{memory.layout.name}.hex"}
+        if memory.writable:
+            entry["write"] = {field: f"{memory.write_name}_{field}" for field in ("addr", "data", "en")}
+        memories.append(entry)
+    memory_bits = sum(m["depth"] * m["word_bits"] for m in memories)
+    return {
+        "format": MANIFEST_FORMAT,
+        "config_id": config.config_id,
+        "generator": f"nomac {nomac.__version__}, amaranth {amaranth.__version__}",
+        "top": top,
+        "verilog": f"{top}.v",
+        "clock": "clk", "reset": "rst", "reset_active_high": True,
+        "streams": {"in": stream("i", hw.in_lanes, 8, layer.in_features),
+                    "out": stream("o", hw.out_lanes, out_bits, layer.out_features)},
+        "status": {"idle": "idle", "framing_error": "framing_error"},
+        "memories": memories,
+        "memory_bits": memory_bits,
+        "acc_bits": engine.acc_bits,
+        "cycles_per_vector": engine.cycles_per_vector,
+        "cycles_per_vector_bound": engine.cycles_per_vector_bound,
+        "latency_cycles": engine.latency_cycles,
+        "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
+    }
+
+
+def write_layer(config: Config, layer, folder: Path) -> GeneratedDesign:
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = build_engine(layer)
+    top = f"nomac_{layer.kind}_{layer.name}"
+    text = verilog.convert(FlatPorts(engine), name=top, emit_src=False)
+    verilog_path = folder / f"{top}.v"
+    verilog_path.write_text(text)
+    for memory in engine.memories:
+        digits = max(1, -(-memory.word_bits // 4))
+        (folder / f"{memory.layout.name}.hex").write_text(
+            "".join(f"{word:0{digits}x}\n" for word in memory.init))
+    manifest = manifest_for(config, layer, engine, top)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return GeneratedDesign(folder=folder, verilog=verilog_path, manifest=manifest)
+
+
+def write_verilog(config: Config, out_dir, layer_name: str | None = None) -> list[GeneratedDesign]:
+    """Generate one layer (or every hardware layer) of a config into `out_dir`.
+
+    One layer goes straight into `out_dir`; several go into one sub-folder each.
+    """
+    out_dir = Path(out_dir)
+    layers = [config.layer(layer_name)] if layer_name else [l for l in config.layers if l.kind in ENGINES]
+    if len(layers) == 1:
+        return [write_layer(config, layers[0], out_dir)]
+    return [write_layer(config, layer, out_dir / layer.name) for layer in layers]
