@@ -106,17 +106,21 @@ class DistanceEncoder(wiring.Component):
             distances = registered
 
         # Stage 2: argmin over the P lanes (ties to the lower lane), then the running best.
-        candidates = [(d, p) for p, d in enumerate(distances)]
+        # Each level of the comparator tree is named, so expressions stay linear in size.
+        candidates = [(d, lane) for lane, d in enumerate(distances)]
+        level = 0
         while len(candidates) > 1:
             merged = []
-            for i in range(0, len(candidates), 2):
-                if i + 1 == len(candidates):
-                    merged.append(candidates[i])
-                    continue
+            for i in range(0, len(candidates) - 1, 2):
                 (da, ia), (db, ib) = candidates[i], candidates[i + 1]
                 take_b = db < da
-                merged.append((Mux(take_b, db, da), Mux(take_b, ib, ia)))
-            candidates = merged
+                distance = Signal(distance_bits, name=f"min{level}_{i // 2}")
+                index = Signal(range(P), name=f"argmin{level}_{i // 2}")
+                m.d.comb += [distance.eq(Mux(take_b, db, da)), index.eq(Mux(take_b, ib, ia))]
+                merged.append((distance, index))
+            if len(candidates) % 2:
+                merged.append(candidates[-1])
+            candidates, level = merged, level + 1
         lane_distance = candidates[0][0]
         lane_index = Signal(range(P))
         m.d.comb += lane_index.eq(candidates[0][1])

@@ -13,9 +13,10 @@ class LaneGearbox(wiring.Component):
     Every vector has `elements` elements, so beat boundaries are counted rather than
     read from `last`: the output's `last` is always right, and `misframed` pulses when
     an input beat's `last` disagrees with the count (the beat is still taken as
-    counted). Elements sit in a circular buffer of at least in_lanes + out_lanes
-    slots; `i.ready` and `o.valid` depend on registered state only, so chained
-    gearboxes add no combinational path, and either side runs at full rate.
+    counted). Elements sit in a circular buffer; `i.ready` and `o.valid` depend on
+    registered state only, so chained gearboxes add no combinational path. Without
+    credit for the beat leaving in the same cycle, full rate on the slower side
+    needs in_lanes + out_lanes + max(in_lanes, out_lanes) - 1 slots.
     """
 
     def __init__(self, elements: int, in_lanes: int, out_lanes: int, element_shape):
@@ -50,7 +51,7 @@ class LaneGearbox(wiring.Component):
             ]
             return m
 
-        slots = 1 << (A + B - 1).bit_length()
+        slots = 1 << (A + B + max(A, B) - 2).bit_length()   # a power of two >= A + B + max - 1
         index_bits = slots.bit_length() - 1
         buffer = Array(Signal(self.element_shape, name=f"slot{j}") for j in range(slots))
         write_at = Signal(index_bits)

@@ -64,10 +64,6 @@ class LutEngine(wiring.Component):
         layer = self.layer
         return -(-layer.codebooks * layer.out_features // layer.hw.table_reads)
 
-    @property
-    def latency_cycles(self) -> int:
-        return 0
-
     def elaborate(self, platform):
         m = Module()
         layer, hw = self.layer, self.layer.hw

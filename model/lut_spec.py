@@ -18,6 +18,7 @@ from nomac.model.field_rules import (reject_unknown, require_array, require_bool
 ENCODERS = ("l2", "l1", "tree")
 OUTPUTS = ("int8", "acc")
 MEMORIES = ("rom", "ram")
+MAX_AUTO_ENCODER_LANES = 8   # a default never builds more distance units than this
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -95,7 +96,9 @@ class LutLayer:
     def with_hw(self, overrides: dict, where: str) -> "LutLayer":
         """The same layer with some hardware choices replaced (and defaults re-derived)."""
         given = {**self.hw_given, **overrides}
-        return replace(self, hw_given=given, hw=resolve_hardware(self, where, given))
+        hw = resolve_hardware(self, where, given)
+        # Keep what was given, in its validated form (plain ints, not numpy scalars).
+        return replace(self, hw_given={key: getattr(hw, key) for key in given}, hw=hw)
 
     def arrays(self) -> dict[str, np.ndarray]:
         names = ("tables", "bias", "prototypes") if self.encoder != "tree" else \
@@ -151,7 +154,10 @@ def resolve_hardware(layer: LutLayer, where: str, given: dict) -> LutHardware:
 
     Defaults put the bottleneck on the table reads (R = 2 entries, one 16-bit iCE40
     block-RAM port): the encoder, the input and the output are given just enough
-    lanes to keep up with C * ceil(M / R) cycles per vector.
+    lanes to keep up with C * ceil(M / R) cycles per vector, except that a default
+    l1/l2 encoder has at most MAX_AUTO_ENCODER_LANES distance units (with many
+    centroids and few outputs the encoder is then the slower stage; say
+    encoder_lanes explicitly to trade area for speed).
     """
     reject_unknown(where, "hw key", given, LutHardware.KEYS)
     D, M, C, K = layer.in_features, layer.out_features, layer.codebooks, layer.centroids
@@ -164,7 +170,8 @@ def resolve_hardware(layer: LutLayer, where: str, given: dict) -> LutHardware:
                               "only l1/l2 encoders have encoder lanes (a tree encodes a codebook per cycle)")
         encoder_lanes = 1
     else:
-        auto = next(p for p in (1 << i for i in range(9)) if p >= K or K // p <= _ceil_div(M, reads))
+        auto = next(p for p in (1 << i for i in range(9))
+                    if p >= min(K, MAX_AUTO_ENCODER_LANES) or K // p <= _ceil_div(M, reads))
         encoder_lanes = require_power_of_two(where, "hw.encoder_lanes",
                                              given.get("encoder_lanes", auto), lo=1, hi=K)
     in_lanes = require_int(where, "hw.in_lanes", given.get("in_lanes", _ceil_div(D, cycles)), lo=1, hi=D)

@@ -1,1 +1,154 @@
-def main(): print("hi")
+"""The `nomac` command: config -> golden -> verilog -> sim (and demo, the main job).
+
+Each subcommand is a thin wrapper around one public function a Python user can call
+too. Bad input ends in one readable line on stderr and exit status 2.
+"""
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from nomac.errors import NomacError
+
+DEMO_CONFIG = "lut_l2_small.json"
+
+
+def bundled_config(name: str) -> Path:
+    return Path(str(resources.files("nomac.model") / "configs" / name))
+
+
+def _parse_hw(pairs: list[str]) -> dict:
+    """--hw KEY=VALUE pairs: integers, true/false, or strings."""
+    overrides = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise NomacError(f"--hw {pair!r}: must be KEY=VALUE, e.g. --hw table_reads=4")
+        value = {"true": True, "false": False}.get(text.lower(), text)
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        overrides[key] = value
+    return overrides
+
+
+def _load(args):
+    from nomac.model.config import load_config
+    config = load_config(args.config)
+    overrides = _parse_hw(getattr(args, "hw", None))
+    if overrides:
+        config = config.with_hw(overrides, [args.layer] if args.layer else None)
+    return config
+
+
+def cmd_golden(args) -> int:
+    from nomac.model.golden import run_golden
+    config = _load(args)
+    try:
+        x = np.load(args.inputs, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise NomacError(f"{args.inputs}: cannot be read as a .npy array ({e})") from None
+    y = run_golden(config, x, args.layer)
+    np.save(args.output, y)
+    print(f"{args.output}: {y.dtype} {list(y.shape)} from {list(x.shape)} inputs")
+    return 0
+
+
+def cmd_verilog(args) -> int:
+    from nomac.hw.verilog_export import write_verilog
+    config = _load(args)
+    for design in write_verilog(config, args.output, args.layer):
+        m = design.manifest
+        files = ", ".join(sorted(p.name for p in design.folder.iterdir()))
+        print(f"{design.folder}: {files}")
+        print(f"  top {m['top']}, config {m['config_id']}, {m['memory_bits']} memory bits, "
+              f"{m['cycles_per_vector']} cycles/vector (bound {m['cycles_per_vector_bound']}), "
+              f"latency {m['latency_cycles']}")
+    return 0
+
+
+def cmd_sim(args) -> int:
+    from nomac.sim.runner import simulate
+    config = _load(args)
+    print(f"simulating {args.config} with {args.sim}: {args.vectors} random vectors + directed cases ...",
+          flush=True)
+    report = simulate(config, args.layer, vectors=args.vectors, seed=args.seed, simulator=args.sim,
+                      work_dir=args.work_dir, waves=args.waves)
+    print(report.summary())
+    return 0 if report.passed else 1
+
+
+def cmd_demo(args) -> int:
+    """The main job until the ViT exists: the bundled codebook config, verified in simulation."""
+    args.config = args.config or bundled_config(DEMO_CONFIG)
+    args.layer, args.hw = None, []
+    config = _load(args)
+    layer = config.layers[0]
+    print(f"nomac demo: {args.config}")
+    print(f"  layer {layer.name}: lut {layer.encoder}, D={layer.in_features} M={layer.out_features} "
+          f"C={layer.codebooks} K={layer.centroids}, config id {config.config_id}")
+    args.output = args.out
+    cmd_verilog(args)
+    return cmd_sim(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nomac", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_command(name, help_text):
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("config", type=Path, help="config JSON (its .npz beside it)")
+        command.add_argument("--layer", help="the layer to use (default: the only hardware layer)")
+        return command
+
+    def hw_option(command):
+        command.add_argument("--hw", action="append", metavar="KEY=VALUE",
+                             help="override a hardware choice, e.g. --hw memory=ram --hw table_reads=4")
+
+    def sim_options(command):
+        command.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
+        command.add_argument("--vectors", type=int, default=1000, help="random vectors (default 1000)")
+        command.add_argument("--seed", type=int, default=1)
+        command.add_argument("--work-dir", type=Path, help="where builds and logs go (default ~/.cache/nomac/sim)")
+        command.add_argument("--waves", action="store_true", help="record a waveform")
+
+    golden = config_command("golden", "run the integer golden model on int8 vectors")
+    golden.add_argument("inputs", type=Path, help=".npy of int8 [N, in_features]")
+    golden.add_argument("-o", "--output", type=Path, required=True, help=".npy to write the outputs to")
+    golden.set_defaults(run=cmd_golden)
+
+    verilog = config_command("verilog", "write Verilog, manifest.json and memory init files")
+    verilog.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    hw_option(verilog)
+    verilog.set_defaults(run=cmd_verilog)
+
+    sim = config_command("sim", "simulate the generated design under cocotb against the golden model")
+    hw_option(sim)
+    sim_options(sim)
+    sim.set_defaults(run=cmd_sim)
+
+    demo = commands.add_parser("demo", help="the main job: generate and verify the bundled example",
+                               description=cmd_demo.__doc__)
+    demo.add_argument("--config", type=Path, help=f"config to use (default: bundled {DEMO_CONFIG})")
+    demo.add_argument("-o", "--out", type=Path, default=Path("build/demo"), help="Verilog folder (default build/demo)")
+    sim_options(demo)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except NomacError as e:
+        print(f"nomac: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nomac: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

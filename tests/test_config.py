@@ -537,14 +537,14 @@ def layer_of(encoder, D, M, C, K, seed=0, name="fc"):
 DEFAULTS = [
     # R = 2, cycles = 3 * 3 = 9; encoder: K / P <= 3 needs P = 4; in ceil(12/9) = 2; out ceil(6/9) = 1
     (("l2", 12, 6, 3, 8), (2, 4, 2, 1)),
-    # R = 1 (M = 1), cycles = 16; K / P <= 1 needs P = 16; in 64/16 = 4; out 1
-    (("l1", 64, 1, 16, 16), (1, 16, 4, 1)),
+    # R = 1 (M = 1), cycles = 16; K / P <= 1 needs P = 16, capped at 8; in 64/16 = 4; out 1
+    (("l1", 64, 1, 16, 16), (1, 8, 4, 1)),
     # R = 2, cycles = 1 * 50 = 50; K / P = 2 <= 50 with P = 1; in ceil(4/50) = 1; out ceil(100/50) = 2
     (("l2", 4, 100, 1, 2), (2, 1, 1, 2)),
     # tree: one encoder lane always; R = 2, cycles = 2 * 2 = 4; in 256/4 = 64; out ceil(3/4) = 1
     (("tree", 256, 3, 2, 256), (2, 1, 64, 1)),
-    # R = 2, cycles = 8 * 16 = 128; K / P <= 16 needs P = 16; in ceil(512/128) = 4; out 1
-    (("l1", 512, 32, 8, 256), (2, 16, 4, 1)),
+    # R = 2, cycles = 8 * 16 = 128; K / P <= 16 needs P = 16, capped at 8; in ceil(512/128) = 4; out 1
+    (("l1", 512, 32, 8, 256), (2, 8, 4, 1)),
 ]
 
 
@@ -581,7 +581,10 @@ def test_default_lanes_just_keep_up_with_the_table_reads(seed):
     else:
         P = hw.encoder_lanes
         assert P & (P - 1) == 0 and K % P == 0
-        assert C * (K // P) <= cycles and (P == 1 or C * (K // (P // 2)) > cycles)
+        if P < 8:      # MAX_AUTO_ENCODER_LANES caps the default
+            assert C * (K // P) <= cycles and (P == 1 or C * (K // (P // 2)) > cycles)
+        else:
+            assert P == min(K, 8) and (P == 1 or C * (K // (P // 2)) > cycles)
 
 
 def test_config_with_hw_rederives_defaults_and_validates():

@@ -1,0 +1,4 @@
+import sys
+from nomac.cli import main
+
+sys.exit(main())
