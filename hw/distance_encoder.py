@@ -85,25 +85,30 @@ class DistanceEncoder(wiring.Component):
                          x1.eq(x0), j1.eq(j0)]
         words = data.ArrayLayout(signed(8), P * V)(read.data)
         distance_bits = (8 if layer.encoder == "l1" else 16) + (V - 1).bit_length()
-        distances = []
+        terms = []
         for p in range(P):
-            terms = []
             for v in range(V):
-                diff = x1[v] - words[p * V + v]
-                terms.append(abs(diff)[:8] if layer.encoder == "l1" else (diff * diff)[:16].as_unsigned())
-            distances.append(balanced_sum(terms))
+                x, w = x1[v], words[p * V + v]
+                if layer.encoder == "l1":     # |x - w| from two subtractors, not a subtract and a negate
+                    terms.append(Mux(x < w, w - x, x - w)[:8])
+                else:
+                    terms.append(((x - w) * (x - w))[:16])
+        control = [valid1, first1, final1, last1, j1]
 
-        # Optional register stage between the adders and the comparators.
-        valid2, first2, final2, last2 = valid1, first1, final1, last1
-        j2 = j1
-        if layer.hw.pipeline:
-            valid2, first2, final2, last2 = Signal(), Signal(), Signal(), Signal()
-            j2 = Signal(range(J))
-            registered = [Signal(distance_bits, name=f"distance{p}") for p in range(P)]
+        def register(values, name):
+            """One pipeline register per value, advancing with the stages."""
+            registered = [Signal(value.shape(), name=f"{name}{i}") for i, value in enumerate(values)]
             with m.If(advance):
-                m.d.sync += [valid2.eq(valid1), first2.eq(first1), final2.eq(final1), last2.eq(last1),
-                             j2.eq(j1), *(r.eq(d) for r, d in zip(registered, distances))]
-            distances = registered
+                m.d.sync += [r.eq(value) for r, value in zip(registered, values)]
+            return registered
+
+        # With pipelining, registers after the per-element terms and after the adder trees.
+        if layer.hw.pipeline:
+            control, terms = register(control, "control_t"), register(terms, "term")
+        distances = [balanced_sum(terms[p * V:(p + 1) * V]) for p in range(P)]
+        if layer.hw.pipeline:
+            control, distances = register(control, "control_d"), register(distances, "distance")
+        valid2, first2, final2, last2, j2 = control
 
         # Stage 2: argmin over the P lanes (ties to the lower lane), then the running best.
         # Each level of the comparator tree is named, so expressions stay linear in size.
@@ -124,6 +129,10 @@ class DistanceEncoder(wiring.Component):
         lane_distance = candidates[0][0]
         lane_index = Signal(range(P))
         m.d.comb += lane_index.eq(candidates[0][1])
+        if layer.hw.pipeline and P > 1:     # the lane comparators and the running one in separate cycles
+            (valid2, first2, final2, last2, j2), (lane_distance, lane_index) = \
+                register([valid2, first2, final2, last2, j2], "control_m"), \
+                register([lane_distance, lane_index], "lane_min")
         candidate_code = Cat(lane_index, j2)                  # j2 * P + lane; P is a power of two
 
         best_distance = Signal(distance_bits)

@@ -37,7 +37,9 @@ class LutHardware:
         it encodes one codebook per cycle with one comparator per level.
     memory: "rom" bakes every array into the bitstream; "ram" adds write ports so a
         host can load tables, prototypes, thresholds and bias at run time.
-    pipeline: an extra register stage after the distance adders and before rounding.
+    pipeline: extra register stages where paths are long: after the per-element
+        differences and after the distance adders of an l1/l2 encoder, and before the
+        rounding of the accumulated sums.
     bias_bits: width of the bias memory with "ram" (a loaded bias must fit in it);
         with "rom" the widths come from the arrays themselves.
     """

@@ -13,6 +13,7 @@ import numpy as np
 from nomac.errors import NomacError
 
 DEMO_CONFIG = "lut_l2_small.json"
+BENCH_CONFIGS = ("lut_l2_small.json", "lut_l1_small.json", "lut_tree_small.json")
 
 
 def bundled_config(name: str) -> Path:
@@ -93,6 +94,17 @@ def cmd_demo(args) -> int:
     return cmd_sim(args)
 
 
+def cmd_bench(args) -> int:
+    """Cycles per vector, block-RAM bound, resources and Fmax of each config's engine."""
+    from nomac.benchmark import run_benchmark
+    configs = args.configs or [bundled_config(name) for name in BENCH_CONFIGS]
+    devices = args.device or ["ice40-up5k", "ecp5-85f"]
+    print(f"nomac bench: {len(configs)} configs on {', '.join(devices)}", flush=True)
+    rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
+                         progress=lambda text: print(text, flush=True))
+    return 0 if all(row.mismatches == 0 for row in rows) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nomac", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -135,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--out", type=Path, default=Path("build/demo"), help="Verilog folder (default build/demo)")
     sim_options(demo)
     demo.set_defaults(run=cmd_demo)
+
+    bench = commands.add_parser("bench", help="measure cycles/vector, resources and Fmax",
+                                description=cmd_bench.__doc__)
+    bench.add_argument("configs", nargs="*", type=Path, help="configs (default: the bundled examples)")
+    bench.add_argument("--device", action="append", choices=("ice40-up5k", "ecp5-85f"),
+                       help="synthesis target (repeatable; default both)")
+    bench.add_argument("--vectors", type=int, default=64, help="random vectors per simulation")
+    bench.add_argument("--no-synth", action="store_true", help="simulation figures only")
+    bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"), help="JSON/PNG folder")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
