@@ -121,7 +121,7 @@ def simulate(config: Config, layer_name: str | None = None, *, vectors: int = 20
         raise NomacError(f"vectors = {vectors}: must be >= 1")
 
     started = time.monotonic()
-    root = Path(work_dir) if work_dir else default_work_dir()
+    root = (Path(work_dir) if work_dir else default_work_dir()).resolve()
     root.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{layer.name}-", dir=root))
     design = write_layer(config, layer, run_dir / "design")
