@@ -34,7 +34,7 @@ class LutEngine(wiring.Component):
         self.encoder = TreeEncoder(layer) if layer.encoder == "tree" else DistanceEncoder(layer)
         self.accumulator = LutAccumulator(layer)
         members = {"i": In(vector_stream(hw.in_lanes, signed(8))),
-                   "o": Out(vector_stream(hw.out_lanes, self.accumulator.out_shape)),
+                   "o": Out(vector_stream(hw.out_lanes, self.out_shape)),
                    "idle": Out(1),
                    "framing_error": Out(1)}
         for memory in self.memories:
@@ -47,6 +47,10 @@ class LutEngine(wiring.Component):
         return [*self.encoder.memories, *self.accumulator.memories]
 
     @property
+    def out_shape(self):
+        return self.accumulator.out_shape
+
+    @property
     def acc_bits(self) -> int:
         return self.accumulator.acc_bits
 
@@ -57,6 +61,8 @@ class LutEngine(wiring.Component):
         encoder = layer.codebooks * (1 if layer.encoder == "tree" else self.encoder.cycles_per_codebook)
         return max(beats_per_vector(layer.in_features, hw.in_lanes), encoder,
                    self.accumulator.cycles_per_vector, beats_per_vector(layer.out_features, hw.out_lanes))
+
+    cycles_per_vector_bound_rule = "ceil(C*M/R)"
 
     @property
     def cycles_per_vector_bound(self) -> int:
@@ -71,7 +77,7 @@ class LutEngine(wiring.Component):
         m.submodules.encoder = self.encoder
         m.submodules.accumulator = self.accumulator
         m.submodules.scatter = scatter = LaneGearbox(layer.out_features, hw.table_reads, hw.out_lanes,
-                                                     self.accumulator.out_shape)
+                                                     self.out_shape)
         connect(m, flipped(self.i), gather.i)
         connect(m, gather.o, self.encoder.i)
         connect(m, self.encoder.o, self.accumulator.i)

@@ -24,6 +24,12 @@ from nomac.hw.lut_engine import LutEngine
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
 
+# Layer kind -> engine class. An engine is a wiring.Component built from a validated
+# layer, with streams `i` and `o` (vector_stream beats of hw.in_lanes / hw.out_lanes),
+# outputs `idle` and `framing_error`, a write port "<memory>_write" per RAM memory,
+# and the attributes the manifest reports: `memories` (ParameterMemory list),
+# `out_shape`, `acc_bits`, `cycles_per_vector`, `cycles_per_vector_bound` and
+# `cycles_per_vector_bound_rule` (the bound's formula, for people).
 ENGINES = {"lut": LutEngine}
 MANIFEST_FORMAT = "nomac-manifest/1"
 
@@ -92,7 +98,7 @@ def build_engine(layer):
 
 def manifest_for(config: Config, layer, engine, top: str) -> dict:
     hw = layer.hw
-    out_bits = Shape.cast(engine.accumulator.out_shape).width
+    out_bits = Shape.cast(engine.out_shape).width
 
     def stream(prefix, lanes, lane_bits, elements):
         return {"valid": f"{prefix}_valid", "ready": f"{prefix}_ready", "data": f"{prefix}_data",
@@ -121,6 +127,7 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
         "acc_bits": engine.acc_bits,
         "cycles_per_vector": engine.cycles_per_vector,
         "cycles_per_vector_bound": engine.cycles_per_vector_bound,
+        "cycles_per_vector_bound_rule": engine.cycles_per_vector_bound_rule,
         "latency_cycles": measure_latency(build_engine(layer), layer.in_features),
         "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
     }

@@ -57,7 +57,7 @@ class SimReport:
                  f"({self.seconds:.1f} s)"]
         if self.cycles_per_vector is not None:
             lines.append(f"  cycles/vector measured {self.cycles_per_vector:.2f}, design {m['cycles_per_vector']}, "
-                         f"table-read bound ceil(C*M/R) = {m['cycles_per_vector_bound']}")
+                         f"bound {m['cycles_per_vector_bound_rule']} = {m['cycles_per_vector_bound']}")
             lines.append(f"  latency measured {self.latency_cycles} cycles, design {m['latency_cycles']}")
         for phase in self.phases:
             lines.append(f"  phase {phase['name']:<13} {phase['vectors']:>6} vectors "
