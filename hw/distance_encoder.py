@@ -36,8 +36,7 @@ class DistanceEncoder(wiring.Component):
             layer.prototypes, writable=layer.hw.memory == "ram")
         members = {"i": In(vector_stream(V, signed(8))),
                    "o": Out(vector_stream(1, unsigned(K.bit_length() - 1)))}
-        if self.prototypes.writable:
-            members[self.prototypes.write_name] = self.prototypes.write_member()
+        members.update(self.prototypes.members())
         super().__init__(members)
 
     @property
@@ -54,8 +53,7 @@ class DistanceEncoder(wiring.Component):
         C, K, V, P = layer.codebooks, layer.centroids, layer.subvector_len, layer.hw.encoder_lanes
         J = K // P                                     # prototype words per codebook
         code_bits = K.bit_length() - 1
-        memory = self.prototypes.build(m, getattr(self, self.prototypes.write_name, None))
-        read = memory.read_port()
+        read = self.prototypes.build(m, self)
 
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), read.en.eq(advance)]

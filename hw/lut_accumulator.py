@@ -43,8 +43,7 @@ class LutAccumulator(wiring.Component):
         members = {"i": In(vector_stream(1, unsigned(K.bit_length() - 1))),
                    "o": Out(vector_stream(R, self.out_shape))}
         for mem in self.memories:
-            if mem.writable:
-                members[mem.write_name] = mem.write_member()
+            members.update(mem.members())
         super().__init__(members)
 
     @property
@@ -63,8 +62,8 @@ class LutAccumulator(wiring.Component):
         code_bits = K.bit_length() - 1
         bank_bits = (C - 1).bit_length()
 
-        tables = self.tables.build(m, getattr(self, self.tables.write_name, None)).read_port()
-        bias = self.bias.build(m, getattr(self, self.bias.write_name, None)).read_port()
+        tables = self.tables.build(m, self)
+        bias = self.bias.build(m, self)
         m.submodules.codes = codes = memory.Memory(shape=unsigned(code_bits), depth=2 << bank_bits, init=[])
         code_write, code_read = codes.write_port(), codes.read_port()
 

@@ -38,8 +38,7 @@ class LutEngine(wiring.Component):
                    "idle": Out(1),
                    "framing_error": Out(1)}
         for memory in self.memories:
-            if memory.writable:
-                members[memory.write_name] = memory.write_member()
+            members.update(memory.members())
         super().__init__(members)
 
     @property
@@ -85,8 +84,8 @@ class LutEngine(wiring.Component):
         connect(m, scatter.o, flipped(self.o))
         for unit in (self.encoder, self.accumulator):
             for memory in unit.memories:
-                if memory.writable:
-                    connect(m, flipped(getattr(self, memory.write_name)), getattr(unit, memory.write_name))
+                for name in memory.members():
+                    connect(m, flipped(getattr(self, name)), getattr(unit, name))
 
         with m.If(gather.misframed):
             m.d.sync += self.framing_error.eq(1)

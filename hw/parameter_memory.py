@@ -1,12 +1,27 @@
-"""A config array held in an engine memory: ROM baked from the config, or RAM whose
-write port lets a host load new contents at run time (SPEC section 3 "hw")."""
+"""A config array held in an engine memory: ROM baked from the config, or RAM that a
+host loads and checks at run time (SPEC section 3 "hw").
+
+A RAM gets two ports on the engine's signature: `<name>_write` (addr, data, en) and
+`<name>_read` (addr, en in; data out one cycle later). The read-back port shares the
+datapath's read port (an address multiplexer, no second block-RAM port), so it may
+only be used while the engine is `idle`, like the write port.
+"""
 import numpy as np
-from amaranth import Module
+from amaranth import Module, Mux, Signal
 from amaranth.hdl import unsigned
-from amaranth.lib import memory
-from amaranth.lib.wiring import Out
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
 
 from nomac.hw.memory_layout import MemoryLayout
+
+
+class _DatapathRead:
+    """What the datapath drives (addr, en) and sees (data) when the host can read back too."""
+
+    def __init__(self, name: str, addr_width: int, data):
+        self.addr = Signal(addr_width, name=f"{name}_addr")
+        self.en = Signal(name=f"{name}_en")
+        self.data = data
 
 
 class ParameterMemory:
@@ -16,25 +31,43 @@ class ParameterMemory:
         self.init = layout.words(array)
         self.depth = len(self.init)
         self.word_bits = layout.lanes * layout.lane_bits
+        self.addr_width = max(1, (self.depth - 1).bit_length())
 
     @property
     def write_name(self) -> str:
         return f"{self.layout.name}_write"
 
-    def write_member(self):
-        """The component-signature member of the write port (inputs: addr, data, en)."""
-        return Out(memory.WritePort.Signature(addr_width=max(1, (self.depth - 1).bit_length()),
-                                              shape=unsigned(self.word_bits)))
+    @property
+    def read_name(self) -> str:
+        return f"{self.layout.name}_read"
 
-    def build(self, m: Module, write_port=None) -> memory.Memory:
-        """Add the memory to `m`; connect the component's write-port interface if RAM."""
+    def members(self) -> dict:
+        """Signature members for the host ports (none for a ROM)."""
+        if not self.writable:
+            return {}
+        shape = unsigned(self.word_bits)
+        return {self.write_name: Out(memory.WritePort.Signature(addr_width=self.addr_width, shape=shape)),
+                self.read_name: In(wiring.Signature({"addr": Out(self.addr_width), "en": Out(1),
+                                                     "data": In(shape)}))}
+
+    def build(self, m: Module, component: wiring.Component):
+        """Add the memory to `m` and return the read port the datapath uses (addr, en, data).
+
+        For a RAM, `component` carries the host ports named by `members()`.
+        """
         mem = memory.Memory(shape=unsigned(self.word_bits), depth=self.depth, init=self.init)
         m.submodules[self.layout.name] = mem
-        if self.writable:
-            port = mem.write_port()
-            m.d.comb += [port.addr.eq(write_port.addr), port.data.eq(write_port.data),
-                         port.en.eq(write_port.en)]
-        return mem
+        port = mem.read_port()
+        if not self.writable:
+            return port
+        write, host = getattr(component, self.write_name), getattr(component, self.read_name)
+        write_port = mem.write_port()
+        datapath = _DatapathRead(self.layout.name, self.addr_width, port.data)
+        m.d.comb += [write_port.addr.eq(write.addr), write_port.data.eq(write.data), write_port.en.eq(write.en),
+                     port.addr.eq(Mux(host.en, host.addr, datapath.addr)),
+                     port.en.eq(host.en | datapath.en),
+                     host.data.eq(port.data)]
+        return datapath
 
     def describe(self) -> dict:
         return {"name": self.layout.name, "memory": "ram" if self.writable else "rom",

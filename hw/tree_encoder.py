@@ -43,8 +43,7 @@ class TreeEncoder(wiring.Component):
             for level in range(L)]
         members = {"i": In(vector_stream(V, signed(8))), "o": Out(vector_stream(1, unsigned(L)))}
         for memory in self.memories:
-            if memory.writable:
-                members[memory.write_name] = memory.write_member()
+            members.update(memory.members())
         super().__init__(members)
 
     @property
@@ -56,9 +55,8 @@ class TreeEncoder(wiring.Component):
         layer = self.layer
         C, V, L = layer.codebooks, layer.subvector_len, layer.levels
         dim_bits = self.split_dims.layout.lane_bits
-        split_read = self.split_dims.build(m, getattr(self, self.split_dims.write_name, None)).read_port()
-        threshold_reads = [memory.build(m, getattr(self, memory.write_name, None)).read_port()
-                           for memory in self.thresholds]
+        split_read = self.split_dims.build(m, self)
+        threshold_reads = [memory.build(m, self) for memory in self.thresholds]
 
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]

@@ -110,6 +110,7 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
         entry = {**memory.describe(), "init_file": f"{memory.layout.name}.hex"}
         if memory.writable:
             entry["write"] = {field: f"{memory.write_name}_{field}" for field in ("addr", "data", "en")}
+            entry["read"] = {field: f"{memory.read_name}_{field}" for field in ("addr", "data", "en")}
         memories.append(entry)
     memory_bits = sum(m["depth"] * m["word_bits"] for m in memories)
     return {

@@ -143,17 +143,35 @@ class VectorSink:
             self.protocol_errors.append(text)
 
 
-class MemoryWriter:
-    """Writes words through a manifest memory's write port, one word per cycle."""
+class MemoryPort:
+    """Writes and reads back a manifest RAM through its host ports, one word per cycle.
+
+    Both ports may only be used while the engine is idle; their enables are held low
+    otherwise (an undriven enable would be X in simulation).
+    """
 
     def __init__(self, dut, memory: dict, clock):
-        ports = memory["write"]
-        self.addr, self.data, self.en = dut[ports["addr"]], dut[ports["data"]], dut[ports["en"]]
+        write, read = memory["write"], memory["read"]
+        self.w_addr, self.w_data, self.w_en = dut[write["addr"]], dut[write["data"]], dut[write["en"]]
+        self.r_addr, self.r_data, self.r_en = dut[read["addr"]], dut[read["data"]], dut[read["en"]]
         self.clock = clock
-        self.en.value = 0
+        self.w_en.value = 0
+        self.r_en.value = 0
 
     async def write(self, words: list[int]):
         for address, word in enumerate(words):
-            self.addr.value, self.data.value, self.en.value = address, word, 1
+            self.w_addr.value, self.w_data.value, self.w_en.value = address, word, 1
             await RisingEdge(self.clock)
-        self.en.value = 0
+        self.w_en.value = 0
+
+    async def read(self, count: int) -> list[int]:
+        """Words 0 .. count-1. Edge k registers the word at the address set before it; right
+        after edge k+1 the sampled read data is still that word (pre-edge values)."""
+        words = []
+        for address in range(count + 1):
+            self.r_addr.value, self.r_en.value = min(address, count - 1), int(address < count)
+            await RisingEdge(self.clock)
+            if address:
+                words.append(self.r_data.value.to_unsigned())
+        self.r_en.value = 0
+        return words

@@ -38,6 +38,7 @@ class SimReport:
     mismatched_vectors: int
     protocol_errors: list
     framing_errors: list
+    memory_errors: list
     mismatches: list
     cycles_per_vector: float | None
     latency_cycles: int | None
@@ -47,13 +48,14 @@ class SimReport:
 
     @property
     def passed(self) -> bool:
-        return not (self.mismatched_vectors or self.protocol_errors or self.framing_errors)
+        return not (self.mismatched_vectors or self.protocol_errors or self.framing_errors or self.memory_errors)
 
     def summary(self) -> str:
         m = self.manifest
         lines = [f"layer {self.layer} ({m['top']}, config {m['config_id']}) on {self.simulator}: "
                  f"{self.vectors} vectors checked, {self.mismatched_vectors} mismatches, "
-                 f"{len(self.protocol_errors) + len(self.framing_errors)} protocol errors "
+                 f"{len(self.protocol_errors) + len(self.framing_errors)} protocol errors, "
+                 f"{len(self.memory_errors)} memory read-back errors "
                  f"({self.seconds:.1f} s)"]
         if self.cycles_per_vector is not None:
             lines.append(f"  cycles/vector measured {self.cycles_per_vector:.2f}, design {m['cycles_per_vector']}, "
@@ -62,7 +64,8 @@ class SimReport:
         for phase in self.phases:
             lines.append(f"  phase {phase['name']:<13} {phase['vectors']:>6} vectors "
                          f"{phase['mismatched_vectors']:>4} mismatched {phase['cycles']:>8} cycles")
-        for problem in (*self.mismatches[:3], *self.protocol_errors[:3], *self.framing_errors[:3]):
+        for problem in (*self.mismatches[:3], *self.protocol_errors[:3], *self.framing_errors[:3],
+                        *self.memory_errors[:3]):
             lines.append(f"  ! {problem}")
         return "\n".join(lines)
 
@@ -160,6 +163,7 @@ def simulate(config: Config, layer_name: str | None = None, *, vectors: int = 20
         vectors=sum(p["vectors"] for p in result["phases"]),
         mismatched_vectors=sum(p["mismatched_vectors"] for p in result["phases"]),
         protocol_errors=result["protocol_errors"], framing_errors=result["framing_errors"],
+        memory_errors=result["memory_errors"],
         mismatches=result["mismatches"], cycles_per_vector=measured.get("cycles_per_vector"),
         latency_cycles=measured.get("latency_cycles"), manifest=design.manifest,
         phases=result["phases"], seconds=time.monotonic() - started)

@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from nomac.sim.drivers import CLOCK_PERIOD_NS, MemoryWriter, VectorSink, VectorSource, current_cycle
+from nomac.sim.drivers import CLOCK_PERIOD_NS, MemoryPort, VectorSink, VectorSource, current_cycle
 
 _MISMATCHES_KEPT = 10
 
@@ -40,7 +40,7 @@ async def stream_bench(dut):
     Clock(clock, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start()
     source = VectorSource(dut, manifest["streams"]["in"], clock)
     sink = VectorSink(dut, manifest["streams"]["out"], clock)
-    writers = {m["name"]: MemoryWriter(dut, m, clock) for m in manifest["memories"] if "write" in m}
+    memories = {m["name"]: MemoryPort(dut, m, clock) for m in manifest["memories"] if "write" in m}
     framing_error = dut[manifest["status"]["framing_error"]]
 
     reset.value = int(manifest["reset_active_high"])
@@ -48,11 +48,17 @@ async def stream_bench(dut):
     reset.value = int(not manifest["reset_active_high"])
     await RisingEdge(clock)
 
-    report = {"phases": [], "mismatches": [], "protocol_errors": [], "framing_errors": []}
+    report = {"phases": [], "mismatches": [], "protocol_errors": [], "framing_errors": [], "memory_errors": []}
     for index, phase in enumerate(plan["phases"]):
         await wait_idle(dut, manifest)
         for name, words in phase["writes"].items():
-            await writers[name].write([int(word, 16) for word in words])
+            words = [int(word, 16) for word in words]
+            await memories[name].write(words)
+            read_back = await memories[name].read(len(words))
+            if read_back != words:
+                wrong = [a for a, (w, r) in enumerate(zip(words, read_back)) if w != r]
+                report["memory_errors"].append(f"phase {phase['name']}: memory {name} read back differs "
+                                               f"at {len(wrong)} addresses, first {wrong[0]}")
         vectors = arrays[f"{index}/vectors"]
         expected = arrays[f"{index}/expected"]
         source_rng = random.Random(plan["seed"] * 7919 + 2 * index)
@@ -87,3 +93,4 @@ async def stream_bench(dut):
                                      f"from the golden model; first: {report['mismatches'][0]}"
     assert not report["protocol_errors"], f"stream protocol errors: {report['protocol_errors']}"
     assert not report["framing_errors"], f"framing flag errors: {report['framing_errors']}"
+    assert not report["memory_errors"], f"memory read-back errors: {report['memory_errors']}"

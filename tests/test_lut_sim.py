@@ -43,6 +43,7 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "model" / "configs").glob("lut
 def check(report):
     assert report.mismatched_vectors == 0, report.summary()
     assert not report.protocol_errors and not report.framing_errors, report.summary()
+    assert not report.memory_errors, report.summary()
     assert report.cycles_per_vector == report.manifest["cycles_per_vector"], report.summary()
     assert report.latency_cycles == report.manifest["latency_cycles"], report.summary()
 

@@ -174,9 +174,13 @@ def test_manifest_names_exactly_the_ports_of_the_verilog(name, generated):
             expected.update({write["addr"]: ("input", address_bits(memory["depth"])),
                              write["data"]: ("input", memory["word_bits"]),
                              write["en"]: ("input", 1)})
+            read = memory["read"]           # read-back: address and enable in, the word out
+            expected.update({read["addr"]: ("input", address_bits(memory["depth"])),
+                             read["data"]: ("output", memory["word_bits"]),
+                             read["en"]: ("input", 1)})
         else:
-            assert "write" not in memory
-    assert len(expected) == 12 + (3 * len(manifest["memories"]) if hw.memory == "ram" else 0)
+            assert "write" not in memory and "read" not in memory
+    assert len(expected) == 12 + (6 * len(manifest["memories"]) if hw.memory == "ram" else 0)
 
     verilog = (folder / f"{top}.v").read_text()
     assert top_ports(verilog, top) == expected
