@@ -77,7 +77,7 @@ def cmd_sim(args) -> int:
     print(f"simulating {args.config} with {args.sim}: {args.vectors} random vectors + directed cases ...",
           flush=True)
     report = simulate(config, args.layer, vectors=args.vectors, seed=args.seed, simulator=args.sim,
-                      work_dir=args.work_dir, waves=args.waves)
+                      work_dir=args.work_dir, waves=args.waves, keep=args.keep)
     print(report.summary())
     return 0 if report.passed else 1
 
@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--vectors", type=int, default=1000, help="random vectors (default 1000)")
         command.add_argument("--seed", type=int, default=1)
         command.add_argument("--work-dir", type=Path, help="where builds and logs go (default ~/.cache/nomac/sim)")
-        command.add_argument("--waves", action="store_true", help="record a waveform")
+        command.add_argument("--waves", action="store_true", help="record a waveform (keeps the run's files)")
+        command.add_argument("--keep", action="store_true", help="keep the run's files after a passing run")
 
     golden = config_command("golden", "run the integer golden model on int8 vectors")
     golden.add_argument("inputs", type=Path, help=".npy of int8 [N, in_features]")

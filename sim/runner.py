@@ -45,6 +45,7 @@ class SimReport:
     manifest: dict
     phases: list = field(default_factory=list)
     seconds: float = 0.0
+    run_dir: Path | None = None         # the run's files, when kept
 
     @property
     def passed(self) -> bool:
@@ -67,6 +68,8 @@ class SimReport:
         for problem in (*self.mismatches[:3], *self.protocol_errors[:3], *self.framing_errors[:3],
                         *self.memory_errors[:3]):
             lines.append(f"  ! {problem}")
+        if self.run_dir:
+            lines.append(f"  files (design, stimulus, logs) kept in {self.run_dir}")
         return "\n".join(lines)
 
 
@@ -110,8 +113,13 @@ def _tool_environment(simulator: str):
 
 
 def simulate(config: Config, layer_name: str | None = None, *, vectors: int = 200, seed: int = 1,
-             simulator: str = "icarus", work_dir=None, waves: bool = False) -> SimReport:
-    """Generate, build and simulate one hardware layer of `config`; return what was measured."""
+             simulator: str = "icarus", work_dir=None, waves: bool = False, keep: bool = False) -> SimReport:
+    """Generate, build and simulate one hardware layer of `config`; return what was measured.
+
+    Builds are cached under `work_dir` (default ~/.cache/nomac/sim); a run's own files
+    (design, stimulus, logs, waves) are deleted after a passing run unless `keep`
+    or `waves`, and always kept after a failing one (`SimReport.run_dir`).
+    """
     from cocotb_tools.runner import get_runner
 
     if simulator not in SIMULATORS:
@@ -158,7 +166,7 @@ def simulate(config: Config, layer_name: str | None = None, *, vectors: int = 20
                               f"log {log}:\n{tail}")
     result = json.loads(report_path.read_text())
     measured = next((p for p in result["phases"] if "cycles_per_vector" in p), {})
-    return SimReport(
+    report = SimReport(
         layer=layer.name, simulator=simulator,
         vectors=sum(p["vectors"] for p in result["phases"]),
         mismatched_vectors=sum(p["mismatched_vectors"] for p in result["phases"]),
@@ -166,4 +174,8 @@ def simulate(config: Config, layer_name: str | None = None, *, vectors: int = 20
         memory_errors=result["memory_errors"],
         mismatches=result["mismatches"], cycles_per_vector=measured.get("cycles_per_vector"),
         latency_cycles=measured.get("latency_cycles"), manifest=design.manifest,
-        phases=result["phases"], seconds=time.monotonic() - started)
+        phases=result["phases"], seconds=time.monotonic() - started, run_dir=run_dir)
+    if report.passed and not (keep or waves):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        report.run_dir = None
+    return report
