@@ -2,10 +2,11 @@
 import numpy as np
 
 from nomac.errors import ConfigError
+from nomac.model.butterfly_golden import butterfly_forward
 from nomac.model.config import Config
 from nomac.model.lut_golden import lut_forward
 
-FORWARD = {"lut": lut_forward}
+FORWARD = {"lut": lut_forward, "butterfly": butterfly_forward}
 
 
 def run_golden(config: Config, x: np.ndarray, layer_name: str | None = None) -> np.ndarray:
