@@ -12,7 +12,7 @@ from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.parameter_memory import ParameterMemory
 from nomac.hw.requantize import requantize
 from nomac.hw.vector_stream import beats_per_vector, vector_stream
-from nomac.hw.widths import lut_accumulator_bits, lut_bias_bits
+from nomac.hw.widths import bias_memory_bits, lut_accumulator_bits
 
 
 class LutAccumulator(wiring.Component):
@@ -37,7 +37,7 @@ class LutAccumulator(wiring.Component):
                          pad=((0, 0), (0, 0), (0, G * R - M)), reshape=(C, K, G, R), transpose=(2, 0, 1, 3)),
             layer.tables, writable)
         self.bias = ParameterMemory(
-            MemoryLayout("bias", "bias", lanes=R, lane_bits=lut_bias_bits(layer), signed=True,
+            MemoryLayout("bias", "bias", lanes=R, lane_bits=bias_memory_bits(layer), signed=True,
                          pad=((0, G * R - M),)),
             layer.bias, writable)
         members = {"i": In(vector_stream(1, unsigned(K.bit_length() - 1))),

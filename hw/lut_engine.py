@@ -5,18 +5,17 @@ input beats -> gearbox (to one subvector per beat) -> encoder (a code per codebo
 is a `lib.stream` with valid/ready, so any stage may stall any other and nothing is
 lost or repeated (SPEC section 4).
 """
-from amaranth import Module, Mux, Signal
+from amaranth import Module
 from amaranth.hdl import signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.hw.distance_encoder import DistanceEncoder
+from nomac.hw.engine_status import EngineStatus
 from nomac.hw.lane_gearbox import LaneGearbox
 from nomac.hw.lut_accumulator import LutAccumulator
 from nomac.hw.tree_encoder import TreeEncoder
 from nomac.hw.vector_stream import beats_per_vector, vector_stream
-
-_MAX_IN_FLIGHT = 15   # far above what the stage buffers can hold; sizes the `idle` counter
 
 
 class LutEngine(wiring.Component):
@@ -87,18 +86,5 @@ class LutEngine(wiring.Component):
                 for name in memory.members():
                     connect(m, flipped(getattr(self, name)), getattr(unit, name))
 
-        with m.If(gather.misframed):
-            m.d.sync += self.framing_error.eq(1)
-
-        # Vectors in flight: counted in on their first input beat, out on their last output beat.
-        in_beats = beats_per_vector(layer.in_features, hw.in_lanes)
-        in_beat = Signal(range(in_beats))
-        in_fire = self.i.valid & self.i.ready
-        with m.If(in_fire):
-            m.d.sync += in_beat.eq(Mux(in_beat == in_beats - 1, 0, in_beat + 1))
-        entered = in_fire & (in_beat == 0)
-        left = self.o.valid & self.o.ready & self.o.payload.last
-        in_flight = Signal(range(_MAX_IN_FLIGHT + 1))
-        m.d.sync += in_flight.eq(in_flight + entered - left)
-        m.d.comb += self.idle.eq((in_flight == 0) & ~entered)
+        EngineStatus.attach(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
         return m

@@ -47,8 +47,8 @@ def lut_accumulator_bits(layer) -> int:
     return signed_bits(*prefix_sum_range(start_lo, start_hi, term_lo, term_hi))
 
 
-def lut_bias_bits(layer) -> int:
-    """Width of the bias memory: hw.bias_bits for RAM, the values' own width for ROM."""
+def bias_memory_bits(layer) -> int:
+    """Width of a layer's bias memory (any kind): hw.bias_bits for RAM, the values' own width for ROM."""
     if layer.hw.memory == "ram":
         return layer.hw.bias_bits
     return signed_bits(int(layer.bias.min()), int(layer.bias.max()))
