@@ -1,8 +1,8 @@
 """How a config array is laid out in an engine memory, as data the manifest can carry.
 
-A layout turns an array into memory words in four numpy-like steps: select a
-sub-range per axis, zero-pad, reshape/transpose, and flatten to `depth` words of
-`lanes` elements. Lane i of a word sits at bits [w*i + w-1 : w*i] in two's
+A layout turns an array into memory words in numpy-like steps: select a
+sub-range per axis, subtract a constant offset, zero-pad, reshape/transpose, and
+flatten to `depth` words of `lanes` elements. Lane i of a word sits at bits [w*i + w-1 : w*i] in two's
 complement (w = lane_bits), exactly like a stream beat. The manifest records these
 steps, so a host in any language can pack new tables for a RAM write port; nomac's
 own generators, testbenches and host driver all pack through `MemoryLayout.words`.
@@ -23,6 +23,7 @@ class MemoryLayout:
     pad: tuple = ()           # ((before, after), ...) per axis, after select; () pads nothing
     reshape: tuple = ()       # shape after padding; () keeps it
     transpose: tuple = ()     # axis order after reshape; () keeps it
+    offset: int = 0           # subtracted from every element after select (e.g. shift - shift_min)
 
     @classmethod
     def from_manifest(cls, entry: dict) -> "MemoryLayout":
@@ -30,13 +31,15 @@ class MemoryLayout:
         return cls(name=entry["name"], array=entry["array"], lanes=entry["lanes"],
                    lane_bits=entry["lane_bits"], signed=entry["signed"],
                    select=tuple(tuple(s) for s in entry["select"]), pad=tuple(tuple(p) for p in entry["pad"]),
-                   reshape=tuple(entry["reshape"]), transpose=tuple(entry["transpose"]))
+                   reshape=tuple(entry["reshape"]), transpose=tuple(entry["transpose"]),
+                   offset=entry.get("offset", 0))
 
     def elements(self, array: np.ndarray) -> np.ndarray:
         """The array's elements in memory order, as a [depth, lanes] int64 array."""
         a = np.asarray(array, dtype=np.int64)
         if self.select:
             a = a[tuple(slice(start, stop) for start, stop in self.select)]
+        a = a - self.offset
         if self.pad:
             a = np.pad(a, self.pad)
         if self.reshape:
@@ -71,4 +74,4 @@ class MemoryLayout:
                 "lane_bits": self.lane_bits, "signed": self.signed,
                 "word_bits": self.lanes * self.lane_bits,
                 "select": [list(s) for s in self.select], "pad": [list(p) for p in self.pad],
-                "reshape": list(self.reshape), "transpose": list(self.transpose)}
+                "reshape": list(self.reshape), "transpose": list(self.transpose), "offset": self.offset}
