@@ -17,11 +17,13 @@ import numpy as np
 
 from nomac.errors import ConfigError
 from nomac.model.butterfly_spec import ButterflyLayer
+from nomac.model.dense_spec import DenseLayer
 from nomac.model.field_rules import reject_unknown
 from nomac.model.lut_spec import LutLayer
+from nomac.model.shift_spec import ShiftLayer
 
 FORMAT = "nomac/1"
-LAYER_KINDS = {cls.kind: cls for cls in (LutLayer, ButterflyLayer)}
+LAYER_KINDS = {cls.kind: cls for cls in (LutLayer, ShiftLayer, DenseLayer, ButterflyLayer)}
 DESCRIPTIVE_LAYER_KEYS = ("description", "input_scale", "output_scale")
 TOP_LEVEL_KEYS = ("format", "arrays", "layers", "description", "input_scale", "output_scale")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -4,9 +4,12 @@ import numpy as np
 from nomac.errors import ConfigError
 from nomac.model.butterfly_golden import butterfly_forward
 from nomac.model.config import Config
+from nomac.model.dense_golden import dense_forward
 from nomac.model.lut_golden import lut_forward
+from nomac.model.shift_golden import shift_forward
 
-FORWARD = {"lut": lut_forward, "butterfly": butterfly_forward}
+FORWARD = {"lut": lut_forward, "shift": shift_forward, "dense": dense_forward,
+           "butterfly": butterfly_forward}
 
 
 def run_golden(config: Config, x: np.ndarray, layer_name: str | None = None) -> np.ndarray:

@@ -1,0 +1,158 @@
+"""What the matrix-vector kinds (`shift`, `dense`) share: parameters, loading, "hw" choices.
+
+Both kinds compute acc[m] = bias[m] + sum_d term(m, d) over a full [M, D] weight
+matrix and give sat8(rshift_round(acc, out_shift)) or acc (SPEC section 1); only the
+term differs (a signed shift of the input, or an int8 product). So they share the
+parameters in_features, out_features, out_shift, output, one "hw" section, and the
+engine organisation: `lanes` output units run in parallel, each consuming
+`terms_per_cycle` inputs a cycle, which bounds a vector at
+ceil(D * M / (lanes * terms_per_cycle)) cycles.
+"""
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import numpy as np
+
+from nomac.errors import ConfigError
+from nomac.model.field_rules import (reject_unknown, require_array, require_bool, require_choice, require_int,
+                                     require_values_in)
+
+OUTPUTS = ("int8", "acc")
+MEMORIES = ("rom", "ram")
+DEFAULT_LANES = 2            # outputs computed in parallel, as the lut kind's default table_reads
+DEFAULT_TERMS_PER_CYCLE = 4  # so 8 terms a cycle: the 8 DSP blocks of an iCE40UP5K for `dense`
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class MatrixHardware:
+    """Hardware choices that leave the arithmetic unchanged (the layer's "hw" section).
+
+    in_lanes / out_lanes: elements per beat on the input / output stream.
+    lanes (U): output units computing in parallel; unit u of group g computes output
+        g * U + u, so a vector takes ceil(M / U) groups.
+    terms_per_cycle (T): inputs each unit consumes per cycle; a group takes
+        ceil(D / T) cycles, a vector ceil(M / U) * ceil(D / T).
+    memory: "rom" bakes the arrays into the bitstream; "ram" adds host write and
+        read-back ports so weights and bias can be loaded at run time.
+    pipeline: register the terms and the adder-tree sums of a cycle, and the final
+        sums before rounding (shorter paths, three more cycles of latency).
+    bias_bits: width of the bias memory with "ram" (a loaded bias must fit in it);
+        with "rom" the widths come from the arrays themselves.
+    """
+    in_lanes: int
+    out_lanes: int
+    lanes: int
+    terms_per_cycle: int
+    memory: str
+    pipeline: bool
+    bias_bits: int
+
+    KEYS: ClassVar[tuple[str, ...]] = ("in_lanes", "out_lanes", "lanes", "terms_per_cycle", "memory",
+                                       "pipeline", "bias_bits")
+
+    def groups(self, out_features: int) -> int:
+        return ceil_div(out_features, self.lanes)
+
+    def steps(self, in_features: int) -> int:
+        return ceil_div(in_features, self.terms_per_cycle)
+
+
+def resolve_matrix_hardware(layer, where: str, given: dict) -> MatrixHardware:
+    """Validate a `shift` or `dense` layer's "hw" section and fill in balanced defaults.
+
+    Defaults: lanes = min(M, 2), terms_per_cycle = min(D, 4); the streams get just
+    enough lanes to keep up with the ceil(M / lanes) * ceil(D / terms_per_cycle)
+    cycles of the loop.
+    """
+    reject_unknown(where, "hw key", given, MatrixHardware.KEYS)
+    D, M = layer.in_features, layer.out_features
+    lanes = require_int(where, "hw.lanes", given.get("lanes", min(M, DEFAULT_LANES)), lo=1, hi=M)
+    terms = require_int(where, "hw.terms_per_cycle", given.get("terms_per_cycle", min(D, DEFAULT_TERMS_PER_CYCLE)),
+                        lo=1, hi=D)
+    cycles = ceil_div(M, lanes) * ceil_div(D, terms)
+    in_lanes = require_int(where, "hw.in_lanes", given.get("in_lanes", ceil_div(D, cycles)), lo=1, hi=D)
+    out_lanes = require_int(where, "hw.out_lanes", given.get("out_lanes", ceil_div(M, cycles)), lo=1, hi=M)
+    memory = require_choice(where, "hw.memory", given.get("memory", "rom"), MEMORIES)
+    pipeline = require_bool(where, "hw.pipeline", given.get("pipeline", True))
+    if memory == "rom":
+        if "bias_bits" in given:
+            raise ConfigError(where, "hw.bias_bits", given["bias_bits"],
+                              "only applies to memory 'ram'; ROM widths come from the arrays")
+        bias_bits = 0
+    else:
+        bias_bits = require_int(where, "hw.bias_bits", given.get("bias_bits", 32), lo=2, hi=32)
+        limit = 1 << (bias_bits - 1)
+        require_values_in(where, "bias", layer.bias, -limit, limit - 1,
+                          f"must fit the {bias_bits}-bit bias memory (hw.bias_bits)")
+    return MatrixHardware(in_lanes=in_lanes, out_lanes=out_lanes, lanes=lanes, terms_per_cycle=terms,
+                          memory=memory, pipeline=pipeline, bias_bits=bias_bits)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MatrixLayer:
+    """A validated matrix-vector layer; subclasses add the kind, its parameters and arrays.
+
+    Arrays are read-only numpy arrays of the SPEC dtypes. Subclasses set `kind`,
+    `PARAMS` (all parameters in saved order), `ARRAYS` (array names) and implement
+    `_check(where, params, arrays, D, M) -> (parameters, arrays)` for what is their own
+    (`bias` int32 [M] is checked here).
+    """
+    kind: ClassVar[str]
+    PARAMS: ClassVar[tuple[str, ...]]
+    ARRAYS: ClassVar[tuple[str, ...]]
+    name: str
+    in_features: int
+    out_features: int
+    out_shift: int
+    output: str
+    bias: np.ndarray                              # int32 [M]
+    hw_given: dict = field(default_factory=dict)  # the "hw" section as written; saved back as is
+    hw: MatrixHardware = field(default=None)      # hw_given with defaults filled in
+    extra: dict = field(default_factory=dict)     # descriptive fields kept verbatim (scales, notes)
+
+    def params_json(self) -> dict:
+        """The layer's JSON object, as saved (without arrays)."""
+        params = {"name": self.name, "kind": self.kind,
+                  **{key: getattr(self, key) for key in self.PARAMS}, **self.extra}
+        if self.hw_given:
+            params["hw"] = dict(self.hw_given)
+        return params
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    def with_hw(self, overrides: dict, where: str):
+        """The same layer with some hardware choices replaced (and defaults re-derived)."""
+        given = {**self.hw_given, **overrides}
+        hw = resolve_matrix_hardware(self, where, given)
+        return replace(self, hw_given={key: getattr(hw, key) for key in given}, hw=hw)
+
+    @classmethod
+    def from_json(cls, where: str, params: dict, arrays: dict[str, np.ndarray], extra_keys: tuple[str, ...] = ()):
+        reject_unknown(where, "field", params, ("name", "kind", "hw", *cls.PARAMS, *extra_keys))
+        needed = [key for key in cls.PARAMS if key != "output"]
+        for key in needed:
+            if key not in params:
+                raise ConfigError(where, key, None, f"missing; a {cls.kind} layer needs {', '.join(needed)}")
+        D = require_int(where, "in_features", params["in_features"], lo=1)
+        M = require_int(where, "out_features", params["out_features"], lo=1)
+        out_shift = require_int(where, "out_shift", params["out_shift"], lo=0, hi=62)
+        output = require_choice(where, "output", params.get("output", "int8"), OUTPUTS)
+        reject_unknown(where, "array", arrays, cls.ARRAYS)
+        own_params, own_arrays = cls._check(where, params, arrays, D, M)
+        own_arrays["bias"] = require_array(where, arrays, "bias", np.int32, (M,))
+        extra = {key: params[key] for key in extra_keys if key in params}
+        layer = cls(name=params["name"], in_features=D, out_features=M, out_shift=out_shift, output=output,
+                    extra=extra, **own_params, **own_arrays)
+        hw = params.get("hw", {})
+        if not isinstance(hw, dict):
+            raise ConfigError(where, "hw", hw, "must be an object of hardware choices")
+        return layer.with_hw(hw, where)
+
+    @classmethod
+    def _check(cls, where: str, params: dict, arrays: dict, D: int, M: int) -> tuple[dict, dict]:
+        raise NotImplementedError
