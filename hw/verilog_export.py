@@ -19,8 +19,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 import nomac
+from nomac.hw.dense_engine import DenseEngine
 from nomac.hw.latency import measure_latency
 from nomac.hw.lut_engine import LutEngine
+from nomac.hw.shift_engine import ShiftEngine
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
 
@@ -30,7 +32,7 @@ from nomac.model.config import Config
 # and the attributes the manifest reports: `memories` (ParameterMemory list),
 # `out_shape`, `acc_bits`, `cycles_per_vector`, `cycles_per_vector_bound` and
 # `cycles_per_vector_bound_rule` (the bound's formula, for people).
-ENGINES = {"lut": LutEngine}
+ENGINES = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine}
 MANIFEST_FORMAT = "nomac-manifest/1"
 
 

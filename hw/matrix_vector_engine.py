@@ -1,0 +1,273 @@
+"""The streaming skeleton of the matrix-vector engines (`shift`, `dense`).
+
+acc[m] = bias[m] + sum_d term(m, d), with U = hw.lanes output units and
+T = hw.terms_per_cycle inputs per unit and cycle:
+
+input beats -> gearbox (to words of T inputs) -> ping-pong input buffer
+-> loop over groups g (outputs g*U .. g*U+U-1) and steps s (inputs s*T .. s*T+T-1):
+   one weight word of U*T entries a cycle, U*T terms, an adder tree per unit,
+   U accumulators -> rounding -> gearbox (to output beats).
+
+A vector takes ceil(M / U) * ceil(D / T) cycles, the bound ceil(D*M / (U*T)) when U
+divides M and T divides D. The input buffer has two banks: the gearbox fills one
+while the loop reads the other, so input and computation overlap. What a term is
+(a shift with a sign, a product) comes from a *term unit* object:
+
+- `memories`: its weight memories (ParameterMemory), each laid out by
+  `weight_word_layout`: the word at address g*S + s holds entry [g*U+u, s*T+t] in lane
+  u*T + t (zero-padded past M and D);
+- `weight_bounds()`: (lo, hi), the range of each effective integer weight in
+  accumulator units, [M, D] arrays or scalars (ROM: the weights; RAM: anything
+  loadable), so that accumulator widths cover every partial sum;
+- `terms(m, words, x) -> [U][T] values`: the terms of one cycle from the weight words
+  read (one per memory, in order) and the T int8 inputs.
+"""
+import numpy as np
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from nomac.hw.engine_status import EngineStatus
+from nomac.hw.lane_gearbox import LaneGearbox
+from nomac.hw.memory_layout import MemoryLayout
+from nomac.hw.parameter_memory import ParameterMemory
+from nomac.hw.requantize import balanced_sum, requantize
+from nomac.hw.vector_stream import beats_per_vector, vector_stream
+from nomac.hw.widths import bias_memory_bits, prefix_sum_range, signed_bits
+
+INT8_LO, INT8_HI = -128, 127
+
+
+def weight_word_layout(layer, name: str, array: str, lane_bits: int, signed: bool, offset: int = 0) -> MemoryLayout:
+    """An [M, D] array as words of U*T entries: word g*S + s, lane u*T + t = array[g*U + u, s*T + t]."""
+    D, M, U, T = layer.in_features, layer.out_features, layer.hw.lanes, layer.hw.terms_per_cycle
+    G, S = layer.hw.groups(M), layer.hw.steps(D)
+    return MemoryLayout(name, array, lanes=U * T, lane_bits=lane_bits, signed=signed, offset=offset,
+                        pad=((0, G * U - M), (0, S * T - D)), reshape=(G, U, S, T), transpose=(0, 2, 1, 3))
+
+
+def matrix_accumulator_bits(layer, weight_lo, weight_hi) -> int:
+    """Width holding bias + every prefix of the per-cycle sums, in the loop's order (steps s).
+
+    A term w * x with w in [weight_lo, weight_hi] and int8 x reaches its extremes at
+    the corners; the sum of a step is bounded by the sum of its terms' bounds.
+    """
+    D, M, T = layer.in_features, layer.out_features, layer.hw.terms_per_cycle
+    S = layer.hw.steps(D)
+    lo = np.broadcast_to(np.asarray(weight_lo, dtype=object), (M, D))
+    hi = np.broadcast_to(np.asarray(weight_hi, dtype=object), (M, D))
+    corners = [w * x for w in (lo, hi) for x in (INT8_LO, INT8_HI)]
+    term_lo, term_hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
+    pad = ((0, 0), (0, S * T - D))
+    step_lo = np.pad(term_lo, pad).reshape(M, S, T).sum(axis=2).T          # [S, M]
+    step_hi = np.pad(term_hi, pad).reshape(M, S, T).sum(axis=2).T
+    if layer.hw.memory == "ram":
+        limit = 1 << (layer.hw.bias_bits - 1)
+        bias_lo, bias_hi = np.full(M, -limit), np.full(M, limit - 1)
+    else:
+        bias_lo = bias_hi = layer.bias.astype(np.int64)
+    return signed_bits(*prefix_sum_range(bias_lo, bias_hi, step_lo, step_hi))
+
+
+class MatrixVectorLoop(wiring.Component):
+    """Input words of T int8 elements in (S per vector), results out in groups of U lanes (G per vector)."""
+
+    def __init__(self, layer, term_unit):
+        self.layer, self.term_unit = layer, term_unit
+        hw = layer.hw
+        U, T, M = hw.lanes, hw.terms_per_cycle, layer.out_features
+        G = hw.groups(M)
+        self.acc_bits = matrix_accumulator_bits(layer, *term_unit.weight_bounds())
+        self.out_shape = signed(8) if layer.output == "int8" else signed(self.acc_bits)
+        self.bias = ParameterMemory(
+            MemoryLayout("bias", "bias", lanes=U, lane_bits=bias_memory_bits(layer), signed=True,
+                         pad=((0, G * U - M),)),
+            layer.bias, hw.memory == "ram")
+        members = {"i": In(vector_stream(T, signed(8))), "o": Out(vector_stream(U, self.out_shape))}
+        for mem in self.memories:
+            members.update(mem.members())
+        super().__init__(members)
+
+    @property
+    def memories(self) -> list[ParameterMemory]:
+        return [*self.term_unit.memories, self.bias]
+
+    @property
+    def cycles_per_vector(self) -> int:
+        hw = self.layer.hw
+        return hw.groups(self.layer.out_features) * hw.steps(self.layer.in_features)
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, hw = self.layer, self.layer.hw
+        U, T = hw.lanes, hw.terms_per_cycle
+        G, S = hw.groups(layer.out_features), hw.steps(layer.in_features)
+        bank_bits = (S - 1).bit_length()
+
+        weights = [mem.build(m, self) for mem in self.term_unit.memories]
+        bias = self.bias.build(m, self)
+        m.submodules.inputs = inputs = memory.Memory(shape=unsigned(8 * T), depth=2 << bank_bits, init=[])
+        input_write, input_read = inputs.write_port(), inputs.read_port()
+
+        # Write side: fill bank `fill` with the S words of a vector, then mark it full.
+        full = [Signal(name="full0"), Signal(name="full1")]
+        fill, fill_s = Signal(), Signal(range(S))
+        word_fire = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(Mux(fill, full[1], full[0]) == 0),
+                     input_write.addr.eq(Cat(fill_s, fill)),
+                     input_write.data.eq(self.i.payload.data.as_value()),
+                     input_write.en.eq(word_fire)]
+        fill_done = word_fire & (fill_s == S - 1)
+        with m.If(word_fire):
+            m.d.sync += fill_s.eq(Mux(fill_done, 0, fill_s + 1))
+            with m.If(fill_done):
+                m.d.sync += fill.eq(~fill)
+
+        # Stage 0: walk (g, s) over the bank `drain` once it is full; the whole loop
+        # advances together, and stalls while an output waits for `ready`.
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        for port in (input_read, *weights, bias):
+            m.d.comb += port.en.eq(advance)
+        drain = Signal()
+        g, s = Signal(range(G)), Signal(range(S))
+        base = Signal(range(G * S))                       # g * S, kept by increments
+        running = Mux(drain, full[1], full[0])
+        s_final, g_final = s == S - 1, g == G - 1
+        m.d.comb += input_read.addr.eq(Cat(s, drain))
+        for port in weights:
+            m.d.comb += port.addr.eq(base + s)
+        release = advance & running & s_final & g_final
+        for bank in (0, 1):
+            with m.If(fill_done & (fill == bank)):
+                m.d.sync += full[bank].eq(1)
+            with m.Elif(release & (drain == bank)):
+                m.d.sync += full[bank].eq(0)
+        with m.If(advance & running):
+            m.d.sync += s.eq(Mux(s_final, 0, s + 1))
+            with m.If(s_final):
+                m.d.sync += [g.eq(Mux(g_final, 0, g + 1)), base.eq(Mux(g_final, 0, base + S))]
+            with m.If(s_final & g_final):
+                m.d.sync += drain.eq(~drain)
+
+        # Control flags travel down the pipeline beside the data they describe.
+        flags = {"valid": running, "first": s == 0, "final": s_final, "last": g_final, "g": g}
+        stages = [flags]
+
+        def next_stage(name):
+            registered = {key: Signal.like(value, name=f"{key}_{name}") if isinstance(value, Signal)
+                          else Signal(len(value), name=f"{key}_{name}") for key, value in stages[-1].items()}
+            with m.If(advance):
+                m.d.sync += [registered[key].eq(stages[-1][key]) for key in registered]
+            stages.append(registered)
+
+        # Stage 1: input word and weight words arrive; the terms of this cycle.
+        next_stage("read")
+        x = data.ArrayLayout(signed(8), T)(input_read.data)
+        terms = self.term_unit.terms(m, [port.data for port in weights], [x[t] for t in range(T)])
+        if hw.pipeline:
+            held = [[Signal.like(term, name=f"term_{u}_{t}") for t, term in enumerate(row)]
+                    for u, row in enumerate(terms)]
+            with m.If(advance):
+                m.d.sync += [held[u][t].eq(terms[u][t]) for u in range(U) for t in range(T)]
+            terms = held
+            next_stage("terms")
+        partials = [balanced_sum(row) for row in terms]
+        if hw.pipeline:
+            held = [Signal.like(partial, name=f"partial_{u}") for u, partial in enumerate(partials)]
+            with m.If(advance):
+                m.d.sync += [held[u].eq(partials[u]) for u in range(U)]
+            partials = held
+            next_stage("partial")
+
+        # Accumulate stage: the bias word was addressed by the stage before, so it arrives now.
+        m.d.comb += bias.addr.eq(stages[-2]["g"])
+        now = stages[-1]
+        biases = data.ArrayLayout(signed(self.bias.layout.lane_bits), U)(bias.data)
+        acc = Signal(data.ArrayLayout(signed(self.acc_bits), U))
+        sums = [Mux(now["first"], biases[u], acc[u]) + partials[u] for u in range(U)]
+        with m.If(advance & now["valid"]):
+            m.d.sync += [acc[u].eq(sums[u]) for u in range(U)]
+
+        done, done_last = now["valid"] & now["final"], now["last"]
+        if hw.pipeline:                     # register the sums before rounding
+            registered = Signal(data.ArrayLayout(signed(self.acc_bits), U))
+            valid_sum, last_sum = Signal(), Signal()
+            with m.If(advance):
+                m.d.sync += [valid_sum.eq(done), last_sum.eq(done_last),
+                             *(registered[u].eq(sums[u]) for u in range(U))]
+            sums = [registered[u] for u in range(U)]
+            done, done_last = valid_sum, last_sum
+
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(done)
+            with m.If(done):
+                m.d.sync += self.o.payload.last.eq(done_last)
+                for u in range(U):
+                    value = sums[u] if layer.output == "acc" else requantize(sums[u], layer.out_shift)
+                    m.d.sync += self.o.payload.data[u].eq(value)
+        return m
+
+
+class MatrixVectorEngine(wiring.Component):
+    """A whole matrix-vector layer with its memories; subclasses name the term unit.
+
+    Besides the two vector streams it has `idle` (no vector inside: the moment to
+    rewrite RAM), a sticky `framing_error` (an input `last` disagreed with the beat
+    count; beats are counted, so framing stays correct) and, with memory "ram", a
+    write and a read-back port per memory.
+    """
+    cycles_per_vector_bound_rule = "ceil(D*M/(U*T))"
+
+    def __init__(self, layer, term_unit):
+        self.layer = layer
+        self.loop = MatrixVectorLoop(layer, term_unit)
+        members = {"i": In(vector_stream(layer.hw.in_lanes, signed(8))),
+                   "o": Out(vector_stream(layer.hw.out_lanes, self.out_shape)),
+                   "idle": Out(1),
+                   "framing_error": Out(1)}
+        for mem in self.memories:
+            members.update(mem.members())
+        super().__init__(members)
+
+    @property
+    def memories(self) -> list[ParameterMemory]:
+        return self.loop.memories
+
+    @property
+    def out_shape(self):
+        return self.loop.out_shape
+
+    @property
+    def acc_bits(self) -> int:
+        return self.loop.acc_bits
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Steady-state interval between vectors: the slowest of input, loop and output."""
+        layer, hw = self.layer, self.layer.hw
+        return max(beats_per_vector(layer.in_features, hw.in_lanes), self.loop.cycles_per_vector,
+                   beats_per_vector(layer.out_features, hw.out_lanes))
+
+    @property
+    def cycles_per_vector_bound(self) -> int:
+        """ceil(D * M / (U * T)): D*M terms per vector, U*T of them a cycle."""
+        layer, hw = self.layer, self.layer.hw
+        return -(-layer.in_features * layer.out_features // (hw.lanes * hw.terms_per_cycle))
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, hw = self.layer, self.layer.hw
+        m.submodules.gather = gather = LaneGearbox(layer.in_features, hw.in_lanes, hw.terms_per_cycle, signed(8))
+        m.submodules.loop = self.loop
+        m.submodules.scatter = scatter = LaneGearbox(layer.out_features, hw.lanes, hw.out_lanes, self.out_shape)
+        connect(m, flipped(self.i), gather.i)
+        connect(m, gather.o, self.loop.i)
+        connect(m, self.loop.o, scatter.i)
+        connect(m, scatter.o, flipped(self.o))
+        for mem in self.memories:
+            for name in mem.members():
+                connect(m, flipped(getattr(self, name)), getattr(self.loop, name))
+        EngineStatus.attach(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
+        return m
