@@ -24,16 +24,21 @@ class EngineStatus(wiring.Component):
     out_final: In(1)
     misframed: In(1)
 
-    def __init__(self, in_beats: int):
+    def __init__(self, in_beats: int, max_in_flight: int = MAX_IN_FLIGHT):
         if not isinstance(in_beats, int) or in_beats < 1:
             raise ValueError(f"EngineStatus: in_beats = {in_beats!r}: must be a positive integer")
-        self.in_beats = in_beats
+        self.in_beats, self.max_in_flight = in_beats, max(MAX_IN_FLIGHT, max_in_flight)
         super().__init__()
 
     @classmethod
-    def attach(cls, m: Module, engine: wiring.Component, in_beats: int, misframed) -> "EngineStatus":
-        """Add one to `m`, watching `engine.i` and `engine.o`, driving `engine.idle` and `engine.framing_error`."""
-        m.submodules.status = status = cls(in_beats)
+    def attach(cls, m: Module, engine: wiring.Component, in_beats: int, misframed,
+               max_in_flight: int = MAX_IN_FLIGHT) -> "EngineStatus":
+        """Add one to `m`, watching `engine.i` and `engine.o`, driving `engine.idle` and `engine.framing_error`.
+
+        An engine that can hold more than MAX_IN_FLIGHT vectors (a long pipeline of
+        small ones) says how many, so the counter never wraps.
+        """
+        m.submodules.status = status = cls(in_beats, max_in_flight)
         m.d.comb += [status.in_fire.eq(engine.i.valid & engine.i.ready),
                      status.out_final.eq(engine.o.valid & engine.o.ready & engine.o.payload.last),
                      status.misframed.eq(misframed),
@@ -49,7 +54,7 @@ class EngineStatus(wiring.Component):
         with m.If(self.in_fire):
             m.d.sync += in_beat.eq(Mux(in_beat == self.in_beats - 1, 0, in_beat + 1))
         entered = self.in_fire & (in_beat == 0)
-        in_flight = Signal(range(MAX_IN_FLIGHT + 1))
+        in_flight = Signal(range(self.max_in_flight + 1))
         m.d.sync += in_flight.eq(in_flight + entered - self.out_final)
         m.d.comb += self.idle.eq((in_flight == 0) & ~entered)
         return m

@@ -19,6 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 import nomac
+from nomac.hw.butterfly_engine import ButterflyEngine
 from nomac.hw.dense_engine import DenseEngine
 from nomac.hw.latency import measure_latency
 from nomac.hw.lut_engine import LutEngine
@@ -32,7 +33,7 @@ from nomac.model.config import Config
 # and the attributes the manifest reports: `memories` (ParameterMemory list),
 # `out_shape`, `acc_bits`, `cycles_per_vector`, `cycles_per_vector_bound` and
 # `cycles_per_vector_bound_rule` (the bound's formula, for people).
-ENGINES = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine}
+ENGINES = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine, "butterfly": ButterflyEngine}
 MANIFEST_FORMAT = "nomac-manifest/1"
 
 
@@ -133,6 +134,8 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
         "cycles_per_vector_bound_rule": engine.cycles_per_vector_bound_rule,
         "latency_cycles": measure_latency(build_engine(layer), layer.in_features),
         "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
+        # per-stage figures of a multi-stage engine (a butterfly chain), when it has them
+        **({"stages": engine.describe_stages()} if hasattr(engine, "describe_stages") else {}),
     }
 
 

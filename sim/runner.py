@@ -17,13 +17,14 @@ from pathlib import Path
 from nomac.errors import NomacError
 from nomac.hw.verilog_export import ENGINES, write_layer
 from nomac.model.config import Config
+from nomac.sim.butterfly_stimulus import butterfly_phases
 from nomac.sim.dense_stimulus import dense_phases
 from nomac.sim.lut_stimulus import lut_phases
 from nomac.sim.phase import write_plan
 from nomac.sim.shift_stimulus import shift_phases
 
 SIMULATORS = ("icarus", "verilator")
-STIMULI = {"lut": lut_phases, "shift": shift_phases, "dense": dense_phases}
+STIMULI = {"lut": lut_phases, "shift": shift_phases, "dense": dense_phases, "butterfly": butterfly_phases}
 _WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "verilator_waivers.vlt"
 
 

@@ -1,0 +1,104 @@
+"""The `butterfly` engine: a DeBut factor chain (SPEC 2.3) as a pipeline of stages.
+
+input beats -> gearbox -> stage 0 -> gearbox -> stage 1 -> ... -> stage n-1 -> gearbox
+-> output beats. Each stage is one factor (`hw/butterfly_stage.py`) with its own
+lanes, weight kind (int8 multipliers or shift units) and memories (ROM or RAM);
+a gearbox re-beats the previous stage's outputs into the words the next stage's
+block buffer takes. Every link is a `lib.stream` with valid/ready (SPEC section 4).
+"""
+from amaranth import Module
+from amaranth.hdl import Shape, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from nomac.hw.butterfly_stage import ButterflyStage
+from nomac.hw.engine_status import EngineStatus
+from nomac.hw.lane_gearbox import LaneGearbox
+from nomac.hw.vector_stream import beats_per_vector, vector_stream
+
+
+class ButterflyEngine(wiring.Component):
+    """A whole `butterfly` layer: its streams, `idle`, sticky `framing_error` and, per RAM
+    factor, write and read-back ports for its weights and bias."""
+
+    cycles_per_vector_bound_rule = "max_k ceil(p_k*s_k/lanes_k)"
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.stages = [ButterflyStage(layer, k) for k in range(len(layer.factors))]
+        members = {"i": In(vector_stream(layer.hw.in_lanes, signed(8))),
+                   "o": Out(vector_stream(layer.hw.out_lanes, self.out_shape)),
+                   "idle": Out(1),
+                   "framing_error": Out(1)}
+        for mem in self.memories:
+            members.update(mem.members())
+        super().__init__(members)
+
+    @property
+    def memories(self):
+        return [mem for stage in self.stages for mem in stage.memories]
+
+    @property
+    def out_shape(self):
+        return self.stages[-1].out_shape
+
+    @property
+    def acc_bits(self) -> int:
+        """The widest accumulator of the chain (per-stage widths are in `describe_stages`)."""
+        return max(stage.acc_bits for stage in self.stages)
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Steady-state interval between vectors: the slowest stage or stream."""
+        hw = self.layer.hw
+        return max(beats_per_vector(self.layer.in_features, hw.in_lanes),
+                   beats_per_vector(self.layer.out_features, hw.out_lanes),
+                   *(stage.cycles_per_vector for stage in self.stages))
+
+    @property
+    def cycles_per_vector_bound(self) -> int:
+        """Each factor needs p*s multiplies (or shifts) per vector, lanes of them per cycle."""
+        return max(-(-stage.factor.p * stage.factor.s // stage.lanes) for stage in self.stages)
+
+    @property
+    def max_in_flight(self) -> int:
+        """An upper bound on the vectors inside the engine, which sizes the `idle` counter.
+
+        A vector in flight holds at least one element, partial sum or beat somewhere:
+        per stage two block buffers and four pipeline registers, and one slot of a
+        gearbox each (a gearbox has fewer than 2 * (A + B + max(A, B)) slots).
+        """
+        hw = self.layer.hw
+        widths = [(hw.in_lanes, self.stages[0].in_lanes),
+                  *((a.out_lanes, b.in_lanes) for a, b in zip(self.stages, self.stages[1:])),
+                  (self.stages[-1].out_lanes, hw.out_lanes)]
+        return 1 + 6 * len(self.stages) + sum(2 * (a + b + max(a, b)) for a, b in widths)
+
+    def describe_stages(self) -> list[dict]:
+        return [stage.describe() for stage in self.stages]
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, hw = self.layer, self.layer.hw
+        m.submodules.gather = gather = LaneGearbox(layer.in_features, hw.in_lanes, self.stages[0].in_lanes, signed(8))
+        connect(m, flipped(self.i), gather.i)
+        previous = gather.o
+        for k, stage in enumerate(self.stages):
+            m.submodules[f"factor{k}"] = stage
+            if k:
+                regear = LaneGearbox(stage.factor.q, self.stages[k - 1].out_lanes, stage.in_lanes, signed(8))
+                m.submodules[f"regear{k}"] = regear
+                connect(m, previous, regear.i)
+                previous = regear.o
+            connect(m, previous, stage.i)
+            previous = stage.o
+            for mem in stage.memories:
+                for name in mem.members():
+                    connect(m, flipped(getattr(self, name)), getattr(stage, name))
+        m.submodules.scatter = scatter = LaneGearbox(layer.out_features, self.stages[-1].out_lanes, hw.out_lanes,
+                                                     Shape.cast(self.out_shape))
+        connect(m, previous, scatter.i)
+        connect(m, scatter.o, flipped(self.o))
+        EngineStatus.attach(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed,
+                            max_in_flight=self.max_in_flight)
+        return m
