@@ -20,10 +20,12 @@ from nomac.model.butterfly_spec import ButterflyLayer
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.field_rules import reject_unknown
 from nomac.model.lut_spec import LutLayer
+from nomac.model.operator_layers import OPERATOR_KINDS
 from nomac.model.shift_spec import ShiftLayer
 
 FORMAT = "nomac/1"
 LAYER_KINDS = {cls.kind: cls for cls in (LutLayer, ShiftLayer, DenseLayer, ButterflyLayer)}
+LAYER_KINDS.update(OPERATOR_KINDS)   # whole-model operators (model/operator_layers.py), no hardware
 DESCRIPTIVE_LAYER_KEYS = ("description", "input_scale", "output_scale")
 TOP_LEVEL_KEYS = ("format", "arrays", "layers", "description", "input_scale", "output_scale")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -1,0 +1,138 @@
+"""A tiny Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR
+2021) sized for a small FPGA: pre-norm blocks of multi-head self-attention and a GELU
+MLP, a class token, learned position embeddings and a linear head.
+
+Every matrix product with weights is an `nn.Linear` with a stable name (`patch_embed`,
+`blocks.<i>.qkv`, `blocks.<i>.proj`, `blocks.<i>.fc1`, `blocks.<i>.fc2`, `head`), so a
+compression plan (model/compression_plan.py) can swap each one for a LUTLinear, a shift
+or a butterfly layer. `forward(x, record=...)` also hands out the tensor at every point
+the integer model (model/int_vit.py) quantizes, under the names of its config layers,
+which is how activation scales are calibrated.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nomac.errors import NomacError
+
+
+@dataclass(frozen=True)
+class ViTShape:
+    """The architecture: image height/width, patch side, embedding dim, blocks, heads, MLP width."""
+    height: int = 8
+    width: int = 8
+    patch: int = 2
+    dim: int = 32
+    depth: int = 2
+    heads: int = 4
+    mlp: int = 64
+    classes: int = 10
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise NomacError(f"ViTShape: {name} = {value!r}: must be a positive integer")
+        if self.height % self.patch or self.width % self.patch:
+            raise NomacError(f"ViTShape: patch = {self.patch}: must divide height {self.height} and width {self.width}")
+        if self.dim % self.heads:
+            raise NomacError(f"ViTShape: heads = {self.heads}: must divide dim {self.dim}")
+
+    @property
+    def patches(self) -> int:
+        return (self.height // self.patch) * (self.width // self.patch)
+
+    @property
+    def tokens(self) -> int:
+        return self.patches + 1            # the class token first
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def patch_len(self) -> int:
+        return self.patch * self.patch
+
+    def linear_names(self) -> list[str]:
+        """Every nn.Linear of the model, in forward order."""
+        names = ["patch_embed"]
+        for i in range(self.depth):
+            names += [f"blocks.{i}.{part}" for part in ("qkv", "proj", "fc1", "fc2")]
+        return names + ["head"]
+
+
+def image_patches(x: torch.Tensor, shape: ViTShape) -> torch.Tensor:
+    """[N, H*W] row-major images -> [N, P, patch*patch], patches in row-major order and
+    pixels row-major inside a patch."""
+    p = shape.patch
+    rows, cols = shape.height // p, shape.width // p
+    x = x.reshape(-1, rows, p, cols, p).permute(0, 1, 3, 2, 4)
+    return x.reshape(-1, rows * cols, p * p)
+
+
+class Block(nn.Module):
+    """x + proj(attention(norm1(x))), then x + fc2(gelu(fc1(norm2(x)))) (pre-norm)."""
+
+    def __init__(self, shape: ViTShape):
+        super().__init__()
+        self.shape = shape
+        self.norm1 = nn.LayerNorm(shape.dim)
+        self.qkv = nn.Linear(shape.dim, 3 * shape.dim)
+        self.proj = nn.Linear(shape.dim, shape.dim)
+        self.norm2 = nn.LayerNorm(shape.dim)
+        self.fc1 = nn.Linear(shape.dim, shape.mlp)
+        self.fc2 = nn.Linear(shape.mlp, shape.dim)
+
+    def forward(self, x: torch.Tensor, record, prefix: str) -> torch.Tensor:
+        s = self.shape
+        h = _keep(record, f"{prefix}_ln1", self.norm1(x))
+        qkv = _keep(record, f"{prefix}_qkv", self.qkv(h))
+        N, T, _ = qkv.shape
+        q, k, v = qkv.reshape(N, T, 3, s.heads, s.head_dim).permute(2, 0, 3, 1, 4)   # [N, H, T, dh] each
+        scores = q @ k.transpose(-1, -2) / math.sqrt(s.head_dim)
+        if record is not None:
+            record[f"{prefix}_scores"] = scores
+        context = _keep(record, f"{prefix}_attn", (scores.softmax(-1) @ v).transpose(1, 2).reshape(N, T, s.dim))
+        x = _keep(record, f"{prefix}_add1", x + _keep(record, f"{prefix}_proj", self.proj(context)))
+        h = _keep(record, f"{prefix}_ln2", self.norm2(x))
+        h = _keep(record, f"{prefix}_gelu", F.gelu(_keep(record, f"{prefix}_fc1", self.fc1(h))))
+        return _keep(record, f"{prefix}_add2", x + _keep(record, f"{prefix}_fc2", self.fc2(h)))
+
+
+class TinyViT(nn.Module):
+    """Images [N, H*W] (float, the int8 pixels times the input scale) -> class logits [N, classes]."""
+
+    def __init__(self, shape: ViTShape = ViTShape()):
+        super().__init__()
+        self.shape = shape
+        self.patch_embed = nn.Linear(shape.patch_len, shape.dim)
+        self.cls_token = nn.Parameter(torch.zeros(shape.dim))
+        self.pos_embed = nn.Parameter(torch.randn(shape.tokens, shape.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.depth))
+        self.norm = nn.LayerNorm(shape.dim)
+        self.head = nn.Linear(shape.dim, shape.classes)
+
+    def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+        """`record`, if given, receives the float tensor at every quantization point,
+        keyed by the name of the integer model's layer that produces it."""
+        s = self.shape
+        patches = _keep(record, "patches", image_patches(x, s))
+        embedded = _keep(record, "patch_embed", self.patch_embed(patches))
+        cls = self.cls_token.expand(len(embedded), 1, s.dim)
+        x = _keep(record, "embed", torch.cat([cls, embedded], dim=1) + self.pos_embed)
+        for i, block in enumerate(self.blocks):
+            x = block(x, record, f"b{i}")
+        x = _keep(record, "cls", x[:, 0])
+        return _keep(record, "head", self.head(_keep(record, "norm", self.norm(x))))
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _keep(record, name: str, value: torch.Tensor) -> torch.Tensor:
+    if record is not None:
+        record[name] = value
+    return value

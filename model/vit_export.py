@@ -1,0 +1,170 @@
+"""A (compressed) float TinyViT -> one whole-model config: every matrix a hardware layer
+(`dense`, `lut`, `shift` or `butterfly`, whatever the model holds), every other step an
+operator layer (model/operator_layers.py), wired as model/dataflow.py describes.
+
+Activation scales are calibrated on float activations: the scale of every tensor is
+max|v| / 127 over the calibration images (no clipping). A hardware layer's int8 output
+then has its export's effective output scale (a `dense`/`shift` export rounds it up to a
+power-of-two multiple of its accumulator unit), and the next step rescales from that.
+Every constant of an operator is derived here from the float model and these scales;
+the integer arithmetic that uses them is model/int_ops.py.
+"""
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from nomac.errors import NomacError
+from nomac.model.config import DESCRIPTIVE_LAYER_KEYS, Config, make_config
+from nomac.model.fixed_point import INT8_MAX
+from nomac.model.int_ops import PROB_BITS
+from nomac.model.operator_layers import (EXP_ONE, AddLayer, AttentionLayer, EmbedLayer, GeluLayer,
+                                         LayerNormLayer, PatchesLayer, SelectTokenLayer)
+from nomac.model.tiny_vit import TinyViT
+
+MULT_BITS = 15          # dyadic multipliers: 15 significant bits
+NORM_BITS = 7           # LayerNorm's normalized value in units of 2^-7
+NORM_WEIGHT_MAX = (1 << 15) - 1
+EXP_STEP = 1 / 24       # the softmax table's step in (scaled) logits: 255 steps cover 10.6
+INT32_MAX = (1 << 31) - 1
+
+
+def round_half_up(v) -> np.ndarray:
+    return np.floor(np.asarray(v, dtype=np.float64) + 0.5)
+
+
+def common_dyadic(ratios, max_shift: int = 40) -> tuple:
+    """Dyadic rescaling, mult_i / 2^shift ~ ratio_i with one shared shift: the largest
+    shift <= max_shift keeping every mult_i = round_half_up(ratio_i * 2^shift) below 2^15.
+    Returns (mult_0, ..., mult_n, shift)."""
+    ratios = [float(r) for r in ratios]
+    if not all(r >= 0 and math.isfinite(r) for r in ratios):
+        raise NomacError(f"dyadic rescaling: ratios {ratios}: must be finite and >= 0")
+    shift = 0
+    while shift < max_shift and all(round_half_up(r * 2.0 ** (shift + 1)) < (1 << MULT_BITS) for r in ratios):
+        shift += 1
+    mults = [int(round_half_up(r * 2.0 ** shift)) for r in ratios]
+    if max(mults) > INT32_MAX:
+        raise NomacError(f"dyadic rescaling: ratios {ratios}: too large for an int32 multiplier")
+    return (*mults, shift)
+
+
+def tensor_scales(model: TinyViT, x_float: np.ndarray) -> dict[str, float]:
+    """max|v| / 127 for every recorded tensor of the float model on calibration images."""
+    record = {}
+    model.eval()
+    with torch.no_grad():
+        model(torch.as_tensor(x_float), record=record)
+    return {name: max(float(v.abs().max()), 1e-12) / INT8_MAX for name, v in record.items()}
+
+
+def export_matrix(module: nn.Module, name: str, input_scale: float, output_scale: float,
+                  calibration: np.ndarray | None = None, output: str = "int8"):
+    """The hardware layer of one float matrix module (nn.Linear -> `dense`, LUTLinear -> `lut`,
+    ShiftLinearQ/PS -> `shift`, DeButLinear -> `butterfly`)."""
+    if type(module) is nn.Linear:
+        from nomac.model.dense_linear import export_dense
+        return export_dense(module, name, input_scale, output_scale, output=output)
+    if not hasattr(module, "export"):
+        raise NomacError(f"layer '{name}': {type(module).__name__} has no integer export")
+    return module.export(name, input_scale, output_scale, output=output)
+
+
+def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: float, *,
+               description: str | None = None, head_output: str = "acc") -> Config:
+    """The whole-model config of `model` for int8 images x_int (float images x_int * input_scale)."""
+    s = model.shape
+    scale = tensor_scales(model, calibration_images)
+    layers = [operator(PatchesLayer, "patches", height=s.height, width=s.width, patch=s.patch,
+                       extra={"input_scale": input_scale, "output_scale": input_scale})]
+
+    def matrix(module, name, scale_in, output="int8"):
+        layer = export_matrix(module, name, scale_in, scale[name], output=output)
+        layers.append(layer)
+        return float(layer.extra.get("output_scale", scale[name]))
+
+    def describe(scale_in, scale_out):
+        return {"input_scale": float(scale_in), "output_scale": float(scale_out)}
+
+    def layernorm(norm: nn.LayerNorm, name: str, scale_in: float) -> float:
+        s_out = scale[name]
+        gamma = norm.weight.detach().double().numpy()
+        beta = norm.bias.detach().double().numpy()
+        out_shift = 0
+        while out_shift < 40 and _fits_norm(gamma, beta, s_out, out_shift + 1):
+            out_shift += 1
+        weight = round_half_up(gamma * 2.0 ** (out_shift - NORM_BITS) / s_out).astype(np.int16)
+        bias = round_half_up(beta * 2.0 ** out_shift / s_out).astype(np.int32)
+        layers.append(operator(LayerNormLayer, name, {"weight": weight, "bias": bias}, describe(scale_in, s_out),
+                               features=s.dim, norm_bits=NORM_BITS, out_shift=out_shift))
+        return s_out
+
+    s_patch = matrix(model.patch_embed, "patch_embed", input_scale)
+    s_x = scale["embed"]
+    pos = model.pos_embed.detach().double().numpy().copy()
+    pos[0] += model.cls_token.detach().double().numpy()
+    mult, shift = common_dyadic([s_patch / s_x], max_shift=23)
+    offset = round_half_up(pos / s_x * 2.0 ** shift).astype(np.int32)
+    layers.append(operator(EmbedLayer, "embed", {"offset": offset}, describe(s_patch, s_x),
+                           tokens=s.tokens, features=s.dim, mult=mult, shift=shift))
+    for i, block in enumerate(model.blocks):
+        p = f"b{i}"
+        s_ln1 = layernorm(block.norm1, f"{p}_ln1", s_x)
+        s_qkv = matrix(block.qkv, f"{p}_qkv", s_ln1)
+        s_attn = scale[f"{p}_attn"]
+        score_mult, score_shift = common_dyadic([s_qkv * s_qkv / math.sqrt(s.head_dim) / EXP_STEP])
+        out_mult, out_shift = common_dyadic([s_qkv / 2 ** PROB_BITS / s_attn])
+        exp_table = round_half_up(EXP_ONE * np.exp(-np.arange(256) * EXP_STEP)).astype(np.int32)
+        layers.append(operator(AttentionLayer, f"{p}_attn", {"exp_table": exp_table}, describe(s_qkv, s_attn),
+                               tokens=s.tokens, features=s.dim, heads=s.heads, score_mult=score_mult,
+                               score_shift=score_shift, out_mult=out_mult, out_shift=out_shift))
+        s_proj = matrix(block.proj, f"{p}_proj", s_attn)
+        s_x = residual(layers, f"{p}_add1", (_last_add_or_embed(layers, i, "add2"), f"{p}_proj"),
+                       (s_x, s_proj), scale[f"{p}_add1"], s.dim)
+        s_ln2 = layernorm(block.norm2, f"{p}_ln2", s_x)
+        s_fc1 = matrix(block.fc1, f"{p}_fc1", s_ln2)
+        s_gelu = scale[f"{p}_gelu"]
+        layers.append(operator(GeluLayer, f"{p}_gelu", {"table": gelu_table(s_fc1, s_gelu)},
+                               describe(s_fc1, s_gelu), features=s.mlp))
+        s_fc2 = matrix(block.fc2, f"{p}_fc2", s_gelu)
+        s_x = residual(layers, f"{p}_add2", (f"{p}_add1", f"{p}_fc2"), (s_x, s_fc2), scale[f"{p}_add2"], s.dim)
+    layers.append(operator(SelectTokenLayer, "cls", extra=describe(s_x, s_x), tokens=s.tokens,
+                           features=s.dim, index=0))
+    s_norm = layernorm(model.norm, "norm", s_x)
+    matrix(model.head, "head", s_norm, output=head_output)
+    extra = {"input_scale": float(input_scale)}
+    if description:
+        extra["description"] = description
+    return make_config(layers, **extra)
+
+
+def residual(layers, name, inputs, scales_in, scale_out, features) -> float:
+    mult_a, mult_b, shift = common_dyadic([scales_in[0] / scale_out, scales_in[1] / scale_out])
+    layers.append(operator(AddLayer, name, extra={"output_scale": float(scale_out)}, features=features,
+                           inputs=list(inputs), mult_a=mult_a, mult_b=mult_b, shift=shift))
+    return scale_out
+
+
+def gelu_table(scale_in: float, scale_out: float) -> np.ndarray:
+    """table[i] = sat8(round_half_up(gelu((i - 128) * scale_in) / scale_out)), gelu(x) = x * Phi(x)."""
+    x = (np.arange(256) - 128) * scale_in
+    gelu = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    return np.clip(round_half_up(gelu / scale_out), -128, 127).astype(np.int8)
+
+
+def _last_add_or_embed(layers, block: int, part: str) -> str:
+    return "embed" if block == 0 else f"b{block - 1}_{part}"
+
+
+def _fits_norm(gamma, beta, s_out, out_shift) -> bool:
+    w = round_half_up(gamma * 2.0 ** (out_shift - NORM_BITS) / s_out)
+    b = round_half_up(beta * 2.0 ** out_shift / s_out)
+    return bool(np.abs(w).max() <= NORM_WEIGHT_MAX and np.abs(b).max() <= INT32_MAX)
+
+
+def operator(cls, name: str, arrays: dict | None = None, extra: dict | None = None, **params):
+    """An operator layer built through its validation, like a loaded one."""
+    params = {key: list(value) if isinstance(value, tuple) else value for key, value in params.items()}
+    return cls.from_json(f"export_vit: layer '{name}'", {"name": name, "kind": cls.kind, **params, **(extra or {})},
+                         arrays or {}, DESCRIPTIVE_LAYER_KEYS)

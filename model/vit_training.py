@@ -1,0 +1,154 @@
+"""Seeded, resumable training of the tiny ViT and of its compressed versions.
+
+One loop serves both: AdamW with a one-cycle learning rate, cross-entropy with label
+smoothing, optional distillation from a float teacher (Hinton et al., "Distilling the
+Knowledge in a Neural Network", 2015: KL divergence of temperature-softened outputs,
+times T^2), and random affine augmentation of the digit images (rotation, scale,
+sub-pixel shift; the float model's inputs only, the test images are never touched).
+
+Determinism: every epoch draws its batch order and augmentation from a Generator
+seeded with (seed, epoch), so a run resumed from its checkpoint (saved after every
+epoch: model, optimizer, schedule, epoch, history) ends with the same weights as one
+that was never interrupted. Torch runs on one thread here so that sums are ordered
+the same way on every machine.
+"""
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nomac.errors import NomacError
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 200
+    batch: int = 128
+    lr: float = 4e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    warmup: float = 0.1              # fraction of the steps spent raising the learning rate
+    distill: float = 0.0             # weight of the distillation loss (0: none)
+    temperature: float = 2.0         # distillation temperature
+    rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
+    scale: float = 0.1               # max relative zoom
+    translate: float = 0.25          # max shift, fraction of the half image (0.25 = 1 pixel of 8)
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str) -> "TrainSettings":
+        known = {f for f in cls.__dataclass_fields__}
+        for key in values:
+            if key not in known:
+                raise NomacError(f"{where}: training setting {key!r}: unknown; known settings are {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def augment(x: torch.Tensor, height: int, width: int, settings: TrainSettings,
+            generator: torch.Generator, background: float) -> torch.Tensor:
+    """Random affine transforms of images [N, H*W]; pixels moved in from outside are `background`."""
+    n = len(x)
+
+    def uniform(amount):
+        return (torch.rand(n, generator=generator) * 2 - 1) * amount
+
+    angle, zoom = uniform(settings.rotate), 1 + uniform(settings.scale)
+    tx, ty = uniform(settings.translate), uniform(settings.translate)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, (n, 1, height, width), align_corners=False)
+    shifted = x.reshape(n, 1, height, width) - background          # background -> 0, the padding value
+    return (F.grid_sample(shifted, grid, align_corners=False) + background).reshape(n, height * width)
+
+
+def accuracy(model: nn.Module, x, labels, batch: int = 512) -> float:
+    return float((predict(model, x, batch) == np.asarray(labels)).mean())
+
+
+def predict(model: nn.Module, x, batch: int = 512) -> np.ndarray:
+    """Predicted classes (argmax, ties to the smallest index) in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            out.append(model(torch.as_tensor(x[start:start + batch])).argmax(-1).numpy())
+    model.train(was_training)
+    return np.concatenate(out)
+
+
+def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpoint: Path | None = None,
+          teacher: nn.Module | None = None, progress: bool = True, description: str = "train") -> dict:
+    """Train `model` in place on data's train split; return the history
+    {"epochs_done", "loss" per epoch, "val_accuracy" per epoch}.
+
+    With `checkpoint`, training resumes from it when it exists and saves it after each
+    epoch; a finished checkpoint just loads the weights.
+    """
+    from tqdm import tqdm
+    torch.set_num_threads(1)
+    x_train = torch.from_numpy(data.float32("train"))
+    y_train = torch.from_numpy(data.labels["train"])
+    x_val, y_val = data.float32("val"), data.labels["val"]
+    background = float(data.float32("train").min())
+    steps_per_epoch = math.ceil(len(x_train) / settings.batch)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, pct_start=settings.warmup,
+                                                   total_steps=max(1, settings.epochs * steps_per_epoch))
+    history = {"epochs_done": 0, "loss": [], "val_accuracy": [], "settings": asdict(settings), "seed": seed}
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history = state["history"]
+        if history["settings"] != asdict(settings) or history["seed"] != seed:
+            raise NomacError(f"{checkpoint}: was trained with other settings or seed "
+                             f"({history['settings']}, seed {history['seed']}); delete it to start again")
+    if teacher is not None:
+        teacher.eval()
+    bar = tqdm(total=settings.epochs, initial=history["epochs_done"], desc=description, disable=not progress,
+               leave=False, dynamic_ncols=True)
+    for epoch in range(history["epochs_done"], settings.epochs):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(x_train), settings.batch):
+            index = order[start:start + settings.batch]
+            x = augment(x_train[index], data.height, data.width, settings, generator, background)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y_train[index], label_smoothing=settings.label_smoothing)
+            if teacher is not None and settings.distill > 0:
+                with torch.no_grad():
+                    target = F.softmax(teacher(x) / settings.temperature, dim=-1)
+                soft = F.kl_div(F.log_softmax(logits / settings.temperature, dim=-1), target, reduction="batchmean")
+                loss = (1 - settings.distill) * loss + settings.distill * settings.temperature ** 2 * soft
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(index)
+        history["loss"].append(total / len(x_train))
+        history["val_accuracy"].append(accuracy(model, x_val, y_val))
+        history["epochs_done"] = epoch + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['val_accuracy'][-1]:.3f}")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, schedule, history)
+    bar.close()
+    return history
+
+
+def save_checkpoint(path: Path, model, optimizer, schedule, history):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "history": history}, partial)
+    partial.replace(path)          # a kill mid-save leaves the previous checkpoint intact
