@@ -27,7 +27,7 @@ class ButterflyCase:
     @property
     def id(self) -> str:
         hw = "-".join(f"{k}{v}" for k, v in sorted(self.hw.items())).replace(" ", "")
-        kinds = "".join("s" if kind == "shift" else "i" for kind in self.weights) or "int8"
+        kinds = "".join("s" if kind == "shift" else "i" for kind in self.weights) or "i"
         return f"{self.name}-{kinds}-{self.output}-{hw or 'default'}"
 
     def layer(self) -> ButterflyLayer:
