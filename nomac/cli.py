@@ -99,8 +99,15 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     """Cycles per vector, block-RAM bound, resources and Fmax of each config's engine."""
     from nomac.benchmark import run_benchmark
-    configs = args.configs or [bundled_config(name) for name in BENCH_CONFIGS]
     devices = args.device or ["ice40-up5k", "ecp5-85f"]
+    if args.butterfly:
+        from nomac.butterfly_benchmark import EXAMPLES, run_butterfly_benchmark
+        configs = args.configs or [bundled_config(f"{stem}.json") for stem in EXAMPLES]
+        print(f"nomac bench: {len(configs)} butterfly configs on {', '.join(devices)}", flush=True)
+        rows = run_butterfly_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out,
+                                       synth=not args.no_synth, progress=lambda text: print(text, flush=True))
+        return 0 if all(row.mismatches == 0 for row in rows) else 1
+    configs = args.configs or [bundled_config(name) for name in BENCH_CONFIGS]
     print(f"nomac bench: {len(configs)} configs on {', '.join(devices)}", flush=True)
     rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
                          progress=lambda text: print(text, flush=True))
@@ -158,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="synthesis target (repeatable; default both)")
     bench.add_argument("--vectors", type=int, default=64, help="random vectors per simulation")
     bench.add_argument("--no-synth", action="store_true", help="simulation figures only")
+    bench.add_argument("--butterfly", action="store_true",
+                       help="butterfly configs: cycles vs bound, resources, cost vs the dense layer "
+                            "(default: the bundled butterfly examples)")
     bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"), help="JSON/PNG folder")
     bench.set_defaults(run=cmd_bench)
     return parser
