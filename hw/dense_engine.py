@@ -9,8 +9,7 @@ products a cycle need that many DSPs.
 from amaranth.hdl import signed
 from amaranth.lib import data
 
-from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO, MatrixVectorEngine, weight_word_layout
-from nomac.hw.parameter_memory import ParameterMemory
+from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO, MatrixVectorEngine, weight_memory
 
 
 class DenseTerms:
@@ -18,8 +17,7 @@ class DenseTerms:
 
     def __init__(self, layer):
         self.layer = layer
-        self.weights = ParameterMemory(weight_word_layout(layer, "weights", "weights", 8, True),
-                                       layer.weights, layer.hw.memory == "ram")
+        self.weights = weight_memory(layer, "weights", layer.weights, 8, True)
         self.memories = [self.weights]
 
     def weight_bounds(self):

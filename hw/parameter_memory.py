@@ -25,8 +25,10 @@ class _DatapathRead:
 
 
 class ParameterMemory:
-    def __init__(self, layout: MemoryLayout, array: np.ndarray, writable: bool):
+    def __init__(self, layout: MemoryLayout, array: np.ndarray, writable: bool, attrs: dict | None = None):
+        """`attrs`: synthesis attributes of the memory, e.g. {"rom_style": "block"} (yosys, Vivado)."""
         self.layout, self.writable = layout, writable
+        self.attrs = dict(attrs or {})
         self.array_shape = tuple(np.shape(array))
         self.init = layout.words(array)
         self.depth = len(self.init)
@@ -55,7 +57,7 @@ class ParameterMemory:
 
         For a RAM, `component` carries the host ports named by `members()`.
         """
-        mem = memory.Memory(shape=unsigned(self.word_bits), depth=self.depth, init=self.init)
+        mem = memory.Memory(shape=unsigned(self.word_bits), depth=self.depth, init=self.init, attrs=self.attrs)
         m.submodules[self.layout.name] = mem
         port = mem.read_port()
         if not self.writable:

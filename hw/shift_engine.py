@@ -10,8 +10,7 @@ from amaranth import Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from nomac.hw.matrix_vector_engine import MatrixVectorEngine, weight_word_layout
-from nomac.hw.parameter_memory import ParameterMemory
+from nomac.hw.matrix_vector_engine import MatrixVectorEngine, weight_memory
 
 SIGN_BITS = 2   # -1, 0, +1 as two's complement lanes: 0b11, 0b00, 0b01
 
@@ -32,12 +31,8 @@ class ShiftTerms:
         self.layer = layer
         self.span = layer.shift_span
         self.amount_bits = max(1, self.span.bit_length())
-        writable = layer.hw.memory == "ram"
-        self.sign = ParameterMemory(weight_word_layout(layer, "sign", "sign", SIGN_BITS, True),
-                                    layer.sign, writable)
-        self.shift = ParameterMemory(weight_word_layout(layer, "shift", "shift", self.amount_bits, False,
-                                                        offset=layer.shift_min),
-                                     layer.shift, writable)
+        self.sign = weight_memory(layer, "sign", layer.sign, SIGN_BITS, True)
+        self.shift = weight_memory(layer, "shift", layer.shift, self.amount_bits, False, offset=layer.shift_min)
         self.memories = [self.sign, self.shift]
 
     def weight_bounds(self):
