@@ -58,3 +58,24 @@ class MatrixCase:
 
     def config(self):
         return make_config([self.layer()])
+
+
+def check_report(report):
+    """A simulation passed: bit-exact, no protocol, framing or read-back errors, and the
+    measured cycles per vector and latency equal the design's (the manifest's) figures."""
+    assert report.mismatched_vectors == 0, report.summary()
+    assert not report.protocol_errors and not report.framing_errors, report.summary()
+    assert not report.memory_errors, report.summary()
+    assert report.cycles_per_vector == report.manifest["cycles_per_vector"], report.summary()
+    assert report.latency_cycles == report.manifest["latency_cycles"], report.summary()
+
+
+def slow_cases(kind: str, shifts=(-6, 0)) -> list:
+    """The slow matrix of a kind: D=12, M=7 at one, several and all lanes and terms per cycle,
+    ROM and RAM, pipelined with int8 output and unpipelined with acc output."""
+    lane_choices = ({"in_lanes": 1, "out_lanes": 1, "lanes": 1, "terms_per_cycle": 1},
+                    {"in_lanes": 5, "out_lanes": 3, "lanes": 2, "terms_per_cycle": 5},
+                    {"in_lanes": 12, "out_lanes": 7, "lanes": 7, "terms_per_cycle": 12})
+    return [MatrixCase(kind, 12, 7, {**lanes, "memory": memory, "pipeline": pipeline}, shifts=shifts, output=output)
+            for lanes in lane_choices for memory in ("rom", "ram")
+            for pipeline, output in ((True, "int8"), (False, "acc"))]
