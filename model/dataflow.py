@@ -1,8 +1,8 @@
 """A whole-model config as a dataflow: how the layers of an integer ViT feed each other.
 
 Rules (docs/spec_additions.md, "Whole-model configs"):
-- Every value is int8 rows: the model input is [N, in_features of the first layer]; a
-  layer's output is [N, width].
+- Every value is int8 rows: the model input is [N, R * in_features of the first layer]
+  (usually R = 1); a layer's output is [N, width].
 - A layer takes the output of the layer before it (the first one takes the model
   input), except an `add`, whose `inputs` name two earlier layers (or "input").
 - A layer maps rows of `in_features` to rows of `out_features`. A value of width
@@ -38,8 +38,9 @@ def run_dataflow(config, x: np.ndarray, forward: dict, keep: bool = False):
     if x.dtype != np.int8:
         raise ConfigError(where, "dtype", str(x.dtype), "must be int8 (quantized activations)")
     first = config.layers[0]
-    if x.ndim != 2 or x.shape[1] != first.in_features:
-        raise ConfigError(where, "shape", list(x.shape), f"must be [N, {first.in_features}] (the first layer's input)")
+    if x.ndim != 2 or x.shape[1] % first.in_features:
+        raise ConfigError(where, "shape", list(x.shape),
+                          f"must be [N, R * {first.in_features}] (rows of the first layer's input)")
     values = {"input": x}
     edges = layer_inputs(config)
     for index, layer in enumerate(config.layers):

@@ -58,10 +58,17 @@ class ViTShape:
 
     def linear_names(self) -> list[str]:
         """Every nn.Linear of the model, in forward order."""
-        names = ["patch_embed"]
+        return list(self.linear_points())
+
+    def linear_points(self) -> dict[str, tuple[str, str]]:
+        """Linear name -> (recorded tensor it reads, recorded tensor it writes); the written
+        one is also the name of its layer in the integer model's config."""
+        points = {"patch_embed": ("patches", "patch_embed")}
         for i in range(self.depth):
-            names += [f"blocks.{i}.{part}" for part in ("qkv", "proj", "fc1", "fc2")]
-        return names + ["head"]
+            reads = {"qkv": f"b{i}_ln1", "proj": f"b{i}_attn", "fc1": f"b{i}_ln2", "fc2": f"b{i}_gelu"}
+            points.update({f"blocks.{i}.{part}": (read, f"b{i}_{part}") for part, read in reads.items()})
+        points["head"] = ("norm", "head")
+        return points
 
 
 def image_patches(x: torch.Tensor, shape: ViTShape) -> torch.Tensor:

@@ -50,13 +50,18 @@ def common_dyadic(ratios, max_shift: int = 40) -> tuple:
     return (*mults, shift)
 
 
-def tensor_scales(model: TinyViT, x_float: np.ndarray) -> dict[str, float]:
-    """max|v| / 127 for every recorded tensor of the float model on calibration images."""
+def record_tensors(model: TinyViT, x_float: np.ndarray) -> dict[str, np.ndarray]:
+    """The float model's tensor at every quantization point, on calibration images."""
     record = {}
     model.eval()
     with torch.no_grad():
         model(torch.as_tensor(x_float), record=record)
-    return {name: max(float(v.abs().max()), 1e-12) / INT8_MAX for name, v in record.items()}
+    return {name: value.double().numpy() for name, value in record.items()}
+
+
+def tensor_scales(record: dict[str, np.ndarray]) -> dict[str, float]:
+    """max|v| / 127 for every recorded tensor."""
+    return {name: max(float(np.abs(v).max()), 1e-12) / INT8_MAX for name, v in record.items()}
 
 
 def export_matrix(module: nn.Module, name: str, input_scale: float, output_scale: float,
@@ -68,19 +73,22 @@ def export_matrix(module: nn.Module, name: str, input_scale: float, output_scale
         return export_dense(module, name, input_scale, output_scale, output=output)
     if not hasattr(module, "export"):
         raise NomacError(f"layer '{name}': {type(module).__name__} has no integer export")
-    return module.export(name, input_scale, output_scale, output=output)
+    return module.export(name, input_scale, output_scale, calibration, output=output)
 
 
 def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: float, *,
                description: str | None = None, head_output: str = "acc") -> Config:
     """The whole-model config of `model` for int8 images x_int (float images x_int * input_scale)."""
     s = model.shape
-    scale = tensor_scales(model, calibration_images)
+    record = record_tensors(model, calibration_images)
+    scale = tensor_scales(record)
+    reads = {written: read for read, written in s.linear_points().values()}
     layers = [operator(PatchesLayer, "patches", height=s.height, width=s.width, patch=s.patch,
                        extra={"input_scale": input_scale, "output_scale": input_scale})]
 
     def matrix(module, name, scale_in, output="int8"):
-        layer = export_matrix(module, name, scale_in, scale[name], output=output)
+        inputs = record[reads[name]].reshape(-1, module.in_features)
+        layer = export_matrix(module, name, scale_in, scale[name], inputs, output=output)
         layers.append(layer)
         return float(layer.extra.get("output_scale", scale[name]))
 

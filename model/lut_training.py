@@ -1,0 +1,121 @@
+"""End-to-end training of LUTLinear: differentiable prototype assignment (the seed method).
+
+LUT-NN (Tang et al., "LUT-NN: Empower Efficient Neural Network Inference with Centroid
+Learning and Table Lookup", MobiCom 2023, section 3) and PECAN (Ran et al., DATE 2023)
+make the nearest-prototype encoding trainable:
+
+- soft assignment a_soft[c, k] = softmax_k(-d(x_c, P[c, k]) * tau), with d the
+  encoder's distance (squared L2 or L1) and tau a learned inverse temperature
+  (stored as log tau, so it stays positive);
+- straight-through estimator: the forward pass uses the hard one-hot assignment
+  (exactly what the integer encoder computes), the backward pass the soft one's
+  gradient: a = hard + a_soft - a_soft.detach();
+- y = bias + sum_c a[c] @ T[c]: the tables T (learn="tables", PECAN) or, as in LUT-NN,
+  the weights W with T[c, k] = P[c, k] . W_c (learn="weight"; folded into the tables
+  for export) are learned with the prototypes and tau, by the model's loss (with
+  distillation from the float teacher when the training loop is given one).
+
+k-means (LUTLinear.from_linear) is the initialisation, and also the baseline this
+training must beat. A `tree` encoder has no distances to soften: its tables and bias
+are trained through the hard assignment, its thresholds stay as fitted.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nomac.model.field_rules import require_choice
+from nomac.model.lut_linear import LUTLinear
+
+LEARN = ("tables", "weight")
+
+
+class TrainableLUTLinear(LUTLinear):
+    """A LUTLinear with a differentiable training mode; in eval mode (and for export) it is
+    exactly the LUTLinear its parameters describe."""
+
+    def __init__(self, in_features: int, out_features: int, codebooks: int, centroids: int,
+                 encoder: str = "l2", bias: bool = True, device=None, dtype=None, learn: str = "tables"):
+        super().__init__(in_features, out_features, codebooks, centroids, encoder, bias, device, dtype)
+        self.learn = require_choice("TrainableLUTLinear", "learn", learn, LEARN)
+        self.log_tau = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
+        if learn == "weight":
+            self.weight = nn.Parameter(torch.zeros(out_features, in_features, device=device, dtype=dtype))
+            self.tables.requires_grad_(False)     # derived from prototypes and weight
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, calibration, codebooks: int, centroids: int,
+                    encoder: str = "l2", seed: int = 0, iterations: int = 100,
+                    learn: str = "tables") -> "TrainableLUTLinear":
+        """k-means (or tree) initialisation as LUTLinear.from_linear, then tau from the calibration
+        distances: 1 / the median distance to the nearest prototype (so the soft assignment starts
+        neither uniform nor hard)."""
+        fitted = LUTLinear.from_linear(linear, calibration, codebooks, centroids, encoder, seed, iterations)
+        lut = cls(linear.in_features, linear.out_features, codebooks, centroids, encoder,
+                  bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype,
+                  learn=learn)
+        state = fitted.state_dict()
+        missing = lut.load_state_dict(state, strict=False).missing_keys
+        assert set(missing) <= {"log_tau", "weight"}, missing
+        with torch.no_grad():
+            if learn == "weight":
+                lut.weight.copy_(linear.weight.detach())
+            if encoder != "tree":
+                x = torch.as_tensor(np.asarray(calibration, dtype=np.float64).reshape(-1, lut.in_features),
+                                    dtype=lut.tables.dtype)
+                nearest = lut.distances(x[:4096]).min(dim=-1).values
+                lut.log_tau.fill_(-math.log(max(float(nearest.median()), 1e-6)))
+        return lut
+
+    @property
+    def tau(self) -> torch.Tensor:
+        return self.log_tau.exp()
+
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """[n, C, K] squared L2 (l2) or L1 (l1) distances of each subvector to each prototype."""
+        sub = x.reshape(-1, self.codebooks, self.subvector_len)
+        diff = sub[:, :, None, :] - self.prototypes[None]
+        return (diff * diff if self.encoder == "l2" else diff.abs()).sum(dim=-1)
+
+    def current_tables(self) -> torch.Tensor:
+        if self.learn == "tables":
+            return self.tables
+        C, V = self.codebooks, self.subvector_len
+        columns = self.weight.reshape(self.out_features, C, V).permute(1, 2, 0)      # [C, V, M]
+        return torch.einsum("ckv,cvm->ckm", self.prototypes, columns)
+
+    def assignment(self, x: torch.Tensor) -> torch.Tensor:
+        """[n, C, K]: hard one-hot in value, soft-assignment gradient (straight-through)."""
+        if self.encoder == "tree":
+            return F.one_hot(self.encode(x).reshape(-1, self.codebooks), self.centroids).to(x.dtype)
+        distance = self.distances(x)
+        soft = torch.softmax(-distance * self.tau, dim=-1)
+        hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(soft.dtype)   # first minimum wins
+        return hard + soft - soft.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            if self.learn == "weight":
+                self.fold()
+            return super().forward(x)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"TrainableLUTLinear: input shape {list(x.shape)}: "
+                             f"last dimension must be in_features ({self.in_features})")
+        lead = x.shape[:-1]
+        y = torch.einsum("nck,ckm->nm", self.assignment(x), self.current_tables())
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def fold(self):
+        """With learn="weight": write T = P . W into the tables (what eval and export use)."""
+        if self.learn == "weight":
+            with torch.no_grad():
+                self.tables.copy_(self.current_tables())
+
+    def export(self, *args, **kwargs):
+        self.fold()
+        return super().export(*args, **kwargs)
+
