@@ -1,10 +1,13 @@
 """`nomac bench`: what each engine costs and how fast it runs, measured.
 
 For every config: cycles per vector measured in simulation (cocotb, full-rate
-streams) against the design's own figure and the table-read bound ceil(C*M/R); the
+streams) against the design's own figure and its kind's lower bound (lut: the
+table-read bound ceil(C*M/R); shift and dense: ceil(D*M/(U*T))); for a lut engine the
 R each device's block RAM would allow and the bound that gives; and, per device,
 LUT/FF/BRAM/DSP of the engine synthesized out of context plus its Fmax after
-place-and-route (`nomac.boards.synthesis`). Prints tables, writes JSON and a PNG.
+place-and-route (`nomac.boards.synthesis`). An engine that synthesizes but does not
+fit the device (more DSP blocks than it has, say) keeps its resource counts and gets
+a note instead of an Fmax. Prints tables, writes JSON and a PNG.
 """
 import json
 from dataclasses import asdict, dataclass, field
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from nomac.boards.block_ram import max_table_reads
 from nomac.boards.synthesis import DEVICES, synthesize
+from nomac.errors import NomacError
 from nomac.model.config import load_config
 from nomac.sim.runner import simulate
 
@@ -27,41 +31,71 @@ class EngineFigures:
     latency_cycles: int
     mismatches: int
     devices: dict = field(default_factory=dict)   # device -> figures
+    bound_rule: str = "ceil(C*M/R)"
+
+
+def shape_of(layer) -> str:
+    """The layer's shape and parallelism in a few tokens, e.g. "l2 D32 M32 C8 K16 R4"."""
+    D, M, hw = layer.in_features, layer.out_features, layer.hw
+    if layer.kind == "lut":
+        return f"{layer.encoder} D{D} M{M} C{layer.codebooks} K{layer.centroids} R{hw.table_reads}"
+    shifts = f" p{layer.shift_min}..{layer.shift_max}" if layer.kind == "shift" else ""
+    return f"{layer.kind} D{D} M{M}{shifts} U{hw.lanes} T{hw.terms_per_cycle}"
 
 
 def measure(config_path: Path, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print):
-    config = load_config(config_path)
+    return measure_config(load_config(config_path), config_path.stem, devices, vectors=vectors,
+                          work_dir=work_dir, synth=synth, progress=progress)
+
+
+def measure_config(config, name: str, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print):
+    """The figures of a config's first layer, reported under `name`."""
     layer = config.layers[0]
-    C, K, M, R = layer.codebooks, layer.centroids, layer.out_features, layer.hw.table_reads
-    progress(f"  {config_path.name}: simulating ...")
+    progress(f"  {name}: simulating ...")
     report = simulate(config, vectors=vectors, work_dir=work_dir / "sim")
     figures = EngineFigures(
-        config=config_path.stem, layer=layer.name,
-        shape=f"{layer.encoder} D{layer.in_features} M{M} C{C} K{K} R{R}",
+        config=name, layer=layer.name, shape=shape_of(layer),
         cycles_per_vector=report.cycles_per_vector,
         design_cycles_per_vector=report.manifest["cycles_per_vector"],
         bound=report.manifest["cycles_per_vector_bound"], latency_cycles=report.latency_cycles,
-        mismatches=report.mismatched_vectors)
+        mismatches=report.mismatched_vectors, bound_rule=report.manifest["cycles_per_vector_bound_rule"])
     for device in devices:
-        reads = max_table_reads(device, C, K, M)
-        entry = {"max_table_reads": reads, "bound_at_max_reads": -(-C * M // reads) if reads else None}
+        entry = {}
+        if layer.kind == "lut":
+            C, K, M = layer.codebooks, layer.centroids, layer.out_features
+            reads = max_table_reads(device, C, K, M)
+            entry = {"max_table_reads": reads, "bound_at_max_reads": -(-C * M // reads) if reads else None}
         if synth:
-            progress(f"  {config_path.name}: synthesizing for {device} ...")
-            result = synthesize(layer, device, work_dir=work_dir / "synth" / config_path.stem)
-            entry.update(luts=result.luts, ffs=result.ffs, brams=result.brams, dsps=result.dsps,
-                         fmax_mhz=result.fmax_mhz,
-                         vectors_per_second=result.fmax_mhz * 1e6 / figures.cycles_per_vector)
+            progress(f"  {name}: synthesizing for {device} ...")
+            entry.update(synthesized(layer, device, work_dir / "synth" / name, figures.cycles_per_vector))
         figures.devices[device] = entry
     return figures
 
 
+def synthesized(layer, device: str, work_dir: Path, cycles_per_vector: float) -> dict:
+    """Resources and Fmax; when place-and-route fails, the resources and the tool's reason."""
+    try:
+        result = synthesize(layer, device, work_dir=work_dir)
+    except NomacError as e:
+        if "nextpnr" not in str(e):
+            raise
+        result = synthesize(layer, device, work_dir=work_dir, place_and_route=False)
+        reason = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("ERROR")),
+                      str(e).splitlines()[0])
+        return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
+                "fmax_mhz": None, "vectors_per_second": None, "note": f"does not fit: {reason}"}
+    return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
+            "fmax_mhz": result.fmax_mhz, "vectors_per_second": result.fmax_mhz * 1e6 / cycles_per_vector}
+
+
 def format_tables(rows: list[EngineFigures]) -> str:
-    lines = ["cycles per vector (measured in simulation; bound = ceil(C*M/R))",
+    rules = " or ".join(dict.fromkeys(row.bound_rule for row in rows))
+    lines = [f"cycles per vector (measured in simulation; bound = {rules})",
              f"{'config':<16} {'shape':<28} {'measured':>8} {'design':>6} {'bound':>5} {'latency':>7} "
              f"{'mismatch':>8}  R allowed by block RAM (bound)"]
     for row in rows:
         allowed = ", ".join(f"{d}: R={e['max_table_reads']} ({e['bound_at_max_reads']})"
-                            for d, e in row.devices.items())
+                            for d, e in row.devices.items() if "max_table_reads" in e) or "-"
         lines.append(f"{row.config:<16} {row.shape:<28} {row.cycles_per_vector:>8.2f} "
                      f"{row.design_cycles_per_vector:>6} {row.bound:>5} {row.latency_cycles:>7} "
                      f"{row.mismatches:>8}  {allowed}")
@@ -69,10 +103,16 @@ def format_tables(rows: list[EngineFigures]) -> str:
         lines += ["", "resources of the engine alone and Fmax after place-and-route",
                   f"{'config':<16} {'device':<11} {'LUT4':>6} {'FF':>6} {'BRAM':>5} {'DSP':>4} "
                   f"{'Fmax MHz':>9} {'vectors/s':>10}"]
+        notes = []
         for row in rows:
             for device, e in row.devices.items():
+                fmax, rate = ("-", "-") if e["fmax_mhz"] is None else \
+                    (f"{e['fmax_mhz']:.1f}", f"{e['vectors_per_second']:.0f}")
                 lines.append(f"{row.config:<16} {device:<11} {e['luts']:>6} {e['ffs']:>6} {e['brams']:>5} "
-                             f"{e['dsps']:>4} {e['fmax_mhz']:>9.1f} {e['vectors_per_second']:>10.0f}")
+                             f"{e['dsps']:>4} {fmax:>9} {rate:>10}")
+                if "note" in e:
+                    notes.append(f"  {row.config} on {device}: {e['note']}")
+        lines += notes
     return "\n".join(lines)
 
 
@@ -92,7 +132,7 @@ def save(rows: list[EngineFigures], folder: Path) -> list[Path]:
         for i, device in enumerate(devices):
             xs = [j + i * width for j in range(len(synthesized))]
             axes[0].bar(xs, [r.devices[device]["luts"] for r in synthesized], width, label=device)
-            axes[1].bar(xs, [r.devices[device]["fmax_mhz"] for r in synthesized], width, label=device)
+            axes[1].bar(xs, [r.devices[device]["fmax_mhz"] or 0 for r in synthesized], width, label=device)
         for axis, title in zip(axes, ("LUT4 (engine alone)", "Fmax (MHz)")):
             axis.set_xticks([j + width * (len(devices) - 1) / 2 for j in range(len(synthesized))],
                             [r.config for r in synthesized], rotation=20)

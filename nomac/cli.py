@@ -107,6 +107,14 @@ def cmd_bench(args) -> int:
         rows = run_butterfly_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out,
                                        synth=not args.no_synth, progress=lambda text: print(text, flush=True))
         return 0 if all(row.mismatches == 0 for row in rows) else 1
+    if args.compare:
+        from nomac.equal_throughput import DEFAULT_LANES, run_comparison
+        lanes = args.lanes or list(DEFAULT_LANES)
+        print(f"nomac bench --compare: lut, shift and dense at {', '.join(map(str, lanes))} output lanes "
+              f"on {', '.join(devices)}", flush=True)
+        groups = run_comparison(lanes, devices, vectors=args.vectors, out_dir=args.out / "compare",
+                                synth=not args.no_synth, progress=lambda text: print(text, flush=True))
+        return 0 if all(row.mismatches == 0 for rows in groups.values() for row in rows) else 1
     configs = args.configs or [bundled_config(name) for name in BENCH_CONFIGS]
     print(f"nomac bench: {len(configs)} configs on {', '.join(devices)}", flush=True)
     rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
@@ -168,7 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--butterfly", action="store_true",
                        help="butterfly configs: cycles vs bound, resources, cost vs the dense layer "
                             "(default: the bundled butterfly examples)")
-    bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"), help="JSON/PNG folder")
+    bench.add_argument("--compare", action="store_true",
+                       help="lut vs shift vs dense engines of one layer at equal throughput (bundled examples)")
+    bench.add_argument("--lanes", type=int, action="append",
+                       help="with --compare: output lanes of every engine (repeatable; default 2 and 4)")
+    bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"),
+                       help="JSON/PNG folder (--compare writes into its sub-folder compare/)")
     bench.set_defaults(run=cmd_bench)
     return parser
 

@@ -1,0 +1,64 @@
+"""`nomac bench --compare`: shift vs dense vs lut engines of one layer at equal throughput.
+
+The bundled examples compute the same seeded Linear(32, 32) (`model/lut_examples.py`,
+`model/matrix_examples.py`). At each lane count N the engines get N output lanes:
+table_reads R = N for lut (C = 8 codebooks: 8 * 32 / N cycles a vector), lanes U = N
+with T = 4 terms a cycle for shift and dense (32 * 32 / (4 N) cycles). So each row of a
+group has the same D, M, output lanes and cycles per vector, and the resources and Fmax
+are what that throughput costs with each kind of arithmetic: table lookups (lut,
+no multiplier), shifts (shift, no multiplier), or int8 products (dense, DSP blocks).
+"""
+from pathlib import Path
+
+from nomac.benchmark import EngineFigures, measure_config, save
+from nomac.boards.synthesis import DEVICES
+from nomac.model.config import load_config
+from nomac.model.lut_examples import CONFIG_DIR
+
+# bundled example -> the hw key that sets its output lanes
+ENGINES = {"lut_l1_small": "table_reads", "lut_tree_small": "table_reads",
+           "shift_q5_small": "lanes", "dense_small": "lanes"}
+DEFAULT_LANES = (2, 4)
+
+
+def comparison_configs(lanes: int) -> dict:
+    """{name: config} of every compared engine with `lanes` output lanes."""
+    return {stem: load_config(CONFIG_DIR / f"{stem}.json").with_hw({key: lanes})
+            for stem, key in ENGINES.items()}
+
+
+def format_comparison(groups: dict[int, list[EngineFigures]]) -> str:
+    lines = ["equal throughput: same D, M, output lanes and cycles per vector in each group",
+             f"{'lanes':>5} {'config':<18} {'shape':<28} {'cycles':>6} {'bound':>5} {'device':<11} "
+             f"{'LUT4':>6} {'FF':>6} {'BRAM':>5} {'DSP':>4} {'Fmax MHz':>9} {'vectors/s':>10}"]
+    notes = []
+    for lanes, rows in groups.items():
+        for row in rows:
+            head = f"{lanes:>5} {row.config:<18} {row.shape:<28} {row.cycles_per_vector:>6.0f} {row.bound:>5}"
+            synthesized = {device: e for device, e in row.devices.items() if "luts" in e}
+            if not synthesized:
+                lines.append(head)
+            for device, e in synthesized.items():
+                fmax, rate = ("-", "-") if e["fmax_mhz"] is None else \
+                    (f"{e['fmax_mhz']:.1f}", f"{e['vectors_per_second']:.0f}")
+                lines.append(f"{head} {device:<11} {e['luts']:>6} {e['ffs']:>6} {e['brams']:>5} "
+                             f"{e['dsps']:>4} {fmax:>9} {rate:>10}")
+                if "note" in e:
+                    notes.append(f"  lanes {lanes}, {row.config} on {device}: {e['note']}")
+    return "\n".join(lines + notes)
+
+
+def run_comparison(lanes=DEFAULT_LANES, devices=tuple(DEVICES), *, vectors: int = 64,
+                   out_dir="build/bench/compare", synth: bool = True, progress=print) -> dict[int, list]:
+    """Measure every compared engine at each lane count; print the table, save JSON (and PNG)."""
+    out_dir = Path(out_dir)
+    groups = {}
+    for n in lanes:
+        work = out_dir / f"lanes{n}"
+        groups[n] = [measure_config(config, f"{name}@{n}", devices, vectors=vectors, work_dir=work,
+                                    synth=synth, progress=progress)
+                     for name, config in comparison_configs(n).items()]
+    print(format_comparison(groups))
+    for path in save([row for rows in groups.values() for row in rows], out_dir):
+        print(f"wrote {path}")
+    return groups
