@@ -17,7 +17,7 @@ from nomac.errors import ConfigError
 from nomac.model.field_rules import require_array, require_int, require_values_in
 from nomac.model.matrix_layer import MatrixLayer
 
-MIN_SHIFT = -31   # the smallest shift_min: terms then span 8 + 31 bits
+MIN_SHIFT = -32   # the smallest shift_min (as for butterfly shift factors): terms span 8 + 32 bits
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -109,8 +109,8 @@ BAD = [
      [S, "array", "'weights'", "unknown", "sign, shift, bias"]),
     ("shift_min positive", param(0, "shift_min", 1),
      [S, "shift_min", "= 1", "must be <= 0"]),
-    ("shift_min too small", param(0, "shift_min", -32),
-     [S, "shift_min", "= -32", "must be >= -31"]),
+    ("shift_min too small", param(0, "shift_min", -33),
+     [S, "shift_min", "= -33", "must be >= -32"]),
     ("shift_max positive", param(0, "shift_max", 1),
      [S, "shift_max", "= 1", "must be <= 0"]),
     ("shift_max below shift_min", param(0, "shift_max", -6),
@@ -173,15 +173,15 @@ def test_the_unedited_draft_loads_and_its_edges_too(tmp_path):
     assert (sh.shift_min, sh.shift_max, sh.output, dn.output) == (-5, -1, "int8", "acc")
     # the values next to each rejected one load
     rng = np.random.default_rng(0)
-    draft.document["layers"][0].update(shift_min=-31, shift_max=0)
-    arrays = shift_arrays(rng, p0=-31, p1=0)
-    arrays["shift"][0, :2] = (-31, 0)
+    draft.document["layers"][0].update(shift_min=-32, shift_max=0)
+    arrays = shift_arrays(rng, p0=-32, p1=0)
+    arrays["shift"][0, :2] = (-32, 0)
     arrays["sign"][1, :2] = (-1, 1)
     draft.arrays.update({f"sh/{k}": v for k, v in arrays.items()})
     draft.document["layers"][1]["hw"] = {"lanes": 3, "terms_per_cycle": 5, "memory": "ram", "bias_bits": 32,
                                          "in_lanes": 5, "out_lanes": 3}
     config = load_config(draft.write(tmp_path))
-    assert config.layers[0].shift_span == 31
+    assert config.layers[0].shift_span == 32
     assert config.layers[1].hw.terms_per_cycle == 5
 
 
