@@ -1,0 +1,137 @@
+"""What a board built for a config holds: its loadable memories, vector sizes and buffers.
+
+The gateware (`nomac.boards.board_top`) and the host (`nomac.boards.host`) both
+derive this map from the config and the board options, through the same function,
+so neither side guesses the other's layout; IDENTIFY lets the host check that the
+bitstream agrees. Memory indices on the link are the engine's memories in manifest
+order (`engine.memories`), each packed into words by its `MemoryLayout`.
+
+A board always loads tables at run time, so the layer's hardware choice `memory`
+is set to "ram" when its kind has one (every engine follows the `lut` engine here).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Shape
+
+from nomac.boards.link_protocol import (FRAME_OVERHEAD, MEMORY_REQUEST, VERSION, Counters, Identity,
+                                        element_bytes, word_bytes)
+from nomac.errors import NomacError
+from nomac.hw.memory_layout import MemoryLayout
+from nomac.hw.verilog_export import ENGINES, build_engine
+from nomac.model.config import Config
+
+DEFAULT_MAX_PAYLOAD = 512          # one iCE40 block RAM of payload buffer
+DEFAULT_TIMEOUT_BYTES = 1000       # a frame that stops arriving for this many byte times is dropped
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    """One loadable engine memory, as the link addresses it."""
+    index: int
+    name: str
+    array: str
+    depth: int
+    word_bits: int
+    layout: MemoryLayout = field(repr=False)
+
+    @property
+    def word_bytes(self) -> int:
+        return word_bytes(self.word_bits)
+
+    def words(self, array: np.ndarray) -> list[int]:
+        return self.layout.words(array)
+
+
+@dataclass(frozen=True)
+class BoardMap:
+    config_id: str
+    layer: str
+    kind: str
+    regions: tuple
+    in_elements: int
+    out_elements: int
+    out_bits: int                   # bits per output element (8, or the accumulator width)
+    max_payload: int
+    clock_hz: int
+    divisor: int
+    timeout_cycles: int
+
+    @property
+    def in_vector_bytes(self) -> int:
+        return self.in_elements
+
+    @property
+    def out_vector_bytes(self) -> int:
+        return self.out_elements * element_bytes(self.out_bits)
+
+    @property
+    def batch(self) -> int:
+        """Input vectors per WRITE_INPUTS / RUN: as many as one payload carries."""
+        return (self.max_payload - 2) // self.in_vector_bytes
+
+    @property
+    def baud(self) -> float:
+        return self.clock_hz / self.divisor
+
+    def identity(self) -> Identity:
+        return Identity(version=VERSION, config_id=self.config_id, max_payload=self.max_payload,
+                        batch=self.batch, memories=len(self.regions), in_vector_bytes=self.in_vector_bytes,
+                        out_vector_bytes=self.out_vector_bytes, clock_hz=self.clock_hz, divisor=self.divisor)
+
+    def describe(self) -> dict:
+        """JSON for the build report and for people."""
+        return {"config_id": self.config_id, "layer": self.layer, "kind": self.kind,
+                "max_payload": self.max_payload, "batch": self.batch, "clock_hz": self.clock_hz,
+                "divisor": self.divisor, "baud": self.baud, "timeout_cycles": self.timeout_cycles,
+                "in_vector_bytes": self.in_vector_bytes, "out_vector_bytes": self.out_vector_bytes,
+                "out_bits": self.out_bits,
+                "memories": [{"index": r.index, "name": r.name, "array": r.array, "depth": r.depth,
+                              "word_bits": r.word_bits, "word_bytes": r.word_bytes} for r in self.regions]}
+
+
+def board_layer(config: Config, layer_name: str | None = None):
+    """The config's hardware layer (the only one, or `layer_name`) with RAM memories."""
+    layers = [config.layer(layer_name)] if layer_name else [l for l in config.layers if l.kind in ENGINES]
+    if len(layers) != 1:
+        raise NomacError(f"{config.source}: the config has {len(layers)} hardware layers; "
+                         f"a board runs one, name it with --layer")
+    layer = layers[0]
+    if layer.kind not in ENGINES:
+        raise NomacError(f"{config.source}: layer '{layer.name}' is of kind {layer.kind!r}, which has no engine; "
+                         f"engines exist for {', '.join(ENGINES)}")
+    if "memory" in getattr(type(layer.hw), "KEYS", ()) and layer.hw.memory != "ram":
+        layer = layer.with_hw({"memory": "ram"}, f"{config.source}: layer '{layer.name}' on a board")
+    return layer
+
+
+def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, divisor: int,
+              max_payload: int | None = None, timeout_bytes: int = DEFAULT_TIMEOUT_BYTES,
+              engine=None) -> BoardMap:
+    """The map of a board for `config` with a `clock_hz` clock and `divisor` cycles per UART bit.
+
+    `max_payload` defaults to DEFAULT_MAX_PAYLOAD, raised when one input vector, one
+    output vector, one memory word or the STATUS / IDENTIFY replies need more.
+    """
+    layer = board_layer(config, layer_name)
+    engine = engine if engine is not None else build_engine(layer)
+    regions = tuple(MemoryRegion(index=index, name=memory.layout.name, array=memory.layout.array,
+                                 depth=memory.depth, word_bits=memory.word_bits, layout=memory.layout)
+                    for index, memory in enumerate(m for m in engine.memories if m.writable))
+    out_bits = Shape.cast(engine.out_shape).width
+    needed = max(2 + layer.in_features, 1 + layer.out_features * element_bytes(out_bits),
+                 MEMORY_REQUEST.size + max((r.word_bytes for r in regions), default=0),
+                 1 + Identity.LAYOUT.size, 1 + Counters.LAYOUT.size)
+    if max_payload is None:
+        max_payload = max(DEFAULT_MAX_PAYLOAD, needed)
+    if not isinstance(max_payload, int) or not needed <= max_payload <= 0xFFFF - FRAME_OVERHEAD:
+        raise NomacError(f"max_payload = {max_payload!r}: must be an integer in {needed}..{0xFFFF - FRAME_OVERHEAD} "
+                         f"for layer '{layer.name}' (one vector, one memory word and every reply must fit)")
+    for name, value, low in (("clock_hz", clock_hz, 1), ("divisor", divisor, 4), ("timeout_bytes", timeout_bytes, 2)):
+        if not isinstance(value, int) or value < low:
+            raise NomacError(f"{name} = {value!r}: must be an integer >= {low}")
+    return BoardMap(config_id=config.config_id, layer=layer.name, kind=layer.kind, regions=regions,
+                    in_elements=layer.in_features, out_elements=layer.out_features, out_bits=out_bits,
+                    max_payload=max_payload, clock_hz=clock_hz, divisor=divisor,
+                    timeout_cycles=timeout_bytes * 10 * divisor)
+

@@ -1,0 +1,151 @@
+"""A board for one config: its engine with RAM tables, the UART link, and the board's pins.
+
+`BoardCore` is everything but the pins: UART receiver -> frame decoder -> command
+handler (with the engine) -> frame encoder -> UART transmitter, with two pins `rx`
+and `tx`. The simulated board (sim/board_bench.py) is this core as Verilog; a real
+board is `BoardTop`, the same core on an amaranth-boards platform (the FTDI UART
+pins, two LEDs, the board oscillator as clock). Nothing in either depends on the
+layer kind: the engine comes from `build_engine` and the memories from its
+`memories` (nomac.boards.board_map).
+
+The board oscillator clocks everything (12 MHz on an iCEBreaker, 25 MHz on a
+ULX3S): the engines' Fmax is well above both, and at any UART rate a board can use
+the link, not the engine, limits throughput, so a PLL would only cost timing margin.
+"""
+from dataclasses import dataclass
+
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, board_layer, board_map
+from nomac.boards.command_handler import CommandHandler
+from nomac.boards.link_gateware import FrameDecoder, FrameEncoder
+from nomac.boards.uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter
+from nomac.errors import NomacError
+from nomac.hw.verilog_export import build_engine
+from nomac.model.config import Config
+
+LED_CYCLES_LOG2 = 20          # an LED stays lit for 2^20 cycles (87 ms at 12 MHz) after an event
+
+
+@dataclass(frozen=True)
+class Board:
+    """A supported FPGA board: its amaranth-boards platform, FPGA and oscillator."""
+    name: str
+    platform: str                 # amaranth_boards module:class
+    device: str                   # nomac.boards.synthesis device name (cell counting)
+    clock_hz: int
+    default_baud: int
+    bitstream_suffix: str
+
+    def make_platform(self):
+        module, _, cls = self.platform.partition(":")
+        return getattr(__import__(module, fromlist=[cls]), cls)()
+
+
+BOARDS = {
+    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40-up5k",
+                        12_000_000, 1_000_000, ".bin"),
+    "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-85f",
+                       25_000_000, 1_000_000, ".bit"),
+}
+DEFAULT_BOARD = "icebreaker"
+# The simulated board: an iCEBreaker whose UART runs at MIN_DIVISOR cycles per bit, so a
+# simulation spends few cycles per byte; frames, commands and replies are the real ones.
+SIM_DIVISOR = MIN_DIVISOR
+
+
+def get_board(name: str) -> Board:
+    if name not in BOARDS:
+        raise NomacError(f"board {name!r}: not supported; choose one of {', '.join(BOARDS)}")
+    return BOARDS[name]
+
+
+def divisor_for(board: Board, baud: int) -> int:
+    """Clock cycles per bit for `baud` on `board`; the rate error must stay within 2 %."""
+    if not isinstance(baud, int) or baud <= 0:
+        raise NomacError(f"baud = {baud!r}: must be a positive integer")
+    divisor = round(board.clock_hz / baud)
+    if divisor < MIN_DIVISOR or abs(board.clock_hz / divisor - baud) > 0.02 * baud:
+        fastest = board.clock_hz // MIN_DIVISOR
+        raise NomacError(f"baud = {baud}: {board.name}'s {board.clock_hz / 1e6:g} MHz clock cannot make it "
+                         f"within 2 % (at most {fastest} baud, {MIN_DIVISOR} cycles per bit; rates "
+                         f"{board.clock_hz}/n work for n >= {MIN_DIVISOR})")
+    return divisor
+
+
+class BoardCore(wiring.Component):
+    """The engine of `config`'s hardware layer behind the UART link; pins `rx`, `tx`.
+
+    `blank` starts every loadable memory at zero instead of the config's arrays, so
+    a board only computes the layer once the host has loaded it (the simulated board
+    does this, which makes every `nomac run --sim` a test of the upload too).
+    `busy` is high while a frame is inside (being received, executed or answered);
+    `executed` / `rejected` pulse for each frame answered OK / with an error.
+    """
+
+    def __init__(self, config: Config, layer_name: str | None = None, *, clock_hz: int, divisor: int,
+                 max_payload: int | None = None, timeout_bytes: int = DEFAULT_TIMEOUT_BYTES,
+                 blank: bool = False):
+        layer = board_layer(config, layer_name)
+        self.layer, self.blank = layer, blank
+        self.engine = build_engine(layer)
+        if blank:
+            for parameters in self.engine.memories:
+                if parameters.writable:
+                    parameters.init = [0] * parameters.depth
+        self.map = board_map(config, layer_name, clock_hz=clock_hz, divisor=divisor, max_payload=max_payload,
+                             timeout_bytes=timeout_bytes, engine=self.engine)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
+                          "executed": Out(1), "rejected": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        board = self.map
+        m.submodules.receiver = receiver = UARTReceiver(board.divisor)
+        m.submodules.transmitter = transmitter = UARTTransmitter(board.divisor)
+        m.submodules.decoder = decoder = FrameDecoder(board.max_payload, board.timeout_cycles)
+        m.submodules.encoder = encoder = FrameEncoder()
+        m.submodules.handler = handler = CommandHandler(board, self.engine)
+        m.submodules.engine = self.engine
+        m.submodules.payload = payload = memory.Memory(shape=8, depth=board.max_payload, init=[])
+
+        m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
+        connect(m, receiver.o, decoder.i)
+        connect(m, decoder.buffer, payload.write_port())
+        connect(m, decoder.frame, handler.frame)
+        connect(m, handler.payload, payload.read_port())
+        connect(m, handler.engine, self.engine)
+        connect(m, handler.reply, encoder.reply)
+        connect(m, handler.data, encoder.data)
+        connect(m, encoder.o, transmitter.i)
+        m.d.comb += [handler.head.eq(decoder.head),
+                     handler.events.uart_error.eq(receiver.frame_error),
+                     handler.events.garbage.eq(decoder.garbage),
+                     handler.events.overrun.eq(decoder.overrun),
+                     self.busy.eq(decoder.busy | handler.busy | encoder.busy | transmitter.busy),
+                     self.executed.eq(handler.executed), self.rejected.eq(handler.rejected)]
+        return m
+
+
+class BoardTop(Elaboratable):
+    """`BoardCore` on a platform: the FTDI UART, LED 1 (green on an iCEBreaker) lit after
+    frames executed, LED 0 (red) after frames rejected."""
+
+    def __init__(self, core: BoardCore):
+        self.core = core
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0)
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        for index, event in ((0, core.rejected), (1, core.executed)):
+            lit = Signal(LED_CYCLES_LOG2 + 1, name=f"led{index}_timer")
+            with m.If(event):
+                m.d.sync += lit.eq(1 << LED_CYCLES_LOG2)
+            with m.Elif(lit != 0):
+                m.d.sync += lit.eq(lit - 1)
+            m.d.comb += platform.request("led", index).o.eq(lit != 0)
+        return m
