@@ -35,13 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nomac.errors import ConfigError
 from nomac.model.accumulator_export import bias_in_units, check_scale, choose_out_shift
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int
 from nomac.model.lut_linear import quantize_activations
 from nomac.model.matrix_layer import OUTPUTS
-from nomac.model.shift_spec import MIN_SHIFT, ShiftLayer
+from nomac.model.shift_spec import ShiftLayer
 
 VARIANTS = ("Q", "PS")
 
@@ -108,9 +107,7 @@ class _ShiftLinear(nn.Module):
         self.in_features = require_int(where, "in_features", in_features, lo=1)
         self.out_features = require_int(where, "out_features", out_features, lo=1)
         self.weight_bits = require_int(where, "weight_bits", weight_bits, lo=2, hi=6)
-        self.shift_min, self.shift_max = shift_range(self.weight_bits)
-        if self.shift_min < MIN_SHIFT:
-            raise ConfigError(where, "weight_bits", weight_bits, f"gives shift_min {self.shift_min} < {MIN_SHIFT}")
+        self.shift_min, self.shift_max = shift_range(self.weight_bits)   # 6 bits: -31 >= the kind's -32
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
 
     def extra_repr(self) -> str:
