@@ -36,7 +36,8 @@ from nomac.model.vit_training import TrainSettings
 FORMAT = "nomac-plan/1"
 KINDS = ("dense", "lut", "shift", "butterfly")
 METHODS = ("none", "finetune", "differentiable")
-MAX_CALIBRATION_ROWS = 8192
+CALIBRATION_ROWS = 4096     # rows (tokens) a k-means / ALS fit sees, a seeded subset
+KMEANS_ITERATIONS = 30
 OPTIONS = {"dense": {},
            "lut": {"subvector": None, "codebooks": None, "centroids": 16, "encoder": "l2", "learn": "tables"},
            "shift": {"variant": "Q", "weight_bits": 5},
@@ -132,7 +133,8 @@ def plan_from_dict(document: dict, where: str = "<plan>") -> CompressionPlan:
                            description=document.get("description", ""), source=where)
 
 
-def compress(model: nn.Module, plan: CompressionPlan, linear_names, calibration: dict, seed: int) -> nn.Module:
+def compress(model: nn.Module, plan: CompressionPlan, linear_names, calibration: dict, seed: int,
+             rows: int = CALIBRATION_ROWS) -> nn.Module:
     """Replace, in place, each named nn.Linear of `model` by the plan's layer for it.
 
     `calibration[name]` holds float inputs [..., D] of that Linear (from the float model),
@@ -144,9 +146,8 @@ def compress(model: nn.Module, plan: CompressionPlan, linear_names, calibration:
         if rule.kind == "dense":
             continue
         inputs = np.asarray(calibration[name], dtype=np.float64).reshape(-1, linear.in_features)
-        if len(inputs) > MAX_CALIBRATION_ROWS:     # a seeded subset keeps k-means and ALS quick
-            rows = np.random.default_rng(seed).choice(len(inputs), MAX_CALIBRATION_ROWS, replace=False)
-            inputs = inputs[np.sort(rows)]
+        if len(inputs) > rows:     # a seeded subset keeps k-means and ALS quick
+            inputs = inputs[np.sort(np.random.default_rng(seed).choice(len(inputs), rows, replace=False))]
         model.set_submodule(name, convert_linear(linear, rule, inputs, seed, f"{plan.source}: {name}"))
     return model
 
@@ -159,7 +160,7 @@ def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed:
         if o["subvector"] is not None and linear.in_features % o["subvector"]:
             raise NomacError(f"{where}: subvector = {o['subvector']}: must divide in_features {linear.in_features}")
         return TrainableLUTLinear.from_linear(linear, inputs, codebooks, o["centroids"], o["encoder"],
-                                              seed=seed, learn=o["learn"])
+                                              seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"])
     if rule.kind == "shift":
         from nomac.model.shift_linear import ShiftLinearPS, ShiftLinearQ
         cls = {"Q": ShiftLinearQ, "PS": ShiftLinearPS}.get(o["variant"])

@@ -15,6 +15,12 @@ make the nearest-prototype encoding trainable:
   for export) are learned with the prototypes and tau, by the model's loss (with
   distillation from the float teacher when the training loop is given one).
 
+Quantization-aware mode (`set_quantization(input_scale, output_scale)`): the forward
+pass then uses the prototypes rounded to the int8 input grid and the tables and bias
+rounded to the units export will give them (both with straight-through gradients),
+and encodes on the integer grid, so that the module computes what its exported `lut`
+layer computes; export writes exactly those integers.
+
 k-means (LUTLinear.from_linear) is the initialisation, and also the baseline this
 training must beat. A `tree` encoder has no distances to soften: its tables and bias
 are trained through the hard assignment, its thresholds stay as fitted.
@@ -27,7 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nomac.model.field_rules import require_choice
-from nomac.model.lut_linear import LUTLinear
+from nomac.model.fixed_point import INT8_MAX, INT8_MIN
+from nomac.model.lut_linear import MAX_OUT_SHIFT, LUTLinear
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 LEARN = ("tables", "weight")
 
@@ -41,6 +50,7 @@ class TrainableLUTLinear(LUTLinear):
         super().__init__(in_features, out_features, codebooks, centroids, encoder, bias, device, dtype)
         self.learn = require_choice("TrainableLUTLinear", "learn", learn, LEARN)
         self.log_tau = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
+        self.quantization: tuple[float, float] | None = None     # (input_scale, output_scale)
         if learn == "weight":
             self.weight = nn.Parameter(torch.zeros(out_features, in_features, device=device, dtype=dtype))
             self.tables.requires_grad_(False)     # derived from prototypes and weight
@@ -73,10 +83,11 @@ class TrainableLUTLinear(LUTLinear):
     def tau(self) -> torch.Tensor:
         return self.log_tau.exp()
 
-    def distances(self, x: torch.Tensor) -> torch.Tensor:
+    def distances(self, x: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
         """[n, C, K] squared L2 (l2) or L1 (l1) distances of each subvector to each prototype."""
+        prototypes = self.prototypes if prototypes is None else prototypes
         sub = x.reshape(-1, self.codebooks, self.subvector_len)
-        diff = sub[:, :, None, :] - self.prototypes[None]
+        diff = sub[:, :, None, :] - prototypes[None]
         return (diff * diff if self.encoder == "l2" else diff.abs()).sum(dim=-1)
 
     def current_tables(self) -> torch.Tensor:
@@ -95,7 +106,65 @@ class TrainableLUTLinear(LUTLinear):
         hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(soft.dtype)   # first minimum wins
         return hard + soft - soft.detach()
 
+    def set_quantization(self, input_scale: float | None, output_scale: float | None = None):
+        """Compute as the exported layer for these scales (None: plain float again)."""
+        self.quantization = None if input_scale is None else (float(input_scale), float(output_scale))
+
+    def table_unit(self, tables: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """output_scale / 2^out_shift with LUTLinear.export's out_shift: the largest (<= 62)
+        keeping every rounded table entry in int8 and the bias in int32."""
+        output_scale = self.quantization[1]
+        t = tables.detach().double().numpy()
+        b = np.zeros(1) if bias is None else bias.detach().double().numpy()
+        unit = output_scale
+        for shift in range(MAX_OUT_SHIFT + 1):
+            candidate = output_scale / 2 ** shift
+            rt, rb = np.floor(t / candidate + 0.5), np.floor(b / candidate + 0.5)
+            if rt.min() < INT8_MIN or rt.max() > INT8_MAX or rb.min() < INT32_MIN or rb.max() > INT32_MAX:
+                break
+            unit = candidate
+        return unit
+
+    def quantized_parameters(self):
+        """(prototypes, tables, bias) as the exported layer has them, straight-through."""
+        input_scale, _ = self.quantization
+        tables, bias = self.current_tables(), self.bias
+        prototypes = self.prototypes + (torch.clamp(torch.floor(self.prototypes / input_scale + 0.5),
+                                                    INT8_MIN, INT8_MAX) * input_scale - self.prototypes).detach()
+        unit = self.table_unit(tables, bias)
+        tables = tables + (torch.floor(tables / unit + 0.5) * unit - tables).detach()
+        if bias is not None:
+            bias = bias + (torch.floor(bias / unit + 0.5) * unit - bias).detach()
+        return prototypes, tables, bias
+
+    def quantized_forward(self, x: torch.Tensor) -> torch.Tensor:
+        prototypes, tables, bias = self.quantized_parameters()
+        lead = x.shape[:-1]
+        if self.encoder == "tree":
+            assignment = F.one_hot(self.encode(x).reshape(-1, self.codebooks), self.centroids).to(x.dtype)
+        else:
+            # hard codes on the integer grid, ties to the smallest k, as the golden: the distances
+            # are integers below 2^24 (V <= 256), exact in float32
+            input_scale = self.quantization[0]
+            sub = torch.floor(x.detach().double() / input_scale + 0.5).clamp(INT8_MIN, INT8_MAX).float()
+            sub = sub.reshape(-1, self.codebooks, self.subvector_len)
+            grid = torch.floor(prototypes.detach().double() / input_scale + 0.5).float()
+            diff = sub[:, :, None, :] - grid[None]
+            distance = (diff * diff if self.encoder == "l2" else diff.abs()).sum(dim=-1)
+            hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(x.dtype)
+            if self.training:
+                soft = torch.softmax(-self.distances(x, prototypes) * self.tau, dim=-1)
+                assignment = hard + soft - soft.detach()
+            else:
+                assignment = hard
+        y = torch.einsum("nck,ckm->nm", assignment, tables)
+        if bias is not None:
+            y = y + bias
+        return y.reshape(*lead, self.out_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quantization is not None:
+            return self.quantized_forward(x)
         if not self.training:
             if self.learn == "weight":
                 self.fold()
@@ -116,6 +185,15 @@ class TrainableLUTLinear(LUTLinear):
                 self.tables.copy_(self.current_tables())
 
     def export(self, *args, **kwargs):
+        """LUTLinear.export; in quantization-aware mode the parameters are first snapped to
+        the values the forward pass used, so the integers are exactly those."""
         self.fold()
+        if self.quantization is not None:
+            with torch.no_grad():
+                prototypes, tables, bias = self.quantized_parameters()
+                self.prototypes.copy_(prototypes)
+                self.tables.copy_(tables)
+                if bias is not None:
+                    self.bias.copy_(bias)
         return super().export(*args, **kwargs)
 

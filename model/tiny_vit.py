@@ -80,6 +80,37 @@ def image_patches(x: torch.Tensor, shape: ViTShape) -> torch.Tensor:
     return x.reshape(-1, rows * cols, p * p)
 
 
+class QuantPoints:
+    """Where the integer model quantizes: records each tensor (if `record` is a dict) and,
+    with `scales`, rounds it to its int8 grid in the forward pass (fake quantization with
+    a straight-through gradient), so that training sees the integer model's rounding."""
+
+    def __init__(self, record: dict | None = None, scales: dict | None = None):
+        self.record, self.scales = record, scales
+
+    def __call__(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        if self.record is not None:
+            self.record[name] = value
+        if self.scales is not None and name in self.scales and name not in UNQUANTIZED:
+            value = fake_quantize(value, self.scales[name])
+        return value
+
+    def probabilities(self, p: torch.Tensor) -> torch.Tensor:
+        """Softmax outputs as the integer attention has them: units of 2^-8, at most 255."""
+        if self.scales is None:
+            return p
+        return p + (torch.clamp(torch.floor(p * 256 + 0.5), 0, 255) / 256 - p).detach()
+
+
+UNQUANTIZED = ("patches", "head")     # the exact int8 input, and the raw logits
+
+
+def fake_quantize(value: torch.Tensor, scale: float) -> torch.Tensor:
+    """clamp(round_half_up(v / s), -128, 127) * s in the forward pass, identity gradient."""
+    quantized = torch.clamp(torch.floor(value / scale + 0.5), -128, 127) * scale
+    return value + (quantized - value).detach()
+
+
 class Block(nn.Module):
     """x + proj(attention(norm1(x))), then x + fc2(gelu(fc1(norm2(x)))) (pre-norm)."""
 
@@ -93,20 +124,19 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(shape.dim, shape.mlp)
         self.fc2 = nn.Linear(shape.mlp, shape.dim)
 
-    def forward(self, x: torch.Tensor, record, prefix: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, point: QuantPoints, prefix: str) -> torch.Tensor:
         s = self.shape
-        h = _keep(record, f"{prefix}_ln1", self.norm1(x))
-        qkv = _keep(record, f"{prefix}_qkv", self.qkv(h))
+        h = point(f"{prefix}_ln1", self.norm1(x))
+        qkv = point(f"{prefix}_qkv", self.qkv(h))
         N, T, _ = qkv.shape
         q, k, v = qkv.reshape(N, T, 3, s.heads, s.head_dim).permute(2, 0, 3, 1, 4)   # [N, H, T, dh] each
         scores = q @ k.transpose(-1, -2) / math.sqrt(s.head_dim)
-        if record is not None:
-            record[f"{prefix}_scores"] = scores
-        context = _keep(record, f"{prefix}_attn", (scores.softmax(-1) @ v).transpose(1, 2).reshape(N, T, s.dim))
-        x = _keep(record, f"{prefix}_add1", x + _keep(record, f"{prefix}_proj", self.proj(context)))
-        h = _keep(record, f"{prefix}_ln2", self.norm2(x))
-        h = _keep(record, f"{prefix}_gelu", F.gelu(_keep(record, f"{prefix}_fc1", self.fc1(h))))
-        return _keep(record, f"{prefix}_add2", x + _keep(record, f"{prefix}_fc2", self.fc2(h)))
+        probabilities = point.probabilities(scores.softmax(-1))
+        context = point(f"{prefix}_attn", (probabilities @ v).transpose(1, 2).reshape(N, T, s.dim))
+        x = point(f"{prefix}_add1", x + point(f"{prefix}_proj", self.proj(context)))
+        h = point(f"{prefix}_ln2", self.norm2(x))
+        h = point(f"{prefix}_gelu", F.gelu(point(f"{prefix}_fc1", self.fc1(h))))
+        return point(f"{prefix}_add2", x + point(f"{prefix}_fc2", self.fc2(h)))
 
 
 class TinyViT(nn.Module):
@@ -121,25 +151,23 @@ class TinyViT(nn.Module):
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.depth))
         self.norm = nn.LayerNorm(shape.dim)
         self.head = nn.Linear(shape.dim, shape.classes)
+        self.activation_scales: dict | None = None    # set: quantization-aware (see QuantPoints)
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """`record`, if given, receives the float tensor at every quantization point,
-        keyed by the name of the integer model's layer that produces it."""
+        keyed by the name of the integer model's layer that produces it. With
+        `activation_scales` set, each of those tensors is rounded to its int8 grid."""
         s = self.shape
-        patches = _keep(record, "patches", image_patches(x, s))
-        embedded = _keep(record, "patch_embed", self.patch_embed(patches))
+        point = QuantPoints(record, self.activation_scales)
+        patches = point("patches", image_patches(x, s))
+        embedded = point("patch_embed", self.patch_embed(patches))
         cls = self.cls_token.expand(len(embedded), 1, s.dim)
-        x = _keep(record, "embed", torch.cat([cls, embedded], dim=1) + self.pos_embed)
+        x = point("embed", torch.cat([cls, embedded], dim=1) + self.pos_embed)
         for i, block in enumerate(self.blocks):
-            x = block(x, record, f"b{i}")
-        x = _keep(record, "cls", x[:, 0])
-        return _keep(record, "head", self.head(_keep(record, "norm", self.norm(x))))
+            x = block(x, point, f"b{i}")
+        x = point("cls", x[:, 0])
+        return point("head", self.head(point("norm", self.norm(x))))
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-
-def _keep(record, name: str, value: torch.Tensor) -> torch.Tensor:
-    if record is not None:
-        record[name] = value
-    return value

@@ -77,11 +77,14 @@ def export_matrix(module: nn.Module, name: str, input_scale: float, output_scale
 
 
 def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: float, *,
-               description: str | None = None, head_output: str = "acc") -> Config:
-    """The whole-model config of `model` for int8 images x_int (float images x_int * input_scale)."""
+               description: str | None = None, head_output: str = "acc", scales: dict | None = None) -> Config:
+    """The whole-model config of `model` for int8 images x_int (float images x_int * input_scale).
+
+    `scales` (tensor name -> scale) fixes the activation scales, e.g. those the model was
+    trained with in quantization-aware mode; by default they are calibrated here."""
     s = model.shape
     record = record_tensors(model, calibration_images)
-    scale = tensor_scales(record)
+    scale = dict(scales) if scales is not None else tensor_scales(record)
     reads = {written: read for read, written in s.linear_points().values()}
     layers = [operator(PatchesLayer, "patches", height=s.height, width=s.width, patch=s.patch,
                        extra={"input_scale": input_scale, "output_scale": input_scale})]

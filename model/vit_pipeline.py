@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nomac.model.compression_plan import CompressionPlan, compress
+from nomac.model.compression_plan import CALIBRATION_ROWS, CompressionPlan, compress
 from nomac.model.config import save_config
 from nomac.model.digits_data import ImageData
 from nomac.model.golden import run_golden
 from nomac.model.tiny_vit import TinyViT, ViTShape
-from nomac.model.vit_export import export_vit
+from nomac.model.vit_export import export_matrix, export_vit, record_tensors, tensor_scales
 from nomac.model.vit_training import TrainSettings, accuracy, predict, train
 
 FLOAT_SETTINGS = TrainSettings()
@@ -73,8 +73,29 @@ def recorded_inputs(model: TinyViT, x: np.ndarray) -> dict[str, np.ndarray]:
     return {name: record[read].numpy() for name, (read, _) in model.shape.linear_points().items()}
 
 
+def quantization_aware(model: TinyViT, scales: dict, input_scale: float, inputs: dict | None = None) -> dict:
+    """Make `model` compute on the integer model's grids: every activation rounded to int8 at
+    its scale (the float teacher's, max|v| / 127 on the training images), and every lut layer
+    on its exported prototypes and tables. Returns the scales, which export must use too."""
+    scales = dict(scales)
+    for name, (read, written) in model.shape.linear_points().items():
+        module = model.get_submodule(name)
+        scale_in = input_scale if read == "patches" else scales[read]
+        if hasattr(module, "set_quantization"):
+            module.set_quantization(scale_in, scales[written])
+        elif written != "head":
+            # dense / shift / butterfly outputs land on their export's own grid (a power-of-two
+            # multiple of the accumulator unit for dense and shift): train on that grid
+            calibration = None if inputs is None else inputs[name][:2048]
+            layer = export_matrix(module, name, scale_in, scales[written], calibration)
+            scales[written] = float(layer.extra.get("output_scale", scales[written]))
+    model.activation_scales = scales
+    return scales
+
+
 def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, float_settings: TrainSettings = FLOAT_SETTINGS,
-             shape: ViTShape | None = None, progress: bool = True, log=print) -> PlanResult:
+             shape: ViTShape | None = None, progress: bool = True, log=print,
+             calibration_rows: int = CALIBRATION_ROWS) -> PlanResult:
     """Train (or resume) the float teacher and the plan's compressed model for one seed; export
     and measure it. Everything lands in out_dir."""
     out_dir = Path(out_dir)
@@ -82,8 +103,10 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
     start = time.time()
     teacher = train_float(data, seed, out_dir, float_settings, shape, progress)
     x_train, x_test = data.float32("train"), data.float32("test")
-    model = compress(copy.deepcopy(teacher), plan, teacher.shape.linear_names(),
-                     recorded_inputs(teacher, x_train), seed)
+    inputs = recorded_inputs(teacher, x_train)
+    model = compress(copy.deepcopy(teacher), plan, teacher.shape.linear_names(), inputs, seed, calibration_rows)
+    scales = quantization_aware(model, tensor_scales(record_tensors(teacher, x_train)), data.input_scale,
+                                {name: value.reshape(-1, value.shape[-1]) for name, value in inputs.items()})
     if plan.trains:
         train(model, data, plan.settings, seed, checkpoint=out_dir / f"{plan.name}_seed{seed}.pt",
               teacher=teacher if plan.settings.distill > 0 else None, progress=progress,
@@ -92,7 +115,7 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
     seconds = time.time() - start
     description = (f"tiny ViT {asdict(model.shape)} on {data.name}, plan {plan.name} ({plan.source}), seed {seed}; "
                    f"made by nomac train")
-    config = export_vit(model, x_train, data.input_scale, description=description)
+    config = export_vit(model, x_train, data.input_scale, description=description, scales=scales)
     config_path = save_config(config, out_dir / f"{plan.name}_seed{seed}.json")
     x_int = data.int8("test")
     logits = run_golden(config, x_int)

@@ -81,12 +81,14 @@ def predict(model: nn.Module, x, batch: int = 512) -> np.ndarray:
 
 
 def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpoint: Path | None = None,
-          teacher: nn.Module | None = None, progress: bool = True, description: str = "train") -> dict:
+          teacher: nn.Module | None = None, progress: bool = True, description: str = "train",
+          stop_after: int | None = None) -> dict:
     """Train `model` in place on data's train split; return the history
     {"epochs_done", "loss" per epoch, "val_accuracy" per epoch}.
 
     With `checkpoint`, training resumes from it when it exists and saves it after each
-    epoch; a finished checkpoint just loads the weights.
+    epoch; a finished checkpoint just loads the weights. `stop_after` ends this call after
+    that many epochs (as an interruption would).
     """
     from tqdm import tqdm
     torch.set_num_threads(1)
@@ -114,7 +116,8 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         teacher.eval()
     bar = tqdm(total=settings.epochs, initial=history["epochs_done"], desc=description, disable=not progress,
                leave=False, dynamic_ncols=True)
-    for epoch in range(history["epochs_done"], settings.epochs):
+    last = settings.epochs if stop_after is None else min(settings.epochs, history["epochs_done"] + stop_after)
+    for epoch in range(history["epochs_done"], last):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         model.train()
         order = torch.randperm(len(x_train), generator=generator)

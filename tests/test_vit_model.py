@@ -1,0 +1,213 @@
+"""The tiny ViT's data, float model, plans, differentiable LUT training and the
+train -> export -> integer golden pipeline, on quick CI-sized runs (seeded)."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nomac.errors import NomacError
+from nomac.model import int_ops
+from nomac.model.compression_plan import bundled_plans, load_plan, plan_from_dict
+from nomac.model.config import load_config
+from nomac.model.digits_data import load_dataset
+from nomac.model.golden import run_golden
+from nomac.model.lut_linear import LUTLinear
+from nomac.model.lut_training import TrainableLUTLinear
+from nomac.model.tiny_vit import TinyViT, ViTShape, fake_quantize, image_patches
+from nomac.model.vit_training import TrainSettings, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    torch.set_num_threads(1)      # as training does: tiny tensors, a shared machine
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+def test_digits_splits_are_fixed_disjoint_and_stratified(digits):
+    assert digits.sizes() == {"train": 1259, "val": 179, "test": 359}
+    assert (digits.height, digits.width, digits.classes) == (8, 8, 10)
+    again = load_dataset("digits")
+    for split in ("train", "val", "test"):
+        assert np.array_equal(digits.images[split], again.images[split])
+    counts = np.bincount(digits.labels["test"], minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37          # 20% of 174..183 images per class
+    rows = {split: {bytes(img) for img in digits.images[split]} for split in ("train", "val", "test")}
+    assert sum(map(len, rows.values())) >= 1797 - 60          # (a few digits repeat exactly across the set)
+
+
+def test_digit_pixels_map_exactly_to_int8(digits):
+    """0..16 -> (p - 8) * 15, and the float input is that int8 times 1/120: (p - 8) / 8."""
+    x_int, x_float = digits.int8("test"), digits.float32("test")
+    pixels = digits.images["test"].reshape(len(x_int), -1).astype(np.int64)
+    assert np.array_equal(x_int, (pixels - 8) * 15)
+    assert np.allclose(x_float, (pixels - 8) / 8, atol=1e-7)
+
+
+# ---- model ----------------------------------------------------------------------------------
+
+def test_parameter_count_follows_the_architecture():
+    s = ViTShape()
+    E, M, T, P = s.dim, s.mlp, s.tokens, s.patch_len
+    per_block = 2 * 2 * E + (E * 3 * E + 3 * E) + (E * E + E) + (E * M + M) + (M * E + E)
+    expected = (P * E + E) + E + T * E + s.depth * per_block + 2 * E + (E * s.classes + s.classes)
+    assert TinyViT(s).parameter_count() == expected == 18218
+
+
+def test_float_and_integer_patches_agree():
+    x = np.arange(64, dtype=np.int8).reshape(1, 64)
+    float_patches = image_patches(torch.from_numpy(x.astype(np.float32)), ViTShape()).reshape(1, -1)
+    assert float_patches.numpy().astype(np.int8).tolist() == int_ops.image_patches(x, 8, 8, 2).tolist()
+
+
+def test_shape_rules_name_the_value():
+    with pytest.raises(NomacError, match="heads = 5: must divide dim 32"):
+        ViTShape(heads=5)
+    with pytest.raises(NomacError, match="patch = 3: must divide height 8"):
+        ViTShape(patch=3)
+
+
+def test_fake_quantize_rounds_half_up_and_clamps_with_identity_gradient():
+    v = torch.tensor([0.25, -0.25, 0.75, 100.0, -100.0], requires_grad=True)
+    q = fake_quantize(v, 0.5)
+    assert q.tolist() == [0.5, 0.0, 1.0, 63.5, -64.0]
+    q.sum().backward()
+    assert v.grad.tolist() == [1.0] * 5
+
+
+# ---- plans --------------------------------------------------------------------------------
+
+def test_bundled_plans_load_and_assign_kinds():
+    assert set(bundled_plans()) >= {"dense", "lut_kmeans", "lut_train", "shift", "butterfly", "mixed"}
+    names = ViTShape().linear_names()
+    mixed = load_plan("mixed").kinds(names)
+    assert mixed["blocks.1.qkv"] == "lut" and mixed["blocks.0.proj"] == "butterfly"
+    assert mixed["blocks.0.fc2"] == "shift" and mixed["head"] == "dense" and mixed["patch_embed"] == "dense"
+    assert load_plan("lut_train").method == "differentiable"
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"format": "nomac-plan/1", "name": "x", "layers": [{"match": "*", "kind": "conv"}]}, "kind = 'conv'"),
+    ({"format": "nomac-plan/1", "name": "x", "layers": [{"match": "*", "kind": "lut", "centroids": 16}]},
+     "exactly one of \"subvector\" and \"codebooks\""),
+    ({"format": "nomac-plan/1", "name": "x", "layers": [{"match": "*", "kind": "shift", "bits": 4}]},
+     "option 'bits': unknown for kind shift"),
+    ({"format": "nomac-plan/1", "name": "x", "training": {"method": "sgd"}}, "training.method = 'sgd'"),
+    ({"format": "nomac-plan/1", "name": "x", "training": {"epoch": 3}}, "training setting 'epoch': unknown"),
+    ({"format": "nomac-plan/2", "name": "x"}, "format = 'nomac-plan/2'"),
+])
+def test_bad_plans_are_refused_with_the_rule(document, message):
+    with pytest.raises(NomacError, match=message):
+        plan_from_dict(document, "plan.json")
+
+
+# ---- differentiable LUT training ---------------------------------------------------------------
+
+def lut_pair(seed=0, D=8, M=4, N=600):
+    torch.manual_seed(seed)
+    linear = nn.Linear(D, M)
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(N, 2)) @ rng.normal(size=(2, D)) + 0.3 * rng.normal(size=(N, D))).astype(np.float32)
+    return linear, x
+
+
+def test_trainable_lut_forward_is_the_hard_lut_in_value():
+    linear, x = lut_pair()
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0)
+    plain = LUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0)
+    xt = torch.from_numpy(x)
+    lut.train()
+    assert torch.allclose(lut(xt), plain(xt), atol=1e-5)       # straight-through: hard assignment forward
+    lut.eval()
+    assert torch.equal(lut(xt), plain(xt))
+
+
+def test_soft_assignment_sends_gradients_to_prototypes_and_temperature():
+    linear, x = lut_pair()
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0)
+    lut.train()
+    lut(torch.from_numpy(x[:64])).pow(2).sum().backward()
+    assert lut.prototypes.grad.abs().sum() > 0 and lut.log_tau.grad.abs() > 0 and lut.tables.grad.abs().sum() > 0
+
+
+def test_differentiable_training_beats_kmeans_on_a_regression():
+    """Fit y = W x with a 2-codebook, 4-centroid LUT: end-to-end training lowers the error of k-means."""
+    linear, x = lut_pair(seed=3, N=400)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        target = linear(xt)
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=4, seed=0)
+    with torch.no_grad():
+        before = float((lut.eval()(xt) - target).pow(2).mean())
+    optimizer = torch.optim.Adam(lut.parameters(), lr=0.03)
+    lut.train()
+    for _ in range(60):
+        optimizer.zero_grad()
+        (lut(xt) - target).pow(2).mean().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = float((lut.eval()(xt) - target).pow(2).mean())
+    assert after < 0.6 * before
+
+
+def test_quantization_aware_lut_exports_exactly_what_it_computes():
+    linear, x = lut_pair(seed=1)
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0)
+    s_in = float(np.abs(x).max()) / 127
+    s_out = 0.02
+    lut.set_quantization(s_in, s_out)
+    lut.eval()
+    x_int = np.clip(np.floor(x / s_in + 0.5), -128, 127).astype(np.int8)
+    with torch.no_grad():
+        y = lut(torch.from_numpy((x_int * s_in).astype(np.float32))).double().numpy()
+    layer = lut.export("l", s_in, s_out, output="acc")
+    acc = run_golden(__import__("nomac.model.config", fromlist=["make_config"]).make_config([layer]), x_int)
+    unit = s_out / 2 ** layer.out_shift
+    assert np.allclose(acc * unit, y, rtol=0, atol=1e-5 * np.abs(y).max())
+
+
+# ---- training and the pipeline ----------------------------------------------------------------
+
+QUICK = TrainSettings(epochs=6, batch=64, lr=4e-3)
+
+
+def test_training_converges_quickly_and_resumes_to_the_same_weights(digits, tmp_path):
+    torch.manual_seed(0)
+    model = TinyViT()
+    history = train(model, digits, QUICK, seed=0, checkpoint=tmp_path / "a.pt", progress=False)
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.3                 # 10 classes: chance is 0.1 (seeded: 0.4)
+
+    torch.manual_seed(0)
+    interrupted = TinyViT()
+    train(interrupted, digits, TrainSettings(**{**QUICK.__dict__}), seed=0, checkpoint=tmp_path / "b.pt",
+          progress=False, stop_after=1)
+    resumed = TinyViT()
+    train(resumed, digits, QUICK, seed=0, checkpoint=tmp_path / "b.pt", progress=False)
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_quick_lut_plan_exports_a_whole_model_the_integer_golden_runs(digits, tmp_path):
+    from nomac.model.vit_pipeline import run_plan
+    plan = load_plan("lut_train")
+    plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=2e-3, distill=0.5)})
+    result = run_plan(plan, digits, 0, tmp_path, float_settings=QUICK, progress=False, log=None,
+                      calibration_rows=512)
+    config = load_config(result.config)
+    kinds = [layer.kind for layer in config.layers]
+    assert kinds[:3] == ["patches", "dense", "embed"] and kinds.count("lut") == 9 and kinds[-1] == "lut"
+    assert kinds.count("attention") == 2 and kinds.count("layernorm") == 5 and kinds.count("add") == 4
+    logits = run_golden(config, digits.int8("test"))
+    assert logits.shape == (359, 10) and logits.dtype == np.int64
+    assert result.deterministic and result.int_accuracy > 0.2
+    saved = json.loads((tmp_path / "lut_train_seed0.result.json").read_text())
+    assert saved["config_id"] == config.config_id
