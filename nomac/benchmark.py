@@ -74,19 +74,32 @@ def measure_config(config, name: str, devices, *, vectors: int, work_dir: Path, 
 
 
 def synthesized(layer, device: str, work_dir: Path, cycles_per_vector: float, dsp: bool = True) -> dict:
-    """Resources and Fmax; when place-and-route fails, the resources and the tool's reason."""
+    """Resources and Fmax. When place-and-route fails: the resources and nextpnr's reason;
+    when synthesis itself fails (a tool crash): no figures, and the tool's last words."""
     try:
         result = synthesize(layer, device, work_dir=work_dir, dsp=dsp)
     except NomacError as e:
-        if "nextpnr" not in str(e):
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if "failed (exit" not in lines[0]:       # not a tool run that failed: a real error
             raise
+        if "nextpnr" not in lines[0]:
+            return {"luts": None, "ffs": None, "brams": None, "dsps": None, "fmax_mhz": None,
+                    "vectors_per_second": None, "note": f"no figures: {lines[0]} ... {lines[-1]}"}
         result = synthesize(layer, device, work_dir=work_dir, place_and_route=False, dsp=dsp)
-        reason = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("ERROR")),
-                      str(e).splitlines()[0])
+        reason = next((line for line in lines if line.startswith("ERROR")), lines[0])
         return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
                 "fmax_mhz": None, "vectors_per_second": None, "note": f"does not fit: {reason}"}
     return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
             "fmax_mhz": result.fmax_mhz, "vectors_per_second": result.fmax_mhz * 1e6 / cycles_per_vector}
+
+
+def device_columns(entry: dict) -> str:
+    """LUT4, FF, BRAM, DSP, Fmax and vectors/s of a device entry, "-" where there is no figure."""
+    def shown(key, width, spec=""):
+        value = entry[key]
+        return f"{'-' if value is None else format(value, spec):>{width}}"
+    return " ".join((shown("luts", 6), shown("ffs", 6), shown("brams", 5), shown("dsps", 4),
+                     shown("fmax_mhz", 9, ".1f"), shown("vectors_per_second", 10, ".0f")))
 
 
 def format_tables(rows: list[EngineFigures]) -> str:
@@ -107,10 +120,7 @@ def format_tables(rows: list[EngineFigures]) -> str:
         notes = []
         for row in rows:
             for device, e in row.devices.items():
-                fmax, rate = ("-", "-") if e["fmax_mhz"] is None else \
-                    (f"{e['fmax_mhz']:.1f}", f"{e['vectors_per_second']:.0f}")
-                lines.append(f"{row.config:<16} {device:<11} {e['luts']:>6} {e['ffs']:>6} {e['brams']:>5} "
-                             f"{e['dsps']:>4} {fmax:>9} {rate:>10}")
+                lines.append(f"{row.config:<16} {device:<11} {device_columns(e)}")
                 if "note" in e:
                     notes.append(f"  {row.config} on {device}: {e['note']}")
         lines += notes
@@ -132,7 +142,7 @@ def save(rows: list[EngineFigures], folder: Path) -> list[Path]:
         width = 0.8 / len(devices)
         for i, device in enumerate(devices):
             xs = [j + i * width for j in range(len(synthesized))]
-            axes[0].bar(xs, [r.devices[device]["luts"] for r in synthesized], width, label=device)
+            axes[0].bar(xs, [r.devices[device]["luts"] or 0 for r in synthesized], width, label=device)
             axes[1].bar(xs, [r.devices[device]["fmax_mhz"] or 0 for r in synthesized], width, label=device)
         for axis, title in zip(axes, ("LUT4 (engine alone)", "Fmax (MHz)")):
             axis.set_xticks([j + width * (len(devices) - 1) / 2 for j in range(len(synthesized))],

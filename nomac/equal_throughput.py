@@ -12,7 +12,7 @@ its multipliers are built from LUTs, as where the DSPs are taken or too few).
 """
 from pathlib import Path
 
-from nomac.benchmark import EngineFigures, measure_config, save
+from nomac.benchmark import EngineFigures, device_columns, measure_config, save
 from nomac.boards.synthesis import DEVICES
 from nomac.model.config import load_config
 from nomac.model.lut_examples import CONFIG_DIR
@@ -44,10 +44,7 @@ def format_comparison(groups: dict[int, list[EngineFigures]]) -> str:
             if not synthesized:
                 lines.append(head)
             for device, e in synthesized.items():
-                fmax, rate = ("-", "-") if e["fmax_mhz"] is None else \
-                    (f"{e['fmax_mhz']:.1f}", f"{e['vectors_per_second']:.0f}")
-                lines.append(f"{head} {device:<11} {e['luts']:>6} {e['ffs']:>6} {e['brams']:>5} "
-                             f"{e['dsps']:>4} {fmax:>9} {rate:>10}")
+                lines.append(f"{head} {device:<11} {device_columns(e)}")
                 if "note" in e:
                     notes.append(f"  lanes {lanes}, {row.config} on {device}: {e['note']}")
     return "\n".join(lines + notes)

