@@ -85,14 +85,24 @@ class QuantPoints:
     with `scales`, rounds it to its int8 grid in the forward pass (fake quantization with
     a straight-through gradient), so that training sees the integer model's rounding."""
 
-    def __init__(self, record: dict | None = None, scales: dict | None = None):
-        self.record, self.scales = record, scales
+    def __init__(self, record: dict | None = None, scales: dict | None = None, emulation=None):
+        self.record, self.scales, self.emulation = record, scales, emulation
+        self.values = {}
 
-    def __call__(self, name: str, value: torch.Tensor) -> torch.Tensor:
+    def __call__(self, name: str, value: torch.Tensor, kind: str = "input", sources=(), module=None) -> torch.Tensor:
+        """`kind` (matrix, layernorm, embed, attention, gelu, add, select, input), the names of
+        the points it reads and its module say which integer layer computes this point."""
+        exact = None
+        if self.emulation is not None:
+            exact = self.emulation(name, kind, value, [self.values[n] for n in sources], sources, module)
+        if exact is not None:
+            value = value + (exact - value).detach()
+        elif self.scales is not None and name in self.scales and name not in UNQUANTIZED:
+            scale = self.emulation.scale_of(name) if self.emulation is not None else self.scales[name]
+            value = fake_quantize(value, scale)
+        self.values[name] = value
         if self.record is not None:
             self.record[name] = value
-        if self.scales is not None and name in self.scales and name not in UNQUANTIZED:
-            value = fake_quantize(value, self.scales[name])
         return value
 
     def probabilities(self, p: torch.Tensor) -> torch.Tensor:
@@ -102,7 +112,7 @@ class QuantPoints:
         return p + (torch.clamp(torch.floor(p * 256 + 0.5), 0, 255) / 256 - p).detach()
 
 
-UNQUANTIZED = ("patches", "head")     # the exact int8 input, and the raw logits
+UNQUANTIZED = ("head",)     # the raw logits (accumulators)
 
 
 def fake_quantize(value: torch.Tensor, scale: float) -> torch.Tensor:
@@ -124,19 +134,23 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(shape.dim, shape.mlp)
         self.fc2 = nn.Linear(shape.mlp, shape.dim)
 
-    def forward(self, x: torch.Tensor, point: QuantPoints, prefix: str) -> torch.Tensor:
-        s = self.shape
-        h = point(f"{prefix}_ln1", self.norm1(x))
-        qkv = point(f"{prefix}_qkv", self.qkv(h))
+    def forward(self, x: torch.Tensor, point: QuantPoints, prefix: str, source: str) -> torch.Tensor:
+        s, p = self.shape, prefix
+        h = point(f"{p}_ln1", self.norm1(x), "layernorm", (source,), self.norm1)
+        qkv = point(f"{p}_qkv", self.qkv(h), "matrix", (f"{p}_ln1",), self.qkv)
         N, T, _ = qkv.shape
         q, k, v = qkv.reshape(N, T, 3, s.heads, s.head_dim).permute(2, 0, 3, 1, 4)   # [N, H, T, dh] each
         scores = q @ k.transpose(-1, -2) / math.sqrt(s.head_dim)
         probabilities = point.probabilities(scores.softmax(-1))
-        context = point(f"{prefix}_attn", (probabilities @ v).transpose(1, 2).reshape(N, T, s.dim))
-        x = point(f"{prefix}_add1", x + point(f"{prefix}_proj", self.proj(context)))
-        h = point(f"{prefix}_ln2", self.norm2(x))
-        h = point(f"{prefix}_gelu", F.gelu(point(f"{prefix}_fc1", self.fc1(h))))
-        return point(f"{prefix}_add2", x + point(f"{prefix}_fc2", self.fc2(h)))
+        context = point(f"{p}_attn", (probabilities @ v).transpose(1, 2).reshape(N, T, s.dim), "attention",
+                        (f"{p}_qkv",))
+        projected = point(f"{p}_proj", self.proj(context), "matrix", (f"{p}_attn",), self.proj)
+        x = point(f"{p}_add1", x + projected, "add", (source, f"{p}_proj"))
+        h = point(f"{p}_ln2", self.norm2(x), "layernorm", (f"{p}_add1",), self.norm2)
+        h = point(f"{p}_fc1", self.fc1(h), "matrix", (f"{p}_ln2",), self.fc1)
+        h = point(f"{p}_gelu", F.gelu(h), "gelu", (f"{p}_fc1",))
+        h = point(f"{p}_fc2", self.fc2(h), "matrix", (f"{p}_gelu",), self.fc2)
+        return point(f"{p}_add2", x + h, "add", (f"{p}_add1", f"{p}_fc2"))
 
 
 class TinyViT(nn.Module):
@@ -152,21 +166,25 @@ class TinyViT(nn.Module):
         self.norm = nn.LayerNorm(shape.dim)
         self.head = nn.Linear(shape.dim, shape.classes)
         self.activation_scales: dict | None = None    # set: quantization-aware (see QuantPoints)
+        self.emulation = None                          # set: integer layers' values (integer_emulation.py)
 
     def forward(self, x: torch.Tensor, record: dict | None = None) -> torch.Tensor:
         """`record`, if given, receives the float tensor at every quantization point,
         keyed by the name of the integer model's layer that produces it. With
         `activation_scales` set, each of those tensors is rounded to its int8 grid."""
         s = self.shape
-        point = QuantPoints(record, self.activation_scales)
+        point = QuantPoints(record, self.activation_scales, self.emulation)
         patches = point("patches", image_patches(x, s))
-        embedded = point("patch_embed", self.patch_embed(patches))
+        embedded = point("patch_embed", self.patch_embed(patches), "matrix", ("patches",), self.patch_embed)
         cls = self.cls_token.expand(len(embedded), 1, s.dim)
-        x = point("embed", torch.cat([cls, embedded], dim=1) + self.pos_embed)
+        x = point("embed", torch.cat([cls, embedded], dim=1) + self.pos_embed, "embed", ("patch_embed",), self)
+        source = "embed"
         for i, block in enumerate(self.blocks):
-            x = block(x, point, f"b{i}")
-        x = point("cls", x[:, 0])
-        return point("head", self.head(point("norm", self.norm(x))))
+            x = block(x, point, f"b{i}", source)
+            source = f"b{i}_add2"
+        x = point("cls", x[:, 0], "select", (source,))
+        x = point("norm", self.norm(x), "layernorm", ("cls",), self.norm)
+        return point("head", self.head(x), "matrix", ("norm",), self.head)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -99,45 +99,25 @@ def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: floa
         return {"input_scale": float(scale_in), "output_scale": float(scale_out)}
 
     def layernorm(norm: nn.LayerNorm, name: str, scale_in: float) -> float:
-        s_out = scale[name]
-        gamma = norm.weight.detach().double().numpy()
-        beta = norm.bias.detach().double().numpy()
-        out_shift = 0
-        while out_shift < 40 and _fits_norm(gamma, beta, s_out, out_shift + 1):
-            out_shift += 1
-        weight = round_half_up(gamma * 2.0 ** (out_shift - NORM_BITS) / s_out).astype(np.int16)
-        bias = round_half_up(beta * 2.0 ** out_shift / s_out).astype(np.int32)
-        layers.append(operator(LayerNormLayer, name, {"weight": weight, "bias": bias}, describe(scale_in, s_out),
-                               features=s.dim, norm_bits=NORM_BITS, out_shift=out_shift))
-        return s_out
+        layers.append(layernorm_layer(norm, name, scale_in, scale[name]))
+        return scale[name]
 
     s_patch = matrix(model.patch_embed, "patch_embed", input_scale)
     s_x = scale["embed"]
-    pos = model.pos_embed.detach().double().numpy().copy()
-    pos[0] += model.cls_token.detach().double().numpy()
-    mult, shift = common_dyadic([s_patch / s_x], max_shift=23)
-    offset = round_half_up(pos / s_x * 2.0 ** shift).astype(np.int32)
-    layers.append(operator(EmbedLayer, "embed", {"offset": offset}, describe(s_patch, s_x),
-                           tokens=s.tokens, features=s.dim, mult=mult, shift=shift))
+    layers.append(embed_layer(model, s_patch, s_x))
     for i, block in enumerate(model.blocks):
         p = f"b{i}"
         s_ln1 = layernorm(block.norm1, f"{p}_ln1", s_x)
         s_qkv = matrix(block.qkv, f"{p}_qkv", s_ln1)
         s_attn = scale[f"{p}_attn"]
-        score_mult, score_shift = common_dyadic([s_qkv * s_qkv / math.sqrt(s.head_dim) / EXP_STEP])
-        out_mult, out_shift = common_dyadic([s_qkv / 2 ** PROB_BITS / s_attn])
-        exp_table = round_half_up(EXP_ONE * np.exp(-np.arange(256) * EXP_STEP)).astype(np.int32)
-        layers.append(operator(AttentionLayer, f"{p}_attn", {"exp_table": exp_table}, describe(s_qkv, s_attn),
-                               tokens=s.tokens, features=s.dim, heads=s.heads, score_mult=score_mult,
-                               score_shift=score_shift, out_mult=out_mult, out_shift=out_shift))
+        layers.append(attention_layer(f"{p}_attn", s, s_qkv, s_attn))
         s_proj = matrix(block.proj, f"{p}_proj", s_attn)
         s_x = residual(layers, f"{p}_add1", (_last_add_or_embed(layers, i, "add2"), f"{p}_proj"),
                        (s_x, s_proj), scale[f"{p}_add1"], s.dim)
         s_ln2 = layernorm(block.norm2, f"{p}_ln2", s_x)
         s_fc1 = matrix(block.fc1, f"{p}_fc1", s_ln2)
         s_gelu = scale[f"{p}_gelu"]
-        layers.append(operator(GeluLayer, f"{p}_gelu", {"table": gelu_table(s_fc1, s_gelu)},
-                               describe(s_fc1, s_gelu), features=s.mlp))
+        layers.append(gelu_layer(f"{p}_gelu", s.mlp, s_fc1, s_gelu))
         s_fc2 = matrix(block.fc2, f"{p}_fc2", s_gelu)
         s_x = residual(layers, f"{p}_add2", (f"{p}_add1", f"{p}_fc2"), (s_x, s_fc2), scale[f"{p}_add2"], s.dim)
     layers.append(operator(SelectTokenLayer, "cls", extra=describe(s_x, s_x), tokens=s.tokens,
@@ -151,10 +131,58 @@ def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: floa
 
 
 def residual(layers, name, inputs, scales_in, scale_out, features) -> float:
-    mult_a, mult_b, shift = common_dyadic([scales_in[0] / scale_out, scales_in[1] / scale_out])
-    layers.append(operator(AddLayer, name, extra={"output_scale": float(scale_out)}, features=features,
-                           inputs=list(inputs), mult_a=mult_a, mult_b=mult_b, shift=shift))
+    layers.append(residual_layer(name, inputs, scales_in, scale_out, features))
     return scale_out
+
+
+# ---- one operator layer from the float model's parameters and the scales around it ----------
+# (export_vit builds the config with these; integer_emulation.py builds the same layers
+# during quantization-aware training)
+
+def _describe(scale_in, scale_out) -> dict:
+    return {"input_scale": float(scale_in), "output_scale": float(scale_out)}
+
+
+def layernorm_layer(norm: nn.LayerNorm, name: str, scale_in: float, scale_out: float) -> LayerNormLayer:
+    gamma = norm.weight.detach().double().numpy()
+    beta = norm.bias.detach().double().numpy()
+    out_shift = 0
+    while out_shift < 40 and _fits_norm(gamma, beta, scale_out, out_shift + 1):
+        out_shift += 1
+    weight = round_half_up(gamma * 2.0 ** (out_shift - NORM_BITS) / scale_out).astype(np.int16)
+    bias = round_half_up(beta * 2.0 ** out_shift / scale_out).astype(np.int32)
+    return operator(LayerNormLayer, name, {"weight": weight, "bias": bias}, _describe(scale_in, scale_out),
+                    features=len(gamma), norm_bits=NORM_BITS, out_shift=out_shift)
+
+
+def embed_layer(model: TinyViT, scale_in: float, scale_out: float) -> EmbedLayer:
+    s = model.shape
+    pos = model.pos_embed.detach().double().numpy().copy()
+    pos[0] += model.cls_token.detach().double().numpy()
+    mult, shift = common_dyadic([scale_in / scale_out], max_shift=23)
+    offset = round_half_up(pos / scale_out * 2.0 ** shift).astype(np.int32)
+    return operator(EmbedLayer, "embed", {"offset": offset}, _describe(scale_in, scale_out),
+                    tokens=s.tokens, features=s.dim, mult=mult, shift=shift)
+
+
+def attention_layer(name: str, shape, scale_in: float, scale_out: float) -> AttentionLayer:
+    score_mult, score_shift = common_dyadic([scale_in * scale_in / math.sqrt(shape.head_dim) / EXP_STEP])
+    out_mult, out_shift = common_dyadic([scale_in / 2 ** PROB_BITS / scale_out])
+    exp_table = round_half_up(EXP_ONE * np.exp(-np.arange(256) * EXP_STEP)).astype(np.int32)
+    return operator(AttentionLayer, name, {"exp_table": exp_table}, _describe(scale_in, scale_out),
+                    tokens=shape.tokens, features=shape.dim, heads=shape.heads, score_mult=score_mult,
+                    score_shift=score_shift, out_mult=out_mult, out_shift=out_shift)
+
+
+def gelu_layer(name: str, features: int, scale_in: float, scale_out: float) -> GeluLayer:
+    return operator(GeluLayer, name, {"table": gelu_table(scale_in, scale_out)}, _describe(scale_in, scale_out),
+                    features=features)
+
+
+def residual_layer(name: str, inputs, scales_in, scale_out: float, features: int) -> AddLayer:
+    mult_a, mult_b, shift = common_dyadic([scales_in[0] / scale_out, scales_in[1] / scale_out])
+    return operator(AddLayer, name, extra={"output_scale": float(scale_out)}, features=features,
+                    inputs=list(inputs), mult_a=mult_a, mult_b=mult_b, shift=shift)
 
 
 def gelu_table(scale_in: float, scale_out: float) -> np.ndarray:

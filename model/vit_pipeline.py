@@ -20,6 +20,7 @@ from nomac.model.compression_plan import CALIBRATION_ROWS, CompressionPlan, comp
 from nomac.model.config import save_config
 from nomac.model.digits_data import ImageData
 from nomac.model.golden import run_golden
+from nomac.model.integer_emulation import IntegerEmulation
 from nomac.model.tiny_vit import TinyViT, ViTShape
 from nomac.model.vit_export import export_matrix, export_vit, record_tensors, tensor_scales
 from nomac.model.vit_training import TrainSettings, accuracy, predict, train
@@ -36,6 +37,8 @@ class PlanResult:
     float_accuracy: float              # the compressed float model (the one exported), test split
     int_accuracy: float                # the integer-only whole-model config, test split
     agreement: float                   # fraction of test images where float and integer predict the same class
+    float_ops_accuracy: float          # the same model with float operators (LayerNorm, softmax, GELU, adds) on int8 grids
+    float_ops_agreement: float         # ... and how often it agrees with the integer model
     int_val_accuracy: float
     config: str
     config_id: str
@@ -73,11 +76,14 @@ def recorded_inputs(model: TinyViT, x: np.ndarray) -> dict[str, np.ndarray]:
     return {name: record[read].numpy() for name, (read, _) in model.shape.linear_points().items()}
 
 
-def quantization_aware(model: TinyViT, scales: dict, input_scale: float, inputs: dict | None = None) -> dict:
+def quantization_aware(model: TinyViT, scales: dict, input_scale: float, inputs: dict | None = None,
+                       emulate: bool = True) -> dict:
     """Make `model` compute on the integer model's grids: every activation rounded to int8 at
-    its scale (the float teacher's, max|v| / 127 on the training images), and every lut layer
-    on its exported prototypes and tables. Returns the scales, which export must use too."""
+    its scale (the float teacher's, max|v| / 127 on the training images), every lut layer on
+    its exported prototypes and tables, and (emulate) every other point's value taken from
+    its integer layer (integer_emulation.py). Returns the scales, which export must use too."""
     scales = dict(scales)
+    scales["patches"] = input_scale
     for name, (read, written) in model.shape.linear_points().items():
         module = model.get_submodule(name)
         scale_in = input_scale if read == "patches" else scales[read]
@@ -90,6 +96,7 @@ def quantization_aware(model: TinyViT, scales: dict, input_scale: float, inputs:
             layer = export_matrix(module, name, scale_in, scales[written], calibration)
             scales[written] = float(layer.extra.get("output_scale", scales[written]))
     model.activation_scales = scales
+    model.emulation = IntegerEmulation(model, scales, input_scale) if emulate else None
     return scales
 
 
@@ -122,6 +129,9 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
     deterministic = bool(np.array_equal(logits, run_golden(config, x_int)))
     int_pred = logits.argmax(axis=-1)
     float_pred = predict(model, x_test)
+    emulation, model.emulation = model.emulation, None
+    float_ops_pred = predict(model, x_test)
+    model.emulation = emulation
     labels = data.labels["test"]
     result = PlanResult(
         plan=plan.name, seed=seed, dataset=data.name,
@@ -129,6 +139,8 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
         float_accuracy=float((float_pred == labels).mean()),
         int_accuracy=float((int_pred == labels).mean()),
         agreement=float((int_pred == float_pred).mean()),
+        float_ops_accuracy=float((float_ops_pred == labels).mean()),
+        float_ops_agreement=float((int_pred == float_ops_pred).mean()),
         int_val_accuracy=float((run_golden(config, data.int8("val")).argmax(-1) == data.labels["val"]).mean()),
         config=str(config_path), config_id=config.config_id,
         kinds=plan.kinds(model.shape.linear_names()),
@@ -137,5 +149,6 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
     result.save(out_dir / f"{plan.name}_seed{seed}.result.json")
     if log:
         log(f"{plan.name} seed {seed}: float {result.float_accuracy:.4f} (teacher {result.float_teacher_accuracy:.4f}), "
-            f"integer {result.int_accuracy:.4f}, agreement {result.agreement:.4f}; config {config_path}")
+            f"integer {result.int_accuracy:.4f}, agreement {result.agreement:.4f} (float operators: "
+            f"{result.float_ops_accuracy:.4f}, agreement {result.float_ops_agreement:.4f}); config {config_path}")
     return result
