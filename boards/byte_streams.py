@@ -6,8 +6,8 @@ tables in words. These small components convert, each with one job and a
 
 - `ByteReader`: bytes [first, first+count) of a byte memory, in order;
 - `ByteWriter`: a byte stream written to a byte memory from address 0;
-- `WordReader` / `WordWriter`: memory words as little-endian bytes (`word_bytes` per
-  word, a signal, since one port serves memories of several widths);
+- `WordReader` / `WordWriter`: the words of one of several memories as little-endian
+  bytes (each memory's word bytes, a power of two: link_protocol.word_bytes);
 - `BytesToBeats` / `BeatsToBytes`: vectors as element bytes <-> vector-stream beats
   (SPEC section 4: lane 0 is the lowest element, unused lanes of a vector's final
   beat are zero, `last` on the final beat); output elements wider than a byte go as
@@ -15,12 +15,12 @@ tables in words. These small components convert, each with one job and a
 
 Memory read ports have one cycle of latency and keep their data while `en` is low.
 """
-from amaranth import Module, Signal
+from amaranth import Array, Cat, Const, Module, Signal
 from amaranth.hdl import Shape, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from nomac.boards.link_protocol import element_bytes
+from nomac.boards.link_protocol import element_bytes, word_bytes
 from nomac.hw.vector_stream import vector_stream
 
 
@@ -76,66 +76,83 @@ class ByteWriter(wiring.Component):
 
 
 class WordReader(wiring.Component):
-    """Streams words [first, first+count) of a memory as `word_bytes` little-endian bytes each."""
+    """Streams words [first, first+count) of the `select`ed memory, each as its word bytes
+    (a power of two, little-endian). One read port per memory, `memory0`, `memory1`, ...;
+    only the selected one sees `en`. The port keeps reading the same address until the
+    word's last byte is taken (an engine's read-back port shares the datapath's port, so
+    its data only holds while `en` does); bytes are picked straight from its data, so
+    no word is copied into a register."""
 
-    def __init__(self, addr_width: int, word_bits: int):
-        self.addr_width, self.word_bits = addr_width, word_bits
-        self.max_bytes = -(-word_bits // 8)
-        super().__init__({"start": In(1), "first": In(addr_width), "count": In(addr_width + 1),
-                          "word_bytes": In(range(1, self.max_bytes + 1)),
-                          "memory": In(memory.ReadPort.Signature(addr_width=addr_width, shape=word_bits)),
-                          "o": Out(stream.Signature(8)), "busy": Out(1)})
+    def __init__(self, addr_width: int, word_bits: list):
+        self.addr_width, self.word_bits = addr_width, list(word_bits)
+        self.word_bytes = [word_bytes(bits) for bits in self.word_bits]
+        members = {"start": In(1), "first": In(addr_width), "count": In(addr_width + 1),
+                   "select": In(range(len(self.word_bits))), "o": Out(stream.Signature(8)), "busy": Out(1)}
+        for k, bits in enumerate(self.word_bits):
+            members[f"memory{k}"] = In(memory.ReadPort.Signature(addr_width=addr_width, shape=bits))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         addr = Signal(self.addr_width)
         left = Signal(self.addr_width + 1)
         loading, have = Signal(), Signal()
-        word = Signal(8 * self.max_bytes)
-        index = Signal(range(self.max_bytes))
+        index = Signal(range(max(self.word_bytes)))
         fetch = (left != 0) & ~loading & ~have
-        m.d.comb += [self.memory.addr.eq(addr), self.memory.en.eq(fetch),
-                     self.o.valid.eq(have), self.o.payload.eq(word.word_select(index, 8)),
+        picks, lasts = [], []
+        for k, size in enumerate(self.word_bytes):
+            port = getattr(self, f"memory{k}")
+            m.d.comb += [port.addr.eq(addr), port.en.eq((fetch | loading | have) & (self.select == k))]
+            padded = Cat(port.data, Const(0, 8 * size - len(port.data)))
+            picks.append(padded.word_select(index[:max(1, (size - 1).bit_length())], 8) if size > 1 else padded)
+            lasts.append(Const(size - 1, len(index)))
+        m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(Array(picks)[self.select]),
                      self.busy.eq((left != 0) | loading | have)]
         m.d.sync += loading.eq(fetch)
-        with m.If(fetch):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
         with m.If(loading):
-            m.d.sync += [word.eq(self.memory.data), have.eq(1), index.eq(0)]
+            m.d.sync += [have.eq(1), index.eq(0)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += index.eq(index + 1)
-            with m.If(index == self.word_bytes - 1):
-                m.d.sync += have.eq(0)
+            with m.If(index == Array(lasts)[self.select]):
+                m.d.sync += [have.eq(0), addr.eq(addr + 1), left.eq(left - 1)]
         with m.If(self.start):
             m.d.sync += [addr.eq(self.first), left.eq(self.count), have.eq(0), loading.eq(0)]
         return m
 
 
 class WordWriter(wiring.Component):
-    """Assembles `word_bytes` little-endian bytes of `i` into a word and writes it at `first`, `first`+1, ..."""
+    """Collects the bytes of `i` into words of the `select`ed memory (its word bytes, a power
+    of two, little-endian) and writes them at `first`, `first`+1, ... Bytes shift in from the
+    top of one register, so each memory's word is a fixed slice of it: no multiplexer."""
 
-    def __init__(self, addr_width: int, word_bits: int):
-        self.addr_width, self.word_bits = addr_width, word_bits
-        self.max_bytes = -(-word_bits // 8)
-        super().__init__({"start": In(1), "first": In(addr_width),
-                          "word_bytes": In(range(1, self.max_bytes + 1)), "i": In(stream.Signature(8)),
-                          "memory": In(memory.WritePort.Signature(addr_width=addr_width, shape=word_bits)),
-                          "busy": Out(1)})
+    def __init__(self, addr_width: int, word_bits: list):
+        self.addr_width, self.word_bits = addr_width, list(word_bits)
+        self.word_bytes = [word_bytes(bits) for bits in self.word_bits]
+        members = {"start": In(1), "first": In(addr_width), "select": In(range(len(self.word_bits))),
+                   "i": In(stream.Signature(8)), "busy": Out(1)}
+        for k, bits in enumerate(self.word_bits):
+            members[f"memory{k}"] = In(memory.WritePort.Signature(addr_width=addr_width, shape=bits))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
+        widest = max(self.word_bytes)
         addr = Signal(self.addr_width)
-        word = Signal(8 * self.max_bytes)
-        index = Signal(range(self.max_bytes))
+        word = Signal(8 * widest)
+        index = Signal(range(widest))
         pending = Signal()                  # a whole word waits to be written (next cycle)
-        m.d.comb += [self.i.ready.eq(1), self.memory.addr.eq(addr), self.memory.data.eq(word),
-                     self.memory.en.eq(pending), self.busy.eq(pending)]
+        last = Array(Const(size - 1, len(index)) for size in self.word_bytes)[self.select]
+        for k, (size, bits) in enumerate(zip(self.word_bytes, self.word_bits)):
+            port = getattr(self, f"memory{k}")
+            m.d.comb += [port.addr.eq(addr), port.data.eq(word[8 * (widest - size):][:bits]),
+                         port.en.eq(pending & (self.select == k))]
+        m.d.comb += [self.i.ready.eq(1), self.busy.eq(pending)]
         m.d.sync += pending.eq(0)
         with m.If(pending):
             m.d.sync += addr.eq(addr + 1)
         with m.If(self.i.valid):
-            m.d.sync += [word.word_select(index, 8).eq(self.i.payload), index.eq(index + 1)]
-            with m.If(index == self.word_bytes - 1):
+            m.d.sync += [word.eq(Cat(word[8:], self.i.payload)), index.eq(index + 1)]
+            with m.If(index == last):
                 m.d.sync += [index.eq(0), pending.eq(1)]
         with m.If(self.start):
             m.d.sync += [addr.eq(self.first), index.eq(0), pending.eq(0)]

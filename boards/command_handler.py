@@ -105,26 +105,20 @@ class CommandHandler(wiring.Component):
         connect(m, output_writer.memory, outputs.write_port())
         connect(m, output_reader.memory, outputs.read_port())
 
-        # Memory regions: one write and one read port of the widest word, steered to the
-        # selected engine memory (the other memories see their enables low).
+        # Memory regions: the selected engine memory's write and read-back ports (the others
+        # see their enables low). `region` holds the memory index of the running command.
         region = Signal(range(max(1, len(regions))))
         word_reader = word_writer = None
         if regions:
             addr_width = max(max(1, (r.depth - 1).bit_length()) for r in regions)
-            word_bits = max(r.word_bits for r in regions)
-            m.submodules.word_reader = word_reader = WordReader(addr_width, word_bits)
-            m.submodules.word_writer = word_writer = WordWriter(addr_width, word_bits)
-            read_data = []
+            m.submodules.word_reader = word_reader = WordReader(addr_width, [r.word_bits for r in regions])
+            m.submodules.word_writer = word_writer = WordWriter(addr_width, [r.word_bits for r in regions])
+            m.d.comb += [word_reader.select.eq(region), word_writer.select.eq(region)]
             for index, r in enumerate(regions):
                 write, read = getattr(self.engine, f"{r.name}_write"), getattr(self.engine, f"{r.name}_read")
-                chosen = region == index
-                m.d.comb += [write.addr.eq(word_writer.memory.addr), write.data.eq(word_writer.memory.data),
-                             write.en.eq(word_writer.memory.en & chosen),
-                             read.addr.eq(word_reader.memory.addr), read.en.eq(word_reader.memory.en & chosen)]
-                read_data.append(read.data)
-            m.d.comb += word_reader.memory.data.eq(Array(read_data)[region])
-            word_bytes = Array(Const(r.word_bytes, 8) for r in regions)[region]
-            m.d.comb += [word_reader.word_bytes.eq(word_bytes), word_writer.word_bytes.eq(word_bytes)]
+                ours_w, ours_r = getattr(word_writer, f"memory{index}"), getattr(word_reader, f"memory{index}")
+                m.d.comb += [write.addr.eq(ours_w.addr), write.data.eq(ours_w.data), write.en.eq(ours_w.en),
+                             read.addr.eq(ours_r.addr), read.en.eq(ours_r.en), ours_r.data.eq(read.data)]
 
         # The payload reader feeds the word writer (WRITE) or the input buffer (WRITE_INPUTS).
         to_words = cmd == Command.WRITE
@@ -135,36 +129,47 @@ class CommandHandler(wiring.Component):
             m.d.comb += [word_writer.i.payload.eq(payload_reader.o.payload),
                          word_writer.i.valid.eq(payload_reader.o.valid & to_words)]
 
-        # --- counters ------------------------------------------------------------------------
-        counters = {name: Signal(COUNTER_BITS, name=f"count_{name}") for name in COUNTERS}
+        # --- counters: one incrementer for frame verdicts, one for byte events -----------------
+        # COUNTERS lists the verdict counters in Status order (frames_ok = OK, ...), then the
+        # byte events; each group's events are exclusive, so the group shares an adder.
+        counters = [Signal(COUNTER_BITS, name=f"count_{name}") for name in COUNTERS]
+        verdict_counters = len(Status)
 
-        def count(name, event):
-            with m.If(event & (counters[name] != (1 << COUNTER_BITS) - 1)):
-                m.d.sync += counters[name].eq(counters[name] + 1)
+        def bump(event, index, members):
+            current, bumped = Signal(COUNTER_BITS), Signal(COUNTER_BITS)
+            m.d.comb += [current.eq(Array(counters[k] for k in members)[index]),
+                         bumped.eq(current + (current != (1 << COUNTER_BITS) - 1))]
+            for position, k in enumerate(members):
+                with m.If(event & (index == position)):
+                    m.d.sync += counters[k].eq(bumped)
 
-        count("uart_errors", self.events.uart_error)
-        count("garbage_bytes", self.events.garbage)
-        count("overruns", self.events.overrun)
+        byte_event = Mux(self.events.uart_error, 0, Mux(self.events.overrun, 1, 2))
+        bump(self.events.uart_error | self.events.overrun | self.events.garbage, byte_event,
+             [COUNTERS.index(name) for name in ("uart_errors", "overruns", "garbage_bytes")])
         framing_error, idle = self.engine.framing_error, self.engine.idle
 
-        # --- parameters and checks (DISPATCH) --------------------------------------------------
+        # --- parameters and checks (CHECK, registered for DISPATCH) ------------------------------
         mem = head[0]
         addr = Cat(*(head[k] for k in range(1, 5)))
         words = Cat(*(head[k] for k in range(5, 9)))
         vectors = Cat(head[0], head[1])                     # WRITE_INPUTS, RUN count; READ_OUTPUTS first
         out_count = Cat(head[2], head[3])                   # READ_OUTPUTS count
+        request = MEMORY_REQUEST.size
         small_words = words[:16]
         words_fit = words[16:] == 0
-        depths = Array(Const(r.depth, 32) for r in regions) if regions else None
+        every_region = (cmd == Command.CRC) & (mem == ALL_MEMORIES)
+        all_regions = Signal()             # a CRC over every memory is running
         if regions:
-            words_bytes = Array(times(small_words, r.word_bytes) for r in regions)[mem[:len(region)]]
-            region_ok = (mem < len(regions)) & (addr + words <= depths[mem[:len(region)]])
+            span = max(r.depth for r in regions).bit_length()           # bits of the largest depth
+            chosen = mem[:len(region)] if len(region) else Const(0, 1)
+            depths = Array(Const(r.depth, span) for r in regions)
+            shifts = Array(Const(r.word_bytes.bit_length() - 1, 3) for r in regions)
+            words_bytes = small_words << shifts[chosen]                 # word bytes are powers of two
+            region_ok = ((mem < len(regions)) & (addr[span:] == 0) & (words[span:] == 0) &
+                         (addr[:span] + words[:span] <= depths[chosen]))
         else:
             words_bytes = Const(0, 1)
             region_ok = Const(0, 1)
-        every_region = (cmd == Command.CRC) & (mem == ALL_MEMORIES)
-        all_regions = Signal()             # a CRC over every memory is running
-        request = MEMORY_REQUEST.size
 
         status = Signal(8)
         data_length = Signal(16)
@@ -215,6 +220,8 @@ class CommandHandler(wiring.Component):
                     m.d.comb += data_length.eq(times(out_count, O))
                 with m.Default():
                     m.d.comb += status.eq(Status.UNKNOWN_COMMAND)
+        checked_status = Signal(8)
+        checked_length = Signal(16)
 
         # Exactly once: a state-changing frame carrying the sequence number of the last one
         # executed is a retry of it (its reply was lost) and is not executed again.
@@ -223,7 +230,9 @@ class CommandHandler(wiring.Component):
         changes_state = (cmd == Command.WRITE) | (cmd == Command.WRITE_INPUTS) | (cmd == Command.RUN)
         duplicate = changes_state & last_seq_valid & (last_seq == frame.seq)
         verdict = Signal(8)
-        m.d.comb += verdict.eq(Mux((status == Status.OK) & duplicate, Status.DUPLICATE, status))
+        m.d.comb += verdict.eq(Mux((checked_status == Status.OK) & duplicate, Status.DUPLICATE, checked_status))
+        dispatching = Signal()
+        bump(dispatching, verdict[:3], list(range(verdict_counters)))
 
         # --- reply data ------------------------------------------------------------------------
         reply = self.reply.payload
@@ -231,21 +240,23 @@ class CommandHandler(wiring.Component):
         info_index = Signal(range(Identity.LAYOUT.size + 1))
         crc_value = Signal(32)
         cycles = Signal(_CYCLE_BITS)
-        identity = int.from_bytes(board.identity().pack(), "little")
-        counter_bits = Cat(*(counters[name] for name in COUNTERS), framing_error, idle, Const(0, 6))
-        info = Signal(8 * Identity.LAYOUT.size)
+        # Each reply's bytes are picked by index first and the reply chosen last: choosing
+        # among whole replies first would multiplex every bit of the longest one.
+        identity = Array(Const(byte, 8) for byte in board.identity().pack())
+        counter_bytes = Cat(*counters, framing_error, idle, Const(0, 6))
+        info_byte = Signal(8)
         with m.Switch(reply.cmd):
             with m.Case(Command.IDENTIFY):
-                m.d.comb += info.eq(identity)
+                m.d.comb += info_byte.eq(identity[info_index])
             with m.Case(Command.STATUS):
-                m.d.comb += info.eq(counter_bits)
+                m.d.comb += info_byte.eq(counter_bytes.word_select(info_index, 8))
             with m.Case(Command.CRC):
-                m.d.comb += info.eq(crc_value)
+                m.d.comb += info_byte.eq(crc_value.word_select(info_index[:2], 8))
             with m.Case(Command.RUN):
-                m.d.comb += info.eq(cycles)
+                m.d.comb += info_byte.eq(cycles.word_select(info_index[:2], 8))
         with m.Switch(source):
             with m.Case(Source.INFO):
-                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(info.word_select(info_index, 8))]
+                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(info_byte)]
                 with m.If(self.data.ready):
                     m.d.sync += info_index.eq(info_index + 1)
             with m.Case(Source.WORDS):
@@ -260,20 +271,19 @@ class CommandHandler(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
-                    m.next = "DISPATCH"
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [checked_status.eq(status), checked_length.eq(data_length)]
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(idle):                    # memory ports and buffers are free once the engine is
                     m.d.sync += [reply.cmd.eq(cmd), reply.seq.eq(frame.seq), reply.status.eq(verdict),
-                                 reply.length.eq(Mux(verdict == Status.OK, data_length, 0)),
+                                 reply.length.eq(Mux(verdict == Status.OK, checked_length, 0)),
                                  source.eq(Source.INFO), info_index.eq(0), region.eq(mem)]
-                    m.d.comb += [self.executed.eq(verdict == Status.OK), self.rejected.eq(verdict != Status.OK)]
-                    count("frames_ok", verdict == Status.OK)
-                    for name, code in (("bad_crc", Status.BAD_CRC), ("bad_length", Status.BAD_LENGTH),
-                                       ("unknown_command", Status.UNKNOWN_COMMAND),
-                                       ("bad_address", Status.BAD_ADDRESS), ("timeouts", Status.TIMEOUT),
-                                       ("duplicates", Status.DUPLICATE)):
-                        count(name, verdict == code)
+                    m.d.comb += [self.executed.eq(verdict == Status.OK), self.rejected.eq(verdict != Status.OK),
+                                 dispatching.eq(1)]
                     m.next = "REPLY"
                     with m.If(verdict == Status.OK):
                         with m.If(changes_state):

@@ -101,6 +101,7 @@ class FrameDecoder(wiring.Component):
         index = Signal(range(self.max_payload + 1))
         crc_low = Signal(8)
         quiet = Signal(range(self.timeout_cycles + 1))
+        position = Signal(HEAD_BYTES)                    # one-hot: the head byte the next payload byte fills
         length = Cat(info.length[:8], byte)              # in LENGTH_HIGH: the whole length field
 
         m.d.comb += [self.buffer.addr.eq(index), self.buffer.data.eq(byte)]
@@ -131,18 +132,18 @@ class FrameDecoder(wiring.Component):
             with m.State("LENGTH_LOW"):
                 field("LENGTH_HIGH", info.length[:8].eq(byte))
             with m.State("LENGTH_HIGH"):
-                field("PAYLOAD", info.length[8:].eq(byte), index.eq(0))
+                field("PAYLOAD", info.length[8:].eq(byte), index.eq(0), position.eq(1))
                 with m.If(got & (length == 0)):
                     m.next = "CRC_LOW"
                 with m.If(got & (length > self.max_payload)):
                     m.d.sync += info.status.eq(Status.BAD_LENGTH)
                     m.next = "DONE"
             with m.State("PAYLOAD"):
-                field("PAYLOAD", index.eq(index + 1))
+                field("PAYLOAD", index.eq(index + 1), position.eq(position << 1))
                 with m.If(got):
                     m.d.comb += self.buffer.en.eq(1)
                     for k in range(HEAD_BYTES):
-                        with m.If(index == k):
+                        with m.If(position[k]):
                             m.d.sync += self.head[k].eq(byte)
                     with m.If(index == info.length - 1):
                         m.next = "CRC_LOW"

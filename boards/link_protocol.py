@@ -262,8 +262,12 @@ class Counters:
 # --- memory words and vectors as bytes ------------------------------------------------------
 
 def word_bytes(word_bits: int) -> int:
-    """Bytes a memory word takes on the link: whole bytes, little-endian, high bits zero."""
-    return -(-word_bits // 8)
+    """Bytes a memory word takes on the link: the smallest power of two that holds it
+    (so a board multiplies by shifting), little-endian, high bits zero."""
+    size = 1
+    while 8 * size < word_bits:
+        size *= 2
+    return size
 
 
 def pack_words(words, word_bits: int) -> bytes:
