@@ -364,6 +364,7 @@ class RunReport:
     link: LinkStatistics
     counters: lp.Counters | None
     projection: dict = field(default_factory=dict)   # throughput at the real baud (simulated board)
+    outputs: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -394,9 +395,9 @@ class RunReport:
         return "\n".join(lines)
 
 
-def tqdm_progress(total: int, description: str):
+def tqdm_progress(total: int, description: str, unit: str = "B"):
     from tqdm import tqdm
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, leave=False)
+    return tqdm(total=total, desc=description, unit=unit, unit_scale=unit == "B", leave=False)
 
 
 def run_config(config, link: BoardConnection, board: BoardMap, *, vectors=None, count: int = 256, seed: int = 1,
@@ -413,7 +414,7 @@ def run_config(config, link: BoardConnection, board: BoardMap, *, vectors=None, 
         vectors[:1] = 127
         vectors[1:2] = -128
     started = time.monotonic()
-    bar = progress(len(vectors), "running vectors") if progress else None
+    bar = progress(len(vectors), "running vectors", unit=" vectors") if progress else None
     outputs, cycles = session.run(vectors, on_batch=bar.update if bar is not None else None)
     if bar is not None:
         bar.close()
@@ -428,4 +429,37 @@ def run_config(config, link: BoardConnection, board: BoardMap, *, vectors=None, 
     counters = session.status()
     return RunReport(port=link.port_name, config_id=board.config_id, layer=layer.name, vectors=len(vectors),
                      mismatched_vectors=mismatched, mismatches=mismatches, load=load, run_seconds=seconds,
-                     engine_cycles=cycles, link=link.stats, counters=counters)
+                     engine_cycles=cycles, link=link.stats, counters=counters, outputs=outputs)
+
+
+def run_on_board(config, layer_name: str | None = None, *, port: str | None = None, board: str = "icebreaker",
+                 baud: int | None = None, max_payload: int | None = None, vectors=None, count: int = 256,
+                 seed: int = 1, compare: bool = True, timeout: float | None = None, retries: int = DEFAULT_RETRIES,
+                 simulator: str = "icarus", work_dir=None, progress=None) -> RunReport:
+    """`nomac run`: a board on `port` (built by `nomac build` for `board` at `baud`), or without a
+    port the simulated board (sim/board_bench.py), driven by the same code through a
+    pseudo-terminal. With the simulated board the report also projects the throughput of
+    the same frames at `baud` on `board` from the simulated cycle counts."""
+    from nomac.boards.board_map import board_map
+    from nomac.boards.board_top import divisor_for, get_board
+    spec = get_board(board)
+    baud = spec.default_baud if baud is None else baud
+    divisor = divisor_for(spec, baud)
+    if port is not None:
+        expected = board_map(config, layer_name, clock_hz=spec.clock_hz, divisor=divisor, max_payload=max_payload)
+        with BoardConnection.open(port, baud=baud, timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+                                  retries=retries) as link:
+            return run_config(config, link, expected, vectors=vectors, count=count, seed=seed,
+                              layer_name=layer_name, compare=compare, progress=progress)
+    from nomac.sim.simulated_board import SimulatedBoard, project_throughput
+    with SimulatedBoard(config, layer_name, simulator=simulator, work_dir=work_dir,
+                        max_payload=max_payload) as simulated:
+        # a simulator runs a few ten thousand cycles a second: allow it time for a reply
+        with BoardConnection.open(simulated.port, baud=baud, timeout=60.0 if timeout is None else timeout,
+                                  retries=retries) as link:
+            link.port_name = f"the simulated board ({simulated.port})"
+            report = run_config(config, link, simulated.map, vectors=vectors, count=count, seed=seed,
+                                layer_name=layer_name, compare=compare, progress=progress)
+    report.projection = project_throughput(simulated.report, spec, baud, table_bytes=report.load.bytes,
+                                           vectors=report.vectors)
+    return report

@@ -149,6 +149,46 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    """Build a config's board (engine with RAM tables + UART link) as a bitstream, with a report."""
+    from nomac.boards.build import build_bitstream, program_board
+    config = _load(args)
+    report = build_bitstream(config, args.board, layer_name=args.layer, out_dir=args.out, baud=args.baud,
+                             max_payload=args.max_payload, seed=args.seed,
+                             progress=lambda text: print(text, flush=True))
+    print(report.summary())
+    print(f"  report {Path(report.bitstream).parent / 'report.json'}, log {report.log}")
+    if args.program:
+        program_board(report)
+        print(f"  programmed the {report.board}")
+    return 0 if report.meets_timing else 1
+
+
+def cmd_run(args) -> int:
+    """Load a config's tables into a board (or the simulated board) and run vectors on it."""
+    from nomac.boards.host import run_on_board, tqdm_progress
+    if args.port and args.sim:
+        raise NomacError("--port and --sim: choose one (a board on a serial port, or the simulated board)")
+    config = _load(args)
+    vectors = None
+    if args.inputs is not None:
+        try:
+            vectors = np.load(args.inputs, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise NomacError(f"{args.inputs}: cannot be read as a .npy array ({e})") from None
+    where = args.port or "the simulated board"
+    print(f"nomac run: {args.config} on {where} ({args.board}, {args.baud or 'default'} baud)", flush=True)
+    report = run_on_board(config, args.layer, port=args.port, board=args.board, baud=args.baud,
+                          max_payload=args.max_payload, vectors=vectors, count=args.vectors, seed=args.seed,
+                          compare=not args.no_compare, timeout=args.timeout, simulator=args.simulator,
+                          work_dir=args.work_dir, progress=None if args.quiet else tqdm_progress)
+    print(report.summary())
+    if args.output is not None:
+        np.save(args.output, report.outputs)
+        print(f"  outputs written to {args.output}")
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nomac", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -232,6 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--out", type=Path, default=Path("build/vit"), help="where runs and the report go")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(run=cmd_report)
+
+    board = config_command("build", "build the config's board (engine + UART link) as a bitstream")
+    board.add_argument("--board", default="icebreaker", help="icebreaker (default) or ulx3s-85f")
+    board.add_argument("--baud", type=int, help="UART baud rate (default 1000000)")
+    board.add_argument("--max-payload", type=int, help="longest frame payload (default 512, more if needed)")
+    board.add_argument("--seed", type=int, default=1, help="placement seed")
+    board.add_argument("-o", "--out", type=Path, help="output folder (default build/board/LAYER-BOARD)")
+    board.add_argument("--program", action="store_true", help="load the bitstream into the board afterwards")
+    board.set_defaults(run=cmd_build)
+
+    run = config_command("run", "load the config's tables into a board and run vectors on it")
+    run.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1 (default: the simulated board)")
+    run.add_argument("--sim", action="store_true", help="use the simulated board (the default without --port)")
+    run.add_argument("--board", default="icebreaker", help="icebreaker (default) or ulx3s-85f, as built")
+    run.add_argument("--baud", type=int, help="UART baud rate, as built (default 1000000)")
+    run.add_argument("--max-payload", type=int, help="as built (default 512, more if needed)")
+    run.add_argument("--vectors", type=int, default=256, help="random int8 vectors to run (default 256)")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--inputs", type=Path, help=".npy of int8 [N, in_features] to run instead")
+    run.add_argument("-o", "--output", type=Path, help=".npy to write the board's outputs to")
+    run.add_argument("--no-compare", action="store_true", help="do not compare with the golden model")
+    run.add_argument("--timeout", type=float, help="seconds to wait for a reply (default 1; 60 simulated)")
+    run.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus",
+                     help="simulator of the simulated board")
+    run.add_argument("--work-dir", type=Path, help="simulated board's builds and logs (default ~/.cache/nomac/sim)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(run=cmd_run)
     return parser
 
 

@@ -61,56 +61,73 @@ class SimulatedBoardTop(wiring.Component):
         return m
 
 
+class BoardDesign:
+    """A simulated board's Verilog in a fresh run folder, and where its build is cached."""
+
+    def __init__(self, core: BoardCore, simulator: str, work_dir=None, prefix: str = "board"):
+        if simulator not in SIMULATORS:
+            raise NomacError(f"simulator = {simulator!r}: must be one of {', '.join(SIMULATORS)}")
+        self.core, self.simulator = core, simulator
+        root = (Path(work_dir) if work_dir else default_work_dir()).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-{core.map.layer}-", dir=root))
+        self.top = f"nomac_board_{core.map.layer}"
+        self.verilog = self.run_dir / f"{self.top}.v"
+        self.verilog.write_text(to_verilog(FlatPorts(SimulatedBoardTop(core)), self.top))
+        digest = hashlib.sha256(self.verilog.read_bytes()).hexdigest()[:16]
+        self.build_dir = root / "builds" / f"{simulator}-board-{digest}"
+        self.log = self.run_dir / "simulation.log"
+
+    def simulate(self, test_module: str, plan: dict, plan_variable: str):
+        """Build (once per design) and run the cocotb `test_module` with `plan`; blocks until it ends."""
+        from cocotb_tools.runner import get_runner
+        plan_path = self.run_dir / "plan.json"
+        plan_path.write_text(json.dumps(plan))
+        build_args = ["-Wno-fatal", str(_WAIVERS)] if self.simulator == "verilator" else []
+        with _tool_environment(self.simulator):
+            runner = get_runner(self.simulator)
+            try:
+                runner.build(sources=[self.verilog], hdl_toplevel=self.top, build_dir=self.build_dir,
+                             timescale=("1ns", "1ps"), build_args=build_args, log_file=self.run_dir / "build.log")
+            except (RuntimeError, SystemExit) as e:
+                raise SimulationError(f"{self.simulator} build of {self.verilog} failed ({e}); "
+                                      f"see {self.run_dir / 'build.log'}") from None
+            try:
+                runner.test(test_module=test_module, hdl_toplevel=self.top, build_dir=self.build_dir,
+                            test_dir=self.run_dir, extra_env={plan_variable: str(plan_path)},
+                            results_xml=str(self.run_dir / "results.xml"), log_file=self.log)
+            except SystemExit:
+                pass                      # a failing test: its report says why
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-3000:] if self.log.exists() else "(no log)"
+
+
 class SimulatedBoard:
     def __init__(self, config, layer_name: str | None = None, *, simulator: str = "icarus", work_dir=None,
                  max_payload: int | None = None, timeout_bytes: int = 16, blank: bool = True,
                  max_seconds: float = 3600.0, start_timeout: float = 600.0):
-        if simulator not in SIMULATORS:
-            raise NomacError(f"simulator = {simulator!r}: must be one of {', '.join(SIMULATORS)}")
         self.core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR,
                               max_payload=max_payload, timeout_bytes=timeout_bytes, blank=blank)
         self.map: BoardMap = self.core.map
-        self.simulator, self.max_seconds, self.start_timeout = simulator, max_seconds, start_timeout
-        self.root = (Path(work_dir) if work_dir else default_work_dir()).resolve()
+        self.simulator, self.work_dir = simulator, work_dir
+        self.max_seconds, self.start_timeout = max_seconds, start_timeout
         self.port = None
         self.report = None
         self._thread = None
         self._error = None
 
     def __enter__(self) -> "SimulatedBoard":
-        from cocotb_tools.runner import get_runner
-        self.root.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"board-{self.map.layer}-", dir=self.root))
-        top = f"nomac_board_{self.map.layer}"
-        verilog = run_dir / f"{top}.v"
-        verilog.write_text(to_verilog(FlatPorts(SimulatedBoardTop(self.core)), top))
-        digest = hashlib.sha256(verilog.read_bytes()).hexdigest()[:16]
-        build_dir = self.root / "builds" / f"{self.simulator}-board-{digest}"
-        self.run_dir = run_dir
-        self._port_file, self._stop_file = run_dir / "port", run_dir / "stop"
-        self._report_file, self._log = run_dir / "report.json", run_dir / "simulation.log"
+        self.design = design = BoardDesign(self.core, self.simulator, self.work_dir)
+        self.run_dir = design.run_dir
+        self._port_file, self._stop_file = design.run_dir / "port", design.run_dir / "stop"
+        self._report_file = design.run_dir / "report.json"
         plan = {"divisor": self.map.divisor, "port_file": str(self._port_file), "stop_file": str(self._stop_file),
                 "report": str(self._report_file), "max_seconds": self.max_seconds}
-        (run_dir / "plan.json").write_text(json.dumps(plan))
-        build_args = ["-Wno-fatal", str(_WAIVERS)] if self.simulator == "verilator" else []
 
         def simulate():
             try:
-                with _tool_environment(self.simulator):
-                    runner = get_runner(self.simulator)
-                    try:
-                        runner.build(sources=[verilog], hdl_toplevel=top, build_dir=build_dir,
-                                     timescale=("1ns", "1ps"), build_args=build_args,
-                                     log_file=run_dir / "build.log")
-                    except (RuntimeError, SystemExit) as e:
-                        raise SimulationError(f"{self.simulator} build of {verilog} failed ({e}); "
-                                              f"see {run_dir / 'build.log'}") from None
-                    try:
-                        runner.test(test_module="nomac.sim.board_bench", hdl_toplevel=top, build_dir=build_dir,
-                                    test_dir=run_dir, extra_env={"NOMAC_BOARD_PLAN": str(run_dir / "plan.json")},
-                                    results_xml=str(run_dir / "results.xml"), log_file=self._log)
-                    except SystemExit:
-                        pass
+                design.simulate("nomac.sim.board_bench", plan, "NOMAC_BOARD_PLAN")
             except BaseException as e:       # reported by __enter__/__exit__ in the caller's thread
                 self._error = e
 
@@ -122,7 +139,8 @@ class SimulatedBoard:
                 self._stop()
                 if self._error is not None:
                     raise self._error
-                raise SimulationError(f"the simulated board did not start (log {self._log}):\n{self._log_tail()}")
+                raise SimulationError(f"the simulated board did not start (log {design.log}):\n"
+                                      f"{design.log_tail()}")
             time.sleep(0.02)
         self.port = self._port_file.read_text()
         return self
@@ -132,15 +150,41 @@ class SimulatedBoard:
         if self._report_file.exists():
             self.report = json.loads(self._report_file.read_text())
         elif exc[0] is None:
-            raise SimulationError(f"the simulated board ended without a report (log {self._log}):\n{self._log_tail()}")
+            raise SimulationError(f"the simulated board ended without a report (log {self.design.log}):\n"
+                                  f"{self.design.log_tail()}")
 
     def _stop(self):
         self._stop_file.touch()
         if self._thread is not None:
             self._thread.join(timeout=60)
 
-    def _log_tail(self) -> str:
-        return self._log.read_text()[-3000:] if self._log.exists() else "(no log)"
+
+def check_link_robustness(config, layer_name: str | None = None, *, cases: int = 1000, seed: int = 1,
+                          probe_every: int = 25, simulator: str = "icarus", work_dir=None,
+                          max_payload: int = 64, timeout_bytes: int = 8) -> dict:
+    """Run `cases` adversarial cases (sim/link_adversary.py) through a simulated board; the report.
+
+    The board is blank and small (max_payload 64, frames time out after 8 byte times),
+    so every case is short in simulated time; the report's "problems" lists what went
+    wrong (empty when the board behaved).
+    """
+    core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR, max_payload=max_payload,
+                     timeout_bytes=timeout_bytes, blank=True)
+    design = BoardDesign(core, simulator, work_dir, prefix="link")
+    report_path = design.run_dir / "report.json"
+    plan = {"divisor": core.map.divisor, "max_payload": core.map.max_payload, "seed": seed, "cases": cases,
+            "probe_every": probe_every, "report": str(report_path),
+            "regions": [{"index": r.index, "name": r.name, "depth": r.depth, "word_bits": r.word_bits}
+                        for r in core.map.regions]}
+    started = time.monotonic()
+    design.simulate("nomac.sim.link_robustness_bench", plan, "NOMAC_LINK_PLAN")
+    if not report_path.exists():
+        raise SimulationError(f"the link robustness bench ended without a report (log {design.log}):\n"
+                              f"{design.log_tail()}")
+    report = json.loads(report_path.read_text())
+    report["seconds"] = time.monotonic() - started
+    report["log"] = str(design.log)
+    return report
 
 
 UPLOAD = (Command.WRITE, Command.CRC)

@@ -1,0 +1,102 @@
+"""A board written in Python behind a pseudo-terminal, to drive the host driver into its error paths.
+
+It speaks the link protocol from nomac.boards.link_protocol (IDENTIFY, STATUS, WRITE,
+READ, CRC, WRITE_INPUTS, RUN with the golden model, READ_OUTPUTS) and lets a test
+decide, reply by reply, what really goes back on the wire: `misbehave(number,
+request, reply)` returns the bytes to send (the reply itself, something damaged,
+or b"" for silence).
+"""
+import os
+import select
+import threading
+import tty
+
+import numpy as np
+
+from nomac.boards import link_protocol as lp
+from nomac.boards.link_protocol import Command, Status
+from nomac.model.golden import run_golden
+
+
+class FakeBoard:
+    def __init__(self, config, board_map, *, identity=None, misbehave=None):
+        self.config, self.map = config, board_map
+        self.identity = identity or board_map.identity()
+        self.misbehave = misbehave or (lambda number, request, reply: reply)
+        self.memories = {r.index: [0] * r.depth for r in board_map.regions}
+        self.inputs = np.zeros((board_map.batch, board_map.in_elements), np.int8)
+        self.outputs = b""
+        self.requests = []
+        self.last_changed = None
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        os.close(self.master)
+        os.close(self.slave)
+
+    def _serve(self):
+        reader = lp.FrameReader(max_length=self.map.max_payload)
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.02)
+            if not ready:
+                continue
+            for frame in reader.feed(os.read(self.master, 4096)):
+                self.requests.append(frame)
+                reply = lp.encode_frame(frame.cmd | lp.REPLY, frame.seq, self.execute(frame))
+                sent = self.misbehave(len(self.requests) - 1, frame, reply)
+                if sent:
+                    os.write(self.master, sent)
+
+    def execute(self, frame) -> bytes:
+        """The reply payload (status, then data) of a well-formed request."""
+        cmd, payload = frame.cmd, frame.payload
+        if cmd in lp.STATE_CHANGING and frame.seq == self.last_changed:
+            return bytes([Status.DUPLICATE])
+        if cmd == Command.IDENTIFY:
+            self.last_changed = None
+            return bytes([Status.OK]) + self.identity.pack()
+        if cmd == Command.STATUS:
+            counters = lp.Counters(len(self.requests), *([0] * 9), engine_framing_error=False, engine_idle=True)
+            return bytes([Status.OK]) + counters.pack()
+        if cmd in (Command.WRITE, Command.READ, Command.CRC):
+            index, first, count = lp.MEMORY_REQUEST.unpack_from(payload)
+            if cmd == Command.CRC and index == lp.ALL_MEMORIES:
+                data = b"".join(lp.pack_words(self.memories[r.index], r.word_bits) for r in self.map.regions)
+                return bytes([Status.OK]) + lp.CRC_REPLY.pack(lp.memory_crc(data))
+            if index >= len(self.map.regions) or first + count > self.map.regions[index].depth:
+                return bytes([Status.BAD_ADDRESS])
+            region = self.map.regions[index]
+            if cmd == Command.WRITE:
+                self.memories[index][first:first + count] = lp.unpack_words(payload[lp.MEMORY_REQUEST.size:],
+                                                                            region.word_bits)
+                self.last_changed = frame.seq
+                return bytes([Status.OK])
+            data = lp.pack_words(self.memories[index][first:first + count], region.word_bits)
+            return bytes([Status.OK]) + (data if cmd == Command.READ else lp.CRC_REPLY.pack(lp.memory_crc(data)))
+        if cmd == Command.WRITE_INPUTS:
+            (count,) = lp.COUNT_REQUEST.unpack_from(payload)
+            self.inputs[:count] = np.frombuffer(payload[2:], np.int8).reshape(count, -1)
+            self.last_changed = frame.seq
+            return bytes([Status.OK])
+        if cmd == Command.RUN:
+            (count,) = lp.COUNT_REQUEST.unpack_from(payload)
+            outputs = run_golden(self.config, self.inputs[:count], self.map.layer)
+            size = lp.element_bytes(self.map.out_bits)
+            self.outputs = b"".join(int(v).to_bytes(size, "little", signed=True) for v in outputs.ravel())
+            self.last_changed = frame.seq
+            return bytes([Status.OK]) + lp.RUN_REPLY.pack(100 * count)
+        if cmd == Command.READ_OUTPUTS:
+            first, count = lp.OUTPUTS_REQUEST.unpack_from(payload)
+            size = self.map.out_vector_bytes
+            return bytes([Status.OK]) + self.outputs[first * size:(first + count) * size]
+        return bytes([Status.UNKNOWN_COMMAND])
