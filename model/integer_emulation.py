@@ -7,8 +7,8 @@ point's int8 inputs, and its output (times its scale) replaces the float value i
 forward pass while the gradient flows through the float operator (straight-through),
 as integer-only quantization-aware training does (I-ViT, Li & Gu, ICCV 2023, section 3).
 lut layers in quantization-aware mode already compute their exported accumulators, so
-only their output rounding is applied; a butterfly chain's intermediate scales come from calibration data at
-export, so it is only rounded to its output grid.
+only their output rounding is applied; a butterfly chain's intermediate scales come from
+the fixed calibration inputs it carries (`calibration_inputs`), which export uses too.
 
 Scales follow export_vit: an operator's output has its calibrated scale; a dense or shift
 layer's output has its export's effective scale, recomputed from the current weights.
@@ -42,11 +42,12 @@ class IntegerEmulation:
             if hasattr(module, "set_quantization") and module.quantization is not None and name != "head":
                 self.current[name] = out_scale
                 return _lut_output(module, value, out_scale)
-            if not (type(module) is nn.Linear or hasattr(module, "shift_min")):
-                self.current[name] = out_scale              # lut head (exact accumulators), butterfly (rounded only)
+            if hasattr(module, "set_quantization"):
+                self.current[name] = out_scale              # a lut head: exact accumulators already
                 return None
             output = "acc" if name == "head" else "int8"
-            layer = export_matrix(module, name, in_scales[0], out_scale, output=output)
+            layer = export_matrix(module, name, in_scales[0], out_scale, getattr(module, "calibration_inputs", None),
+                                  output=output)
             out_scale = float(layer.extra["output_scale"])
             if output == "acc":
                 out_scale /= 2 ** layer.out_shift

@@ -90,7 +90,9 @@ def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: floa
                        extra={"input_scale": input_scale, "output_scale": input_scale})]
 
     def matrix(module, name, scale_in, output="int8"):
-        inputs = record[reads[name]].reshape(-1, module.in_features)
+        inputs = getattr(module, "calibration_inputs", None)
+        if inputs is None:
+            inputs = record[reads[name]].reshape(-1, module.in_features)
         layer = export_matrix(module, name, scale_in, scale[name], inputs, output=output)
         layers.append(layer)
         return float(layer.extra.get("output_scale", scale[name]))

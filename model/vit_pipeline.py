@@ -26,6 +26,7 @@ from nomac.model.vit_export import export_matrix, export_vit, record_tensors, te
 from nomac.model.vit_training import TrainSettings, accuracy, predict, train
 
 FLOAT_SETTINGS = TrainSettings()
+BUTTERFLY_CALIBRATION_ROWS = 512
 
 
 @dataclass
@@ -92,7 +93,9 @@ def quantization_aware(model: TinyViT, scales: dict, input_scale: float, inputs:
         elif written != "head":
             # dense / shift / butterfly outputs land on their export's own grid (a power-of-two
             # multiple of the accumulator unit for dense and shift): train on that grid
-            calibration = None if inputs is None else inputs[name][:2048]
+            calibration = None if inputs is None else inputs[name][:BUTTERFLY_CALIBRATION_ROWS]
+            if hasattr(module, "chain"):     # a butterfly's inner scales: fixed, for training and export alike
+                module.calibration_inputs = calibration
             layer = export_matrix(module, name, scale_in, scales[written], calibration)
             scales[written] = float(layer.extra.get("output_scale", scales[written]))
     model.activation_scales = scales

@@ -100,8 +100,9 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
                                   weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, pct_start=settings.warmup,
-                                                   total_steps=max(1, settings.epochs * steps_per_epoch))
+    total_steps = max(4, settings.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total_steps,
+                                                   pct_start=min(0.5, max(settings.warmup, 2 / total_steps)))
     history = {"epochs_done": 0, "loss": [], "val_accuracy": [], "settings": asdict(settings), "seed": seed}
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=False)
