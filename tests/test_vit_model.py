@@ -196,18 +196,60 @@ def test_training_converges_quickly_and_resumes_to_the_same_weights(digits, tmp_
         assert torch.equal(a, b)
 
 
-def test_a_quick_lut_plan_exports_a_whole_model_the_integer_golden_runs(digits, tmp_path):
+@pytest.fixture(scope="module")
+def quick_run(digits, tmp_path_factory):
+    """The lut_train plan for one epoch after a 6-epoch float model: (result, folder)."""
     from nomac.model.vit_pipeline import run_plan
+    folder = tmp_path_factory.mktemp("vit")
     plan = load_plan("lut_train")
-    plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=2e-3, distill=0.5)})
-    result = run_plan(plan, digits, 0, tmp_path, float_settings=QUICK, progress=False, log=None,
-                      calibration_rows=512)
+    plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=1e-3, distill=0.5)})
+    return run_plan(plan, digits, 0, folder, float_settings=QUICK, progress=False, log=None,
+                    calibration_rows=512), folder
+
+
+def test_a_quick_lut_plan_exports_a_whole_model_the_integer_golden_runs(digits, quick_run):
+    result, folder = quick_run
     config = load_config(result.config)
     kinds = [layer.kind for layer in config.layers]
-    assert kinds[:3] == ["patches", "dense", "embed"] and kinds.count("lut") == 9 and kinds[-1] == "lut"
+    assert kinds[:3] == ["patches", "dense", "embed"] and kinds.count("lut") == 8 and kinds[-1] == "dense"
     assert kinds.count("attention") == 2 and kinds.count("layernorm") == 5 and kinds.count("add") == 4
     logits = run_golden(config, digits.int8("test"))
     assert logits.shape == (359, 10) and logits.dtype == np.int64
     assert result.deterministic and result.int_accuracy > 0.2
-    saved = json.loads((tmp_path / "lut_train_seed0.result.json").read_text())
+    # trained on its own integer values, the model predicts what its integer config predicts
+    assert result.agreement >= 0.99
+    saved = json.loads((folder / "lut_train_seed0.result.json").read_text())
     assert saved["config_id"] == config.config_id
+
+
+def test_costs_of_a_whole_model_count_rows_per_token(quick_run):
+    from nomac.model.vit_report import config_costs
+    config = load_config(quick_run[0].config)
+    costs = config_costs(config)
+    luts = [layer for layer in config.layers if layer.kind == "lut"]
+    assert costs.lookups == sum(17 * l.codebooks * l.out_features for l in luts) + 2 * 17 * 64 + 2 * 4 * 17 * 17
+    assert costs.weight_macs == 16 * 4 * 32 + 32 * 10                    # dense patch embedding and head
+    assert costs.activation_macs == 2 * 2 * 17 * 17 * 32                  # Q K^T and A V, both blocks
+    assert costs.table_bytes == sum(l.codebooks * l.centroids * (l.out_features + l.subvector_len) for l in luts)
+
+
+def test_nomac_golden_and_verilog_take_the_whole_model(digits, quick_run, tmp_path):
+    from nomac.cli import main
+    config_path = quick_run[0].config
+    images = tmp_path / "images.npy"
+    np.save(images, digits.int8("test")[:5])
+    assert main(["golden", config_path, str(images), "-o", str(tmp_path / "logits.npy")]) == 0
+    expected = run_golden(load_config(config_path), digits.int8("test")[:5])
+    assert np.array_equal(np.load(tmp_path / "logits.npy"), expected)
+    assert main(["verilog", config_path, "--layer", "b0_proj", "-o", str(tmp_path / "hw")]) == 0
+    manifest = json.loads((tmp_path / "hw" / "manifest.json").read_text())
+    assert manifest["layers"][0]["kind"] == "lut" and manifest["streams"]["in"]["elements"] == 32
+
+
+@pytest.mark.slow
+def test_nomac_verilog_writes_every_hardware_layer_of_a_whole_model(quick_run, tmp_path):
+    from nomac.hw.verilog_export import write_verilog
+    config = load_config(quick_run[0].config)
+    designs = write_verilog(config, tmp_path)
+    hardware = [layer.name for layer in config.layers if layer.kind in ("lut", "dense", "shift", "butterfly")]
+    assert [d.folder.name for d in designs] == hardware
