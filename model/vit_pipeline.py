@@ -53,7 +53,8 @@ class PlanResult:
 
 
 def build_float(data: ImageData, shape: ViTShape | None = None, seed: int = 0) -> TinyViT:
-    shape = shape or ViTShape(height=data.height, width=data.width, classes=data.classes)
+    # a 4 x 4 grid of patches: 2x2 pixels for the 8x8 digits, 7x7 for 28x28 MNIST
+    shape = shape or ViTShape(height=data.height, width=data.width, patch=data.height // 4, classes=data.classes)
     torch.manual_seed(seed)
     return TinyViT(shape)
 

