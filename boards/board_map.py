@@ -127,7 +127,7 @@ def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, d
     if not isinstance(max_payload, int) or not needed <= max_payload <= 0xFFFF - FRAME_OVERHEAD:
         raise NomacError(f"max_payload = {max_payload!r}: must be an integer in {needed}..{0xFFFF - FRAME_OVERHEAD} "
                          f"for layer '{layer.name}' (one vector, one memory word and every reply must fit)")
-    for name, value, low in (("clock_hz", clock_hz, 1), ("divisor", divisor, 4), ("timeout_bytes", timeout_bytes, 2)):
+    for name, value, low in (("clock_hz", clock_hz, 1), ("divisor", divisor, 2), ("timeout_bytes", timeout_bytes, 2)):
         if not isinstance(value, int) or value < low:
             raise NomacError(f"{name} = {value!r}: must be an integer >= {low}")
     return BoardMap(config_id=config.config_id, layer=layer.name, kind=layer.kind, regions=regions,

@@ -26,7 +26,7 @@ from nomac.errors import NomacError
 from nomac.hw.verilog_export import build_engine
 from nomac.model.config import Config
 
-LED_CYCLES_LOG2 = 20          # an LED stays lit for 2^20 cycles (87 ms at 12 MHz) after an event
+LED_CYCLES_LOG2 = 20          # an LED stays lit for about 2^20 cycles (87 ms at 12 MHz) after an event
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ DEFAULT_BOARD = "icebreaker"
 # The simulated board: an iCEBreaker whose UART runs at MIN_DIVISOR cycles per bit, so a
 # simulation spends few cycles per byte; frames, commands and replies are the real ones.
 SIM_DIVISOR = MIN_DIVISOR
+# A real line: the receiver's sampling point moves by up to a cycle against the sender's
+# bits (and both clocks drift), so a board keeps at least this many cycles per bit.
+LINE_MIN_DIVISOR = 4
 
 
 def get_board(name: str) -> Board:
@@ -67,11 +70,11 @@ def divisor_for(board: Board, baud: int) -> int:
     if not isinstance(baud, int) or baud <= 0:
         raise NomacError(f"baud = {baud!r}: must be a positive integer")
     divisor = round(board.clock_hz / baud)
-    if divisor < MIN_DIVISOR or abs(board.clock_hz / divisor - baud) > 0.02 * baud:
-        fastest = board.clock_hz // MIN_DIVISOR
+    if divisor < LINE_MIN_DIVISOR or abs(board.clock_hz / divisor - baud) > 0.02 * baud:
+        fastest = board.clock_hz // LINE_MIN_DIVISOR
         raise NomacError(f"baud = {baud}: {board.name}'s {board.clock_hz / 1e6:g} MHz clock cannot make it "
-                         f"within 2 % (at most {fastest} baud, {MIN_DIVISOR} cycles per bit; rates "
-                         f"{board.clock_hz}/n work for n >= {MIN_DIVISOR})")
+                         f"within 2 % (at most {fastest} baud, {LINE_MIN_DIVISOR} cycles per bit; rates "
+                         f"{board.clock_hz}/n work for n >= {LINE_MIN_DIVISOR})")
     return divisor
 
 
@@ -124,7 +127,7 @@ class BoardCore(wiring.Component):
                      handler.events.uart_error.eq(receiver.frame_error),
                      handler.events.garbage.eq(decoder.garbage),
                      handler.events.overrun.eq(decoder.overrun),
-                     self.busy.eq(decoder.busy | handler.busy | encoder.busy | transmitter.busy),
+                     self.busy.eq(receiver.busy | decoder.busy | handler.busy | encoder.busy | transmitter.busy),
                      self.executed.eq(handler.executed), self.rejected.eq(handler.rejected)]
         return m
 
@@ -141,11 +144,15 @@ class BoardTop(Elaboratable):
         m.submodules.core = core = self.core
         uart = platform.request("uart", 0)
         m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        # One free-running prescaler; an event lights its LED for two to three of its periods.
+        prescaler = Signal(LED_CYCLES_LOG2 - 1)
+        tick = prescaler == 0
+        m.d.sync += prescaler.eq(prescaler + 1)
         for index, event in ((0, core.rejected), (1, core.executed)):
-            lit = Signal(LED_CYCLES_LOG2 + 1, name=f"led{index}_timer")
+            lit = Signal(2, name=f"led{index}_periods")
             with m.If(event):
-                m.d.sync += lit.eq(1 << LED_CYCLES_LOG2)
-            with m.Elif(lit != 0):
+                m.d.sync += lit.eq(3)
+            with m.Elif(tick & (lit != 0)):
                 m.d.sync += lit.eq(lit - 1)
             m.d.comb += platform.request("led", index).o.eq(lit != 0)
         return m

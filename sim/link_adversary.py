@@ -156,7 +156,7 @@ class Adversary:
         elif kind == "range":
             count = self.rng.randint(1, min(self.max_words, (self.max_payload - lp.MEMORY_REQUEST.size)
                                             // lp.word_bytes(r.word_bits)))
-            first = self.rng.choice([r.depth - count + 1, r.depth, self.rng.randint(r.depth, 1 << 32 - 1)])
+            first = self.rng.choice([max(0, r.depth - count + 1), r.depth, self.rng.randint(r.depth, (1 << 32) - 1)])
             payload = lp.MEMORY_REQUEST.pack(r.index, first, count) + bytes(count * lp.word_bytes(r.word_bits))
             cmd = Command.WRITE
         elif kind == "read_range":

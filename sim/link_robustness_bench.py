@@ -23,7 +23,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.handle import ArrayObject, HierarchyObject
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from nomac.boards import link_protocol as lp
 from nomac.sim.link_adversary import Adversary, Region
@@ -59,10 +59,15 @@ class HostLink:
             await ClockCycles(self.clock, self.byte_cycles - 1)
 
     async def quiet(self, limit: int = 1_000_000):
-        for _ in range(limit // 8):
+        """Until `busy` has been low for two cycles (it is low for a cycle between a reply's
+        last stop bit and the host-side receiver's last byte)."""
+        deadline = int(get_sim_time("ns")) + limit * CLOCK_PERIOD_NS
+        while int(get_sim_time("ns")) < deadline:
+            if int(self.dut.busy.value):
+                await FallingEdge(self.dut.busy)
+            await ClockCycles(self.clock, 2)
             if not int(self.dut.busy.value):
                 return
-            await ClockCycles(self.clock, 8)
         raise TimeoutError(f"the board stayed busy for {limit} cycles")
 
     async def exchange(self, data: bytes) -> list:

@@ -38,7 +38,7 @@ def run(dut, bench):
     simulator.run()
 
 
-@pytest.mark.parametrize("divisor", [4, 12])
+@pytest.mark.parametrize("divisor", [2, 4, 12])
 def test_transmitter_sends_8n1_back_to_back(divisor):
     tx = UARTTransmitter(divisor)
     data = bytes([0x00, 0xA5, 0xFF, 0x3C])
@@ -66,7 +66,7 @@ def test_transmitter_sends_8n1_back_to_back(divisor):
     assert set(line[first + len(data) * 10 * divisor:]) == {1}
 
 
-@pytest.mark.parametrize("divisor", [4, 12])
+@pytest.mark.parametrize("divisor", [2, 3, 4, 12])
 def test_receiver_decodes_bytes_rejects_bad_stop_bits_and_glitches(divisor):
     rx = UARTReceiver(divisor)
     data = bytes([0x55, 0x00, 0xFF, 0xA5, 0x81])
