@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from nomac.boards.board_map import BoardMap
 from nomac.boards.byte_streams import (BeatsToBytes, ByteReader, BytesToBeats, ByteWriter, WordReader,
                                        WordWriter)
+from nomac.boards.event_counters import EventCounters
 from nomac.boards.link_gateware import CRC, HEAD_BYTES, FrameInfo, ReplyInfo
 from nomac.boards.link_protocol import (ALL_MEMORIES, COUNTER_BITS, COUNTERS, CRC_REPLY, MEMORY_CRC, MEMORY_REQUEST,
                                         OUTPUTS_REQUEST, RUN_REPLY, COUNT_REQUEST, Command, Counters,
@@ -129,23 +130,11 @@ class CommandHandler(wiring.Component):
             m.d.comb += [word_writer.i.payload.eq(payload_reader.o.payload),
                          word_writer.i.valid.eq(payload_reader.o.valid & to_words)]
 
-        # --- counters: one incrementer for frame verdicts, one for byte events -----------------
-        # COUNTERS lists the verdict counters in Status order (frames_ok = OK, ...), then the
-        # byte events; each group's events are exclusive, so the group shares an adder.
-        counters = [Signal(COUNTER_BITS, name=f"count_{name}") for name in COUNTERS]
-        verdict_counters = len(Status)
-
-        def bump(event, index, members):
-            current, bumped = Signal(COUNTER_BITS), Signal(COUNTER_BITS)
-            m.d.comb += [current.eq(Array(counters[k] for k in members)[index]),
-                         bumped.eq(current + (current != (1 << COUNTER_BITS) - 1))]
-            for position, k in enumerate(members):
-                with m.If(event & (index == position)):
-                    m.d.sync += counters[k].eq(bumped)
-
-        byte_event = Mux(self.events.uart_error, 0, Mux(self.events.overrun, 1, 2))
-        bump(self.events.uart_error | self.events.overrun | self.events.garbage, byte_event,
-             [COUNTERS.index(name) for name in ("uart_errors", "overruns", "garbage_bytes")])
+        # --- counters (link_protocol.COUNTERS): the verdicts in Status order, then byte events --
+        m.submodules.counters = counters = EventCounters(len(COUNTERS), COUNTER_BITS)
+        verdict_events = Signal(len(Status))
+        m.d.comb += counters.events.eq(Cat(verdict_events, self.events.uart_error, self.events.overrun,
+                                           self.events.garbage))
         framing_error, idle = self.engine.framing_error, self.engine.idle
 
         # --- parameters and checks (CHECK, registered for DISPATCH) ------------------------------
@@ -232,7 +221,7 @@ class CommandHandler(wiring.Component):
         verdict = Signal(8)
         m.d.comb += verdict.eq(Mux((checked_status == Status.OK) & duplicate, Status.DUPLICATE, checked_status))
         dispatching = Signal()
-        bump(dispatching, verdict[:3], list(range(verdict_counters)))
+        m.d.comb += verdict_events.eq(Mux(dispatching, Const(1, len(Status)) << verdict[:3], 0))
 
         # --- reply data ------------------------------------------------------------------------
         reply = self.reply.payload
@@ -243,21 +232,32 @@ class CommandHandler(wiring.Component):
         # Each reply's bytes are picked by index first and the reply chosen last: choosing
         # among whole replies first would multiplex every bit of the longest one.
         identity = Array(Const(byte, 8) for byte in board.identity().pack())
-        counter_bytes = Cat(*counters, framing_error, idle, Const(0, 6))
         info_byte = Signal(8)
+        info_valid = Signal(init=1)
+        # STATUS: each counter is fetched from the counter memory for its two bytes
+        counter_value, counter_loaded = Signal(COUNTER_BITS), Signal(range(len(COUNTERS) + 1))
+        counter = info_index[1:]
         with m.Switch(reply.cmd):
             with m.Case(Command.IDENTIFY):
                 m.d.comb += info_byte.eq(identity[info_index])
             with m.Case(Command.STATUS):
-                m.d.comb += info_byte.eq(counter_bytes.word_select(info_index, 8))
+                with m.If(counter == len(COUNTERS)):
+                    m.d.comb += info_byte.eq(Cat(framing_error, idle))
+                with m.Else():
+                    m.d.comb += [info_byte.eq(counter_value.word_select(info_index[0], 8)),
+                                 info_valid.eq(counter_loaded == counter + 1)]
+                    with m.If((counter_loaded != counter + 1) & (source == Source.INFO) & self.reply.valid):
+                        m.d.comb += [counters.read_en.eq(1), counters.read_index.eq(counter)]
+                    with m.If(counters.read_valid):
+                        m.d.sync += [counter_value.eq(counters.read_value), counter_loaded.eq(counter + 1)]
             with m.Case(Command.CRC):
                 m.d.comb += info_byte.eq(crc_value.word_select(info_index[:2], 8))
             with m.Case(Command.RUN):
                 m.d.comb += info_byte.eq(cycles.word_select(info_index[:2], 8))
         with m.Switch(source):
             with m.Case(Source.INFO):
-                m.d.comb += [self.data.valid.eq(1), self.data.payload.eq(info_byte)]
-                with m.If(self.data.ready):
+                m.d.comb += [self.data.valid.eq(info_valid), self.data.payload.eq(info_byte)]
+                with m.If(self.data.valid & self.data.ready):
                     m.d.sync += info_index.eq(info_index + 1)
             with m.Case(Source.WORDS):
                 if word_reader is not None:
@@ -281,7 +281,7 @@ class CommandHandler(wiring.Component):
                 with m.If(idle):                    # memory ports and buffers are free once the engine is
                     m.d.sync += [reply.cmd.eq(cmd), reply.seq.eq(frame.seq), reply.status.eq(verdict),
                                  reply.length.eq(Mux(verdict == Status.OK, checked_length, 0)),
-                                 source.eq(Source.INFO), info_index.eq(0), region.eq(mem)]
+                                 source.eq(Source.INFO), info_index.eq(0), region.eq(mem), counter_loaded.eq(0)]
                     m.d.comb += [self.executed.eq(verdict == Status.OK), self.rejected.eq(verdict != Status.OK),
                                  dispatching.eq(1)]
                     m.next = "REPLY"

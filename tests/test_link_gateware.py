@@ -273,10 +273,14 @@ def test_board_core_answers_identify_write_read_and_crc():
         lp.encode_frame(lp.Command.CRC, 4, lp.MEMORY_REQUEST.pack(tables.index, 3, 4)),
         lp.encode_frame(lp.Command.WRITE, 5, lp.MEMORY_REQUEST.pack(tables.index, 22, 4) + bytes(8)),
         lp.encode_frame(0x3F, 6),
+        lp.encode_frame(lp.Command.STATUS, 7),
     ])
     assert [(r.cmd, r.seq, r.status) for r in replies] == [
         (0x81, 1, 0), (0x83, 2, 0), (0x84, 3, 0), (0x85, 4, 0), (0x83, 5, lp.Status.BAD_ADDRESS),
-        (0xBF, 6, lp.Status.UNKNOWN_COMMAND)]
+        (0xBF, 6, lp.Status.UNKNOWN_COMMAND), (0x82, 7, 0)]
+    assert lp.Counters.unpack(replies[6].data) == lp.Counters(
+        frames_ok=5, bad_crc=0, bad_length=0, unknown_command=1, bad_address=1, timeouts=0, duplicates=0,
+        uart_errors=0, overruns=0, garbage_bytes=0, engine_framing_error=False, engine_idle=True)
     identity = lp.Identity.unpack(replies[0].data)
     assert identity.config_id == config.config_id and identity.memories == len(core.map.regions)
     assert lp.unpack_words(replies[2].data, 16) == [0, *words[3:7], 0]     # blank memory around the write
