@@ -12,6 +12,7 @@ is set to "ram" when its kind has one (every engine follows the `lut` engine her
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth import Elaboratable
 from amaranth.hdl import Shape
 
 from nomac.boards.link_protocol import (FRAME_OVERHEAD, MEMORY_REQUEST, VERSION, Counters, Identity,
@@ -114,7 +115,9 @@ def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, d
     output vector, one memory word or the STATUS / IDENTIFY replies need more.
     """
     layer = board_layer(config, layer_name)
-    engine = engine if engine is not None else build_engine(layer)
+    if engine is None:
+        engine = build_engine(layer)
+        _never_elaborated(engine)
     regions = tuple(MemoryRegion(index=index, name=memory.layout.name, array=memory.layout.array,
                                  depth=memory.depth, word_bits=memory.word_bits, layout=memory.layout)
                     for index, memory in enumerate(m for m in engine.memories if m.writable))
@@ -135,3 +138,12 @@ def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, d
                     max_payload=max_payload, clock_hz=clock_hz, divisor=divisor,
                     timeout_cycles=timeout_bytes * 10 * divisor)
 
+
+def _never_elaborated(engine, depth: int = 3):
+    """An engine built only to read its memories is never elaborated; tell Amaranth that is
+    on purpose (it warns about unused elaboratables), for the engine and its parts."""
+    if depth == 0 or not isinstance(engine, Elaboratable):
+        return
+    engine._MustUse__silence = True
+    for part in vars(engine).values():
+        _never_elaborated(part, depth - 1)
