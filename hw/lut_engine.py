@@ -11,7 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.hw.distance_encoder import DistanceEncoder
-from nomac.hw.engine_status import EngineStatus
+from nomac.hw.engine_status import drive_status
 from nomac.hw.lane_gearbox import LaneGearbox
 from nomac.hw.lut_accumulator import LutAccumulator
 from nomac.hw.tree_encoder import TreeEncoder
@@ -86,5 +86,5 @@ class LutEngine(wiring.Component):
                 for name in memory.members():
                     connect(m, flipped(getattr(self, name)), getattr(unit, name))
 
-        EngineStatus.attach(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
+        drive_status(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
         return m

@@ -28,7 +28,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from nomac.hw.engine_status import EngineStatus
+from nomac.hw.engine_status import drive_status
 from nomac.hw.lane_gearbox import LaneGearbox
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.parameter_memory import ParameterMemory
@@ -282,5 +282,5 @@ class MatrixVectorEngine(wiring.Component):
         for mem in self.memories:
             for name in mem.members():
                 connect(m, flipped(getattr(self, name)), getattr(self.loop, name))
-        EngineStatus.attach(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
+        drive_status(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
         return m
