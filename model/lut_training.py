@@ -185,15 +185,10 @@ class TrainableLUTLinear(LUTLinear):
                 self.tables.copy_(self.current_tables())
 
     def export(self, *args, **kwargs):
-        """LUTLinear.export; in quantization-aware mode the parameters are first snapped to
-        the values the forward pass used, so the integers are exactly those."""
+        """LUTLinear.export (after folding learned weights into the tables). Its rounding of
+        prototypes (quantize_activations) and tables (largest out_shift that fits) is the one
+        `quantized_parameters` applies, so for the same scales the integers are the ones the
+        quantization-aware forward pass computed with; the float parameters stay as they are."""
         self.fold()
-        if self.quantization is not None:
-            with torch.no_grad():
-                prototypes, tables, bias = self.quantized_parameters()
-                self.prototypes.copy_(prototypes)
-                self.tables.copy_(tables)
-                if bias is not None:
-                    self.bias.copy_(bias)
         return super().export(*args, **kwargs)
 
