@@ -13,7 +13,9 @@ returns a `RunReport`. Frames are the ones of nomac.boards.link_protocol. Every
 request waits for its reply (stop and wait); a reply that does not come in time,
 or a frame the board rejected as damaged (BAD_CRC, TIMEOUT), is retried with the
 same sequence number, which the board recognises (DUPLICATE) if it had executed
-the frame already. Errors name the port, the command and what to check.
+the frame already. A DUPLICATE to a first attempt means the board remembers an
+older frame with that number: the host clears it (IDENTIFY) and sends the frame
+again under a new one. Errors name the port, the command and what to check.
 """
 import errno
 import time
@@ -137,7 +139,13 @@ class BoardConnection:
             if status == Status.OK:
                 return reply.data
             if status == Status.DUPLICATE and cmd in lp.STATE_CHANGING:
-                return b""
+                if attempt:
+                    return b""            # our earlier attempt ran; its reply was lost
+                # The first attempt already a duplicate: the board remembers an older frame with
+                # this sequence number (another session, or 256 frames ago). IDENTIFY clears that
+                # memory; then the frame goes again under a new number.
+                self.transact(Command.IDENTIFY, reply_bytes=lp.Identity.LAYOUT.size)
+                return self.transact(cmd, payload, reply_bytes)
             name = Status(status).name if status in Status._value2member_map_ else f"status {status}"
             if status in (Status.BAD_CRC, Status.TIMEOUT):
                 problems.append(f"board saw a damaged frame ({name})")

@@ -80,6 +80,16 @@ def test_a_lost_write_reply_is_retried_and_the_duplicate_counts_as_done():
     assert [(f.cmd, f.seq) for f in board.requests[1:3]] == [(lp.Command.WRITE, 1)] * 2   # same seq resent
 
 
+def test_a_duplicate_to_a_first_attempt_is_cleared_and_the_frame_sent_again():
+    tables = next(r for r in MAP.regions if r.name == "tables")
+    with FakeBoard(CONFIG, MAP) as board, connect(board) as link:
+        board.last_changed = 0                  # an earlier session's last write had sequence number 0
+        BoardSession(link, MAP).write_words(tables.index, 0, [0x4321])
+    assert [(f.cmd, f.seq) for f in board.requests] == [(lp.Command.WRITE, 0), (lp.Command.IDENTIFY, 1),
+                                                        (lp.Command.WRITE, 2)]
+    assert board.memories[tables.index][0] == 0x4321
+
+
 @pytest.mark.parametrize("status", [lp.Status.BAD_CRC, lp.Status.TIMEOUT])
 def test_a_request_the_board_saw_damaged_is_sent_again(status):
     def misbehave(number, request, reply):
