@@ -6,8 +6,9 @@ vector streams `i`/`o`, `idle`, `framing_error`, and per RAM memory a write port
 memories are the link's memory indices, in `BoardMap.regions` order, so every
 engine kind works on a board without board code of its own.
 
-Each frame goes through DISPATCH, which checks it in the order docs/spec_additions.md
-("Board link") gives and decides its status; a rejected frame changes nothing but
+Each frame goes through CHECK, which checks it in the order docs/spec_additions.md
+("Board link") gives (into registers, to keep the paths short), and DISPATCH, which
+adds the duplicate rule and decides its status; a rejected frame changes nothing but
 the counters. Accepted commands run their data path (components of
 `nomac.boards.byte_streams`), then REPLY hands the reply to the encoder with its
 data source, and the frame is released only when the reply's last byte is out.
@@ -152,7 +153,8 @@ class CommandHandler(wiring.Component):
             span = max(r.depth for r in regions).bit_length()           # bits of the largest depth
             chosen = mem[:len(region)] if len(region) else Const(0, 1)
             depths = Array(Const(r.depth, span) for r in regions)
-            shifts = Array(Const(r.word_bytes.bit_length() - 1, 3) for r in regions)
+            shift_bits = max(r.word_bytes for r in regions).bit_length()
+            shifts = Array(Const(r.word_bytes.bit_length() - 1, shift_bits) for r in regions)
             words_bytes = small_words << shifts[chosen]                 # word bytes are powers of two
             region_ok = ((mem < len(regions)) & (addr[span:] == 0) & (words[span:] == 0) &
                          (addr[:span] + words[:span] <= depths[chosen]))
