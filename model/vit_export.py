@@ -3,7 +3,8 @@
 operator layer (model/operator_layers.py), wired as model/dataflow.py describes.
 
 Activation scales are calibrated on float activations: the scale of every tensor is
-max|v| / 127 over the calibration images (no clipping). A hardware layer's int8 output
+max|v| / 127 over the calibration images (no clipping), unless given (quantization-aware
+training fixes them first, from the float teacher). A hardware layer's int8 output
 then has its export's effective output scale (a `dense`/`shift` export rounds it up to a
 power-of-two multiple of its accumulator unit), and the next step rescales from that.
 Every constant of an operator is derived here from the float model and these scales;
@@ -114,7 +115,7 @@ def export_vit(model: TinyViT, calibration_images: np.ndarray, input_scale: floa
         s_attn = scale[f"{p}_attn"]
         layers.append(attention_layer(f"{p}_attn", s, s_qkv, s_attn))
         s_proj = matrix(block.proj, f"{p}_proj", s_attn)
-        s_x = residual(layers, f"{p}_add1", (_last_add_or_embed(layers, i, "add2"), f"{p}_proj"),
+        s_x = residual(layers, f"{p}_add1", ("embed" if i == 0 else f"b{i - 1}_add2", f"{p}_proj"),
                        (s_x, s_proj), scale[f"{p}_add1"], s.dim)
         s_ln2 = layernorm(block.norm2, f"{p}_ln2", s_x)
         s_fc1 = matrix(block.fc1, f"{p}_fc1", s_ln2)
@@ -192,10 +193,6 @@ def gelu_table(scale_in: float, scale_out: float) -> np.ndarray:
     x = (np.arange(256) - 128) * scale_in
     gelu = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
     return np.clip(round_half_up(gelu / scale_out), -128, 127).astype(np.int8)
-
-
-def _last_add_or_embed(layers, block: int, part: str) -> str:
-    return "embed" if block == 0 else f"b{block - 1}_{part}"
 
 
 def _fits_norm(gamma, beta, s_out, out_shift) -> bool:
