@@ -15,7 +15,7 @@ the link, not the engine, limits throughput, so a PLL would only cost timing mar
 from dataclasses import dataclass
 
 from amaranth import Elaboratable, Module, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import io, memory, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, board_layer, board_map
@@ -142,8 +142,10 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buffer.i), tx_buffer.o.eq(core.tx)]
         # One free-running prescaler; an event lights its LED for two to three of its periods.
         prescaler = Signal(LED_CYCLES_LOG2 - 1)
         tick = prescaler == 0
@@ -154,5 +156,6 @@ class BoardTop(Elaboratable):
                 m.d.sync += lit.eq(3)
             with m.Elif(tick & (lit != 0)):
                 m.d.sync += lit.eq(lit - 1)
-            m.d.comb += platform.request("led", index).o.eq(lit != 0)
+            m.submodules[f"led{index}_buffer"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
+            m.d.comb += led.o.eq(lit != 0)
         return m
