@@ -5,6 +5,9 @@
         ...
     board.report                                      # frames and cycles seen on the wires
 
+A session's files (Verilog, plan, log) are deleted after it ends well unless `keep`;
+the simulator build stays cached.
+
 The board core of the config (an iCEBreaker's core with a UART of `SIM_DIVISOR`
 cycles per bit, memories blank) in `SimulatedBoardTop` is generated as Verilog, built once per design
 (cached by the Verilog's hash, like `nomac sim`), and simulated in a background
@@ -13,6 +16,7 @@ into the throughput the same frames reach on a real board at its real baud rate.
 """
 import hashlib
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -106,7 +110,8 @@ class BoardDesign:
 class SimulatedBoard:
     def __init__(self, config, layer_name: str | None = None, *, simulator: str = "icarus", work_dir=None,
                  max_payload: int | None = None, timeout_bytes: int = 16, blank: bool = True,
-                 max_seconds: float = 3600.0, start_timeout: float = 600.0):
+                 max_seconds: float = 3600.0, start_timeout: float = 600.0, keep: bool = False):
+        self.keep = keep
         self.core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR,
                               max_payload=max_payload, timeout_bytes=timeout_bytes, blank=blank)
         self.map: BoardMap = self.core.map
@@ -149,6 +154,8 @@ class SimulatedBoard:
         self._stop()
         if self._report_file.exists():
             self.report = json.loads(self._report_file.read_text())
+            if exc[0] is None and not self.keep:
+                shutil.rmtree(self.run_dir, ignore_errors=True)   # the build stays cached
         elif exc[0] is None:
             raise SimulationError(f"the simulated board ended without a report (log {self.design.log}):\n"
                                   f"{self.design.log_tail()}")
@@ -184,6 +191,9 @@ def check_link_robustness(config, layer_name: str | None = None, *, cases: int =
     report = json.loads(report_path.read_text())
     report["seconds"] = time.monotonic() - started
     report["log"] = str(design.log)
+    if not report["problems"]:
+        shutil.rmtree(design.run_dir, ignore_errors=True)
+        report["log"] = None
     return report
 
 
