@@ -14,7 +14,8 @@ from nomac.boards.synthesis import synthesize
 TINY = {"lanes": 2, "terms_per_cycle": 3}
 
 
-@pytest.mark.parametrize("kind, dsp", [("shift", True), ("dense", True), ("dense", False)])
+@pytest.mark.parametrize("kind, dsp", [("shift", True), ("dense", True),
+                                       pytest.param("dense", False, marks=pytest.mark.slow)])
 def test_ice40_shift_engines_use_no_dsp_and_dense_one_per_product(tmp_path, kind, dsp):
     layer = MatrixCase(kind, 6, 4, TINY, shifts=(-7, 0)).layer()
     report = synthesize(layer, "ice40-up5k", work_dir=tmp_path, place_and_route=False, dsp=dsp)

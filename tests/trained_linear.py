@@ -24,8 +24,13 @@ def trained_linear(seed=0, steps=150) -> tuple[nn.Linear, np.ndarray]:
     linear = double_linear(64, 10, seed)
     optimizer = torch.optim.Adam(linear.parameters(), lr=0.02)
     inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(linear(inputs), labels).backward()
-        optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # tiny matrices: threads only contend with the other test workers
+    try:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(linear(inputs), labels).backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     return linear, x
