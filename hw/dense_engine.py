@@ -26,6 +26,9 @@ class DenseTerms:
         weights = self.layer.integer_weights()
         return weights, weights
 
+    def operands(self, m, x):
+        return list(x)
+
     def terms(self, m, words, x):
         U, T = self.layer.hw.lanes, self.layer.hw.terms_per_cycle
         weights = data.ArrayLayout(signed(8), U * T)(words[0])

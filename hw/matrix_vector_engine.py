@@ -19,8 +19,15 @@ while the loop reads the other, so input and computation overlap. What a term is
 - `weight_bounds()`: (lo, hi), the range of each effective integer weight in
   accumulator units, [M, D] arrays or scalars (ROM: the weights; RAM: anything
   loadable), so that accumulator widths cover every partial sum;
-- `terms(m, words, x) -> [U][T] values`: the terms of one cycle from the weight words
-  read (one per memory, in order) and the T int8 inputs.
+- `operands(m, x) -> list of values`: what the terms need of the T int8 inputs x,
+  computed once and shared by the U units (the inputs themselves, or also their
+  negations);
+- `terms(m, words, operands) -> [U][T] values`: the terms of one cycle from the weight
+  words read (one per memory, in order) and the operands.
+
+With `pipeline`, the operands and the weight words are registered before the terms,
+the terms before the adder trees, the tree sums before the accumulators, and the
+final sums before rounding.
 """
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal
@@ -175,10 +182,20 @@ class MatrixVectorLoop(wiring.Component):
                 m.d.sync += [registered[key].eq(stages[-1][key]) for key in registered]
             stages.append(registered)
 
-        # Stage 1: input word and weight words arrive; the terms of this cycle.
+        # Stage 1: input word and weight words arrive; the operands, then the terms of this cycle.
         next_stage("read")
         x = data.ArrayLayout(signed(8), T)(input_read.data)
-        terms = self.term_unit.terms(m, [port.data for port in weights], [x[t] for t in range(T)])
+        operands = self.term_unit.operands(m, [x[t] for t in range(T)])
+        words = [port.data for port in weights]
+        if hw.pipeline:
+            held = [Signal.like(value, name=f"operand_{i}") for i, value in enumerate(operands)]
+            held_words = [Signal.like(word, name=f"word_{i}") for i, word in enumerate(words)]
+            with m.If(advance):
+                m.d.sync += [*(h.eq(v) for h, v in zip(held, operands)),
+                             *(h.eq(w) for h, w in zip(held_words, words))]
+            operands, words = held, held_words
+            next_stage("operands")
+        terms = self.term_unit.terms(m, words, operands)
         if hw.pipeline:
             held = [[Signal.like(term, name=f"term_{u}_{t}") for t, term in enumerate(row)]
                     for u, row in enumerate(terms)]

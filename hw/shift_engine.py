@@ -21,8 +21,9 @@ class ShiftTerms:
     `sign`: 2-bit two's complement lanes. `shift`: unsigned lanes of
     bits(p1 - p0) bits holding shift - p0 (the manifest's layout `offset` is p0), so
     the stored value is the shift amount itself. The negation -x (9 bits) is computed
-    once per input and shared by the U units; each term selects x, -x or 0 and shifts
-    it. A RAM shift word above p1 - p0 (never a valid layer) shifts by p1 - p0, and a
+    once per input and shared by the U units (an operand, registered with `pipeline`,
+    which keeps its carry chain out of the shifters' path); each term selects x, -x or
+    0 and shifts it. A RAM shift word above p1 - p0 (never a valid layer) shifts by p1 - p0, and a
     sign lane of 0b10 counts as -1, so no loaded word can make a term wider than the
     accumulator allows.
     """
@@ -41,15 +42,20 @@ class ShiftTerms:
         weights = self.layer.integer_weights()
         return weights, weights
 
-    def terms(self, m, words, x):
+    def operands(self, m, x):
+        """x[0..T-1], then -x[0..T-1] (9 bits: -(-128) = 128)."""
+        negated = []
+        for t, value in enumerate(x):
+            negation = Signal(signed(9), name=f"negated_{t}")
+            m.d.comb += negation.eq(-value)
+            negated.append(negation)
+        return [*x, *negated]
+
+    def terms(self, m, words, operands):
         U, T = self.layer.hw.lanes, self.layer.hw.terms_per_cycle
+        x, negated = operands[:T], operands[T:]
         signs = data.ArrayLayout(signed(SIGN_BITS), U * T)(words[0])
         amounts = data.ArrayLayout(unsigned(self.amount_bits), U * T)(words[1])
-        negated = []
-        for t in range(T):
-            value = Signal(signed(9), name=f"negated_{t}")
-            m.d.comb += value.eq(-x[t])
-            negated.append(value)
         width = 9 + self.span
         rows = []
         for u in range(U):

@@ -38,8 +38,9 @@ class MatrixHardware:
         ceil(D / T) cycles, a vector ceil(M / U) * ceil(D / T).
     memory: "rom" bakes the arrays into the bitstream; "ram" adds host write and
         read-back ports so weights and bias can be loaded at run time.
-    pipeline: register the terms and the adder-tree sums of a cycle, and the final
-        sums before rounding (shorter paths, three more cycles of latency).
+    pipeline: register the operands and weights of a cycle, its terms and its
+        adder-tree sums, and the final sums before rounding (shorter paths, four more
+        cycles of latency).
     bias_bits: width of the bias memory with "ram" (a loaded bias must fit in it);
         with "rom" the widths come from the arrays themselves.
     """
