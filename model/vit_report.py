@@ -22,8 +22,9 @@ import numpy as np
 from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
 
-REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "shift", "butterfly", "mixed")
+REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_kmeans_k64", "lut_train_k64", "shift", "butterfly", "mixed")
 LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train": "LUT, differentiable",
+          "lut_kmeans_k64": "LUT K=64, k-means only", "lut_train_k64": "LUT K=64, differentiable",
           "shift": "shift (DeepShift-Q)", "butterfly": "butterfly (DeBut)", "mixed": "mixed plan"}
 
 
