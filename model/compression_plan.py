@@ -13,7 +13,8 @@ e.g. "blocks.*.fc1"); the first that matches decides, and a Linear no rule match
 stays `dense` (int8). Kinds and their options:
 - `dense`: the float nn.Linear, exported as int8 weights (export_dense).
 - `lut`: LUTLinear (TrainableLUTLinear) with `subvector` (V, so C = D / V) or
-  `codebooks` (C), `centroids` (K), `encoder` (l2, l1, tree), `learn` (tables, weight).
+  `codebooks` (C), `centroids` (K), `encoder` (l2, l1, tree), `learn` (tables, weight),
+  `input_gradient` (soft, linear: see TrainableLUTLinear).
 - `shift`: DeepShift, `variant` (Q, PS) and `weight_bits`.
 - `butterfly`: DeButLinear with the chain `propose_chain(M, D, style, radix)`,
   fitted by ALS on the layer's calibration inputs.
@@ -39,7 +40,8 @@ METHODS = ("none", "finetune", "differentiable")
 CALIBRATION_ROWS = 4096     # rows (tokens) a k-means / ALS fit sees, a seeded subset
 KMEANS_ITERATIONS = 30
 OPTIONS = {"dense": {},
-           "lut": {"subvector": None, "codebooks": None, "centroids": 16, "encoder": "l2", "learn": "tables"},
+           "lut": {"subvector": None, "codebooks": None, "centroids": 16, "encoder": "l2", "learn": "tables",
+                   "input_gradient": "soft"},
            "shift": {"variant": "Q", "weight_bits": 5},
            "butterfly": {"style": "monotonic", "radix": 4, "sweeps": 5}}
 
@@ -160,7 +162,8 @@ def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed:
         if o["subvector"] is not None and linear.in_features % o["subvector"]:
             raise NomacError(f"{where}: subvector = {o['subvector']}: must divide in_features {linear.in_features}")
         return TrainableLUTLinear.from_linear(linear, inputs, codebooks, o["centroids"], o["encoder"],
-                                              seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"])
+                                              seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"],
+                                              input_gradient=o["input_gradient"])
     if rule.kind == "shift":
         from nomac.model.shift_linear import ShiftLinearPS, ShiftLinearQ
         cls = {"Q": ShiftLinearQ, "PS": ShiftLinearPS}.get(o["variant"])

@@ -14,6 +14,10 @@ make the nearest-prototype encoding trainable:
   the weights W with T[c, k] = P[c, k] . W_c (learn="weight"; folded into the tables
   for export) are learned with the prototypes and tau, by the model's loss (with
   distillation from the float teacher when the training loop is given one).
+- the gradient reaching the input x: through the soft assignment (input_gradient="soft",
+  as LUT-NN), or, with learned weights, the one of the linear layer x W^T that the tables
+  approximate (input_gradient="linear"; the soft assignment then trains only the
+  prototypes and tau). The forward value is the same either way.
 
 Quantization-aware mode (`set_quantization(input_scale, output_scale)`): the forward
 pass then uses the prototypes rounded to the int8 input grid and the tables and bias
@@ -39,6 +43,7 @@ from nomac.model.lut_linear import MAX_OUT_SHIFT, LUTLinear
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 LEARN = ("tables", "weight")
+INPUT_GRADIENTS = ("soft", "linear")
 
 
 class TrainableLUTLinear(LUTLinear):
@@ -46,9 +51,15 @@ class TrainableLUTLinear(LUTLinear):
     exactly the LUTLinear its parameters describe."""
 
     def __init__(self, in_features: int, out_features: int, codebooks: int, centroids: int,
-                 encoder: str = "l2", bias: bool = True, device=None, dtype=None, learn: str = "tables"):
+                 encoder: str = "l2", bias: bool = True, device=None, dtype=None, learn: str = "tables",
+                 input_gradient: str = "soft"):
         super().__init__(in_features, out_features, codebooks, centroids, encoder, bias, device, dtype)
         self.learn = require_choice("TrainableLUTLinear", "learn", learn, LEARN)
+        self.input_gradient = require_choice("TrainableLUTLinear", "input_gradient", input_gradient,
+                                             INPUT_GRADIENTS)
+        if input_gradient == "linear" and learn != "weight":
+            raise ValueError(f"TrainableLUTLinear: input_gradient = 'linear' with learn = {learn!r}: "
+                             f"the linear input gradient needs learn = 'weight'")
         self.log_tau = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
         self.quantization: tuple[float, float] | None = None     # (input_scale, output_scale)
         if learn == "weight":
@@ -58,14 +69,14 @@ class TrainableLUTLinear(LUTLinear):
     @classmethod
     def from_linear(cls, linear: nn.Linear, calibration, codebooks: int, centroids: int,
                     encoder: str = "l2", seed: int = 0, iterations: int = 100,
-                    learn: str = "tables") -> "TrainableLUTLinear":
+                    learn: str = "tables", input_gradient: str = "soft") -> "TrainableLUTLinear":
         """k-means (or tree) initialisation as LUTLinear.from_linear, then tau from the calibration
         distances: 1 / the median distance to the nearest prototype (so the soft assignment starts
         neither uniform nor hard)."""
         fitted = LUTLinear.from_linear(linear, calibration, codebooks, centroids, encoder, seed, iterations)
         lut = cls(linear.in_features, linear.out_features, codebooks, centroids, encoder,
                   bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype,
-                  learn=learn)
+                  learn=learn, input_gradient=input_gradient)
         state = fitted.state_dict()
         missing = lut.load_state_dict(state, strict=False).missing_keys
         assert set(missing) <= {"log_tau", "weight"}, missing
@@ -101,10 +112,22 @@ class TrainableLUTLinear(LUTLinear):
         """[n, C, K]: hard one-hot in value, soft-assignment gradient (straight-through)."""
         if self.encoder == "tree":
             return F.one_hot(self.encode(x).reshape(-1, self.codebooks), self.centroids).to(x.dtype)
-        distance = self.distances(x)
+        distance = self.distances(self.soft_source(x))
         soft = torch.softmax(-distance * self.tau, dim=-1)
         hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(soft.dtype)   # first minimum wins
         return hard + soft - soft.detach()
+
+    def soft_source(self, x: torch.Tensor) -> torch.Tensor:
+        """The input the soft assignment sees: x, or x without its gradient when the input
+        gradient is the linear layer's (`linear_input_gradient`)."""
+        return x.detach() if self.input_gradient == "linear" else x
+
+    def linear_input_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """y unchanged in value; with input_gradient="linear" its gradient to x is that of x W^T."""
+        if self.input_gradient != "linear":
+            return y
+        proxy = x.reshape(-1, self.in_features) @ self.weight.detach().t()
+        return y + proxy - proxy.detach()
 
     def set_quantization(self, input_scale: float | None, output_scale: float | None = None):
         """Compute as the exported layer for these scales (None: plain float again)."""
@@ -153,13 +176,15 @@ class TrainableLUTLinear(LUTLinear):
             distance = (diff * diff if self.encoder == "l2" else diff.abs()).sum(dim=-1)
             hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(x.dtype)
             if self.training:
-                soft = torch.softmax(-self.distances(x, prototypes) * self.tau, dim=-1)
+                soft = torch.softmax(-self.distances(self.soft_source(x), prototypes) * self.tau, dim=-1)
                 assignment = hard + soft - soft.detach()
             else:
                 assignment = hard
         y = torch.einsum("nck,ckm->nm", assignment, tables)
         if bias is not None:
             y = y + bias
+        if self.training:
+            y = self.linear_input_gradient(x, y)
         return y.reshape(*lead, self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +201,7 @@ class TrainableLUTLinear(LUTLinear):
         y = torch.einsum("nck,ckm->nm", self.assignment(x), self.current_tables())
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*lead, self.out_features)
+        return self.linear_input_gradient(x, y).reshape(*lead, self.out_features)
 
     def fold(self):
         """With learn="weight": write T = P . W into the tables (what eval and export use)."""

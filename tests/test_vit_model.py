@@ -152,6 +152,32 @@ def test_soft_assignment_sends_gradients_to_prototypes_and_temperature():
     assert lut.prototypes.grad.abs().sum() > 0 and lut.log_tau.grad.abs() > 0 and lut.tables.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+def test_linear_input_gradient_is_the_dense_layers_and_leaves_the_value(quantized):
+    linear, x = lut_pair(seed=2)
+    soft = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0, learn="weight")
+    lin = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0, learn="weight",
+                                         input_gradient="linear")
+    if quantized:
+        for lut in (soft, lin):
+            lut.set_quantization(float(np.abs(x).max()) / 127, 0.02)
+    xt = torch.from_numpy(x[:64]).requires_grad_(True)
+    soft.train(), lin.train()
+    y = lin(xt)
+    assert torch.allclose(y, soft(xt), rtol=0, atol=1e-6)     # x + g - g.detach(): float rounding only
+    upstream = torch.from_numpy(np.random.default_rng(0).normal(size=tuple(y.shape)).astype(np.float32))
+    (y * upstream).sum().backward()
+    # d/dx of sum(upstream * (x W^T)) = upstream @ W, the rule written down, not the module's code
+    assert torch.allclose(xt.grad, upstream @ lin.weight.detach(), atol=1e-5)
+    assert lin.prototypes.grad.abs().sum() > 0 and lin.log_tau.grad.abs() > 0 and lin.weight.grad.abs().sum() > 0
+
+
+def test_linear_input_gradient_needs_learned_weights():
+    linear, x = lut_pair()
+    with pytest.raises(ValueError, match="input_gradient = 'linear' with learn = 'tables'"):
+        TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, learn="tables", input_gradient="linear")
+
+
 def test_differentiable_training_beats_kmeans_on_a_regression():
     """Fit y = W x with a 2-codebook, 4-centroid LUT: end-to-end training lowers the error of k-means."""
     linear, x = lut_pair(seed=3, N=400)
