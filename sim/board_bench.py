@@ -34,6 +34,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from nomac.boards.link_protocol import FRAME_OVERHEAD, FrameReader
+from nomac.sim.drivers import hand_byte_to_host_tx
 
 CLOCK_PERIOD_NS = 10
 BYTE_BITS = 10
@@ -93,13 +94,7 @@ class PtyBridge:
 
     async def send_byte(self, value: int):
         """Hand a byte to the host-side transmitter; return when it can take the next one."""
-        self.dut.host_tx.value = value
-        self.dut.host_tx_valid.value = 1
-        while True:
-            await RisingEdge(self.clock)
-            if self.dut.host_tx_ready.value:
-                break
-        self.dut.host_tx_valid.value = 0
+        await hand_byte_to_host_tx(self.dut, self.clock, value)
         started = cycle()
         await ClockCycles(self.clock, self.byte_cycles - 1)
         self.requests.byte(value, started, started + self.byte_cycles)

@@ -21,6 +21,18 @@ def current_cycle() -> int:
     return int(get_sim_time("ns")) // CLOCK_PERIOD_NS
 
 
+async def hand_byte_to_host_tx(dut, clock, value: int):
+    """Offer a byte on the board bench's host-side transmitter (host_tx, valid/ready) and
+    return on the clock edge that took it."""
+    dut.host_tx.value = value
+    dut.host_tx_valid.value = 1
+    while True:
+        await RisingEdge(clock)
+        if dut.host_tx_ready.value:
+            break
+    dut.host_tx_valid.value = 0
+
+
 def pack_lanes(values, lane_bits: int) -> int:
     """Lane i at bits [w*i + w-1 : w*i], two's complement."""
     mask = (1 << lane_bits) - 1

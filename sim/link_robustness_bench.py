@@ -26,6 +26,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from nomac.boards import link_protocol as lp
+from nomac.sim.drivers import hand_byte_to_host_tx
 from nomac.sim.link_adversary import Adversary, Region
 
 CLOCK_PERIOD_NS = 10
@@ -49,13 +50,7 @@ class HostLink:
 
     async def send(self, data: bytes):
         for byte in data:
-            self.dut.host_tx.value = byte
-            self.dut.host_tx_valid.value = 1
-            while True:
-                await RisingEdge(self.clock)
-                if self.dut.host_tx_ready.value:
-                    break
-            self.dut.host_tx_valid.value = 0
+            await hand_byte_to_host_tx(self.dut, self.clock, byte)
             await ClockCycles(self.clock, self.byte_cycles - 1)
 
     async def quiet(self, limit: int = 1_000_000):
