@@ -38,12 +38,30 @@ def run(dut, bench):
     simulator.run()
 
 
+def record_line(dut, line, bench, until: float | None = None) -> list[int]:
+    """Run `bench` on `dut` and return the level of the `line` signal at every clock edge
+    (until the bench ends, or until `until` seconds)."""
+    levels = []
+
+    async def monitor(ctx):
+        async for _, _, level in ctx.tick().sample(line):
+            levels.append(level)
+
+    simulator = Simulator(dut)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.add_testbench(monitor, background=True)
+    if until is None:
+        simulator.run()
+    else:
+        simulator.run_until(until)
+    return levels
+
+
 @pytest.mark.parametrize("divisor", [2, 4, 12])
 def test_transmitter_sends_8n1_back_to_back(divisor):
     tx = UARTTransmitter(divisor)
     data = bytes([0x00, 0xA5, 0xFF, 0x3C])
-    line = []
-
     async def bench(ctx):
         ctx.set(tx.i.valid, 1)
         for byte in data:
@@ -51,15 +69,7 @@ def test_transmitter_sends_8n1_back_to_back(divisor):
             await ctx.tick().until(tx.i.ready)
         ctx.set(tx.i.valid, 0)
 
-    async def monitor(ctx):
-        async for _, _, level in ctx.tick().sample(tx.tx):
-            line.append(level)
-
-    simulator = Simulator(tx)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.add_testbench(monitor, background=True)
-    simulator.run_until(1e-8 * (len(data) * 10 * divisor + 20))
+    line = record_line(tx, tx.tx, bench, until=1e-8 * (len(data) * 10 * divisor + 20))
     first = line.index(0)
     assert all(level == 1 for level in line[:first])
     assert line[first:first + len(data) * 10 * divisor] == waveform(data, divisor)
@@ -237,17 +247,7 @@ class CoreHarness:
                     await ctx.tick()
                 await ctx.tick().repeat(gap)
 
-        levels = []
-
-        async def sampler(ctx):
-            async for _, _, level in ctx.tick().sample(core.tx):
-                levels.append(level)
-
-        simulator = Simulator(core)
-        simulator.add_clock(1e-8)
-        simulator.add_testbench(driver)
-        simulator.add_testbench(sampler, background=True)
-        simulator.run()
+        levels = record_line(core, core.tx, driver)
         position = 0
         while position < len(levels):                        # decode 8N1 from the recorded line
             if levels[position] == 0:
