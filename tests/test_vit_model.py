@@ -17,7 +17,7 @@ from nomac.model.golden import run_golden
 from nomac.model.lut_linear import LUTLinear
 from nomac.model.lut_training import TrainableLUTLinear
 from nomac.model.tiny_vit import TinyViT, ViTShape, fake_quantize, image_patches
-from nomac.model.vit_training import TrainSettings, train
+from nomac.model.vit_training import TrainSettings, hidden_state_loss, train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -236,13 +236,39 @@ def test_training_converges_quickly_and_resumes_to_the_same_weights(digits, tmp_
         assert torch.equal(a, b)
 
 
+def test_a_checkpoint_from_before_a_new_setting_resumes_as_that_setting_at_its_default(digits, tmp_path):
+    torch.manual_seed(0)
+    model = TinyViT()
+    train(model, digits, QUICK, seed=0, checkpoint=tmp_path / "a.pt", progress=False, stop_after=1)
+    state = torch.load(tmp_path / "a.pt", weights_only=False)
+    del state["history"]["settings"]["hidden_distill"]          # as written before the setting existed
+    torch.save(state, tmp_path / "a.pt")
+    history = train(TinyViT(), digits, QUICK, seed=0, checkpoint=tmp_path / "a.pt", progress=False, stop_after=1)
+    assert history["epochs_done"] == 2
+    with pytest.raises(NomacError, match="other settings"):
+        train(TinyViT(), digits, TrainSettings(**{**QUICK.__dict__, "hidden_distill": 1.0}), seed=0,
+              checkpoint=tmp_path / "a.pt", progress=False)
+
+
+def test_hidden_state_loss_weighs_each_point_by_the_teachers_variance():
+    teacher = {"a": torch.tensor([0.0, 2.0, 4.0, 6.0]), "b": torch.tensor([0.0, 20.0, 40.0, 60.0]),
+               "c": torch.tensor([1.0, 1.0])}
+    student = {"a": teacher["a"] + 1, "b": teacher["b"] + 10, "c": torch.tensor([5.0, -3.0])}
+    # var (unbiased) of a: 20/3, of b: 2000/3; squared errors 1 and 100: both 3/20
+    assert float(hidden_state_loss(student, teacher, ["a", "b"])) == pytest.approx(3 / 20, rel=1e-6)
+    assert float(hidden_state_loss(teacher, teacher, ["a", "b"])) == 0.0
+    assert float(hidden_state_loss(student, teacher, ["a"])) == pytest.approx(3 / 20, rel=1e-6)
+    assert TinyViT().shape.residual_points() == ["b0_add1", "b0_add2", "b1_add1", "b1_add2"]
+
+
 @pytest.fixture(scope="module")
 def quick_run(digits, tmp_path_factory):
     """The lut_train plan for one epoch after a 6-epoch float model: (result, folder)."""
     from nomac.model.vit_pipeline import run_plan
     folder = tmp_path_factory.mktemp("vit")
     plan = load_plan("lut_train")
-    plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=1e-3, distill=0.5)})
+    plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=1e-3, distill=0.5,
+                                                                       hidden_distill=1.0)})
     return run_plan(plan, digits, 0, folder, float_settings=QUICK, progress=False, log=None,
                     calibration_rows=512), folder
 
