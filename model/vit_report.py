@@ -22,7 +22,7 @@ import numpy as np
 from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
 
-REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k64", "lut_train_k64",
+REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k64",
                 "lut_train_k64_lin", "shift", "butterfly", "mixed")
 LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train": "LUT, differentiable",
           "lut_train_lin": "LUT, differentiable, linear input gradient",
@@ -132,23 +132,70 @@ def summarize(results: list[dict]) -> dict:
     return out
 
 
-def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, log=print) -> dict:
-    """Train or resume every plan for every seed, then tabulate; returns the report as a dict."""
+def _saved_result(out_dir: Path, plan_name: str, seed: int) -> dict | None:
+    saved = out_dir / f"{plan_name}_seed{seed}.result.json"
+    if saved.exists() and (out_dir / f"{plan_name}_seed{seed}.json").exists():
+        return json.loads(saved.read_text())
+    return None
+
+
+def _train_float_job(data_name: str, seed: int, out_dir: Path, float_settings):
+    from nomac.model.digits_data import load_dataset
+    from nomac.model.vit_pipeline import train_float
+    train_float(load_dataset(data_name), seed, out_dir, float_settings, progress=False)
+
+
+def _run_plan_job(plan_name: str, data_name: str, seed: int, out_dir: Path, float_settings) -> str:
     from nomac.model.compression_plan import load_plan
     from nomac.model.digits_data import load_dataset
     from nomac.model.vit_pipeline import run_plan
+    lines = []
+    run_plan(load_plan(plan_name), load_dataset(data_name), seed, out_dir, float_settings=float_settings,
+             progress=False, log=lines.append)
+    return "\n".join(lines)
+
+
+def run_missing_in_parallel(missing: list, data_name: str, out_dir: Path, jobs: int, float_settings, log=print):
+    """Run the (plan, seed) pairs in `jobs` worker processes (each trains on one torch thread):
+    first the float teachers they need, one per seed, so no two workers write the same
+    checkpoint; then the plans."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    seeds = sorted({seed for _, seed in missing})
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_train_float_job, [data_name] * len(seeds), seeds, [out_dir] * len(seeds),
+                      [float_settings] * len(seeds)))
+        log(f"float teachers ready for seeds {seeds}; {len(missing)} plan runs on {jobs} processes")
+        for line in pool.map(_run_plan_job, [p for p, _ in missing], [data_name] * len(missing),
+                             [s for _, s in missing], [out_dir] * len(missing), [float_settings] * len(missing)):
+            log(line)
+
+
+def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, log=print, jobs: int = 1,
+               float_settings=None) -> dict:
+    """Train or resume every plan for every seed (in `jobs` processes), then tabulate; returns
+    the report as a dict."""
+    from nomac.model.compression_plan import load_plan
+    from nomac.model.digits_data import load_dataset
+    from nomac.model.vit_pipeline import FLOAT_SETTINGS, run_plan
+    float_settings = float_settings or FLOAT_SETTINGS
     out_dir = Path(out_dir)
     data = load_dataset(data_name)
+    names = [load_plan(plan_name).name for plan_name in plans]
+    missing = [(plan_name, seed) for plan_name, name in zip(plans, names) for seed in seeds
+               if _saved_result(out_dir, name, seed) is None]
+    if jobs > 1 and missing:
+        run_missing_in_parallel(missing, data_name, out_dir, jobs, float_settings, log)
     rows = {}
     for plan_name in plans:
         plan = load_plan(plan_name)
         results = []
         for seed in seeds:
-            saved = out_dir / f"{plan.name}_seed{seed}.result.json"
-            if saved.exists() and (out_dir / f"{plan.name}_seed{seed}.json").exists():
-                results.append(json.loads(saved.read_text()))
-                continue
-            results.append(asdict(run_plan(plan, data, seed, out_dir, progress=progress, log=log)))
+            saved = _saved_result(out_dir, plan.name, seed)
+            if saved is None:
+                saved = asdict(run_plan(plan, data, seed, out_dir, float_settings=float_settings,
+                                        progress=progress, log=log))
+            results.append(saved)
         costs = config_costs(load_config(results[0]["config"]))
         rows[plan.name] = {"label": LABELS.get(plan.name, plan.name), "results": results,
                            "summary": summarize(results), "costs": asdict(costs),

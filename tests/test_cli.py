@@ -96,6 +96,7 @@ ERRORS = {
                                ["no_such_layer"]),
     "empty npy": (["golden", CONFIG, "empty.npy", "-o", "out.npy"], ["empty.npy"]),
     "npz for npy": (["golden", CONFIG, "archive.npz", "-o", "out.npy"], ["archive.npz"]),
+    "no report jobs": (["report", "--jobs", "0", "-o", "out"], ["--jobs", "0", "at least 1"]),
 }
 
 

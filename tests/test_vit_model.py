@@ -319,3 +319,25 @@ def test_nomac_verilog_writes_every_hardware_layer_of_a_whole_model(quick_run, t
     designs = write_verilog(config, tmp_path)
     hardware = [layer.name for layer in config.layers if layer.kind in ("lut", "dense", "shift", "butterfly")]
     assert [d.folder.name for d in designs] == hardware
+
+
+def test_a_report_run_in_parallel_processes_matches_one_run_in_sequence(tmp_path):
+    """`nomac report --jobs 2` trains in worker processes; what they save is what one process
+    computes (same configs, same accuracies), and the report tabulates every plan."""
+    from nomac.model.vit_report import run_report
+    shift_plan = tmp_path / "shift_only.json"
+    shift_plan.write_text(json.dumps({"format": "nomac-plan/1", "name": "shift_only",
+                                      "layers": [{"match": "blocks.*", "kind": "shift"}]}))
+    reports = {}
+    for jobs in (1, 2):
+        reports[jobs] = run_report(["dense", str(shift_plan)], [0, 1], "digits", tmp_path / f"jobs{jobs}",
+                                   progress=False, log=lambda line: None, jobs=jobs,
+                                   float_settings=TrainSettings(epochs=2, batch=256))
+    for name in ("dense", "shift_only"):
+        sequential, parallel = (reports[j]["plans"][name]["results"] for j in (1, 2))
+        assert [r["seed"] for r in parallel] == [0, 1]
+        for a, b in zip(sequential, parallel):
+            assert (a["config_id"], a["int_accuracy"], a["agreement"]) == (b["config_id"], b["int_accuracy"],
+                                                                           b["agreement"])
+    text = (tmp_path / "jobs2" / "report.md").read_text()
+    assert "| int8 dense |" in text and "| shift_only |" in text
