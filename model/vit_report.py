@@ -22,10 +22,12 @@ import numpy as np
 from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
 
-REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k64",
-                "lut_train_k64_lin", "shift", "butterfly", "mixed")
+REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
+                "lut_kmeans_k64", "lut_train_k64_lin", "shift", "butterfly", "mixed")
 LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train": "LUT, differentiable",
           "lut_train_lin": "LUT, differentiable, linear input gradient",
+          "lut_kmeans_k32": "LUT K=32, k-means only",
+          "lut_train_k32_lin": "LUT K=32, differentiable, linear input gradient",
           "lut_kmeans_k64": "LUT K=64, k-means only", "lut_train_k64": "LUT K=64, differentiable",
           "lut_train_k64_lin": "LUT K=64, differentiable, linear input gradient",
           "shift": "shift (DeepShift-Q)", "butterfly": "butterfly (DeBut)", "mixed": "mixed plan"}
