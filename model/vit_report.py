@@ -183,14 +183,13 @@ def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, 
     float_settings = float_settings or FLOAT_SETTINGS
     out_dir = Path(out_dir)
     data = load_dataset(data_name)
-    names = [load_plan(plan_name).name for plan_name in plans]
-    missing = [(plan_name, seed) for plan_name, name in zip(plans, names) for seed in seeds
-               if _saved_result(out_dir, name, seed) is None]
+    loaded = {plan_name: load_plan(plan_name) for plan_name in plans}
+    missing = [(plan_name, seed) for plan_name, plan in loaded.items() for seed in seeds
+               if _saved_result(out_dir, plan.name, seed) is None]
     if jobs > 1 and missing:
         run_missing_in_parallel(missing, data_name, out_dir, jobs, float_settings, log)
     rows = {}
-    for plan_name in plans:
-        plan = load_plan(plan_name)
+    for plan in loaded.values():
         results = []
         for seed in seeds:
             saved = _saved_result(out_dir, plan.name, seed)

@@ -4,8 +4,9 @@ One loop serves both: AdamW with a one-cycle learning rate, cross-entropy with l
 smoothing, optional distillation from a float teacher (Hinton et al., "Distilling the
 Knowledge in a Neural Network", 2015: KL divergence of temperature-softened outputs,
 times T^2; and, with `hidden_distill`, the squared error of the residual stream after
-every attention and MLP half-block against the teacher's), and random affine augmentation of the digit images (rotation, scale,
-sub-pixel shift; the float model's inputs only, the test images are never touched).
+every attention and MLP half-block against the teacher's), and random affine
+augmentation of the digit images (rotation, scale, sub-pixel shift; the float model's
+inputs only, the test images are never touched).
 
 Determinism: every epoch draws its batch order and augmentation from a Generator
 seeded with (seed, epoch), so a run resumed from its checkpoint (saved after every
