@@ -13,7 +13,7 @@ e.g. "blocks.*.fc1"); the first that matches decides, and a Linear no rule match
 stays `dense` (int8). Kinds and their options:
 - `dense`: the float nn.Linear, exported as int8 weights (export_dense).
 - `lut`: LUTLinear (TrainableLUTLinear) with `subvector` (V, so C = D / V) or
-  `codebooks` (C), `centroids` (K), `encoder` (l2, l1, tree), `learn` (tables, weight),
+  `codebooks` (C), `centroids` (K), `encoder` (l2, l1, tree), `learn` (tables, weight, weight+tables),
   `input_gradient` (soft, linear: see TrainableLUTLinear).
 - `shift`: DeepShift, `variant` (Q, PS) and `weight_bits`.
 - `butterfly`: DeButLinear with the chain `propose_chain(M, D, style, radix)`,

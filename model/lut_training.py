@@ -14,6 +14,10 @@ make the nearest-prototype encoding trainable:
   the weights W with T[c, k] = P[c, k] . W_c (learn="weight"; folded into the tables
   for export) are learned with the prototypes and tau, by the model's loss (with
   distillation from the float teacher when the training loop is given one).
+  learn="weight+tables" learns both: T = P . W + R with a learned correction R
+  (zero at the start). P . W has rank V in each codebook, so it can only be the linear
+  layer on the nearest prototype; R lets a table entry hold any value, as PECAN's do,
+  while W keeps the linear input gradient below available.
 - the gradient reaching the input x: through the soft assignment (input_gradient="soft",
   as LUT-NN), or, with learned weights, the one of the linear layer x W^T that the tables
   approximate (input_gradient="linear"; the soft assignment then trains only the
@@ -42,7 +46,7 @@ from nomac.model.lut_linear import MAX_OUT_SHIFT, LUTLinear
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
-LEARN = ("tables", "weight")
+LEARN = ("tables", "weight", "weight+tables")
 INPUT_GRADIENTS = ("soft", "linear")
 
 
@@ -67,14 +71,16 @@ class TrainableLUTLinear(LUTLinear):
         self.learn = require_choice("TrainableLUTLinear", "learn", learn, LEARN)
         self.input_gradient = require_choice("TrainableLUTLinear", "input_gradient", input_gradient,
                                              INPUT_GRADIENTS)
-        if input_gradient == "linear" and learn != "weight":
+        if input_gradient == "linear" and learn == "tables":
             raise ValueError(f"TrainableLUTLinear: input_gradient = 'linear' with learn = {learn!r}: "
-                             f"the linear input gradient needs learn = 'weight'")
+                             f"the linear input gradient needs learned weights (learn = 'weight' or 'weight+tables')")
         self.log_tau = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
         self.quantization: tuple[float, float] | None = None     # (input_scale, output_scale)
-        if learn == "weight":
+        if learn != "tables":
             self.weight = nn.Parameter(torch.zeros(out_features, in_features, device=device, dtype=dtype))
             self.tables.requires_grad_(False)     # derived from prototypes and weight
+        if learn == "weight+tables":
+            self.table_correction = nn.Parameter(torch.zeros_like(self.tables))
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, calibration, codebooks: int, centroids: int,
@@ -89,9 +95,9 @@ class TrainableLUTLinear(LUTLinear):
                   learn=learn, input_gradient=input_gradient)
         state = fitted.state_dict()
         missing = lut.load_state_dict(state, strict=False).missing_keys
-        assert set(missing) <= {"log_tau", "weight"}, missing
+        assert set(missing) <= {"log_tau", "weight", "table_correction"}, missing
         with torch.no_grad():
-            if learn == "weight":
+            if learn != "tables":
                 lut.weight.copy_(linear.weight.detach())
             if encoder != "tree":
                 x = torch.as_tensor(np.asarray(calibration, dtype=np.float64).reshape(-1, lut.in_features),
@@ -114,7 +120,8 @@ class TrainableLUTLinear(LUTLinear):
             return self.tables
         C, V = self.codebooks, self.subvector_len
         columns = self.weight.reshape(self.out_features, C, V).permute(1, 2, 0)      # [C, V, M]
-        return torch.einsum("ckv,cvm->ckm", self.prototypes, columns)
+        tables = torch.einsum("ckv,cvm->ckm", self.prototypes, columns)
+        return tables + self.table_correction if self.learn == "weight+tables" else tables
 
     def assignment(self, x: torch.Tensor) -> torch.Tensor:
         """[n, C, K]: hard one-hot in value, soft-assignment gradient (straight-through)."""
@@ -197,8 +204,7 @@ class TrainableLUTLinear(LUTLinear):
         if self.quantization is not None:
             return self.quantized_forward(x)
         if not self.training:
-            if self.learn == "weight":
-                self.fold()
+            self.fold()
             return super().forward(x)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"TrainableLUTLinear: input shape {list(x.shape)}: "
@@ -210,8 +216,8 @@ class TrainableLUTLinear(LUTLinear):
         return self.linear_input_gradient(x, y).reshape(*lead, self.out_features)
 
     def fold(self):
-        """With learn="weight": write T = P . W into the tables (what eval and export use)."""
-        if self.learn == "weight":
+        """With learned weights: write T = P . W (+ R) into the tables (what eval and export use)."""
+        if self.learn != "tables":
             with torch.no_grad():
                 self.tables.copy_(self.current_tables())
 

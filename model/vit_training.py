@@ -6,7 +6,10 @@ Knowledge in a Neural Network", 2015: KL divergence of temperature-softened outp
 times T^2; and, with `hidden_distill`, the squared error of the residual stream after
 every attention and MLP half-block against the teacher's), and random affine
 augmentation of the digit images (rotation, scale, sub-pixel shift; the float model's
-inputs only, the test images are never touched).
+inputs only, the test images are never touched). With `average`, the run ends with an
+exponential moving average of the weights over the steps (Polyak averaging, as in Izmailov
+et al., "Averaging Weights Leads to Wider Optima", 2018) instead of the last step's: a
+compressed model whose hard lookups flip from step to step ends between its neighbours.
 
 Determinism: every epoch draws its batch order and augmentation from a Generator
 seeded with (seed, epoch), so a run resumed from its checkpoint (saved after every
@@ -37,6 +40,7 @@ class TrainSettings:
     distill: float = 0.0             # weight of the distillation loss (0: none)
     temperature: float = 2.0         # distillation temperature
     hidden_distill: float = 0.0      # weight of the hidden-state distillation loss (0: none)
+    average: float = 0.0             # decay of the weight average the run ends with (0: the last weights)
     rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
     scale: float = 0.1               # max relative zoom
     translate: float = 0.25          # max shift, fraction of the half image (0.25 = 1 pixel of 8)
@@ -116,12 +120,15 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total_steps,
                                                    pct_start=min(0.5, max(settings.warmup, 2 / total_steps)))
     history = {"epochs_done": 0, "loss": [], "val_accuracy": [], "settings": asdict(settings), "seed": seed}
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    average = {name: p.detach().clone() for name, p in trained.items()} if settings.average else None
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history = state["history"]
+        average = state.get("average", average)
         # a setting added since the checkpoint was written was at its default (old behaviour)
         history["settings"] = {**asdict(TrainSettings()), **history["settings"]}
         if history["settings"] != asdict(settings) or history["seed"] != seed:
@@ -159,21 +166,29 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
             optimizer.step()
             schedule.step()
             total += float(loss.detach()) * len(index)
+            if average is not None:
+                with torch.no_grad():
+                    for name, p in trained.items():
+                        average[name].lerp_(p, 1 - settings.average)
+        if average is not None and epoch + 1 == settings.epochs:
+            with torch.no_grad():
+                for name, p in trained.items():
+                    p.copy_(average[name])
         history["loss"].append(total / len(x_train))
         history["val_accuracy"].append(accuracy(model, x_val, y_val))
         history["epochs_done"] = epoch + 1
         bar.update(1)
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['val_accuracy'][-1]:.3f}")
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, schedule, history)
+            save_checkpoint(checkpoint, model, optimizer, schedule, history, average)
     bar.close()
     return history
 
 
-def save_checkpoint(path: Path, model, optimizer, schedule, history):
+def save_checkpoint(path: Path, model, optimizer, schedule, history, average=None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "history": history}, partial)
+                "schedule": schedule.state_dict(), "history": history, "average": average}, partial)
     partial.replace(path)          # a kill mid-save leaves the previous checkpoint intact

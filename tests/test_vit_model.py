@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nomac.errors import NomacError
 from nomac.model import int_ops
@@ -178,6 +179,28 @@ def test_linear_input_gradient_needs_learned_weights():
         TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, learn="tables", input_gradient="linear")
 
 
+def test_weight_plus_tables_learns_a_correction_on_top_of_prototypes_times_weights():
+    linear, x = lut_pair(seed=4)
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0, learn="weight+tables",
+                                         input_gradient="linear")
+    xt = torch.from_numpy(x[:64])
+    lut.train()
+    lut(xt).pow(2).sum().backward()
+    assert lut.table_correction.grad.abs().sum() > 0 and lut.weight.grad.abs().sum() > 0
+    correction = np.random.default_rng(1).normal(size=tuple(lut.table_correction.shape))
+    with torch.no_grad():
+        lut.table_correction.copy_(torch.from_numpy(correction))
+    # the written rule: code = nearest prototype per codebook, y = b + sum_c (P_c . W_c + R_c)[code_c]
+    P = lut.prototypes.detach().double().numpy()                                  # [C, K, V]
+    W = linear.weight.detach().double().numpy().reshape(4, 2, 4)                  # [M, C, V]
+    tables = np.einsum("ckv,mcv->ckm", P, W) + correction
+    sub = x[:64].astype(np.float64).reshape(64, 2, 1, 4)
+    codes = ((sub - P[None]) ** 2).sum(-1).argmin(-1)                            # [N, C]
+    expected = linear.bias.detach().double().numpy() + tables[0, codes[:, 0]] + tables[1, codes[:, 1]]
+    lut.eval()
+    assert np.allclose(lut(xt).detach().double().numpy(), expected, atol=1e-5)
+
+
 def test_differentiable_training_beats_kmeans_on_a_regression():
     """Fit y = W x with a 2-codebook, 4-centroid LUT: end-to-end training lowers the error of k-means."""
     linear, x = lut_pair(seed=3, N=400)
@@ -248,6 +271,32 @@ def test_a_checkpoint_from_before_a_new_setting_resumes_as_that_setting_at_its_d
     with pytest.raises(NomacError, match="other settings"):
         train(TinyViT(), digits, TrainSettings(**{**QUICK.__dict__, "hidden_distill": 1.0}), seed=0,
               checkpoint=tmp_path / "a.pt", progress=False)
+
+
+def test_weight_averaging_ends_with_the_moving_average_of_every_step_and_resumes_alike(digits, tmp_path):
+    averaged = TrainSettings(**{**QUICK.__dict__, "average": 0.9})
+    steps = []
+    torch.manual_seed(0)
+    model = TinyViT()
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    hook = register_optimizer_step_post_hook(
+        lambda *_: steps.append({name: p.detach().clone() for name, p in model.named_parameters()}))
+    try:
+        train(model, digits, averaged, seed=0, progress=False)
+    finally:
+        hook.remove()
+    for name, p in model.named_parameters():
+        expected = start[name]
+        for weights in steps:           # a_t = 0.9 a_(t-1) + 0.1 w_t, from the weights before training
+            expected = 0.9 * expected + 0.1 * weights[name]
+        assert torch.allclose(p.detach(), expected, atol=1e-6), name
+    torch.manual_seed(0)
+    interrupted = TinyViT()
+    train(interrupted, digits, averaged, seed=0, checkpoint=tmp_path / "b.pt", progress=False, stop_after=1)
+    resumed = TinyViT()
+    train(resumed, digits, averaged, seed=0, checkpoint=tmp_path / "b.pt", progress=False)
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_hidden_state_loss_weighs_each_point_by_the_teachers_variance():
