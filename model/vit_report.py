@@ -23,13 +23,17 @@ from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
 
 REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
-                "lut_kmeans_k64", "lut_train_k64_lin", "shift", "butterfly", "mixed")
+                "lut_train_k32_corrected", "lut_kmeans_k64", "lut_train_k64_lin", "lut_kmeans_v1_k8", "lut_train_v1_k8",
+                "shift", "butterfly", "mixed")
 LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train": "LUT, differentiable",
           "lut_train_lin": "LUT, differentiable, linear input gradient",
           "lut_kmeans_k32": "LUT K=32, k-means only",
           "lut_train_k32_lin": "LUT K=32, differentiable, linear input gradient",
+          "lut_train_k32_corrected": "LUT K=32, differentiable, table correction, averaged",
           "lut_kmeans_k64": "LUT K=64, k-means only", "lut_train_k64": "LUT K=64, differentiable",
           "lut_train_k64_lin": "LUT K=64, differentiable, linear input gradient",
+          "lut_kmeans_v1_k8": "LUT 1-element subvectors K=8, k-means only",
+          "lut_train_v1_k8": "LUT 1-element subvectors K=8, differentiable, table correction, averaged",
           "shift": "shift (DeepShift-Q)", "butterfly": "butterfly (DeBut)", "mixed": "mixed plan"}
 
 
@@ -257,7 +261,7 @@ def plot_report(report: dict, path: Path):
     plans = list(report["plans"].values())
     labels = [row["label"] for row in plans]
     x = np.arange(len(plans))
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(9.0, 0.8 * len(plans)), 5.5), dpi=110)
     for offset, key, name in ((-0.2, "float_accuracy", "float (quantization-aware)"),
                               (0.2, "int_accuracy", "integer-only")):
         stats = [row["summary"][key] for row in plans]
@@ -266,7 +270,7 @@ def plot_report(report: dict, path: Path):
         ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3, label=name)
     teacher = 100 * plans[0]["summary"]["float_teacher_accuracy"]["mean"]
     ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher {teacher:.2f}%")
-    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"tiny ViT on {report['dataset']}, seeds {', '.join(map(str, report['seeds']))}")

@@ -221,9 +221,13 @@ def test_differentiable_training_beats_kmeans_on_a_regression():
     assert after < 0.6 * before
 
 
-def test_quantization_aware_lut_exports_exactly_what_it_computes():
+@pytest.mark.parametrize("learn", ["tables", "weight", "weight+tables"])
+def test_quantization_aware_lut_exports_exactly_what_it_computes(learn):
     linear, x = lut_pair(seed=1)
-    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0)
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0, learn=learn)
+    if learn == "weight+tables":
+        with torch.no_grad():
+            lut.table_correction.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
     s_in = float(np.abs(x).max()) / 127
     s_out = 0.02
     lut.set_quantization(s_in, s_out)
