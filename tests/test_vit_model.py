@@ -316,12 +316,13 @@ def test_hidden_state_loss_weighs_each_point_by_the_teachers_variance():
 
 @pytest.fixture(scope="module")
 def quick_run(digits, tmp_path_factory):
-    """The lut_train plan for one epoch after a 6-epoch float model: (result, folder)."""
+    """The lut_train_v1_k8 plan (corrected tables, weight averaging) for one epoch after a 6-epoch
+    float model: (result, folder)."""
     from nomac.model.vit_pipeline import run_plan
     folder = tmp_path_factory.mktemp("vit")
-    plan = load_plan("lut_train")
+    plan = load_plan("lut_train_v1_k8")
     plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=1e-3, distill=0.5,
-                                                                       hidden_distill=1.0)})
+                                                                       hidden_distill=1.0, average=0.9)})
     return run_plan(plan, digits, 0, folder, float_settings=QUICK, progress=False, log=None,
                     calibration_rows=512), folder
 
@@ -337,7 +338,7 @@ def test_a_quick_lut_plan_exports_a_whole_model_the_integer_golden_runs(digits, 
     assert result.deterministic and result.int_accuracy > 0.2
     # trained on its own integer values, the model predicts what its integer config predicts
     assert result.agreement >= 0.99
-    saved = json.loads((folder / "lut_train_seed0.result.json").read_text())
+    saved = json.loads((folder / "lut_train_v1_k8_seed0.result.json").read_text())
     assert saved["config_id"] == config.config_id
 
 
