@@ -272,7 +272,8 @@ def plot_report(report: dict, path: Path):
     ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher {teacher:.2f}%")
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
+    lowest = min(100 * row["summary"][key]["min"] for row in plans for key in ("float_accuracy", "int_accuracy"))
+    ax.set_ylim(max(0, 10 * math.floor((lowest - 5) / 10)), 100)       # the differences are a few points
     ax.set_title(f"tiny ViT on {report['dataset']}, seeds {', '.join(map(str, report['seeds']))}")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
