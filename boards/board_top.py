@@ -50,6 +50,7 @@ BOARDS = {
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-85f",
                        25_000_000, 1_000_000, ".bit"),
 }
+DEFAULT_BOARD = "icebreaker"      # what `nomac build` and `nomac run` target without --board
 # The simulated board: an iCEBreaker whose UART runs at MIN_DIVISOR cycles per bit, so a
 # simulation spends few cycles per byte; frames, commands and replies are the real ones.
 SIM_DIVISOR = MIN_DIVISOR

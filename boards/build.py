@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES
-from nomac.boards.board_top import BoardCore, BoardTop, divisor_for, get_board
+from nomac.boards.board_top import DEFAULT_BOARD, BoardCore, BoardTop, divisor_for, get_board
 from nomac.boards.synthesis import DEVICES, _cells_by_type, _find_tool, _version
 from nomac.errors import NomacError
 from nomac.model.config import Config
@@ -75,7 +75,7 @@ def _tool_environment(board) -> dict:
     return env
 
 
-def build_bitstream(config: Config, board_name: str = "icebreaker", *, layer_name: str | None = None,
+def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_name: str | None = None,
                     out_dir=None, baud: int | None = None, max_payload: int | None = None,
                     timeout_bytes: int = DEFAULT_TIMEOUT_BYTES, seed: int = 1, progress=print) -> BuildReport:
     """Build the bitstream of `config`'s board for `board_name` into `out_dir`; return the report."""

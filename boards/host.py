@@ -25,6 +25,7 @@ import numpy as np
 
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_map import BoardMap, board_layer
+from nomac.boards.board_top import DEFAULT_BOARD
 from nomac.boards.link_protocol import Command, Status
 from nomac.errors import NomacError
 
@@ -440,7 +441,7 @@ def run_config(config, link: BoardConnection, board: BoardMap, *, vectors=None, 
                      engine_cycles=cycles, link=link.stats, counters=counters, outputs=outputs)
 
 
-def run_on_board(config, layer_name: str | None = None, *, port: str | None = None, board: str = "icebreaker",
+def run_on_board(config, layer_name: str | None = None, *, port: str | None = None, board: str = DEFAULT_BOARD,
                  baud: int | None = None, max_payload: int | None = None, vectors=None, count: int = 256,
                  seed: int = 1, compare: bool = True, timeout: float | None = None, retries: int = DEFAULT_RETRIES,
                  simulator: str = "icarus", work_dir=None, progress=None) -> RunReport:

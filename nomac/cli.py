@@ -154,9 +154,10 @@ def cmd_report(args) -> int:
 
 def cmd_build(args) -> int:
     """Build a config's board (engine with RAM tables + UART link) as a bitstream, with a report."""
+    from nomac.boards.board_top import DEFAULT_BOARD
     from nomac.boards.build import build_bitstream, program_board
     config = _load(args)
-    report = build_bitstream(config, args.board, layer_name=args.layer, out_dir=args.out, baud=args.baud,
+    report = build_bitstream(config, args.board or DEFAULT_BOARD, layer_name=args.layer, out_dir=args.out, baud=args.baud,
                              max_payload=args.max_payload, seed=args.seed,
                              progress=lambda text: print(text, flush=True))
     print(report.summary())
@@ -169,7 +170,9 @@ def cmd_build(args) -> int:
 
 def cmd_run(args) -> int:
     """Load a config's tables into a board (or the simulated board) and run vectors on it."""
+    from nomac.boards.board_top import DEFAULT_BOARD
     from nomac.boards.host import run_on_board, tqdm_progress
+    args.board = args.board or DEFAULT_BOARD
     if args.port and args.sim:
         raise NomacError("--port and --sim: choose one (a board on a serial port, or the simulated board)")
     config = _load(args)
@@ -280,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     board = config_command("build", "build the config's board (engine + UART link) as a bitstream")
-    board.add_argument("--board", default="icebreaker", help="icebreaker (default) or ulx3s-85f")
+    board.add_argument("--board", help="icebreaker (default) or ulx3s-85f")
     board.add_argument("--baud", type=int, help="UART baud rate (default 1000000)")
     board.add_argument("--max-payload", type=int, help="longest frame payload (default 512, more if needed)")
     board.add_argument("--seed", type=int, default=1, help="placement seed")
@@ -291,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = config_command("run", "load the config's tables into a board and run vectors on it")
     run.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1 (default: the simulated board)")
     run.add_argument("--sim", action="store_true", help="use the simulated board (the default without --port)")
-    run.add_argument("--board", default="icebreaker", help="icebreaker (default) or ulx3s-85f, as built")
+    run.add_argument("--board", help="icebreaker (default) or ulx3s-85f, as built")
     run.add_argument("--baud", type=int, help="UART baud rate, as built (default 1000000)")
     run.add_argument("--max-payload", type=int, help="as built (default 512, more if needed)")
     run.add_argument("--vectors", type=int, default=256, help="random int8 vectors to run (default 256)")
