@@ -156,8 +156,9 @@ def cmd_build(args) -> int:
     """Build a config's board (engine with RAM tables + UART link) as a bitstream, with a report."""
     from nomac.boards.board_top import DEFAULT_BOARD
     from nomac.boards.build import build_bitstream, program_board
+    args.board = args.board or DEFAULT_BOARD
     config = _load(args)
-    report = build_bitstream(config, args.board or DEFAULT_BOARD, layer_name=args.layer, out_dir=args.out, baud=args.baud,
+    report = build_bitstream(config, args.board, layer_name=args.layer, out_dir=args.out, baud=args.baud,
                              max_payload=args.max_payload, seed=args.seed,
                              progress=lambda text: print(text, flush=True))
     print(report.summary())
