@@ -9,7 +9,7 @@ tables in words. These small components convert, each with one job and a
 - `WordReader` / `WordWriter`: the words of one of several memories as little-endian
   bytes (each memory's word bytes, a power of two: link_protocol.word_bytes);
 - `BytesToBeats` / `BeatsToBytes`: vectors as element bytes <-> vector-stream beats
-  (SPEC section 4: lane 0 is the lowest element, unused lanes of a vector's final
+  (docs/spec.md section 3: lane 0 is the lowest element, unused lanes of a vector's final
   beat are zero, `last` on the final beat); output elements wider than a byte go as
   little-endian two's complement of `element_bytes` bytes.
 

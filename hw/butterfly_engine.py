@@ -1,10 +1,10 @@
-"""The `butterfly` engine: a DeBut factor chain (SPEC 2.3) as a pipeline of stages.
+"""The `butterfly` engine: a DeBut factor chain (docs/spec.md section 11) as a pipeline of stages.
 
 input beats -> gearbox -> stage 0 -> gearbox -> stage 1 -> ... -> stage n-1 -> gearbox
 -> output beats. Each stage is one factor (`hw/butterfly_stage.py`) with its own
 lanes, weight kind (int8 multipliers or shift units) and memories (ROM or RAM);
 a gearbox re-beats the previous stage's outputs into the words the next stage's
-block buffer takes. Every link is a `lib.stream` with valid/ready (SPEC section 4).
+block buffer takes. Every link is a `lib.stream` with valid/ready (docs/spec.md section 3).
 """
 from amaranth import Module
 from amaranth.hdl import Shape, signed

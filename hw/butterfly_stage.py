@@ -15,7 +15,7 @@ word.
 Per cycle the stage computes u outputs x v of their terms (lanes = u*v int8
 multipliers or shift units): p*s/lanes cycles per vector. An output's s terms
 accumulate over s/v cycles (on top of its bias), then are rounded and saturated to
-int8 (SPEC section 1), or leave as raw accumulators from the last factor of a layer
+int8 (docs/spec.md section 2), or leave as raw accumulators from the last factor of a layer
 whose output is "acc".
 
 Pipeline: S0 walks (block, output group g, term group h) and addresses the buffer,
@@ -299,7 +299,7 @@ class ButterflyStage(wiring.Component):
         return m
 
     def _shift_term(self, m, x, sign, shift):
-        """sign * (x << (shift - shift_min)) (SPEC 2.2): a barrel shift and a conditional negation."""
+        """sign * (x << (shift - shift_min)) (docs/spec.md section 8): a barrel shift and a conditional negation."""
         factor = self.factor
         amount = Signal(range(factor.shift_max - factor.shift_min + 1), name="amount")
         m.d.comb += amount.eq(shift - factor.shift_min)

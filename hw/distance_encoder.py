@@ -1,4 +1,4 @@
-"""Nearest-prototype encoder of the `lut` kind for the `l2` and `l1` rules (SPEC 2.1).
+"""Nearest-prototype encoder of the `lut` kind for the `l2` and `l1` rules (docs/spec.md section 7).
 
 PQ encoding as in PECAN (Ran et al., 2022) and LUT-NN (Tang et al., 2023): each
 subvector is compared with the K prototypes of its codebook and the index of the

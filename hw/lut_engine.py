@@ -1,9 +1,9 @@
-"""The `lut` engine: a product-quantization lookup-accumulate layer (SPEC 2.1) in gates.
+"""The `lut` engine: a product-quantization lookup-accumulate layer (docs/spec.md section 7) in gates.
 
 input beats -> gearbox (to one subvector per beat) -> encoder (a code per codebook)
 -> lookup-accumulate (R outputs per group) -> gearbox (to output beats). Every link
 is a `lib.stream` with valid/ready, so any stage may stall any other and nothing is
-lost or repeated (SPEC section 4).
+lost or repeated (docs/spec.md section 3).
 """
 from amaranth import Module
 from amaranth.hdl import signed

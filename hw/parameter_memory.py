@@ -1,5 +1,5 @@
 """A config array held in an engine memory: ROM baked from the config, or RAM that a
-host loads and checks at run time (SPEC section 3 "hw").
+host loads and checks at run time (docs/spec.md section 6.3).
 
 A RAM gets two ports on the engine's signature: `<name>_write` (addr, data, en) and
 `<name>_read` (addr, en in; data out one cycle later). The read-back port shares the

@@ -1,4 +1,4 @@
-"""The int8 output rule of SPEC section 1, in gates: sat8(rshift_round(acc, out_shift))."""
+"""The int8 output rule of docs/spec.md section 2, in gates: sat8(rshift_round(acc, out_shift))."""
 from amaranth import Mux, Value
 
 

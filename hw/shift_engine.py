@@ -1,7 +1,7 @@
-"""The `shift` engine: a DeepShift layer (SPEC 2.2) in gates, with no multiplier at all.
+"""The `shift` engine: a DeepShift layer (docs/spec.md section 8) in gates, with no multiplier at all.
 
 Each weight is sign * 2^shift, so a term is the input, negated when the sign is -1,
-zeroed when it is 0, and shifted left by shift - p0 (SPEC 2.2: the accumulator
+zeroed when it is 0, and shifted left by shift - p0 (docs/spec.md section 8: the accumulator
 counts units of 2^p0, so every term is exact). The streaming, buffering and
 accumulation are the matrix-vector skeleton's (`hw/matrix_vector_engine.py`); this
 file is only the term: a sign select and a barrel shifter of p1 - p0 places.

@@ -1,4 +1,4 @@
-"""Hash-tree encoder of the `lut` kind (SPEC 2.1 `tree`), after MADDNESS.
+"""Hash-tree encoder of the `lut` kind (docs/spec.md section 7, `tree`), after MADDNESS.
 
 MADDNESS (Blalock & Guttag, ICML 2021, section 4.2) encodes a subvector by walking
 a balanced binary tree of depth L = log2 K: level l compares the element at that

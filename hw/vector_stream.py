@@ -1,4 +1,4 @@
-"""Vector streams (SPEC section 4): `lib.stream` beats of `lanes` elements plus `last`.
+"""Vector streams (docs/spec.md section 3): `lib.stream` beats of `lanes` elements plus `last`.
 
 Lane i of a beat holds the element with the i-th lowest index of that beat; the
 final beat of a vector carries `last` and zeros in its unused lanes.

@@ -1,4 +1,4 @@
-"""Accumulator widths derived from a layer's arrays (SPEC section 1: never wrap).
+"""Accumulator widths derived from a layer's arrays (docs/spec.md sections 2 and 6.4: never wrap).
 
 The widths cover every partial sum the datapath holds, not just the final one: a
 partial sum can leave the range of the final sums (a large table entry cancelled by

@@ -1,4 +1,4 @@
-"""From a float layer to the integer output rule of SPEC section 1, for kinds whose
+"""From a float layer to the integer output rule of docs/spec.md section 2, for kinds whose
 accumulator unit is fixed by their weights (`shift`, `dense`).
 
 A `shift` or `dense` accumulator counts a unit u = input_scale * (weight unit): the
@@ -25,7 +25,7 @@ def check_scale(where: str, field: str, scale):
 
 
 def round_half_up(values) -> np.ndarray:
-    """floor(v + 0.5): the rounding rule of SPEC section 1, for floats."""
+    """floor(v + 0.5): the rounding rule of docs/spec.md section 2, for floats."""
     return np.floor(np.asarray(values, dtype=np.float64) + 0.5)
 
 

@@ -1,6 +1,6 @@
-"""Integer golden model of the `butterfly` kind (SPEC section 2.3), vectorized over a batch.
+"""Integer golden model of the `butterfly` kind (docs/spec.md section 11), vectorized over a batch.
 
-Written from the SPEC text alone; it shares no code with the generator. A factor
+Written from the text of docs/spec.md alone; it shares no code with the generator. A factor
 [p, q, r, s, t] is seen as its blocks: the input [N, q] is viewed as [N, n_b, s, t]
 (block b, column group j, diagonal position k) and the weights [p, s] as
 [n_b, r, t, s] (block b, row group i, diagonal position k, term j), so that output
@@ -14,7 +14,7 @@ from nomac.model.fixed_point import requantize
 
 def factor_multipliers(factor: ButterflyFactor) -> np.ndarray:
     """int64 [p, s]: w for an int8 factor; sign * 2^(shift - shift_min) for a shift factor,
-    so that every term is an exact integer in units of 2^shift_min (SPEC 2.2)."""
+    so that every term is an exact integer in units of 2^shift_min (docs/spec.md section 8)."""
     if factor.weights == "int8":
         return factor.w.astype(np.int64)
     return factor.sign.astype(np.int64) * (np.int64(1) << (factor.shift.astype(np.int64) - factor.shift_min))

@@ -3,7 +3,7 @@
 A dense M x D weight W is replaced by a product F_{n-1} ... F_1 F_0 of sparse factors
 (Lin et al., "Deformable Butterfly: A Highly Structured and Sparse Linear Transform",
 NeurIPS 2021). Factor k = [p, q, r, s, t] has s nonzeros per row, stored as a [p, s]
-weight in the layout of SPEC 2.3 (entry [row, j] multiplies input column
+weight in the layout of docs/spec.md section 11 (entry [row, j] multiplies input column
 b*s*t + j*t + k of that row), so the forward pass gathers s inputs per output and
 never builds a dense p x q matrix.
 
@@ -16,8 +16,8 @@ relative error after each sweep is kept in `als_errors`. With calibration inputs
 the error is measured on the layer's outputs, ||(W - P) X^T||_F, instead of on the
 weight itself (the same solver with the input covariance as a weight).
 
-`DeButLinear.export` gives the integer layer of SPEC 2.3: per factor int8 weights or
-powers of two (`shift`, the multiplier-free option of SPEC 2.2) and an out_shift
+`DeButLinear.export` gives the integer layer of docs/spec.md section 11: per factor int8 weights or
+powers of two (`shift`, the multiplier-free option of docs/spec.md section 8) and an out_shift
 chosen from the activations of the calibration data.
 """
 import math
@@ -134,7 +134,7 @@ class DeButLinear(nn.Module):
     def export(self, name: str, input_scale: float, output_scale: float | None = None, calibration=None, *,
                output: str = "int8", hw: dict | None = None, description: str | None = None,
                weights="int8", shift_range: int = 7) -> ButterflyLayer:
-        """The integer layer of SPEC 2.3 for int8 inputs x_int = quantize_activations(x, input_scale).
+        """The integer layer of docs/spec.md section 11 for int8 inputs x_int = quantize_activations(x, input_scale).
 
         Factor k reads int8 activations of scale s_k (s_0 = input_scale) and writes int8
         activations of scale s_{k+1}: max|y_k| / 127 over the float chain's activations

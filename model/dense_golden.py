@@ -1,4 +1,4 @@
-"""Integer golden model of the `dense` kind (docs/spec_additions.md), vectorized over a batch.
+"""Integer golden model of the `dense` kind (docs/spec.md section 9), vectorized over a batch.
 
 Written from the specification alone; it shares no code with the generator.
 """

@@ -2,8 +2,8 @@
 
 Every claim nomac makes about multiplier-free engines is measured against this: the
 same matrix-vector product with the same int8 activations and output rule
-(SPEC section 1), but with ordinary int8 weights, so that each term is a product.
-acc[m] = bias[m] + sum_d weights[m, d] * x[d] (docs/spec_additions.md, "dense").
+(docs/spec.md section 2), but with ordinary int8 weights, so that each term is a product.
+acc[m] = bias[m] + sum_d weights[m, d] * x[d] (docs/spec.md section 9).
 """
 from dataclasses import dataclass
 from typing import ClassVar

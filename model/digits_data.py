@@ -8,7 +8,7 @@
 Splits are fixed: a stratified shuffle seeded with SPLIT_SEED, the same on every
 machine and for every training seed, so that seeds vary the training only.
 
-Pixels become int8 exactly (SPEC section 1): x_int = (p - offset) * gain, and the
+Pixels become int8 exactly (docs/spec.md section 2): x_int = (p - offset) * gain, and the
 float model sees x = x_int * input_scale, so the float and the integer model start
 from the same numbers.
 """

@@ -1,4 +1,4 @@
-"""Integer rounding and saturation of SPEC section 1, on whole numpy arrays.
+"""Integer rounding and saturation of docs/spec.md section 2, on whole numpy arrays.
 
 These are the golden definitions; the generators implement the same rules in
 gates without importing them.

@@ -1,5 +1,5 @@
 """Integer-only operators of the tiny ViT: the golden definitions of
-docs/spec_additions.md ("Integer ViT operators"), vectorized numpy in int64.
+docs/spec.md section 13 ("Integer ViT operators"), vectorized numpy in int64.
 
 In the spirit of I-ViT (Li & Gu, "I-ViT: Integer-only Quantization for Efficient
 Vision Transformer Inference", ICCV 2023): every non-linear operator is integer
@@ -12,7 +12,7 @@ these choices of ours:
   approximates the sigmoid instead);
 - LayerNorm: integer mean and variance without division (differences E*x - sum),
   the floor integer square root, and one integer reciprocal per token.
-Rounding is SPEC section 1's rshift_round (half up) and sat8 everywhere; integer
+Rounding is docs/spec.md section 2's rshift_round (half up) and sat8 everywhere; integer
 divisions are floors of non-negative numbers. Nothing here uses floats.
 """
 import numpy as np

@@ -1,6 +1,6 @@
-"""Integer golden model of the `lut` kind (SPEC section 2.1), vectorized over a batch.
+"""Integer golden model of the `lut` kind (docs/spec.md section 7), vectorized over a batch.
 
-Written from the SPEC text alone; it shares no code with the generator, so that the
+Written from the text of docs/spec.md alone; it shares no code with the generator, so that the
 two can catch each other's mistakes.
 """
 import numpy as np

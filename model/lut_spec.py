@@ -1,4 +1,4 @@
-"""The `lut` layer kind (SPEC section 2.1): its parameters, arrays and hardware choices.
+"""The `lut` layer kind (docs/spec.md section 7): its parameters, arrays and hardware choices.
 
 Product-quantization lookup-accumulate as in MADDNESS (Blalock & Guttag, ICML 2021),
 PECAN (Ran et al., 2022) and LUT-NN (Tang et al., MobiCom 2023): the input is cut into
@@ -58,7 +58,7 @@ class LutHardware:
 
 @dataclass(frozen=True, eq=False)
 class LutLayer:
-    """A validated `lut` layer. Arrays are read-only numpy arrays of the SPEC dtypes."""
+    """A validated `lut` layer. Arrays are read-only numpy arrays of the dtypes docs/spec.md section 7 gives."""
     kind: ClassVar[str] = "lut"
     PARAMS: ClassVar[tuple[str, ...]] = ("in_features", "out_features", "codebooks", "centroids",
                                          "encoder", "out_shift", "output")

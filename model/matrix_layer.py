@@ -1,7 +1,7 @@
 """What the matrix-vector kinds (`shift`, `dense`) share: parameters, loading, "hw" choices.
 
 Both kinds compute acc[m] = bias[m] + sum_d term(m, d) over a full [M, D] weight
-matrix and give sat8(rshift_round(acc, out_shift)) or acc (SPEC section 1); only the
+matrix and give sat8(rshift_round(acc, out_shift)) or acc (docs/spec.md section 2); only the
 term differs (a signed shift of the input, or an int8 product). So they share the
 parameters in_features, out_features, out_shift, output, one "hw" section, and the
 engine organisation: `lanes` output units run in parallel, each consuming
@@ -97,7 +97,7 @@ def resolve_matrix_hardware(layer, where: str, given: dict) -> MatrixHardware:
 class MatrixLayer:
     """A validated matrix-vector layer; subclasses add the kind, its parameters and arrays.
 
-    Arrays are read-only numpy arrays of the SPEC dtypes. Subclasses set `kind`,
+    Arrays are read-only numpy arrays of the dtypes in docs/spec.md sections 8 and 9. Subclasses set `kind`,
     `PARAMS` (all parameters in saved order), `ARRAYS` (array names) and implement
     `_check(where, params, arrays, D, M) -> (parameters, arrays)` for what is their own
     (`bias` int32 [M] is checked here).

@@ -1,5 +1,5 @@
 """The operator layer kinds of a whole-model config: everything of the integer ViT that
-is not a matrix with weights (docs/spec_additions.md, "Integer ViT operators").
+is not a matrix with weights (docs/spec.md section 13, "Integer ViT operators").
 
 `patches`, `embed` (class token + position embedding), `layernorm`, `gelu`,
 `attention` (Q K^T, softmax, A V), `add` (residual) and `select_token` describe and

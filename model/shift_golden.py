@@ -1,6 +1,6 @@
-"""Integer golden model of the `shift` kind (SPEC section 2.2), vectorized over a batch.
+"""Integer golden model of the `shift` kind (docs/spec.md section 8), vectorized over a batch.
 
-Written from the SPEC text alone; it shares no code with the generator, so that the
+Written from the text of docs/spec.md alone; it shares no code with the generator, so that the
 two can catch each other's mistakes.
 """
 import numpy as np

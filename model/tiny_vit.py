@@ -6,7 +6,7 @@ Every matrix product with weights is an `nn.Linear` with a stable name (`patch_e
 `blocks.<i>.qkv`, `blocks.<i>.proj`, `blocks.<i>.fc1`, `blocks.<i>.fc2`, `head`), so a
 compression plan (model/compression_plan.py) can swap each one for a LUTLinear, a shift
 or a butterfly layer. `forward(x, record=...)` also hands out the tensor at every point
-the integer model (model/int_vit.py) quantizes, under the names of its config layers,
+the integer model (the whole-model config of model/vit_export.py) quantizes, under the names of its config layers,
 which is how activation scales are calibrated.
 """
 import math

@@ -10,7 +10,7 @@ class NomacError(Exception):
 
 
 class ConfigError(NomacError):
-    """A config file, layer, array or hardware option breaks a rule of SPEC section 3."""
+    """A config file, layer, array or hardware option breaks a rule of docs/spec.md (sections 4-13)."""
 
     def __init__(self, where: str, field: str, value, rule: str):
         self.where, self.field, self.value, self.rule = where, field, value, rule

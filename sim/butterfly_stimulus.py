@@ -1,6 +1,6 @@
 """Test phases for a `butterfly` engine: directed edge cases first, then random traffic.
 
-Edge cases aim at the rules of SPEC 2.3 an implementation gets wrong: inputs at
+Edge cases aim at the rules of docs/spec.md section 11 an implementation gets wrong: inputs at
 -128/127 and alternating, inputs that drive chosen outputs of the first factor to
 their largest and smallest sums (so the factor saturates, and the int8 it hands on
 is clamped), a single extreme element per vector (each column's path through the

@@ -1,4 +1,4 @@
-"""cocotb drivers for the ports a manifest describes (SPEC sections 3-4).
+"""cocotb drivers for the ports a manifest describes (docs/spec.md sections 3 and 6).
 
 Small classes with one job each, as in cocotbext-axi: a source that sends vectors
 as beats (random gaps on `valid` are one argument), a sink that takes them (random
@@ -90,7 +90,7 @@ class VectorSource:
 class VectorSink:
     """Receives vectors from a manifest stream, `backpressure` = chance `ready` is low.
 
-    Checks on every beat what SPEC section 4 promises: `last` exactly on the final
+    Checks on every beat what docs/spec.md section 3 promises: `last` exactly on the final
     beat of each vector, zeros in the unused lanes of the final beat, and a payload
     held steady while `valid` is high and `ready` low. Violations are counted and
     described in `protocol_errors`.

@@ -1,6 +1,6 @@
 """Test phases for a `lut` engine: directed edge cases first, then random traffic.
 
-Edge cases are aimed at the rules of SPEC 2.1 that an implementation gets wrong:
+Edge cases are aimed at the rules of docs/spec.md section 7 that an implementation gets wrong:
 ties between prototypes (the smallest k must win), inputs at -128/127, tree
 thresholds hit exactly (equal goes left), outputs driven into saturation, and, for
 RAM memories, every array rewritten between vectors and written back. Expected

@@ -3,7 +3,7 @@
 Random weights alone rarely saturate or hit rounding ties, so every case plants them:
 a row of +127 and one of -128 weights (a shift factor: its largest shift with both
 signs), biases near the int32 ends they may reach, and small out_shifts, so that
-intermediate factors saturate on both sides (SPEC 2.3: each factor's output is int8).
+intermediate factors saturate on both sides (docs/spec.md section 11: each factor's output is int8).
 """
 import warnings
 from dataclasses import dataclass, field

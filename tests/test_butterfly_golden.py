@@ -1,6 +1,6 @@
-"""The butterfly golden model against SPEC 2.3 written as loops, and its edge cases.
+"""The butterfly golden model against docs/spec.md section 11 written as loops, and its edge cases.
 
-`reference` walks the SPEC's nonzero rule entry by entry (block b, row group i,
+`reference` walks the nonzero rule of docs/spec.md section 11.1 entry by entry (block b, row group i,
 column group j, diagonal k) with Python integers: no numpy reshapes, no shared code
 with the golden model or the generator.
 """
@@ -31,7 +31,7 @@ def reference(layer, x):
                             row, column = b * r * t + i * t + k, b * s * t + j * t + k
                             if f.weights == "int8":
                                 term = int(f.w[row, j]) * values[column]
-                            else:   # SPEC 2.2: sign * (x << (shift - shift_min)), in units of 2^shift_min
+                            else:   # docs/spec.md section 8: sign * (x << (shift - shift_min)), in units of 2^shift_min
                                 term = int(f.sign[row, j]) * (values[column] << (int(f.shift[row, j]) - f.shift_min))
                             acc[row] += term
             last = index == len(layer.factors) - 1

@@ -1,6 +1,6 @@
-"""The `dense` golden model against its written definition (docs/spec_additions.md) as loops.
+"""The `dense` golden model against its written definition (docs/spec.md section 9) as loops.
 
-acc[m] = bias[m] + sum_d weights[m, d] * x[d] on Python integers, then SPEC 1's
+acc[m] = bias[m] + sum_d weights[m, d] * x[d] on Python integers, then docs/spec.md section 2's
 sat8(rshift_round(acc, out_shift)) or acc. Directed cases are worked out by hand.
 """
 import numpy as np

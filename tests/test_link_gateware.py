@@ -1,7 +1,7 @@
 """Link gateware in Amaranth's simulator, against written definitions.
 
 The UART against the 8N1 waveform written out bit by bit, the CRC units against
-binascii/zlib, the byte/beat converters against SPEC section 4, the frame decoder
+binascii/zlib, the byte/beat converters against docs/spec.md section 3, the frame decoder
 against frames built by link_protocol (the host's side), and the whole board core
 answering IDENTIFY, WRITE, READ and CRC with values computed from the config.
 """

@@ -1,6 +1,6 @@
 """The link protocol description (boards/link_protocol.py) against its written definition.
 
-Exact bytes come from docs/spec_additions.md ("Board link") and the CRC catalogue
+Exact bytes come from docs/spec.md section 14 and the CRC catalogue
 check values (the CRC of b"123456789"), not from the code under test.
 """
 import binascii

@@ -1,6 +1,6 @@
-"""The `lut` golden model against the SPEC's written definitions (sections 1 and 2.1).
+"""The `lut` golden model against the written definitions of docs/spec.md sections 2 and 7.
 
-The reference below is the SPEC text as plain Python loops over one vector, on Python
+The reference below is the text of docs/spec.md as plain Python loops over one vector, on Python
 integers (no numpy arithmetic shared with the code under test). Directed cases carry
 their expected values worked out by hand in a comment.
 """
@@ -16,10 +16,10 @@ from nomac.model.lut_spec import LutLayer
 
 
 # ---------------------------------------------------------------------------------------------
-# The reference: SPEC text as loops
+# The reference: docs/spec.md as loops
 
 def ref_rshift_round(a: int, s: int) -> int:
-    """SPEC 1: floor((a + 2^(s-1)) / 2^s) for s >= 1, a for s = 0 (Python's // floors)."""
+    """docs/spec.md section 2: floor((a + 2^(s-1)) / 2^s) for s >= 1, a for s = 0 (Python's // floors)."""
     return a if s == 0 else (a + 2 ** (s - 1)) // 2 ** s
 
 
@@ -28,7 +28,7 @@ def ref_sat8(a: int) -> int:
 
 
 class LoopReference:
-    """One layer of SPEC 2.1 over one vector at a time, on Python lists of ints."""
+    """One layer of docs/spec.md section 7 over one vector at a time, on Python lists of ints."""
 
     def __init__(self, layer: LutLayer):
         self.encoder, self.output, self.out_shift = layer.encoder, layer.output, layer.out_shift
@@ -110,7 +110,7 @@ def codes_of(layer, vectors) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC 1: rshift_round and sat8
+# docs/spec.md section 2: rshift_round and sat8
 
 def test_rshift_round_by_zero_is_the_identity():
     values = [0, 1, -1, 127, -128, 2**40 + 3, -(2**50) - 7, 2**62, -(2**62)]
@@ -156,7 +156,7 @@ def test_rshift_round_directed(a, s, expected):
 
 def test_rshift_round_matches_the_formula_on_random_values():
     rng = np.random.default_rng(2024)
-    # |a| < 2^62 keeps a + 2^(s-1) inside int64 for every s <= 62 (SPEC out_shift range)
+    # |a| < 2^62 keeps a + 2^(s-1) inside int64 for every s <= 62 (the out_shift range of docs/spec.md section 2)
     a = np.concatenate([rng.integers(-2**62, 2**62, 300, dtype=np.int64),
                         rng.integers(-2**20, 2**20, 300, dtype=np.int64),
                         rng.integers(-64, 64, 100, dtype=np.int64)])
@@ -188,7 +188,7 @@ def test_requantize():
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC 2.1: l2 and l1 encoders
+# docs/spec.md section 7: l2 and l1 encoders
 
 @pytest.mark.parametrize("encoder", ["l2", "l1"])
 def test_all_equal_prototypes_give_code_zero(encoder):
@@ -282,7 +282,7 @@ def test_codebooks_encode_independently():
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC 2.1: tree encoder (bit = x > t, so equal goes left)
+# docs/spec.md section 7: tree encoder (bit = x > t, so equal goes left)
 
 def test_tree_equal_goes_left_one_more_goes_right():
     for t in (-128, -1, 0, 5, 126, 127):

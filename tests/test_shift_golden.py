@@ -1,6 +1,6 @@
-"""The `shift` golden model against SPEC 1 and 2.2 written as loops, and `nomac golden` on it.
+"""The `shift` golden model against docs/spec.md sections 2 and 8 written as loops, and `nomac golden` on it.
 
-The reference is the SPEC text over one vector at a time on Python integers: term =
+The reference is the text of docs/spec.md over one vector at a time on Python integers: term =
 sign * (x << (shift - p0)), acc = bias + sum of terms, then sat8(rshift_round(acc,
 out_shift)) or acc. Directed cases carry their expected values worked out by hand.
 """

@@ -4,7 +4,7 @@ What a testbench or a host reads from a generated folder is checked against what
 design really is: the manifest's ports against the port declarations of the Verilog,
 its memory descriptions against the .hex files, and the .hex files against the
 memory organisation each engine documents, written out here as index formulas
-(independent of `MemoryLayout`). Expected widths are worked out from SPEC section 1
+(independent of `MemoryLayout`). Expected widths are worked out from docs/spec.md section 2
 in the test or by hand in a comment.
 """
 import os
@@ -151,7 +151,7 @@ def test_manifest_names_exactly_the_ports_of_the_verilog(name, generated):
     assert (folder / f"{top}.v").is_file()
     assert manifest["reset_active_high"] is True
 
-    # Widths from SPEC 3: int8 input lanes; output lanes are int8 or the accumulator.
+    # Widths from docs/spec.md section 6: int8 input lanes; output lanes are int8 or the accumulator.
     out_bits = 8 if layer.output == "int8" else manifest["acc_bits"]
     streams = manifest["streams"]
     assert {k: streams["in"][k] for k in ("lanes", "lane_bits", "elements")} == \
