@@ -9,7 +9,7 @@ PECAN (Ran et al., "PECAN: A Product-Quantized Content Addressable Memory Networ
 DATE 2023) and LUT-NN (Tang et al., "LUT-NN: Empower Efficient Neural Network Inference
 with Centroid Learning and Table Lookup", MobiCom 2023).
 
-The three encoders of SPEC section 2.1 are fitted on calibration inputs:
+The three encoders of docs/spec.md section 7 are fitted on calibration inputs:
 - `l2`: k-means per codebook (k-means++ seeding, Lloyd iterations), as in LUT-NN's
   initialisation and classic product quantization.
 - `l1`: k-medians per codebook (L1 assignment, coordinate-wise median centres), the
@@ -17,12 +17,14 @@ The three encoders of SPEC section 2.1 are fitted on calibration inputs:
 - `tree`: the MADDNESS greedy hash tree (Algorithms 1-2 of the paper); prototypes are
   the bucket means (MADDNESS's optional ridge-regression refinement is not done).
 
-`LUTLinear.export` turns the float layer into the integer LutLayer of SPEC 2.1.
+`LUTLinear.export` turns the float layer into the integer LutLayer of docs/spec.md section 7.
 Training (soft assignment with a temperature and a straight-through estimator, as in
 LUT-NN and PECAN) is not implemented; prototypes and tables are nn.Parameters and the
 hard encoding is the one method `encode`, so that a soft encoder can replace it later.
 """
+import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -48,9 +50,9 @@ def activation_scale(x) -> float:
 
 
 def quantize_activations(x, scale: float) -> np.ndarray:
-    """int8 x_int = clamp(round(x / scale), -128, 127), the input format of SPEC 2.1.
+    """int8 x_int = clamp(round(x / scale), -128, 127), the input format of docs/spec.md section 7.
 
-    Rounds half up (floor(v + 0.5)), the same rule as SPEC section 1's rshift_round,
+    Rounds half up (floor(v + 0.5)), the same rule as docs/spec.md section 2's rshift_round,
     so one rounding rule holds everywhere in nomac. Prototypes are quantized with it too.
     """
     _check_scale("quantize_activations", "scale", scale)
@@ -264,11 +266,11 @@ class LUTLinear(nn.Module):
     def export(self, name: str, input_scale: float, output_scale: float | None = None,
                calibration=None, *, output: str = "int8", hw: dict | None = None,
                description: str | None = None) -> LutLayer:
-        """The integer layer of SPEC 2.1 for int8 inputs x_int = quantize_activations(x, input_scale).
+        """The integer layer of docs/spec.md section 7 for int8 inputs x_int = quantize_activations(x, input_scale).
 
         - prototypes: int8, quantized with the input scale (the encoder compares them
-          with x_int); tree thresholds: t = floor(theta / input_scale) clamped to int8,
-          so x_int > t exactly when x_int * input_scale > theta.
+          with x_int); tree thresholds: `tree_thresholds`, which keeps every decision
+          of the float tree on the int8 input grid.
         - tables: int8 in units s_t = output_scale / 2^out_shift, where out_shift is the
           largest shift (<= 62) that keeps every rounded table entry in int8 and the
           bias in int32; bias: int32 round(bias / s_t). Rounding is half up.
@@ -312,7 +314,7 @@ class LUTLinear(nn.Module):
         if self.encoder == "tree":
             thresholds = self.thresholds.detach().to("cpu", torch.float64).numpy()
             arrays["split_dims"] = self.split_dims.detach().cpu().numpy().astype(np.int32)
-            arrays["thresholds"] = np.clip(np.floor(thresholds / input_scale), INT8_MIN, INT8_MAX).astype(np.int8)
+            arrays["thresholds"], arrays["tables"] = tree_thresholds(thresholds, arrays["tables"], input_scale)
         else:
             arrays["prototypes"] = quantize_activations(self.prototypes.detach(), input_scale)
         params = {"name": name, "kind": LutLayer.kind, "in_features": self.in_features,
@@ -329,6 +331,57 @@ class LUTLinear(nn.Module):
         diff = sub[:, :, None, :] - self.prototypes[None]                           # [n, C, K, V]
         distance = (diff * diff if self.encoder == "l2" else diff.abs()).sum(dim=-1)
         return distance.argmin(dim=-1)                                               # first minimum wins
+
+
+def tree_thresholds(thresholds: np.ndarray, tables: np.ndarray,
+                    input_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """int8 thresholds [C, K-1] for float ones theta, and the int8 tables [C, K, M] that go with them.
+
+    The tree's bit (docs/spec.md section 7) is x_int > t. For every int8 x_int,
+    x_int * input_scale > theta holds exactly when x_int > floor(theta / input_scale),
+    so t is that floor, computed in exact rational arithmetic (a float division can
+    round theta / input_scale up onto an integer and flip the inputs on it). At the
+    ends of the int8 range:
+    - theta / input_scale >= 127: no int8 input goes right, and t = 127 says exactly
+      that (x_int > 127 never holds).
+    - theta / input_scale < -128: every int8 input goes right, which no int8 t can say
+      (x_int > -128 is false for x_int = -128). The node's left subtree is then
+      unreachable, so its thresholds and leaf tables are overwritten with a copy of
+      the right subtree's and t = -128: the input -128 goes left into the copy and
+      reads the same table rows as every other input. Every int8 input then reads the
+      rows the float tree picks for x_int * input_scale; only the code of an input with
+      -128 on that split dimension differs from `encode`'s (it names the left copy of
+      the leaf). Nodes are visited top-down, so a copied subtree is fixed like any other.
+    """
+    C, K = tables.shape[:2]
+    levels = K.bit_length() - 1
+    steps = np.array([[_threshold_in_steps(float(theta), input_scale) for theta in row] for row in thresholds],
+                     dtype=np.int64)
+    tables = tables.copy()
+    for c, level in itertools.product(range(C), range(levels)):
+        for node in range(1 << level):
+            if steps[c, (1 << level) - 1 + node] >= INT8_MIN:
+                continue
+            for below in range(level + 1, levels + 1):      # the two subtrees, level by level, then their leaves
+                width = 1 << (below - level - 1)
+                start = 2 * node * width                    # the left subtree's first node on this level
+                row = steps[c, (1 << below) - 1:] if below < levels else tables[c]
+                row[start:start + width] = row[start + width:start + 2 * width]
+            steps[c, (1 << level) - 1 + node] = INT8_MIN
+    return steps.astype(np.int8), tables
+
+
+def _threshold_in_steps(theta: float, input_scale: float) -> int:
+    """floor(theta / input_scale) exactly; 127 if that is 127 or more, INT8_MIN - 1 if below -128.
+
+    The range tests are exact in floats (multiplying by +-2^7 does not round);
+    a NaN threshold sends no input right, as in the float tree, so it gives 127 too.
+    """
+    if not theta < (INT8_MAX + 1) * input_scale:
+        return INT8_MAX
+    if theta < INT8_MIN * input_scale:
+        return INT8_MIN - 1
+    return math.floor(Fraction(theta) / Fraction(input_scale))
 
 
 def tables_from_weight(prototypes: np.ndarray, weight: np.ndarray) -> np.ndarray:

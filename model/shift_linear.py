@@ -4,10 +4,11 @@ Elhoushi et al., "DeepShift: Towards Multiplication-Less Neural Networks" (CVPR
 Workshops 2021; reference code github.com/mostafaelhoushi/DeepShift, pytorch/deepshift):
 
 - DeepShift-Q (`ShiftLinearQ`) keeps float weights W and rounds them to powers of two
-  in every forward pass: sign(W) * 2^round(log2|W|), torch.round (ties to even) in the
-  log domain, the shift clamped to [-(2^(b-1) - 1), 0] for b-bit weights (the code
-  clamps |W| to [2^p0, 2^p1] first, which is the same). Gradients go straight
-  through the rounding to W (straight-through estimator).
+  in every forward pass: sign(W) * 2^round(log2|W|) (the reference computes
+  torch.round(log|W| / log 2) in the weight's precision), the shift clamped to
+  [-(2^(b-1) - 1), 0] for b-bit weights (the code clamps |W| to [2^p0, 2^p1] first,
+  which is the same). Gradients go straight through the rounding to W
+  (straight-through estimator).
 - DeepShift-PS (`ShiftLinearPS`) learns the shift P and a sign S directly: the
   weight is 2^round(P) * sign(round(S)), with P clamped to [-(2^(b-1) - 2), 0] (one
   code of the b bits is spent on the zero of the ternary sign) and S to [-1, 1];
@@ -18,12 +19,17 @@ Workshops 2021; reference code github.com/mostafaelhoushi/DeepShift, pytorch/dee
 reference's `convert_to_shift` does, with convert_weights for PS).
 
 Where nomac differs from the reference, on purpose:
+- Rounding to a power of two: nomac takes the power nearest |W| in the log domain
+  exactly (`round_to_power_of_two`). The reference's float32 logarithm rounds weights
+  within a few float steps of a half-point 2^(p+1/2) onto p + 1/2, and torch.round's
+  ties to even then sends those on one side to the farther power (the float32 0.70710677
+  < 2^-1/2 gives 2^0, not 2^-1).
 - Activations: the reference rounds activations to 16.16 fixed point inside the
   layer; these modules compute in float, and `export` quantizes activations to int8
   (`quantize_activations`, round half up) as every nomac kind does. The integer layer
   then differs from the float one only by that rounding (bound in `export`).
 - Arithmetic: the reference's kernels shift the fixed-point input right by -shift
-  and truncate; nomac's `shift` kind (SPEC 2.2) shifts left by shift - p0 into an
+  and truncate; nomac's `shift` kind (docs/spec.md section 8) shifts left by shift - p0 into an
   accumulator counting units of 2^p0, so no term loses bits.
 - Float weights of ShiftLinearQ are clamped into the representable magnitudes only
   during training forward passes (the reference clamps on every call).
@@ -35,14 +41,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nomac.errors import ConfigError
 from nomac.model.accumulator_export import bias_in_units, check_scale, choose_out_shift
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int
 from nomac.model.lut_linear import quantize_activations
 from nomac.model.matrix_layer import OUTPUTS
-from nomac.model.shift_spec import ShiftLayer
+from nomac.model.shift_spec import MIN_SHIFT, MIN_SHIFT_RULE, ShiftLayer
 
 VARIANTS = ("Q", "PS")
+SQRT_HALF = math.sqrt(0.5)   # the float64 just above 2^-1/2: f > 2^-1/2 iff f >= SQRT_HALF
 
 
 def q_shift_range(weight_bits: int) -> tuple[int, int]:
@@ -56,14 +64,26 @@ def ps_shift_range(weight_bits: int) -> tuple[int, int]:
 
 
 def round_to_power_of_two(weight: torch.Tensor, shift_min: int, shift_max: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sign, shift) of DeepShift-Q: sign(w) and clamp(round(log2|w|), p0, p1), ties to even.
+    """(sign, shift) of DeepShift-Q: sign(w) and clamp(floor(log2|w| + 1/2), p0, p1), exactly.
 
-    A zero weight keeps sign 0 (its shift is p0). Both are returned as int64 tensors.
+    The shift is the power of two nearest |w| in the log domain, decided exactly rather
+    than from a rounded log2 (see the module docstring): with |w| = f * 2^e, f in [1/2, 1)
+    (frexp of the weight in float64, exact for every float dtype), the nearest power is
+    2^e when f >= 2^-1/2, else 2^(e-1). A weight exactly on a half-point 2^(p+1/2)
+    would go up to 2^(p+1) (round half up, nomac's one rounding rule, docs/spec.md
+    section 2); none exists, since 2^(p+1/2) is irrational, so every float has one
+    nearest power.
+    Comparing f with math.sqrt(0.5) is exact: that float64 is the first float above the
+    irrational 2^-1/2, so f >= it exactly when f > 2^-1/2. A zero weight keeps sign 0
+    (its shift is p0). Both are returned as int64 tensors. The forward pass and
+    `export` both take their weights from here, so the exported layer is the trained one.
     """
     with torch.no_grad():
-        sign = torch.sign(weight)
-        shift = torch.round(torch.log2(weight.abs())).clamp(shift_min, shift_max)   # log2(0) = -inf -> p0
-        return sign.long(), shift.long()
+        magnitude = weight.abs().to(torch.float64)
+        fraction, exponent = torch.frexp(magnitude)
+        shift = exponent.long() - 1 + (fraction >= SQRT_HALF).long()
+        shift = torch.where(magnitude == 0, shift_min, shift).clamp(shift_min, shift_max)
+        return torch.sign(weight).long(), shift
 
 
 class _Straight(torch.autograd.Function):
@@ -106,8 +126,12 @@ class _ShiftLinear(nn.Module):
         where = type(self).__name__
         self.in_features = require_int(where, "in_features", in_features, lo=1)
         self.out_features = require_int(where, "out_features", out_features, lo=1)
-        self.weight_bits = require_int(where, "weight_bits", weight_bits, lo=2, hi=6)
-        self.shift_min, self.shift_max = shift_range(self.weight_bits)   # 6 bits: -31 >= the kind's -32
+        self.weight_bits = require_int(where, "weight_bits", weight_bits, lo=2)
+        self.shift_min, self.shift_max = shift_range(self.weight_bits)
+        if self.shift_min < MIN_SHIFT:
+            raise ConfigError(where, "weight_bits", self.weight_bits,
+                              f"gives shifts down to {self.shift_min}, but {MIN_SHIFT_RULE}; "
+                              f"use weight_bits <= 6")
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
 
     def extra_repr(self) -> str:
@@ -127,12 +151,12 @@ class _ShiftLinear(nn.Module):
 
     def export(self, name: str, input_scale: float, output_scale: float | None = None, calibration=None, *,
                output: str = "int8", hw: dict | None = None, description: str | None = None) -> ShiftLayer:
-        """The integer `shift` layer (SPEC 2.2) for int8 inputs x_int = quantize_activations(x, input_scale).
+        """The integer `shift` layer (docs/spec.md section 8) for int8 inputs x_int = quantize_activations(x, input_scale).
 
         - shift range: the module's [shift_min, shift_max]; sign and shift as in
           `sign_and_shift` (a zero weight gets shift_min).
         - The accumulator counts u = input_scale * 2^shift_min; bias = round_half_up(b / u)
-          as int32 (SPEC: bias in units of 2^p0).
+          as int32 (docs/spec.md section 8: bias in units of 2^p0).
         - out_shift: the smallest that keeps every accumulator of `calibration` (float
           inputs [N, D]) out of saturation, or with `output_scale` the smallest with
           u * 2^out_shift >= output_scale (`choose_out_shift`). The layer stores the

@@ -1,10 +1,10 @@
-"""The `shift` layer kind (SPEC section 2.2): power-of-two weights, as in DeepShift.
+"""The `shift` layer kind (docs/spec.md section 8): power-of-two weights, as in DeepShift.
 
 Elhoushi et al., "DeepShift: Towards Multiplication-Less Neural Networks" (CVPR
 Workshops 2021): every weight is sign * 2^shift with a ternary sign and an integer
 shift, so a product becomes a shift and a conditional negation. Here the shift lies
 in [shift_min, shift_max] = [p0, p1] (p0 <= p1 <= 0) and the accumulator counts units
-of 2^p0, so every term sign * (x << (shift - p0)) is exact (SPEC 2.2). This module
+of 2^p0, so every term sign * (x << (shift - p0)) is exact (docs/spec.md section 8). This module
 only describes and validates a layer; the golden model, the float modules and the
 generator live in their own files.
 """
@@ -18,6 +18,8 @@ from nomac.model.field_rules import require_array, require_int, require_values_i
 from nomac.model.matrix_layer import MatrixLayer
 
 MIN_SHIFT = -32   # the smallest shift_min (as for butterfly shift factors): terms span 8 + 32 bits
+MIN_SHIFT_RULE = (f"shift_min must be >= {MIN_SHIFT}: shift weights are at most 6 bits, "
+                  f"2^{MIN_SHIFT} .. 2^0")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -43,7 +45,10 @@ class ShiftLayer(MatrixLayer):
 
     @classmethod
     def _check(cls, where, params, arrays, D, M):
-        p0 = require_int(where, "shift_min", params["shift_min"], lo=MIN_SHIFT, hi=0)
+        p0 = require_int(where, "shift_min", params["shift_min"], hi=0)
+        if p0 < MIN_SHIFT:
+            raise ConfigError(where, "shift_min", p0, f"{MIN_SHIFT_RULE}; export with shift_min >= {MIN_SHIFT} "
+                              f"(weights below 2^{MIN_SHIFT} rounded to 2^{MIN_SHIFT} or to zero)")
         p1 = require_int(where, "shift_max", params["shift_max"], hi=0)
         if p1 < p0:
             raise ConfigError(where, "shift_max", p1, f"must be >= shift_min ({p0})")

@@ -1,9 +1,10 @@
 """LUTLinear (model/lut_linear.py): fitting rules, float forward, integer export, examples.
 
 Expected values come from the data (hand-derived or brute force written here from the
-rule in the docstrings and SPEC 2.1), never from the code under test.
+rule in the docstrings and docs/spec.md section 7), never from the code under test.
 """
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def structured_inputs(N, D, seed=0):
 
 
 def brute_force_codes(lut, x):
-    """SPEC 2.1 encoding, one vector and one codebook at a time."""
+    """docs/spec.md section 7 encoding, one vector and one codebook at a time."""
     P = lut.prototypes.detach().double().numpy()
     C, K, V = P.shape
     codes = np.zeros((len(x), C), dtype=np.int64)
@@ -101,7 +102,7 @@ def test_drop_in_shapes_batch_dims_and_no_bias():
 
 
 def test_encoder_edge_cases_ties_and_thresholds():
-    """Directed edges of SPEC 2.1: distance ties go to the smallest k; a tree goes right only when x > threshold."""
+    """Directed edges of docs/spec.md section 7: distance ties go to the smallest k; a tree goes right only when x > threshold."""
     for encoder in ("l2", "l1"):
         lut = LUTLinear(2, 1, codebooks=1, centroids=4, encoder=encoder)
         with torch.no_grad():
@@ -339,6 +340,69 @@ def test_tree_thresholds_keep_every_decision_on_the_input_grid():
     x_int = quantize_activations(structured_inputs(2000, 16, seed=5), s_in)
     on_grid = torch.from_numpy(x_int.astype(np.float64) * s_in)
     assert np.array_equal(lut.encode(on_grid).numpy(), lut_encode(layer, x_int))
+
+
+STEP = 2.0 ** -4     # input_scale of the hand-made trees: every x_int * STEP and threshold is exact
+
+
+def hand_tree(split_dims, steps, leaf_values):
+    """A float64 tree layer, C codebooks of V = 2, no bias, M = C: leaf k of codebook c adds
+    leaf_values[k] to output c only. Thresholds are given in input steps (theta = steps * STEP)."""
+    C, K = len(split_dims), len(leaf_values)
+    lut = LUTLinear(2 * C, C, codebooks=C, centroids=K, encoder="tree", bias=False).double()
+    with torch.no_grad():
+        lut.split_dims.copy_(torch.tensor(split_dims))
+        lut.thresholds.copy_(torch.tensor(steps, dtype=torch.float64) * STEP)
+        lut.tables.zero_()
+        for c in range(C):
+            lut.tables[c, :, c] = torch.tensor(leaf_values, dtype=torch.float64)
+    return lut
+
+
+def every_int8_pair(C):
+    """All 65536 (a, b) in int8^2, as the subvector of each of the C codebooks: [65536, 2 C]."""
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
+    return np.tile(np.stack([a.ravel(), b.ravel()], axis=1), (1, C)).astype(np.int8)
+
+
+def assert_integer_layer_is_the_float_one_on_the_grid(lut, layer, x_int):
+    """Exact: acc * s_t equals the float layer's output on x = x_int * input_scale, for every input."""
+    unit = layer.extra["output_scale"] / 2 ** layer.out_shift
+    float_out = lut(torch.from_numpy(x_int.astype(np.float64) * layer.extra["input_scale"])).detach().numpy()
+    assert np.array_equal(lut_forward(layer, x_int) * unit, float_out)
+
+
+def test_tree_thresholds_beyond_the_int8_range_keep_every_decision():
+    """theta / s >= 127: t = 127 (x_int > 127 never holds). theta / s < -128: every int8 input goes
+    right, which x_int > t cannot say for x_int = -128; the export copies the node's right subtree
+    (thresholds, leaf tables) over the unreachable left one and sets t = -128 (lut_linear.tree_thresholds)."""
+    lut = hand_tree(split_dims=[[1, 0, 1], [0, 1, 0]], leaf_values=[1, 2, 3, 4, 5, 6, 7, 8], steps=[
+        # codebook 0: node 2 and node 3 lie below the range (node 2's left subtree is node 5 and leaves
+        # 4, 5; node 3's is leaf 0), node 4 is exactly -128, node 6 rounds 126.75 down to 126
+        [0.25, 3.5, -1e6, -200.0, -128.0, 0.0, 126.75],
+        # codebook 1: the root is exactly -128, nodes 1-3 never go right (127, inf, 1e6), node 4 lies
+        # below the range (unreachable: node 1 never goes right), node 5 at -127.5 means x0 > -128
+        [-128.0, 127.0, math.inf, 1e6, -129.25, -127.5, 5.0]])
+    layer = lut.export("fc", STEP, output_scale=1.0, output="acc")
+    assert layer.thresholds.tolist() == [[0, 3, -128, -128, -128, 126, 126],
+                                         [-128, 127, 127, 127, -128, -128, 5]]
+    assert layer.out_shift == 3                       # 8 * 2^3 = 64 fits int8, 8 * 2^4 does not
+    # codebook 0: leaves 4, 5 := leaves 6, 7 (node 2), leaf 0 := leaf 1 (node 3); codebook 1: leaf 2 := leaf 3
+    assert layer.tables[0, :, 0].tolist() == [8 * v for v in (2, 2, 3, 4, 7, 8, 7, 8)]
+    assert layer.tables[1, :, 1].tolist() == [8 * v for v in (1, 2, 4, 4, 5, 6, 7, 8)]
+    assert_integer_layer_is_the_float_one_on_the_grid(lut, layer, every_int8_pair(2))
+
+
+def test_tree_threshold_is_the_exact_floor_of_theta_over_the_input_scale():
+    """theta one float step below 44 s: theta / s rounds to 44.0 in float64, but its floor is 43,
+    and x_int = 44 goes right in the float tree (44 s > theta)."""
+    input_scale = 0.0203156324472237
+    theta = float(np.nextafter(44 * input_scale, 0))
+    assert math.floor(theta / input_scale) == 44 and 44 * input_scale > theta
+    lut = hand_tree(split_dims=[[0]], steps=[[theta / STEP]], leaf_values=[1, 2])
+    layer = lut.export("fc", input_scale, output_scale=1.0, output="acc")
+    assert layer.thresholds.tolist() == [[43]]
+    assert_integer_layer_is_the_float_one_on_the_grid(lut, layer, every_int8_pair(1))
 
 
 def test_export_validates_and_round_trips_through_files(tmp_path):

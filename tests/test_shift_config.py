@@ -1,7 +1,7 @@
 """Config files of the `shift` and `dense` kinds: round trip, stable id, rejections, hw defaults.
 
 Bad configs are written by the test itself (json + np.savez). Every rejection must
-name the layer, the field, the offending value and the rule (SPEC section 3).
+name the layer, the field, the offending value and the rule (docs/spec.md section 4).
 """
 import json
 from pathlib import Path
@@ -110,7 +110,8 @@ BAD = [
     ("shift_min positive", param(0, "shift_min", 1),
      [S, "shift_min", "= 1", "must be <= 0"]),
     ("shift_min too small", param(0, "shift_min", -33),
-     [S, "shift_min", "= -33", "must be >= -32"]),
+     [S, "shift_min = -33: shift_min must be >= -32: shift weights are at most 6 bits, 2^-32 .. 2^0;",
+      "export with shift_min >= -32"]),
     ("shift_max positive", param(0, "shift_max", 1),
      [S, "shift_max", "= 1", "must be <= 0"]),
     ("shift_max below shift_min", param(0, "shift_max", -6),

@@ -1,12 +1,14 @@
 """DeepShift-Q / -PS modules, convert_to_shift, and the export to `shift` configs.
 
 The rounding rules are checked on hand-picked weights whose expected sign and shift are
-worked out in comments (DeepShift: round(log2|w|) with ties to even, clamped to the
-b-bit range). The export's promise is checked as a bound: a trained layer converted
+worked out in comments (the power of two nearest |w| in the log domain, clamped to the
+b-bit range), and next to the half-points 2^(p+1/2) against that definition evaluated
+in 60-digit decimals. The export's promise is checked as a bound: a trained layer converted
 to DeepShift-Q and evaluated in integer arithmetic (the golden model on int8 inputs)
 differs from the float DeepShift-Q layer by at most the rounding of the activations.
 """
 import math
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
@@ -31,15 +33,88 @@ def test_shift_ranges_follow_the_weight_bits():
     assert [ps_shift_range(b) for b in (3, 5)] == [(-2, 0), (-14, 0)]
 
 
-def test_q_rounds_in_the_log_domain_with_ties_to_even_and_clamps():
-    weights = torch.tensor([0.3, -0.7, 0.0, 1e-9, 2.5, 0.75, -0.375,
-                            2 ** -1.5, 2 ** -2.5, -(2 ** -3.5), 2 ** -4.5], dtype=torch.float64)
+def test_q_rounds_in_the_log_domain_and_clamps():
+    weights = torch.tensor([0.3, -0.7, 0.0, 1e-9, 2.5, 0.75, -0.375, 0.5, -2 ** -15], dtype=torch.float64)
     sign, shift = round_to_power_of_two(weights, -15, 0)
     # log2: -1.74 -> -2; -0.51 -> -1; 0 -> sign 0, shift p0; -29.9 -> -30 -> clamp -15;
     # 1.32 -> 1 -> clamp 0; -0.415 -> 0; -1.415 -> -1 (0.375 is nearer 0.5 than 0.25 in log2);
-    # exact ties -1.5, -2.5, -3.5, -4.5 go to the even -2, -2, -4, -4.
-    assert sign.tolist() == [1, -1, 0, 1, 1, 1, -1, 1, 1, -1, 1]
-    assert shift.tolist() == [-2, -1, -15, -15, 0, 0, -1, -2, -2, -4, -4]
+    # powers of two keep their shift: -1, -15
+    assert sign.tolist() == [1, -1, 0, 1, 1, 1, -1, 1, -1]
+    assert shift.tolist() == [-2, -1, -15, -15, 0, 0, -1, -1, -15]
+
+
+def nearest_shift(weight) -> int:
+    """The definition: the p with 2^(p - 1/2) < |w| < 2^(p + 1/2) (no float lies on an
+    irrational bound), the bounds evaluated in 60-digit decimals; |w| is exact in Decimal."""
+    magnitude = abs(Decimal(float(weight)))
+    with localcontext() as context:
+        context.prec = 60
+        root_two = Decimal(2).sqrt()
+        p = 0
+        while magnitude < Decimal(2) ** p / root_two:
+            p -= 1
+        while magnitude > Decimal(2) ** p * root_two:
+            p += 1
+        return p
+
+
+def half_point_neighbours(dtype, powers=range(-10, 1)):
+    """For each p, the float nearest 2^(p+1/2) and the floats one step below and above it, both signs."""
+    weights = []
+    for p in powers:
+        nearest = dtype(math.sqrt(2) * 2.0 ** p)
+        steps = [np.nextafter(nearest, dtype(0)), nearest, np.nextafter(nearest, dtype(2))]
+        weights += steps + [-w for w in steps]
+    return np.array(weights, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype, torch_dtype", [(np.float32, torch.float32), (np.float64, torch.float64)])
+def test_q_weights_next_to_a_half_point_round_to_the_nearer_power(dtype, torch_dtype):
+    """float32 log2 rounds some of these onto p + 1/2, where ties to even would pick the farther power."""
+    weights = half_point_neighbours(dtype)
+    expected = [min(max(nearest_shift(w), -15), 0) for w in weights]
+    sign, shift = round_to_power_of_two(torch.from_numpy(weights).to(torch_dtype), -15, 0)
+    assert shift.tolist() == expected
+    assert sign.tolist() == np.sign(weights).astype(int).tolist()
+    # the case that started it: 0.70710677 (float32) < 2^-1/2 = 0.7071067811..., so 2^-1, not 2^0
+    one_below = round_to_power_of_two(torch.tensor([0.70710677], dtype=torch.float32), -15, 0)[1]
+    assert one_below.tolist() == [-1] and nearest_shift(np.float32(0.70710677)) == -1
+
+
+def test_q_forward_and_export_take_the_same_powers_next_to_half_points():
+    """The training forward (straight-through rounding) and the exported integer layer use the
+    same powers of two, so the exported accumulator times its unit is exactly the float output."""
+    weights = half_point_neighbours(np.float32)
+    D = len(weights)
+    q = ShiftLinearQ(D, 1, bias=False, weight_bits=5)                 # float32, shifts [-15, 0]
+    with torch.no_grad():
+        q.weight.copy_(torch.from_numpy(weights)[None])
+    q.train()
+    y = q(torch.eye(D))[:, 0]                                          # y[d] = the weight of input d
+    expected = [math.copysign(2.0 ** min(max(nearest_shift(w), -15), 0), w) for w in weights]
+    assert y.tolist() == expected
+    layer = q.export("fc", input_scale=1.0, output_scale=1.0, output="acc")
+    assert layer.shift[0].tolist() == [min(max(nearest_shift(w), -15), 0) for w in weights]
+    acc = run_golden(make_config([layer]), np.eye(D, dtype=np.int8))[:, 0]
+    assert (acc * 2.0 ** layer.shift_min).tolist() == expected
+
+
+@pytest.mark.parametrize("variant, bits, lowest, six_bit_lowest", [
+    (ShiftLinearQ, 7, -63, -31), (ShiftLinearQ, 8, -127, -31),
+    (ShiftLinearPS, 7, -62, -30), (ShiftLinearPS, 8, -126, -30)])
+def test_weights_beyond_6_bits_are_refused_with_the_shift_min_rule(variant, bits, lowest, six_bit_lowest):
+    message = (f"{variant.__name__}: weight_bits = {bits}: gives shifts down to {lowest}, but shift_min must be "
+               f">= -32: shift weights are at most 6 bits, 2^-32 .. 2^0; use weight_bits <= 6")
+    with pytest.raises(ConfigError) as caught:
+        variant(4, 2, weight_bits=bits)
+    assert str(caught.value) == message
+    assert variant(4, 2, weight_bits=6).shift_min == six_bit_lowest          # the widest accepted
+
+
+def test_convert_to_shift_refuses_8_bit_weights_with_the_rule():
+    rule = "weight_bits = 8: gives shifts down to -127, but shift_min must be >= -32"
+    with pytest.raises(ConfigError, match=rule):
+        convert_to_shift(nn.Linear(2, 2), variant="Q", weight_bits=8)
 
 
 def test_q_forward_uses_the_power_of_two_weights_and_passes_gradients_straight_through():
