@@ -65,19 +65,6 @@ def get_board(name: str) -> Board:
     return BOARDS[name]
 
 
-def divisor_for(board: Board, baud: int) -> int:
-    """Clock cycles per bit for `baud` on `board`; the rate error must stay within 2 %."""
-    if not isinstance(baud, int) or baud <= 0:
-        raise NomacError(f"baud = {baud!r}: must be a positive integer")
-    divisor = round(board.clock_hz / baud)
-    if divisor < LINE_MIN_DIVISOR or abs(board.clock_hz / divisor - baud) > 0.02 * baud:
-        fastest = board.clock_hz // LINE_MIN_DIVISOR
-        raise NomacError(f"baud = {baud}: {board.name}'s {board.clock_hz / 1e6:g} MHz clock cannot make it "
-                         f"within 2 % (at most {fastest} baud, {LINE_MIN_DIVISOR} cycles per bit; rates "
-                         f"{board.clock_hz}/n work for n >= {LINE_MIN_DIVISOR})")
-    return divisor
-
-
 class BoardCore(wiring.Component):
     """The engine of `config`'s hardware layer behind the UART link; pins `rx`, `tx`.
 

@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES
-from nomac.boards.board_top import DEFAULT_BOARD, BoardCore, BoardTop, divisor_for, get_board
+from nomac.boards.board_options import board_divisor
+from nomac.boards.board_top import DEFAULT_BOARD, BoardCore, BoardTop, get_board
 from nomac.boards.synthesis import DEVICES, _cells_by_type, _find_tool, _version
 from nomac.errors import NomacError
 from nomac.model.config import Config
+from nomac.output_files import write_json
 
 TOP = "nomac_board"
 _LOG_TAIL_LINES = 30
@@ -78,10 +80,11 @@ def _tool_environment(board) -> dict:
 def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_name: str | None = None,
                     out_dir=None, baud: int | None = None, max_payload: int | None = None,
                     timeout_bytes: int = DEFAULT_TIMEOUT_BYTES, seed: int = 1, progress=print) -> BuildReport:
-    """Build the bitstream of `config`'s board for `board_name` into `out_dir`; return the report."""
+    """Build the bitstream of `config`'s board for `board_name` into `out_dir`; return the report.
+    `baud` and `max_payload` (by the board map) are checked before anything is written or run."""
     board = get_board(board_name)
     baud = board.default_baud if baud is None else baud
-    divisor = divisor_for(board, baud)
+    divisor = board_divisor("build", board, baud)
     core = BoardCore(config, layer_name, clock_hz=board.clock_hz, divisor=divisor, max_payload=max_payload,
                      timeout_bytes=timeout_bytes)
     out = Path(out_dir) if out_dir is not None else Path("build") / "board" / f"{core.map.layer}-{board.name}"
@@ -132,8 +135,8 @@ def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_na
         tools={"yosys": _version(env["YOSYS"], "-V"),
                "nextpnr": _version(env[device.nextpnr_env], "--version")},
         log=str(log))
-    (out / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-    (out / "board.json").write_text(json.dumps(core.map.describe(), indent=2) + "\n")
+    write_json(out / "board.json", core.map.describe(), "board map")
+    write_json(out / "report.json", asdict(report), "build report")    # last: a complete build has one
     return report
 
 

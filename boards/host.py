@@ -11,11 +11,13 @@ A Python API first, the command line second (`nomac run`, in nomac/cli.py):
 `run_config` does all of it for a config, compares with the golden model and
 returns a `RunReport`. Frames are the ones of nomac.boards.link_protocol. Every
 request waits for its reply (stop and wait); a reply that does not come in time,
-or a frame the board rejected as damaged (BAD_CRC, TIMEOUT), is retried with the
-same sequence number, which the board recognises (DUPLICATE) if it had executed
-the frame already. A DUPLICATE to a first attempt means the board remembers an
-older frame with that number: the host clears it (IDENTIFY) and sends the frame
-again under a new one. Errors name the port, the command and what to check.
+a reply of the wrong length or shape, or a frame the board rejected as damaged
+(BAD_CRC, TIMEOUT), is retried with the same sequence number, which the board
+recognises (DUPLICATE) if it had executed the frame already. A DUPLICATE when no
+earlier attempt can have run means the board remembers an older frame with that
+number: the host clears it (IDENTIFY) and sends the frame again under a new one.
+Errors name the port, the command and what to check. Every argument is checked
+(nomac.boards.board_options) before a port is opened.
 """
 import errno
 import time
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nomac.boards import board_options as options
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_map import BoardMap, board_layer
 from nomac.boards.board_top import DEFAULT_BOARD
@@ -30,7 +33,9 @@ from nomac.boards.link_protocol import Command, Status
 from nomac.errors import NomacError
 
 DEFAULT_TIMEOUT = 1.0        # seconds to wait for a reply, on top of its time on the wire
+SIMULATED_TIMEOUT = 60.0     # a simulator runs a few ten thousand cycles a second: allow it time for a reply
 DEFAULT_RETRIES = 3
+CLI_COMMAND = "run"          # where argument errors come from, as the CLI names the command
 
 
 class BoardError(NomacError):
@@ -58,6 +63,10 @@ class BoardRejected(BoardError):
     cannot help; the host and the bitstream disagree about the board's map."""
 
 
+class MalformedReply(BoardError):
+    """Replies with a good CRC but the wrong length or shape for their command, on every attempt."""
+
+
 class UploadVerifyError(BoardError):
     """A memory's read-back CRC differs from what was sent, on every attempt."""
 
@@ -81,6 +90,7 @@ class BoardConnection:
 
     def __init__(self, port, *, port_name: str = "", baud: float = 1_000_000, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = DEFAULT_RETRIES, max_payload: int = lp.MAX_LENGTH):
+        _check_link_options(baud, timeout, retries)
         self.port, self.port_name, self.baud = port, port_name or getattr(port, "port", "?"), baud
         self.timeout, self.retries = timeout, retries
         self.reader = lp.FrameReader(max_length=max_payload)
@@ -93,6 +103,7 @@ class BoardConnection:
              retries: int = DEFAULT_RETRIES) -> "BoardConnection":
         """Open a serial port (8N1, no flow control); NoSuchPort names the ports that exist."""
         import serial
+        _check_link_options(baud, timeout, retries)
         try:
             port = serial.Serial(port_name, baudrate=baud, timeout=0.05, write_timeout=max(timeout, 1.0))
         except serial.SerialException as e:
@@ -116,13 +127,43 @@ class BoardConnection:
     def wire_seconds(self, nbytes: int) -> float:
         return nbytes * 10 / self.baud
 
-    def transact(self, cmd: Command, payload: bytes = b"", reply_bytes: int = 0) -> bytes:
-        """Send `cmd` and return the data of its OK reply (b"" for a DUPLICATE of a state change)."""
+    def transact(self, cmd: Command, payload: bytes = b"", reply_bytes: int | None = None) -> bytes:
+        """Send `cmd` and return the data of its OK reply (b"" for a DUPLICATE of a state change).
+
+        `reply_bytes` is the OK data length of READ and READ_OUTPUTS (count words or
+        vectors); every other command's is lp.REPLY_DATA_BYTES. A reply of another length
+        or shape (lp.reply_problem) is retried for every command, as a lost reply is: the
+        request reached the board, but whether it ran is unknown. IDENTIFY, STATUS, READ,
+        CRC and READ_OUTPUTS change nothing, so asking again is harmless. WRITE,
+        WRITE_INPUTS and RUN go again with the same sequence number, which the board
+        answers DUPLICATE, without executing it again, if it had executed it: the words
+        and inputs are written once, and RUN's outputs stay those of its one run (only its
+        cycle count, in the lost reply, is not counted).
+        """
         cmd = Command(cmd)
+        data_bytes = lp.REPLY_DATA_BYTES[cmd] if reply_bytes is None else reply_bytes
+        data = self._exchange(cmd, payload, data_bytes)
+        if data is not _STALE_DUPLICATE:
+            return data
+        # The board remembers an older frame with this sequence number (another session, or 256
+        # frames ago). IDENTIFY clears that memory; then the frame goes again under a new number.
+        self._exchange(Command.IDENTIFY, b"", lp.REPLY_DATA_BYTES[Command.IDENTIFY])
+        data = self._exchange(cmd, payload, data_bytes)
+        if data is _STALE_DUPLICATE:
+            raise BoardRejected(f"board on {self.port_name}: {cmd.name} answered DUPLICATE to a new sequence "
+                                f"number right after IDENTIFY cleared the last one; the board does not follow "
+                                f"link protocol version {lp.VERSION}")
+        return data
+
+    def _exchange(self, cmd: Command, payload: bytes, data_bytes: int):
+        """One request under a new sequence number, with its retries: the reply's OK data, b""
+        when a DUPLICATE says an earlier attempt ran, or _STALE_DUPLICATE when none can have."""
         seq, self.seq = self.seq, (self.seq + 1) & 0xFF
         frame = lp.encode_frame(cmd, seq, payload)
-        wait = self.timeout + self.wire_seconds(len(frame) + lp.FRAME_OVERHEAD + 1 + reply_bytes)
+        wait = self.timeout + self.wire_seconds(len(frame) + lp.FRAME_OVERHEAD + 1 + data_bytes)
         heard = False                 # any byte at all during this request
+        may_have_run = False          # an attempt the board may have executed without our knowing
+        malformed = False
         problems = []
         for attempt in range(self.retries + 1):
             if attempt:
@@ -133,28 +174,31 @@ class BoardConnection:
             heard |= got_bytes
             if reply is None:
                 problems.append("no reply" if not got_bytes else "no complete reply")
+                may_have_run = True
                 continue
             self.answered += 1
             self.stats.frames += 1
-            status = reply.status
+            problem = lp.reply_problem(cmd, reply.payload, data_bytes)
+            if problem:
+                problems.append(f"a reply of {problem}")
+                may_have_run = malformed = True
+                continue
+            status = Status(reply.status)
             if status == Status.OK:
                 return reply.data
-            if status == Status.DUPLICATE and cmd in lp.STATE_CHANGING:
-                if attempt:
-                    return b""            # our earlier attempt ran; its reply was lost
-                # The first attempt already a duplicate: the board remembers an older frame with
-                # this sequence number (another session, or 256 frames ago). IDENTIFY clears that
-                # memory; then the frame goes again under a new number.
-                self.transact(Command.IDENTIFY, reply_bytes=lp.Identity.LAYOUT.size)
-                return self.transact(cmd, payload, reply_bytes)
-            name = Status(status).name if status in Status._value2member_map_ else f"status {status}"
+            if status == Status.DUPLICATE:        # reply_problem lets it through for state changes only
+                return b"" if may_have_run else _STALE_DUPLICATE
             if status in (Status.BAD_CRC, Status.TIMEOUT):
-                problems.append(f"board saw a damaged frame ({name})")
+                problems.append(f"board saw a damaged frame ({status.name})")
                 continue
             raise BoardRejected(f"board on {self.port_name}: {cmd.name} (seq {seq}, {len(payload)} payload bytes) "
-                                f"refused with {name}; the bitstream and this host disagree about the board "
+                                f"refused with {status.name}; the bitstream and this host disagree about the board "
                                 f"(wrong config or options?)")
         what = f"{cmd.name} (seq {seq})"
+        if malformed:
+            raise MalformedReply(f"board on {self.port_name}: no well-formed reply to {what} in {self.retries + 1} "
+                                 f"attempts ({'; '.join(problems)}); is it a bitstream of another nomac (link "
+                                 f"protocol version {lp.VERSION} here)?")
         if not heard:
             if self.answered == 0:
                 raise BoardNotAnswering(
@@ -198,10 +242,20 @@ class BoardConnection:
             self.stats.bytes_received += len(chunk)
             skipped = self.reader.skipped
             for reply in self.reader.feed(chunk):
-                if reply.cmd == cmd | lp.REPLY and reply.seq == seq and reply.payload:
+                if reply.cmd == cmd | lp.REPLY and reply.seq == seq:
                     return reply, got_bytes
                 self.stats.stale_replies += 1
             self.stats.damaged_bytes += self.reader.skipped - skipped
+
+
+_STALE_DUPLICATE = object()     # _exchange's answer to a DUPLICATE no attempt of ours can have caused
+
+
+def _check_link_options(baud, timeout, retries):
+    where = "board connection"
+    options.check_line_baud(where, baud)
+    options.check_timeout(where, timeout)
+    options.check_retries(where, retries)
 
 
 def _available_ports() -> str:
@@ -233,11 +287,7 @@ class BoardSession:
         link.reader.max_length = board.max_payload
 
     def identify(self) -> lp.Identity:
-        data = self.link.transact(Command.IDENTIFY, reply_bytes=lp.Identity.LAYOUT.size)
-        if len(data) != lp.Identity.LAYOUT.size:
-            raise WrongBitstream(f"board on {self.link.port_name}: IDENTIFY answered {len(data)} bytes, not "
-                                 f"{lp.Identity.LAYOUT.size}: not a nomac link of protocol version {lp.VERSION}")
-        return lp.Identity.unpack(data)
+        return lp.Identity.unpack(self.link.transact(Command.IDENTIFY))
 
     def check_identity(self) -> lp.Identity:
         """IDENTIFY, then WrongBitstream unless the bitstream was built for this config and options."""
@@ -261,7 +311,7 @@ class BoardSession:
         return identity
 
     def status(self) -> lp.Counters:
-        return lp.Counters.unpack(self.link.transact(Command.STATUS, reply_bytes=lp.Counters.LAYOUT.size))
+        return lp.Counters.unpack(self.link.transact(Command.STATUS))
 
     # --- memories ----------------------------------------------------------------------------
 
@@ -296,8 +346,7 @@ class BoardSession:
     def memory_crc(self, index: int, first: int = 0, count: int | None = None) -> int:
         region = self._region(index)
         count = region.depth - first if count is None else count
-        (crc,) = lp.CRC_REPLY.unpack(self.link.transact(Command.CRC, lp.MEMORY_REQUEST.pack(index, first, count),
-                                                        reply_bytes=lp.CRC_REPLY.size))
+        (crc,) = lp.CRC_REPLY.unpack(self.link.transact(Command.CRC, lp.MEMORY_REQUEST.pack(index, first, count)))
         return crc
 
     def load(self, layer, *, attempts: int = 3) -> LoadReport:
@@ -331,11 +380,8 @@ class BoardSession:
 
     def run(self, vectors: np.ndarray, *, on_batch=None) -> tuple[np.ndarray, int]:
         """Outputs of int8 vectors [N, D] computed on the board, and the engine cycles it reported."""
-        vectors = np.asarray(vectors)
         board = self.map
-        if vectors.dtype != np.int8 or vectors.ndim != 2 or vectors.shape[1] != board.in_elements:
-            raise BoardError(f"input vectors: {vectors.dtype} {list(vectors.shape)}: must be int8 "
-                             f"[N, {board.in_elements}]")
+        vectors = options.check_vectors(CLI_COMMAND, vectors, board.in_elements)
         out_size = lp.element_bytes(board.out_bits)
         per_read = (board.max_payload - 1) // board.out_vector_bytes
         outputs, cycles = [], 0
@@ -343,7 +389,7 @@ class BoardSession:
             batch = vectors[start:start + board.batch]
             n = len(batch)
             self.link.transact(Command.WRITE_INPUTS, lp.COUNT_REQUEST.pack(n) + batch.tobytes())
-            reply = self.link.transact(Command.RUN, lp.COUNT_REQUEST.pack(n), reply_bytes=lp.RUN_REPLY.size)
+            reply = self.link.transact(Command.RUN, lp.COUNT_REQUEST.pack(n))
             if reply:                      # empty for a DUPLICATE (a retried RUN that had run)
                 cycles += lp.RUN_REPLY.unpack(reply)[0]
             for first in range(0, n, per_read):
@@ -354,7 +400,7 @@ class BoardSession:
                                .reshape(count, board.out_elements))
             if on_batch:
                 on_batch(n)
-        result = np.concatenate(outputs) if outputs else np.zeros((0, board.out_elements), np.int64)
+        result = np.concatenate(outputs)
         return (result.astype(np.int8) if out_size == 1 else result), cycles
 
 
@@ -409,19 +455,28 @@ def tqdm_progress(total: int, description: str, unit: str = "B"):
     return tqdm(total=total, desc=description, unit=unit, unit_scale=unit == "B", leave=False)
 
 
+def run_vectors(vectors, count: int, seed: int, in_features: int) -> np.ndarray:
+    """`vectors` once checked, or `count` seeded random int8 vectors (the first all 127, the second
+    all -128, the extremes a layer must handle)."""
+    options.check_count(CLI_COMMAND, count)
+    options.check_seed(CLI_COMMAND, seed)
+    if vectors is not None:
+        return options.check_vectors(CLI_COMMAND, vectors, in_features)
+    vectors = np.random.default_rng(seed).integers(-128, 128, (count, in_features)).astype(np.int8)
+    vectors[:1] = 127
+    vectors[1:2] = -128
+    return vectors
+
+
 def run_config(config, link: BoardConnection, board: BoardMap, *, vectors=None, count: int = 256, seed: int = 1,
                layer_name: str | None = None, compare: bool = True, progress=None) -> RunReport:
     """Identify, load, run `vectors` (or `count` seeded random int8 vectors), compare with the golden."""
     from nomac.model.golden import run_golden
+    vectors = run_vectors(vectors, count, seed, board.in_elements)
+    layer = board_layer(config, layer_name)
     session = BoardSession(link, board, progress=progress)
     session.check_identity()
-    layer = board_layer(config, layer_name)
     load = session.load(layer)
-    if vectors is None:
-        rng = np.random.default_rng(seed)
-        vectors = rng.integers(-128, 128, (count, board.in_elements)).astype(np.int8)
-        vectors[:1] = 127
-        vectors[1:2] = -128
     started = time.monotonic()
     bar = progress(len(vectors), "running vectors", unit=" vectors") if progress else None
     outputs, cycles = session.run(vectors, on_batch=bar.update if bar is not None else None)
@@ -448,24 +503,27 @@ def run_on_board(config, layer_name: str | None = None, *, port: str | None = No
     """`nomac run`: a board on `port` (built by `nomac build` for `board` at `baud`), or without a
     port the simulated board (sim/board_bench.py), driven by the same code through a
     pseudo-terminal. With the simulated board the report also projects the throughput of
-    the same frames at `baud` on `board` from the simulated cycle counts."""
+    the same frames at `baud` on `board` from the simulated cycle counts. Every argument is
+    checked before a port is opened or the simulator started."""
     from nomac.boards.board_map import board_map
-    from nomac.boards.board_top import divisor_for, get_board
+    from nomac.boards.board_top import get_board
     spec = get_board(board)
     baud = spec.default_baud if baud is None else baud
-    divisor = divisor_for(spec, baud)
+    divisor = options.board_divisor(CLI_COMMAND, spec, baud)
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT if port is not None else SIMULATED_TIMEOUT
+    options.check_timeout(CLI_COMMAND, timeout)
+    options.check_retries(CLI_COMMAND, retries)
+    vectors = run_vectors(vectors, count, seed, board_layer(config, layer_name).in_features)
     if port is not None:
         expected = board_map(config, layer_name, clock_hz=spec.clock_hz, divisor=divisor, max_payload=max_payload)
-        with BoardConnection.open(port, baud=baud, timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
-                                  retries=retries) as link:
+        with BoardConnection.open(port, baud=baud, timeout=timeout, retries=retries) as link:
             return run_config(config, link, expected, vectors=vectors, count=count, seed=seed,
                               layer_name=layer_name, compare=compare, progress=progress)
     from nomac.sim.simulated_board import SimulatedBoard, project_throughput
     with SimulatedBoard(config, layer_name, simulator=simulator, work_dir=work_dir,
                         max_payload=max_payload) as simulated:
-        # a simulator runs a few ten thousand cycles a second: allow it time for a reply
-        with BoardConnection.open(simulated.port, baud=baud, timeout=60.0 if timeout is None else timeout,
-                                  retries=retries) as link:
+        with BoardConnection.open(simulated.port, baud=baud, timeout=timeout, retries=retries) as link:
             link.port_name = f"the simulated board ({simulated.port})"
             report = run_config(config, link, simulated.map, vectors=vectors, count=count, seed=seed,
                                 layer_name=layer_name, compare=compare, progress=progress)

@@ -4,7 +4,7 @@ As in Glasgow, the frame format, the commands, the status codes, the CRCs and th
 payload layouts live here once, in plain Python. `nomac.boards.link_gateware`
 builds its decoder, encoder and command handler from these constants, and
 `nomac.boards.host` packs and parses frames with the functions below; neither
-writes a field offset or a code of its own. docs/spec_additions.md ("Board link")
+writes a field offset or a code of its own. docs/spec.md section 14
 is the same contract in prose.
 
 A frame, in both directions (all multi-byte fields little-endian):
@@ -257,6 +257,33 @@ class Counters:
     def errors(self) -> dict:
         """The nonzero counters other than frames_ok."""
         return {name: getattr(self, name) for name in COUNTERS[1:] if getattr(self, name)}
+
+
+# --- replies as the host checks them --------------------------------------------------------
+
+# The data bytes of an OK reply, for the commands whose reply has one size; READ and
+# READ_OUTPUTS answer `count` words or vectors, whose size the board map knows.
+REPLY_DATA_BYTES = {Command.IDENTIFY: Identity.LAYOUT.size, Command.STATUS: Counters.LAYOUT.size,
+                    Command.WRITE: 0, Command.CRC: CRC_REPLY.size, Command.WRITE_INPUTS: 0,
+                    Command.RUN: RUN_REPLY.size}
+
+
+def reply_problem(cmd: Command, payload: bytes, data_bytes: int) -> str | None:
+    """What is wrong with `payload` as the reply to `cmd` whose OK data is `data_bytes` long, or
+    None: a status byte the protocol defines, DUPLICATE only to a state-changing command, and
+    data only after OK, exactly `data_bytes` of it."""
+    if not payload:
+        return "an empty payload (no status byte)"
+    status, data = payload[0], payload[1:]
+    if status not in Status._value2member_map_:
+        return f"status {status}, which the protocol does not define"
+    status = Status(status)
+    if status == Status.DUPLICATE and cmd not in STATE_CHANGING:
+        return f"DUPLICATE, which only {', '.join(c.name for c in STATE_CHANGING)} can get"
+    expected = data_bytes if status == Status.OK else 0
+    if len(data) != expected:
+        return f"{status.name} with {len(data)} data bytes, expected {expected}"
+    return None
 
 
 # --- memory words and vectors as bytes ------------------------------------------------------

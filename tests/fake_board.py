@@ -1,14 +1,18 @@
-"""A board written in Python behind a pseudo-terminal, to drive the host driver into its error paths.
+"""A board written in Python, to drive the host driver into its error paths.
 
 It speaks the link protocol from nomac.boards.link_protocol (IDENTIFY, STATUS, WRITE,
 READ, CRC, WRITE_INPUTS, RUN with the golden model, READ_OUTPUTS) and lets a test
 decide, reply by reply, what really goes back on the wire: `misbehave(number,
 request, reply)` returns the bytes to send (the reply itself, something damaged,
-or b"" for silence).
+or b"" for silence). `with FakeBoard(...) as board` serves it behind a
+pseudo-terminal (`board.port`), for the host's own serial port code; `FakePort(board)`
+is an in-process stand-in for that port, without a pty or a thread, so that a fuzz
+case takes milliseconds.
 """
 import os
 import select
 import threading
+import time
 import tty
 
 import numpy as np
@@ -28,13 +32,14 @@ class FakeBoard:
         self.outputs = b""
         self.requests = []
         self.last_changed = None
+        self.reader = lp.FrameReader(max_length=board_map.max_payload)
+
+    def __enter__(self):
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.port = os.ttyname(self.slave)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self):
         self._thread.start()
         return self
 
@@ -45,17 +50,21 @@ class FakeBoard:
         os.close(self.slave)
 
     def _serve(self):
-        reader = lp.FrameReader(max_length=self.map.max_payload)
         while not self._stop.is_set():
             ready, _, _ = select.select([self.master], [], [], 0.02)
-            if not ready:
-                continue
-            for frame in reader.feed(os.read(self.master, 4096)):
-                self.requests.append(frame)
-                reply = lp.encode_frame(frame.cmd | lp.REPLY, frame.seq, self.execute(frame))
-                sent = self.misbehave(len(self.requests) - 1, frame, reply)
+            if ready:
+                sent = self.receive(os.read(self.master, 4096))
                 if sent:
                     os.write(self.master, sent)
+
+    def receive(self, data: bytes) -> bytes:
+        """The bytes that go back on the wire for `data` from the host."""
+        sent = b""
+        for frame in self.reader.feed(data):
+            self.requests.append(frame)
+            reply = lp.encode_frame(frame.cmd | lp.REPLY, frame.seq, self.execute(frame))
+            sent += self.misbehave(len(self.requests) - 1, frame, reply)
+        return sent
 
     def execute(self, frame) -> bytes:
         """The reply payload (status, then data) of a well-formed request."""
@@ -100,3 +109,38 @@ class FakeBoard:
             size = self.map.out_vector_bytes
             return bytes([Status.OK]) + self.outputs[first * size:(first + count) * size]
         return bytes([Status.UNKNOWN_COMMAND])
+
+
+class FakePort:
+    """pyserial's read / write / flush / in_waiting / timeout, answered by a FakeBoard in process.
+
+    A reply is there as soon as its request is written; `read` with nothing to read waits
+    out `timeout`, as a serial port does, so silence costs the host its real timeout.
+    """
+
+    def __init__(self, board: FakeBoard):
+        self.board = board
+        self.port = "the fake port"
+        self.timeout = 0.05
+        self.pending = bytearray()
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pending)
+
+    def write(self, data: bytes):
+        self.pending += self.board.receive(bytes(data))
+
+    def flush(self):
+        pass
+
+    def read(self, size: int = 1) -> bytes:
+        if not self.pending:
+            time.sleep(self.timeout)
+            return b""
+        chunk = bytes(self.pending[:size])
+        del self.pending[:size]
+        return chunk
+
+    def close(self):
+        pass
