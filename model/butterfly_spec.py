@@ -1,4 +1,4 @@
-"""The `butterfly` layer kind (SPEC section 2.3): Deformable Butterfly (DeBut) factor chains.
+"""The `butterfly` layer kind (docs/spec.md section 11): Deformable Butterfly (DeBut) factor chains.
 
 DeBut (Lin et al., "Deformable Butterfly: A Highly Structured and Sparse Linear
 Transform", NeurIPS 2021) replaces a dense M x D weight by a product of sparse
@@ -36,12 +36,18 @@ class SparseChainWarning(UserWarning):
 
 # ---- factors and chains -------------------------------------------------------------
 
+# The density check multiplies support matrices of p x D entries: this bounds its memory (a
+# chain of 2048 x 2048 factors is far beyond any FPGA here, and its check takes about a second).
+MAX_SUPPORT_ENTRIES = 1 << 22
+
+
 def check_factor_shape(where: str, shape) -> tuple[int, int, int, int, int]:
-    """[p, q, r, s, t] as five positive integers obeying SPEC 2.3; one error per rule."""
+    """[p, q, r, s, t] as five positive integers obeying docs/spec.md section 11; one error per rule."""
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 5:
         raise ConfigError(where, "shape", shape, "must be a list of five integers [p, q, r, s, t]")
     p, q, r, s, t = (require_int(where, f"shape[{i}] ({name})", value, lo=1)
                      for i, (name, value) in enumerate(zip(SHAPE_NAMES, shape)))
+    _check_support_size(where, [p, q, r, s, t], p, q)
     if q % (s * t):
         raise ConfigError(where, "shape", [p, q, r, s, t],
                           f"q = {q} must be a multiple of s*t = {s * t} (the factor has q/(s*t) blocks "
@@ -65,6 +71,8 @@ def check_chain(where: str, shapes, in_features: int | None = None, out_features
     if isinstance(shapes, (str, bytes)) or not hasattr(shapes, "__len__") or len(shapes) == 0:
         raise ConfigError(where, "factors", shapes, "must be a non-empty list of factors")
     chain = tuple(check_factor_shape(f"{where}: factors[{k}]", shape) for k, shape in enumerate(shapes))
+    for k, shape in enumerate(chain):
+        _check_support_size(f"{where}: factors[{k}]", list(shape), shape[0], chain[0][1])
     for k in range(1, len(chain)):
         if chain[k][1] != chain[k - 1][0]:
             raise ConfigError(f"{where}: factors[{k}]", "shape", list(chain[k]),
@@ -88,8 +96,14 @@ def check_chain(where: str, shapes, in_features: int | None = None, out_features
     return chain
 
 
+def _check_support_size(where: str, shape: list, rows: int, columns: int):
+    if rows * columns > MAX_SUPPORT_ENTRIES:
+        raise ConfigError(where, "shape", shape, f"its support reaches {rows} x {columns} = {rows * columns} "
+                                                 f"entries; at most {MAX_SUPPORT_ENTRIES} (2^22) are checked")
+
+
 def nonzero_columns(shape) -> np.ndarray:
-    """int64 [p, s]: the column of entry [row, j] of a factor's weights (SPEC 2.3).
+    """int64 [p, s]: the column of entry [row, j] of a factor's weights (docs/spec.md section 11).
 
     Row b*r*t + i*t + k has its s nonzeros in columns b*s*t + j*t + k, j = 0..s-1.
     """

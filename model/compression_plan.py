@@ -21,29 +21,65 @@ stays `dense` (int8). Kinds and their options:
 `training.method`: "none" (convert and export, e.g. k-means only), or "finetune"
 ("differentiable" is the same for `lut` layers: soft assignment with a straight-through
 estimator); the other `training` keys are TrainSettings fields (model/vit_training.py).
+
+Loading checks a plan as a config is checked (model/json_files.py reads the file): every
+field's type and range (SETTINGS, OPTIONS), unknown fields refused, and a rule whose
+pattern matches no Linear of the tiny ViT is an error rather than a silently dense model.
 """
 import fnmatch
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from nomac.errors import NomacError
+from nomac.errors import ConfigError, NomacError
+from nomac.model.butterfly_chains import STYLES, propose_chain
+from nomac.model.field_rules import (reject_unknown, require_choice, require_int, require_power_of_two,
+                                     require_real)
+from nomac.model.json_files import read_json
+from nomac.model.lut_spec import ENCODERS
+from nomac.model.lut_training import INPUT_GRADIENTS, LEARN, TrainableLUTLinear
+from nomac.model.tiny_vit import ViTShape
 from nomac.model.vit_training import TrainSettings
 
 FORMAT = "nomac-plan/1"
+PLAN_KEYS = ("format", "name", "description", "layers", "training")
 KINDS = ("dense", "lut", "shift", "butterfly")
 METHODS = ("none", "finetune", "differentiable")
 CALIBRATION_ROWS = 4096     # rows (tokens) a k-means / ALS fit sees, a seeded subset
 KMEANS_ITERATIONS = 30
+MAX_EPOCHS = 1_000_000     # far beyond any run (the bundled plans train 30-60, the teacher 400)
+
+
+def _int(lo, hi=None):
+    return lambda where, key, value: require_int(where, key, value, lo=lo, hi=hi)
+
+
+def _real(**bounds):
+    return lambda where, key, value: require_real(where, key, value, **bounds)
+
+
+def _choice(choices):
+    return lambda where, key, value: require_choice(where, key, value, choices)
+
+
+# A kind's options: name -> (default, check). None: no default (lut needs subvector or codebooks).
 OPTIONS = {"dense": {},
-           "lut": {"subvector": None, "codebooks": None, "centroids": 16, "encoder": "l2", "learn": "tables",
-                   "input_gradient": "soft"},
-           "shift": {"variant": "Q", "weight_bits": 5},
-           "butterfly": {"style": "monotonic", "radix": 4, "sweeps": 5}}
+           "lut": {"subvector": (None, _int(1)), "codebooks": (None, _int(1)),
+                   "centroids": (16, lambda where, key, value: require_power_of_two(where, key, value, lo=2, hi=256)),
+                   "encoder": ("l2", _choice(ENCODERS)), "learn": ("tables", _choice(LEARN)),
+                   "input_gradient": ("soft", _choice(INPUT_GRADIENTS))},
+           "shift": {"variant": ("Q", _choice(("Q", "PS"))), "weight_bits": (5, _int(2, 6))},   # ShiftLinear's range
+           "butterfly": {"style": ("monotonic", _choice(STYLES)), "radix": (4, _int(2, 256)),
+                         "sweeps": (5, _int(0, 1000))}}
+# TrainSettings fields (model/vit_training.py) -> their rule.
+SETTINGS = {"epochs": _int(0, MAX_EPOCHS), "batch": _int(1, 1 << 16), "lr": _real(above=0),
+            "weight_decay": _real(lo=0), "label_smoothing": _real(lo=0, below=1), "warmup": _real(lo=0, hi=1),
+            "distill": _real(lo=0, hi=1), "temperature": _real(above=0), "hidden_distill": _real(lo=0),
+            "average": _real(lo=0, below=1), "rotate": _real(lo=0), "scale": _real(lo=0, below=1),
+            "translate": _real(lo=0)}
 
 
 @dataclass(frozen=True)
@@ -75,64 +111,91 @@ class CompressionPlan:
     def trains(self) -> bool:
         return self.method != "none" and self.settings.epochs > 0
 
+    def with_epochs(self, epochs, where: str = "--epochs") -> "CompressionPlan":
+        """The plan with its training epochs replaced (e.g. from the command line), checked
+        by the same rule as the plan file's."""
+        return replace(self, settings=train_settings({"epochs": epochs}, where, self.settings))
+
+
+def train_settings(values: dict, where: str, base: TrainSettings = TrainSettings()) -> TrainSettings:
+    """`base` with `values` (TrainSettings field -> value) replaced, each checked by its rule
+    in SETTINGS; the plan's "training" keys and command-line overrides go through here."""
+    for key in values:
+        if key not in SETTINGS:
+            raise NomacError(f"{where}: training setting {key!r}: unknown; known settings are {', '.join(SETTINGS)}")
+    return replace(base, **{key: SETTINGS[key](where, key, value) for key, value in values.items()})
+
 
 def bundled_plans() -> dict[str, Path]:
     folder = Path(str(resources.files("nomac.model") / "plans"))
     return {path.stem: path for path in sorted(folder.glob("*.json"))}
 
 
-def load_plan(path_or_name) -> CompressionPlan:
-    """A plan from a JSON file, or a bundled plan by name (e.g. "lut_train")."""
+def load_plan(path_or_name, linear_names=None) -> CompressionPlan:
+    """A plan from a JSON file, or a bundled plan by name (e.g. "lut_train"), checked
+    against `linear_names` (default: those of the tiny ViT, see plan_from_dict)."""
     bundled = bundled_plans()
     path = bundled.get(str(path_or_name), Path(path_or_name))
-    where = str(path)
-    try:
-        document = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise NomacError(f"{where}: plan cannot be read ({e.strerror}); bundled plans are "
-                         f"{', '.join(bundled)}") from None
-    except json.JSONDecodeError as e:
-        raise NomacError(f"{where}: line {e.lineno} column {e.colno}: {e.msg}: a plan must be valid JSON") from None
-    return plan_from_dict(document, where)
+    document = read_json(path, "plan", f"; bundled plans are {', '.join(bundled)}")
+    return plan_from_dict(document, str(path), linear_names)
 
 
-def plan_from_dict(document: dict, where: str = "<plan>") -> CompressionPlan:
+def plan_from_dict(document, where: str = "<plan>", linear_names=None) -> CompressionPlan:
+    """Validate a plan document: every field's type and range, unknown fields refused, and
+    every rule's pattern must match one of `linear_names` (default: the nn.Linear names
+    of the tiny ViT, ViTShape().linear_names(), which no size setting but depth changes)."""
     if not isinstance(document, dict):
-        raise NomacError(f"{where}: top level = {type(document).__name__}: must be a JSON object")
-    for key in document:
-        if key not in ("format", "name", "description", "layers", "training"):
-            raise NomacError(f"{where}: field {key!r}: unknown; a plan has format, name, description, layers, training")
+        raise ConfigError(where, "top level", type(document).__name__, "must be a JSON object")
+    reject_unknown(where, "field", document, PLAN_KEYS)
     if document.get("format") != FORMAT:
-        raise NomacError(f"{where}: format = {document.get('format')!r}: must be {FORMAT!r}")
+        raise ConfigError(where, "format", document.get("format"), f"must be {FORMAT!r}")
     name = document.get("name")
     if not isinstance(name, str) or not name.isidentifier():
-        raise NomacError(f"{where}: name = {name!r}: must be an identifier")
-    rules = []
-    for index, entry in enumerate(document.get("layers", [])):
-        at = f"{where}: layers[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
-            raise NomacError(f"{at} = {entry!r}: must be an object with a \"match\" pattern")
-        kind = entry.get("kind")
-        if kind not in KINDS:
-            raise NomacError(f"{at}: kind = {kind!r}: must be one of {', '.join(KINDS)}")
-        options = dict(OPTIONS[kind])
-        for key, value in entry.items():
-            if key in ("match", "kind"):
-                continue
-            if key not in options:
-                raise NomacError(f"{at}: option {key!r}: unknown for kind {kind}; "
-                                 f"known options are {', '.join(OPTIONS[kind]) or 'none'}")
-            options[key] = value
-        if kind == "lut" and (options["subvector"] is None) == (options["codebooks"] is None):
-            raise NomacError(f"{at}: a lut rule needs exactly one of \"subvector\" and \"codebooks\"")
-        rules.append(LayerRule(match=entry["match"], kind=kind, options=options))
-    training = dict(document.get("training", {}))
+        raise ConfigError(where, "name", name, "must be an identifier")
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(where, "description", description, "must be a string")
+    entries = document.get("layers", [])
+    if not isinstance(entries, list):
+        raise ConfigError(where, "layers", entries, "must be a list of rules {\"match\": pattern, \"kind\": ...}")
+    names = list(linear_names) if linear_names is not None else ViTShape().linear_names()
+    rules = tuple(_rule(f"{where}: layers[{index}]", entry, names) for index, entry in enumerate(entries))
+    training = document.get("training", {})
+    if not isinstance(training, dict):
+        raise ConfigError(where, "training", training, "must be an object of training settings")
+    training = dict(training)
     method = training.pop("method", "none")
     if method not in METHODS:
-        raise NomacError(f"{where}: training.method = {method!r}: must be one of {', '.join(METHODS)}")
-    settings = TrainSettings.from_dict(training, f"{where}: training")
-    return CompressionPlan(name=name, rules=tuple(rules), method=method, settings=settings,
-                           description=document.get("description", ""), source=where)
+        raise ConfigError(where, "training.method", method, f"must be one of {', '.join(METHODS)}")
+    return CompressionPlan(name=name, rules=rules, method=method,
+                           settings=train_settings(training, f"{where}: training"),
+                           description=description, source=where)
+
+
+def _rule(at: str, entry, linear_names: list[str]) -> LayerRule:
+    if not isinstance(entry, dict) or not isinstance(entry.get("match"), str) or not entry["match"]:
+        raise ConfigError(at, "rule", entry, "must be an object with a \"match\" pattern and a \"kind\"")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(at, "kind", kind, f"must be one of {', '.join(KINDS)}")
+    options = {key: default for key, (default, _) in OPTIONS[kind].items()}
+    for key, value in entry.items():
+        if key in ("match", "kind"):
+            continue
+        if key not in options:
+            raise NomacError(f"{at}: option {key!r}: unknown for kind {kind}; "
+                             f"known options are {', '.join(OPTIONS[kind]) or 'none'}")
+        options[key] = OPTIONS[kind][key][1](at, key, value)
+    if kind == "lut":
+        if (options["subvector"] is None) == (options["codebooks"] is None):
+            raise NomacError(f"{at}: a lut rule needs exactly one of \"subvector\" and \"codebooks\"")
+        if options["input_gradient"] == "linear" and options["learn"] == "tables":
+            raise ConfigError(at, "input_gradient", "linear", "needs learned weights (learn 'weight' or "
+                              "'weight+tables'), not learn 'tables'")
+    if not any(fnmatch.fnmatchcase(name, entry["match"]) for name in linear_names):
+        raise ConfigError(at, "match", entry["match"],
+                          f"matches no layer of the model; its layers are {', '.join(linear_names)}")
+    return LayerRule(match=entry["match"], kind=kind, options=options)
 
 
 def compress(model: nn.Module, plan: CompressionPlan, linear_names, calibration: dict, seed: int,
@@ -157,7 +220,6 @@ def compress(model: nn.Module, plan: CompressionPlan, linear_names, calibration:
 def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed: int, where: str) -> nn.Module:
     o = rule.options
     if rule.kind == "lut":
-        from nomac.model.lut_training import TrainableLUTLinear
         codebooks = o["codebooks"] if o["codebooks"] is not None else linear.in_features // o["subvector"]
         if o["subvector"] is not None and linear.in_features % o["subvector"]:
             raise NomacError(f"{where}: subvector = {o['subvector']}: must divide in_features {linear.in_features}")
@@ -171,8 +233,10 @@ def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed:
             raise NomacError(f"{where}: variant = {o['variant']!r}: must be 'Q' or 'PS'")
         return cls.from_linear(linear, o["weight_bits"])
     if rule.kind == "butterfly":
-        from nomac.model.butterfly_chains import propose_chain
         from nomac.model.butterfly_linear import DeButLinear
-        chain = propose_chain(linear.out_features, linear.in_features, o["style"], o["radix"])
+        try:
+            chain = propose_chain(linear.out_features, linear.in_features, o["style"], o["radix"])
+        except ValueError as e:     # no chain of this style and radix for the layer's sizes
+            raise NomacError(f"{where}: {e}") from None
         return DeButLinear.from_linear(linear, chain, o["sweeps"], calibration=inputs, seed=seed)
     raise NomacError(f"{where}: kind = {rule.kind!r}: must be one of {', '.join(KINDS)}")

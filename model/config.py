@@ -1,4 +1,4 @@
-"""Config files (SPEC section 3): one JSON file plus one .npz of arrays keyed "<layer>/<array>".
+"""Config files (docs/spec.md sections 4 and 5): one JSON file plus one .npz of arrays keyed "<layer>/<array>".
 
 Loading validates everything once; the rest of nomac trusts the resulting frozen
 objects. A config hashes to a stable id (its arithmetic only: layer parameters and
@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from nomac.errors import ConfigError
+from nomac.model.array_files import read_npz
 from nomac.model.butterfly_spec import ButterflyLayer
+from nomac.model.dataflow import check_dataflow
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.field_rules import reject_unknown
+from nomac.model.json_files import read_json
 from nomac.model.lut_spec import LutLayer
 from nomac.model.operator_layers import OPERATOR_KINDS
 from nomac.model.shift_spec import ShiftLayer
+from nomac.output_files import json_text, replaced_file, write_text
 
 FORMAT = "nomac/1"
 LAYER_KINDS = {cls.kind: cls for cls in (LutLayer, ShiftLayer, DenseLayer, ButterflyLayer)}
@@ -82,7 +86,9 @@ def make_config(layers, **extra) -> Config:
                    [k for k in TOP_LEVEL_KEYS if k not in ("format", "arrays", "layers")])
     for index, layer in enumerate(layers):
         _check_name(f"config: layers[{index}]", layer.name, layers[:index])
-    return Config(layers=layers, extra=dict(extra))
+    config = Config(layers=layers, extra=dict(extra))
+    check_dataflow(config)
+    return config
 
 
 def _check_name(where: str, name, earlier):
@@ -95,26 +101,20 @@ def _check_name(where: str, name, earlier):
 
 
 def load_config(path) -> Config:
-    """Read and validate a config JSON and its .npz; raise ConfigError on anything wrong."""
+    """Read and validate a config JSON and its .npz; raise ConfigError on anything wrong.
+
+    The files are read within the limits of model/json_files.py and model/array_files.py;
+    the .npz must lie in the config's folder (see arrays_path)."""
     path = Path(path)
     where = str(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(where, "file", str(path), f"cannot be read ({e.strerror})") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(where, f"JSON line {e.lineno} column {e.colno}", e.msg, "must be valid JSON") from None
+    document = read_json(path, "config")
     if not isinstance(document, dict):
         raise ConfigError(where, "top level", type(document).__name__, "must be a JSON object")
     reject_unknown(where, "top-level field", document, TOP_LEVEL_KEYS)
     if document.get("format") != FORMAT:
         raise ConfigError(where, "format", document.get("format"), f"must be {FORMAT!r}")
     arrays_name = document.get("arrays")
-    if not isinstance(arrays_name, str) or not arrays_name:
-        raise ConfigError(where, "arrays", arrays_name, "must name the .npz file (relative to the JSON)")
-    arrays = _read_npz(path.parent / arrays_name, where)
+    arrays = read_npz(arrays_path(path, arrays_name), where)
     layers_json = document.get("layers")
     if not isinstance(layers_json, list) or not layers_json:
         raise ConfigError(where, "layers", layers_json, "must be a non-empty list of layer objects")
@@ -128,7 +128,7 @@ def load_config(path) -> Config:
         _check_name(layer_where, name, layers)
         layer_where = f"{where}: layer '{name}'"
         kind = params.get("kind")
-        if kind not in LAYER_KINDS:
+        if not isinstance(kind, str) or kind not in LAYER_KINDS:
             raise ConfigError(layer_where, "kind", kind, f"must be one of {', '.join(LAYER_KINDS)}")
         prefix = f"{name}/"
         own = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
@@ -139,31 +139,47 @@ def load_config(path) -> Config:
             raise ConfigError(f"{where}: {arrays_name}", "array key", key,
                               "belongs to no layer (keys are '<layer>/<array>')")
     extra = {k: v for k, v in document.items() if k not in ("format", "arrays", "layers")}
-    return Config(layers=tuple(layers), extra=extra, source=where)
+    config = Config(layers=tuple(layers), extra=extra, source=where)
+    check_dataflow(config)
+    return config
+
+
+def arrays_path(config_path: Path, arrays_name) -> Path:
+    """The .npz a config's "arrays" names: a path relative to the config's folder that stays
+    inside it (symlinks resolved), so a config cannot make nomac read files elsewhere."""
+    where = str(config_path)
+    rule = "must name the .npz file by a path relative to the config's folder, inside it"
+    if not isinstance(arrays_name, str) or not arrays_name:
+        raise ConfigError(where, "arrays", arrays_name, rule)
+    relative = Path(arrays_name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ConfigError(where, "arrays", arrays_name, f"{rule} (no absolute path, no '..')")
+    folder = config_path.parent.resolve()
+    try:
+        resolved = (folder / relative).resolve()
+    except (OSError, ValueError, RuntimeError):     # a NUL byte, text no file name can hold, a symlink loop
+        raise ConfigError(where, "arrays", arrays_name, rule) from None
+    if not resolved.is_relative_to(folder):
+        raise ConfigError(where, "arrays", arrays_name, f"{rule}; it resolves to {resolved}, outside {folder}")
+    return resolved
 
 
 def save_config(config: Config, path) -> Path:
-    """Write `path` (JSON) and its .npz beside it; both byte-for-byte reproducible."""
+    """Write `path` (JSON) and its .npz beside it; both byte-for-byte reproducible.
+
+    Each file appears whole (nomac.output_files); the .npz goes first, so a JSON never
+    names arrays that are not there yet."""
     path = Path(path)
     if path.suffix != ".json":
         raise ConfigError(str(path), "file name", path.name, "a config is saved as a .json file (its .npz goes beside it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     npz_path = path.with_suffix(".npz")
     document = {"format": FORMAT, "arrays": npz_path.name, **config.extra,
                 "layers": [layer.params_json() for layer in config.layers]}
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    _write_npz(npz_path, config.arrays())
+    text = json_text(document, str(path))
+    with replaced_file(npz_path, "config arrays") as temporary:
+        _write_npz(temporary, config.arrays())
+    write_text(path, text, "config")
     return path
-
-
-def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise ConfigError(where, "arrays", str(path), "file not found") from None
-    except Exception as e:  # a damaged file fails anywhere in zipfile/zlib/numpy (EOFError, zlib.error, ...)
-        raise ConfigError(where, "arrays", str(path), f"must be a readable .npz without pickles ({e})") from None
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]):

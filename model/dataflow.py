@@ -1,6 +1,6 @@
 """A whole-model config as a dataflow: how the layers of an integer ViT feed each other.
 
-Rules (docs/spec_additions.md, "Whole-model configs"):
+Rules (docs/spec.md section 12):
 - Every value is int8 rows: the model input is [N, R * in_features of the first layer]
   (usually R = 1); a layer's output is [N, width].
 - A layer takes the output of the layer before it (the first one takes the model
@@ -30,9 +30,49 @@ def layer_inputs(config) -> dict[str, tuple[str, ...]]:
     return edges
 
 
+def check_dataflow(config):
+    """Refuse a whole model whose layers do not fit together: an input that names no
+    earlier layer, a width that is not a multiple of the reading layer's in_features (or
+    an add's two inputs of different widths), raw accumulators before the last layer.
+
+    make_config and load_config call this, so every command refuses such a model with
+    the same message, and run_dataflow trusts the structure. Widths are followed for a
+    model input of in_features of the first layer (R = 1); every width of R rows is R
+    times that, so the checks hold for any R. A config of hardware layers only is not a
+    dataflow (its layers are generated and run one by one, or chained by run_golden,
+    which checks each step), so it passes unchecked.
+    """
+    if not is_dataflow(config):
+        return
+    widths = {"input": config.layers[0].in_features}
+    last = config.layers[-1]
+    for layer, sources in zip(config.layers, layer_inputs(config).values()):
+        where = f"{config.source}: layer '{layer.name}'"
+        for source in sources:
+            if source not in widths:
+                raise ConfigError(where, "inputs", source, "must name an earlier layer or \"input\"")
+        found = [widths[source] for source in sources]
+        if len(set(found)) > 1:
+            raise ConfigError(where, "input widths", found,
+                              f"must be equal (the outputs of {' and '.join(map(_value, sources))})")
+        if found[0] % layer.in_features:
+            raise ConfigError(where, "input width", found[0],
+                              f"must be a multiple of its in_features ({layer.in_features}); "
+                              f"it is the width of {_value(sources[0])}")
+        if layer.output == "acc" and layer is not last:
+            raise ConfigError(where, "output", "acc",
+                              f"only the last layer ('{last.name}') may output raw accumulators")
+        widths[layer.name] = found[0] // layer.in_features * layer.out_features
+
+
+def _value(source: str) -> str:
+    return "the model input" if source == "input" else f"layer '{source}'"
+
+
 def run_dataflow(config, x: np.ndarray, forward: dict, keep: bool = False):
     """The last layer's output for int8 model inputs x [N, D]; with keep=True, every
-    layer's output too (a dict layer name -> [N, width], for calibration and debugging)."""
+    layer's output too (a dict layer name -> [N, width], for calibration and debugging).
+    The config's structure was checked when it was made (check_dataflow); only x is here."""
     where = f"{config.source}: golden input"
     x = np.asarray(x)
     if x.dtype != np.int8:
@@ -42,23 +82,9 @@ def run_dataflow(config, x: np.ndarray, forward: dict, keep: bool = False):
         raise ConfigError(where, "shape", list(x.shape),
                           f"must be [N, R * {first.in_features}] (rows of the first layer's input)")
     values = {"input": x}
-    edges = layer_inputs(config)
-    for index, layer in enumerate(config.layers):
-        layer_where = f"{config.source}: layer '{layer.name}'"
-        sources = []
-        for source in edges[layer.name]:
-            if source not in values:
-                raise ConfigError(layer_where, "inputs", source, "must name an earlier layer or \"input\"")
-            sources.append(values[source])
-        widths = {s.shape[1] for s in sources}
-        width = sources[0].shape[1]
-        if len(widths) != 1 or width % layer.in_features:
-            raise ConfigError(layer_where, "input width", sorted(widths),
-                              f"must be one multiple of its in_features ({layer.in_features})")
-        if any(s.dtype != np.int8 for s in sources):
-            raise ConfigError(layer_where, "input", "accumulators", "only the last layer may output raw accumulators")
-        rows = width // layer.in_features
-        flat = [s.reshape(len(x) * rows, layer.in_features) for s in sources]
+    for layer, sources in zip(config.layers, layer_inputs(config).values()):
+        rows = values[sources[0]].shape[1] // layer.in_features
+        flat = [values[source].reshape(len(x) * rows, layer.in_features) for source in sources]
         values[layer.name] = np.asarray(forward[layer.kind](layer, *flat)).reshape(len(x), rows * layer.out_features)
     out = values[config.layers[-1].name]
     return (out, values) if keep else out

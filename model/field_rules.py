@@ -1,5 +1,7 @@
 """The checks every layer kind runs on its config section, each raising a ConfigError
-that names the place, the field, the value and the rule (SPEC section 3)."""
+that names the place, the field, the value and the rule (docs/spec.md section 4)."""
+import math
+import operator
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -16,6 +18,24 @@ def require_int(where: str, field: str, value, *, lo: int | None = None, hi: int
     if hi is not None and value > hi:
         raise ConfigError(where, field, value, f"must be <= {hi}")
     return value
+
+
+def require_real(where: str, field: str, value, *, lo: float | None = None, hi: float | None = None,
+                 above: float | None = None, below: float | None = None) -> float:
+    """A finite number (an integer or a float, not a boolean) as a float, within [lo, hi]
+    and (above, below), each bound only where given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(where, field, value, "must be a number")
+    number = float(value) if abs(value) < 1e300 else math.inf     # also NaN, which fails the next test
+    if not math.isfinite(number):
+        raise ConfigError(where, field, value, "must be finite")
+    bounds = [(bound, sign, holds) for bound, sign, holds in
+              ((lo, ">=", operator.ge), (above, ">", operator.gt), (hi, "<=", operator.le), (below, "<", operator.lt))
+              if bound is not None]
+    if not all(holds(number, bound) for bound, _, holds in bounds):
+        raise ConfigError(where, field, value,
+                          "must be a number " + " and ".join(f"{sign} {bound}" for bound, sign, _ in bounds))
+    return number
 
 
 def require_power_of_two(where: str, field: str, value: int, *, lo: int, hi: int) -> int:

@@ -1,4 +1,4 @@
-"""Butterfly factors and chains (SPEC 2.3): validation, support masks, density, proposals, configs.
+"""Butterfly factors and chains (docs/spec.md section 11): validation, support masks, density, proposals, configs.
 
 Support masks are checked against masks built here from the published definition
 (block diagonal, each block an r x s grid of t x t diagonal matrices), written as
@@ -223,3 +223,15 @@ def test_bad_layers_are_rejected_with_their_rule(params, arrays, message):
 def test_make_config_accepts_a_butterfly_layer():
     config = make_config([ButterflyCase("r", tuple(RECTANGULAR)).layer()])
     assert config.layers[0].kind == "butterfly" and len(config.config_id) == 16
+
+
+def test_a_chain_too_large_for_its_density_check_is_refused_before_any_matrix_is_built():
+    # p * q = 4096 * 4096 = 2^24 support entries, four times the 2^22 the check holds
+    with pytest.raises(ConfigError) as caught:
+        check_chain("c", [[4096, 4096, 1, 1, 4096]])
+    assert str(caught.value) == ("c: factors[0]: shape = [4096, 4096, 1, 1, 4096]: its support reaches "
+                                 "4096 x 4096 = 16777216 entries; at most 4194304 (2^22) are checked")
+    # each factor small, but the second one's support over the chain's input is 4096 x 2048 = 2^23
+    with pytest.raises(ConfigError, match=r"factors\[1\]: shape = \[4096, 2, 2048, 1, 1\]: its support reaches "
+                                          r"4096 x 2048 = 8388608 entries"):
+        check_chain("c", [[2, 2048, 1, 1024, 1], [4096, 2, 2048, 1, 1]])

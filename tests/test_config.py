@@ -1,4 +1,4 @@
-"""Config files (SPEC section 3): round trip, stable id, rejection of bad input, hardware defaults.
+"""Config files (docs/spec.md sections 4 and 5): round trip, stable id, rejection of bad input, hardware defaults.
 
 Bad configs are written to disk by the test itself (json + np.savez), not by save_config,
 so the loader is checked against files it did not produce. Every rejection must name
@@ -9,14 +9,20 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nomac.errors import ConfigError
+from nomac.model.array_files import read_npy
 from nomac.model.config import load_config, make_config, save_config
+from nomac.model.dense_spec import DenseLayer
 from nomac.model.lut_spec import LutLayer, resolve_hardware
+from nomac.model.operator_layers import AddLayer, LayerNormLayer, SelectTokenLayer
+from npz_cases import npy_header, npy_of, zip_of
 
 # Three layer shapes, one per encoder: (D, M, C, K).
 SHAPES = {"l2": (12, 6, 3, 8), "l1": (16, 3, 2, 16), "tree": (12, 5, 4, 8)}
@@ -200,7 +206,10 @@ TR = (6, 5, 2, 4)
 
 
 class Draft:
-    """A config on its way to disk; cases edit the document, the arrays or the raw bytes."""
+    """A config on its way to disk; cases edit the document, the arrays or the raw bytes.
+
+    `members` replaces or adds .npz members by name ("enc/tables.npy" -> (bytes,
+    compression)); `patch_npz` edits the finished .npz bytes (zip structures)."""
 
     def __init__(self):
         rng = np.random.default_rng(1234)
@@ -210,15 +219,50 @@ class Draft:
         self.arrays.update({f"tr/{k}": v for k, v in random_arrays(rng, "tree", *TR).items()})
         self.json_text = None
         self.npz_bytes = None
+        self.members = {}
+        self.patch_npz = None
 
     def write(self, folder: Path) -> Path:
         path = folder / "model.json"
-        path.write_text(self.json_text if self.json_text is not None else json.dumps(self.document, indent=2))
+        text = self.json_text if self.json_text is not None else json.dumps(self.document, indent=2)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        npz = folder / "model.npz"
         if self.npz_bytes is not None:
-            (folder / "model.npz").write_bytes(self.npz_bytes)
+            npz.write_bytes(self.npz_bytes)
+        elif self.members:
+            entries = {f"{key}.npy": (npy_of(array), zipfile.ZIP_DEFLATED) for key, array in self.arrays.items()}
+            entries.update(self.members)
+            npz.write_bytes(zip_of([(name, *entry) for name, entry in entries.items()]))
         else:
-            np.savez(folder / "model.npz", **self.arrays)
+            np.savez(npz, **self.arrays)
+        if self.patch_npz is not None:
+            npz.write_bytes(self.patch_npz(npz.read_bytes()))
         return path
+
+
+def member(name: str, data: bytes, method=zipfile.ZIP_DEFLATED):
+    def edit(draft):
+        draft.members[name] = (data, method)
+    return edit
+
+
+def patched_npz(patch):
+    def edit(draft):
+        draft.patch_npz = patch
+    return edit
+
+
+def set_directory_size(data: bytes, size: int) -> bytes:
+    """The end of central directory record (zip APPNOTE 4.3.16) keeps the directory's size at offset 12."""
+    at = data.rfind(b"PK\x05\x06")
+    return data[:at + 12] + size.to_bytes(4, "little") + data[at + 16:]
+
+
+def set_encrypted(data: bytes) -> bytes:
+    """Bit 0 of the general purpose flag (APPNOTE 4.3.12, offset 8 of a central directory
+    header) marks a member encrypted; set it on the first member."""
+    at = data.find(b"PK\x01\x02")
+    return data[:at + 8] + bytes([data[at + 8] | 1]) + data[at + 9:]
 
 
 def param(layer: int, key: str, value):
@@ -269,7 +313,7 @@ def top(key: str, value):
     return edit
 
 
-def raw_json(text: str):
+def raw_json(text: str | bytes):
     def edit(draft):
         draft.json_text = text
     return edit
@@ -434,6 +478,81 @@ BAD = [
      ["JSON line 3 column 12", "Expecting ':' delimiter", "must be valid JSON"]),
     ("top level a list", raw_json("[1, 2]\n"),
      ["top level", "'list'", "must be a JSON object"]),
+    # malformed JSON files (model/json_files.py): each a ConfigError, never a traceback.
+    # b'{"format": "nomac/1", "description": "caf': 1 + 8 + 2 + 9 + 2 + 13 + 2 + 4 = 41 bytes before the Latin-1 e
+    ("config not UTF-8", raw_json(b'{"format": "nomac/1", "description": "caf\xe9"}'),
+     ["byte 41", "b'\\xe9'", "a config file must be UTF-8 text"]),
+    ("config not UTF-8 after a byte-order mark",
+     raw_json(b'\xef\xbb\xbf{"format": "nomac/1", "description": "caf\xe9"}'),
+     ["byte 44", "b'\\xe9'", "a config file must be UTF-8 text"]),
+    ("nesting deeper than the parser", raw_json("[" * 100_000),
+     ["JSON nesting", "may be at most 32 levels deep"]),
+    ("33 levels of nesting", raw_json('{"description": ' + "[" * 32 + "]" * 32 + "}"),
+     ["JSON nesting = 33", "may be at most 32 levels deep"]),
+    ("integer of 5000 digits", raw_json('{"format": 1' + "0" * 4999 + "}"),
+     ["JSON number = '1" + "0" * 36 + "...'", "may have at most 100 digits"]),
+    ("NaN", top("description", float("nan")),
+     ["JSON value = 'NaN'", "is not JSON (numbers must be finite)"]),
+    ("Infinity", top("input_scale", float("inf")),
+     ["JSON value = 'Infinity'", "is not JSON"]),
+    ("-Infinity", param(0, "output_scale", -float("inf")),
+     ["JSON value = '-Infinity'", "is not JSON"]),
+    ("a number that overflows a float", raw_json('{"format": "nomac/1", "input_scale": 1e999}'),
+     ["JSON number = '1e999'", "must be finite"]),
+    ("duplicate key", raw_json('{"format": "nomac/1", "arrays": "model.npz", "format": "nomac/1"}'),
+     ["JSON key = 'format'", "appears twice in one object"]),
+    # where "arrays" may point: inside the config's folder only
+    ("absolute arrays path", top("arrays", "/etc/model.npz"),
+     ["arrays = '/etc/model.npz'", "relative to the config's folder", "no absolute path"]),
+    ("arrays path climbing out", top("arrays", "../model.npz"),
+     ["arrays = '../model.npz'", "relative to the config's folder", "no '..'"]),
+    ("arrays path with .. inside", top("arrays", "sub/../model.npz"),
+     ["arrays = 'sub/../model.npz'", "no '..'"]),
+    ("arrays path with a NUL", top("arrays", "model\0.npz"),
+     ["arrays = 'model\\x00.npz'", "must name the .npz file"]),
+    # .npz members (model/array_files.py): headers are checked before any data is read
+    ("object array (a pickle)", member("enc/tables.npy", npy_of(np.array([1, None], object), allow_pickle=True)),
+     ["model.npz: array 'enc/tables' dtype = 'object'", "must be bool, integer or float",
+      "must be a readable .npz of plain numeric arrays (no Python objects)"]),
+    ("complex array", member("enc/tables.npy", npy_of(np.zeros((3, 8, 6), np.complex64))),
+     ["array 'enc/tables' dtype = 'complex64'", "must be bool, integer or float"]),
+    ("string array", member("enc/bias.npy", npy_of(np.array(["a", "bc"]))),
+     ["array 'enc/bias' dtype = '<U2'", "must be bool, integer or float"]),
+    ("structured array", member("enc/bias.npy", npy_of(np.zeros(6, [("a", "<i4")]))),
+     ["array 'enc/bias' dtype = \"[('a', '<i4')]\"", "must be bool, integer or float"]),
+    ("header claiming 10^12 elements", member("enc/tables.npy", npy_header(
+        {"descr": "|i1", "fortran_order": False, "shape": (10**12,)})),
+     ["array 'enc/tables' shape = [1000000000000]", "declares 1000000000000 bytes of int8",
+      "an array may hold at most 67108864 bytes (64 MiB)"]),
+    ("header with a negative dimension", member("enc/tables.npy", npy_header(
+        {"descr": "|i1", "fortran_order": False, "shape": (3, -8, 6)})),
+     ["array 'enc/tables' shape = [3, -8, 6]", "must have no negative dimensions"]),
+    ("data shorter than its header says", member("enc/tables.npy", npy_header(
+        {"descr": "|i1", "fortran_order": False, "shape": (3, 8, 6)}) + bytes(100)),
+     ["array 'enc/tables' data = '100 bytes'", "must be the 144 bytes its .npy header declares (int8 [3, 8, 6])"]),
+    ("data longer than its header says", member("enc/tables.npy", npy_header(
+        {"descr": "|i1", "fortran_order": False, "shape": (3, 8, 6)}) + bytes(150)),
+     ["array 'enc/tables' data = '150 bytes'", "must be the 144 bytes"]),
+    ("header longer than numpy reads safely", member("enc/tables.npy", npy_header(
+        {"descr": "|i1", "fortran_order": False, "shape": (3, 8, 6)}, pad=20_000) + bytes(144)),
+     ["array 'enc/tables' = 'no valid .npy header'", "must be a readable .npz of plain numeric arrays"]),
+    ("member that is no .npy", member("enc/tables.npy", b"this is text, not an array"),
+     ["array 'enc/tables' = 'no valid .npy header'", "must be a readable .npz"]),
+    (".npy version 3.0", member("enc/tables.npy", npy_header(
+        {"descr": "|i1", "fortran_order": False, "shape": (3, 8, 6)}, version=(3, 0)) + bytes(144)),
+     ["array 'enc/tables' .npy version = '3.0'", "must be 1.0 or 2.0"]),
+    ("member not named .npy", member("enc/notes.txt", b"notes"),
+     ["model.npz: member = 'enc/notes.txt'", "must be an .npy array named '<layer>/<array>.npy'"]),
+    ("member twice", lambda draft: setattr(draft, "npz_bytes", zip_of(
+        [(f"{key}.npy", npy_of(a), zipfile.ZIP_DEFLATED) for key, a in draft.arrays.items()]
+        + [("enc/bias.npy", npy_of(draft.arrays["enc/bias"]), zipfile.ZIP_STORED)])),
+     ["model.npz: member = 'enc/bias.npy'", "appears twice"]),
+    ("bzip2 member", member("enc/tables.npy", npy_of(np.zeros((3, 8, 6), np.int8)), zipfile.ZIP_BZIP2),
+     ["array 'enc/tables' compression = 12", "must be stored (0) or deflated (8)"]),
+    ("encrypted member", patched_npz(set_encrypted),
+     ["model.npz: array 'enc/tables' = 'encrypted'", "not encrypted"]),
+    ("zip directory beyond its bound", patched_npz(lambda data: set_directory_size(data, 5 << 20)),
+     ["arrays", "model.npz", "zip directory of at most 4194304 bytes (4096 arrays)", "it declares 5242880"]),
 ]
 
 
@@ -449,6 +568,8 @@ def test_bad_config_is_rejected_with_a_full_message(tmp_path, edit, expected):
     assert message.startswith(str(path)), message
     for part in expected:
         assert part in message, f"{part!r} not in {message!r}"
+    assert "\n" not in message
+    assert "allow_pickle" not in message and "unsafe" not in message, "numpy's advice must not be relayed"
     assert snapshot(tmp_path) == before, "loading a bad config changed the files"
 
 
@@ -625,3 +746,277 @@ def test_overrides_survive_save_and_load(tmp_path):
     loaded = load_config(save_config(config, tmp_path / "model.json"))
     assert loaded.layers[0].hw_given == {"memory": "ram", "bias_bits": 32, "in_lanes": 2}
     assert loaded.layers[0].hw == config.layers[0].hw
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits: sizes are refused from what the files declare, before anything big is read
+# (model/json_files.py, model/array_files.py).
+
+def refused(path, *parts) -> str:
+    """load_config(path)'s ConfigError message, after checking that it names every part."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+    assert "\n" not in message and "allow_pickle" not in message
+    return message
+
+
+def test_a_config_file_of_at_most_4_mib_loads_and_one_byte_more_is_refused(tmp_path):
+    path = Draft().write(tmp_path)
+    text = path.read_text()
+    path.write_text(text + " " * (4 * 2**20 - len(text)))
+    assert [l.name for l in load_config(path).layers] == ["enc", "tr"]
+    path.write_text(text + " " * (4 * 2**20 - len(text) + 1))
+    refused(path, f"file size = {4 * 2**20 + 1}", "a config file may have at most 4194304 bytes (4 MiB)")
+
+
+def test_an_npz_that_inflates_beyond_the_limit_is_refused_before_inflating(tmp_path):
+    """65 MiB of zeros deflate to 66 kB; the zip directory declares the member's size,
+    so it is refused without decompressing it (the peak allocation stays far below it)."""
+    draft = Draft()
+    path = draft.write(tmp_path)
+    with zipfile.ZipFile(tmp_path / "model.npz", "a", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("enc/bomb.npy", "w") as bomb:
+            bomb.write(npy_header({"descr": "|i1", "fortran_order": False, "shape": (65 << 20,)}))
+            for _ in range(65):
+                bomb.write(bytes(1 << 20))
+    assert (tmp_path / "model.npz").stat().st_size < 200_000
+    with zipfile.ZipFile(tmp_path / "model.npz") as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+    tracemalloc.start()
+    try:
+        refused(path, "arrays", "model.npz", "must hold at most 67108864 bytes (64 MiB) uncompressed in all",
+                f"its members declare {declared} bytes")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated while refusing"
+
+
+def test_the_limit_is_on_all_arrays_together(tmp_path):
+    """Two members of 40 MiB each: each within the limit, together beyond it."""
+    draft = Draft()
+    big = npy_header({"descr": "|i1", "fortran_order": False, "shape": (40 << 20,)}) + bytes(40 << 20)
+    draft.members.update({"enc/a.npy": (big, zipfile.ZIP_DEFLATED), "enc/b.npy": (big, zipfile.ZIP_DEFLATED)})
+    path = draft.write(tmp_path)
+    with zipfile.ZipFile(tmp_path / "model.npz") as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+    assert declared > 80 << 20
+    refused(path, "must hold at most 67108864 bytes (64 MiB) uncompressed in all", f"declare {declared} bytes")
+
+
+def test_an_npz_of_more_than_4096_members_is_refused(tmp_path):
+    draft = Draft()
+    empty = npy_of(np.zeros(0, np.int8))
+    draft.members.update({f"enc/x{i}.npy": (empty, zipfile.ZIP_STORED) for i in range(4097 - len(draft.arrays))})
+    refused(draft.write(tmp_path), "must hold at most 4096 arrays; it has 4097 members")
+
+
+def test_a_zip64_npz_is_refused(tmp_path, monkeypatch):
+    """zipfile writes zip64 end records once the directory's offset passes ZIP64_LIMIT;
+    lowering the limit while writing makes a small but genuine zip64 archive."""
+    draft = Draft()
+    path = draft.write(tmp_path)
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 64)
+    with zipfile.ZipFile(tmp_path / "model.npz", "w") as archive:
+        for key, array in draft.arrays.items():
+            archive.writestr(f"{key}.npy", npy_of(array))
+    monkeypatch.undo()
+    with zipfile.ZipFile(tmp_path / "model.npz") as archive:     # readable, so the refusal is nomac's rule
+        assert len(archive.infolist()) == len(draft.arrays)
+    refused(path, "model.npz", "not zip64")
+
+
+def test_files_at_the_edges_of_the_rules_load(tmp_path):
+    """32 levels of nesting, a 100-digit integer, a byte-order mark, non-ASCII text, .npy
+    version 2.0, Fortran order and stored members are all fine."""
+    draft = Draft()
+    document = dict(draft.document, description=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+                    input_scale=10**99)
+    layers = json.dumps(document["layers"])
+    draft.json_text = ("\ufeff" + json.dumps({**document, "layers": "LAYERS", "output_scale": "caf\u00e9"},
+                                             ensure_ascii=False).replace('"LAYERS"', layers)).encode()
+    tables = draft.arrays["enc/tables"]
+    draft.members["enc/tables.npy"] = (npy_header({"descr": "|i1", "fortran_order": True, "shape": tables.shape},
+                                                  version=(2, 0)) + tables.tobytes(order="F"), zipfile.ZIP_STORED)
+    config = load_config(draft.write(tmp_path))
+    assert config.extra["input_scale"] == 10**99 and config.extra["output_scale"] == "caf\u00e9"
+    assert_same_arrays(config.arrays(), draft.arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where "arrays" may point: a path relative to the config's folder that stays inside it.
+
+def test_arrays_in_a_subfolder_and_symlinks_inside_the_folder_load(tmp_path):
+    draft = Draft()
+    path = draft.write(tmp_path)
+    (tmp_path / "arrays").mkdir()
+    (tmp_path / "model.npz").rename(tmp_path / "arrays" / "model.npz")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "arrays" / "model.npz")
+    for name in ("arrays/model.npz", "./arrays/model.npz", "link.npz"):
+        path.write_text(json.dumps({**draft.document, "arrays": name}))
+        assert_same_arrays(load_config(path).arrays(), draft.arrays)
+
+
+def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
+    """The config sits in tmp/config; its .npz, a link, points at tmp/elsewhere/model.npz."""
+    draft = Draft()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    path = draft.write(tmp_path / "config")
+    (tmp_path / "config" / "model.npz").rename(tmp_path / "elsewhere" / "model.npz")
+    (tmp_path / "config" / "model.npz").symlink_to(tmp_path / "elsewhere" / "model.npz")
+    target, folder = (tmp_path / "elsewhere" / "model.npz").resolve(), (tmp_path / "config").resolve()
+    refused(path, f"{path}: arrays = 'model.npz'", "relative to the config's folder, inside it",
+            f"resolves to {target}, outside {folder}")
+
+
+def test_a_symlink_loop_is_refused(tmp_path):
+    path = Draft().write(tmp_path)
+    (tmp_path / "model.npz").unlink()
+    (tmp_path / "model.npz").symlink_to(tmp_path / "model.npz")
+    refused(path, f"{path}: arrays = 'model.npz'", "must name the .npz file")
+
+
+# ---------------------------------------------------------------------------------------------
+# Single .npy inputs (nomac golden IN.npy, nomac run --inputs): read_npy.
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_read_npy_gives_the_array_in_every_layout(tmp_path):
+    x = np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
+    np.save(tmp_path / "c.npy", x)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    for name in ("c.npy", "f.npy"):
+        y = read_npy(tmp_path / name, "golden inputs")
+        assert y.dtype == np.int8 and y.tolist() == x.tolist()
+        assert y.flags.writeable
+
+
+@pytest.mark.parametrize("case, data, parts", [
+    ("object array", npy_of(np.array([{}], object), allow_pickle=True),
+     ["golden inputs dtype = 'object'", "must be bool, integer or float",
+      "must be a readable .npy of one plain numeric array (no Python objects)"]),
+    ("10^12 elements declared", npy_header({"descr": "|i1", "fortran_order": False, "shape": (10**6, 10**6)}),
+     ["golden inputs shape = [1000000, 1000000]", "declares 1000000000000 bytes of int8",
+      "an array may hold at most 268435456 bytes (256 MiB)"]),
+    ("data cut short", npy_header({"descr": "|i1", "fortran_order": False, "shape": (10, 10)}) + bytes(50),
+     ["golden inputs data = '50 bytes'", "must be the 100 bytes its .npy header declares (int8 [10, 10])"]),
+    ("header beyond numpy's safe size", npy_header({"descr": "|i1", "fortran_order": False, "shape": (2,)},
+                                                   pad=20_000) + bytes(2),
+     ["golden inputs = 'no valid .npy header'", "must be a readable .npy of one plain numeric array"]),
+    ("random bytes", np.random.default_rng(3).integers(0, 256, 300, np.uint8).tobytes(),
+     ["golden inputs = 'no valid .npy header'"]),
+    ("an .npz", zip_of([("x.npy", npy_of(np.zeros(3, np.int8)), zipfile.ZIP_STORED)]),
+     ["is a .npz archive; golden inputs must be a readable .npy of one plain numeric array"]),
+])
+def test_read_npy_refuses_what_is_not_one_plain_array(tmp_path, case, data, parts):
+    path = write_bytes(tmp_path / "in.npy", data)
+    with pytest.raises(ConfigError) as caught:
+        read_npy(path, "golden inputs")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+    assert "allow_pickle" not in message and "\n" not in message
+
+
+def test_read_npy_names_a_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"inputs = '.*nothing\.npy': cannot be read \(No such file or directory\)"):
+        read_npy(tmp_path / "nothing.npy", "inputs")
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole models (docs/spec.md section 12) are checked when made or loaded, so every command
+# refuses the same model with the same message.
+
+def norm(name, features=4):
+    return LayerNormLayer.from_json("t", {"name": name, "kind": "layernorm", "features": features, "norm_bits": 7,
+                                          "out_shift": 7}, {"weight": np.full(features, 16, np.int16),
+                                                            "bias": np.zeros(features, np.int32)})
+
+
+def add(name, inputs, features=4):
+    return AddLayer.from_json("t", {"name": name, "kind": "add", "features": features, "inputs": list(inputs),
+                                    "mult_a": 1, "mult_b": 1, "shift": 0}, {})
+
+
+def select(name, tokens, features):
+    return SelectTokenLayer.from_json("t", {"name": name, "kind": "select_token", "tokens": tokens,
+                                            "features": features, "index": 0}, {})
+
+
+def dense(name, D, M, output="int8"):
+    return DenseLayer.from_json("t", {"name": name, "kind": "dense", "in_features": D, "out_features": M,
+                                      "out_shift": 0, "output": output},
+                                {"weights": np.ones((M, D), np.int8), "bias": np.zeros(M, np.int32)})
+
+
+BAD_MODELS = [
+    ("add input of no layer", [norm("ln"), add("res", ["input", "nowhere"])],
+     "layer 'res': inputs = 'nowhere': must name an earlier layer or \"input\""),
+    ("add input of a later layer", [norm("ln"), add("res", ["ln", "later"]), norm("later")],
+     "layer 'res': inputs = 'later': must name an earlier layer or \"input\""),
+    # ln gives 4 values a row; a 3-feature layernorm cannot cut 4 into rows of 3
+    ("width no multiple of in_features", [norm("ln"), norm("ln3", features=3)],
+     "layer 'ln3': input width = 4: must be a multiple of its in_features (3); it is the width of layer 'ln'"),
+    # input width 4; select_token of 2 tokens x 2 features gives 2; add(ln: 4, sel: 2)
+    ("add of two widths", [norm("ln"), select("sel", 2, 2), add("res", ["ln", "sel"], features=2)],
+     "layer 'res': input widths = [4, 2]: must be equal (the outputs of layer 'ln' and layer 'sel')"),
+    ("add reading the model input of another width", [norm("ln"), select("sel", 2, 2),
+                                                       add("res", ["input", "sel"], features=2)],
+     "layer 'res': input widths = [4, 2]: must be equal (the outputs of the model input and layer 'sel')"),
+    ("raw accumulators before the last layer", [dense("fc", 4, 4, output="acc"), norm("ln")],
+     "layer 'fc': output = 'acc': only the last layer ('ln') may output raw accumulators"),
+]
+
+
+@pytest.mark.parametrize("layers, message", [pytest.param(l, m, id=i) for i, l, m in BAD_MODELS])
+def test_a_broken_whole_model_is_refused_when_made_and_when_loaded(tmp_path, layers, message):
+    with pytest.raises(ConfigError) as made:
+        make_config(layers)
+    assert str(made.value) == f"<memory>: {message}"
+    # the same model as files, written without save_config (which make_config guards)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"format": "nomac/1", "arrays": "model.npz",
+                                "layers": [layer.params_json() for layer in layers]}))
+    np.savez(tmp_path / "model.npz", **{f"{l.name}/{k}": a for l in layers for k, a in l.arrays().items()})
+    assert refused(path) == f"{path}: {message}"
+
+
+def test_whole_models_at_the_edges_of_the_rules_load():
+    """Widths that are multiples (2 rows of 2), an add of the model input, acc at the end."""
+    config = make_config([norm("ln"), norm("half", features=2), add("res", ["input", "half"]),
+                          dense("head", 4, 3, output="acc")])
+    assert [l.name for l in config.layers] == ["ln", "half", "res", "head"]
+
+
+def test_a_chain_of_hardware_layers_is_not_a_dataflow_and_loads_as_before(tmp_path):
+    """Without operators, each layer stands alone (nomac verilog builds one design each);
+    run_golden checks a chain's widths when it runs one."""
+    chain = make_config([dense("a", 4, 6, output="acc"), dense("b", 5, 2)])
+    assert [l.name for l in load_config(save_config(chain, tmp_path / "chain.json")).layers] == ["a", "b"]
+
+
+def test_every_command_refuses_a_broken_model_with_the_same_message(tmp_path, capsys):
+    """nomac verilog used to write designs for a model only nomac golden refused."""
+    from nomac.cli import main
+    layers = [dense("fc", 4, 4), norm("ln"), add("res", ["ln", "nowhere"])]
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"format": "nomac/1", "arrays": "model.npz",
+                                "layers": [layer.params_json() for layer in layers]}))
+    np.savez(tmp_path / "model.npz", **{f"{l.name}/{k}": a for l in layers for k, a in l.arrays().items()})
+    np.save(tmp_path / "x.npy", np.zeros((1, 4), np.int8))
+    before = snapshot(tmp_path)
+    expected = (f"nomac: error: {path}: layer 'res': inputs = 'nowhere': "
+                f"must name an earlier layer or \"input\"\n")
+    for argv in (["golden", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")],
+                 ["verilog", str(path), "-o", str(tmp_path / "rtl")]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == expected
+    assert snapshot(tmp_path) == before

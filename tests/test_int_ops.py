@@ -1,5 +1,5 @@
 """Integer ViT operators (model/int_ops.py) against their written definitions
-(docs/spec_additions.md, "Integer ViT operators"), re-implemented here one scalar at a
+(docs/spec.md section 13), re-implemented here one scalar at a
 time with Python integers; edge cases first (variance 0, all-equal scores, large
 negative scores, -128/127), then seeded random rows.
 """
@@ -241,9 +241,10 @@ def test_whole_model_config_runs_as_a_dataflow_and_round_trips(tmp_path):
 
 def test_an_add_alone_is_refused_and_unknown_inputs_are_named():
     from nomac.model.operator_layers import AddLayer
-    add = AddLayer.from_json("t", {"name": "res", "kind": "add", "features": 2, "inputs": ["input", "nowhere"],
-                                   "mult_a": 1, "mult_b": 1, "shift": 0}, {})
+    def add(inputs):
+        return AddLayer.from_json("t", {"name": "res", "kind": "add", "features": 2, "inputs": inputs,
+                                        "mult_a": 1, "mult_b": 1, "shift": 0}, {})
     with pytest.raises(ConfigError, match="inputs = 'nowhere': must name an earlier layer"):
-        run_golden(make_config([add]), np.zeros((1, 2), np.int8))
+        make_config([add(["input", "nowhere"])])            # refused when the model is made, before any run
     with pytest.raises(ConfigError, match="an add layer takes two inputs"):
-        run_golden(make_config([add]), np.zeros((1, 2), np.int8), layer_name="res")
+        run_golden(make_config([add(["input", "input"])]), np.zeros((1, 2), np.int8), layer_name="res")
