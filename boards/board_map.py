@@ -19,7 +19,7 @@ from nomac.boards.link_protocol import (FRAME_OVERHEAD, MEMORY_REQUEST, VERSION,
                                         element_bytes, word_bytes)
 from nomac.errors import NomacError
 from nomac.hw.memory_layout import MemoryLayout
-from nomac.hw.verilog_export import ENGINES, build_engine
+from nomac.hw.verilog_export import build_engine, single_hardware_layer
 from nomac.model.config import Config
 
 DEFAULT_MAX_PAYLOAD = 512          # one iCE40 block RAM of payload buffer
@@ -93,14 +93,7 @@ class BoardMap:
 
 def board_layer(config: Config, layer_name: str | None = None):
     """The config's hardware layer (the only one, or `layer_name`) with RAM memories."""
-    layers = [config.layer(layer_name)] if layer_name else [l for l in config.layers if l.kind in ENGINES]
-    if len(layers) != 1:
-        raise NomacError(f"{config.source}: the config has {len(layers)} hardware layers; "
-                         f"a board runs one, name it with --layer")
-    layer = layers[0]
-    if layer.kind not in ENGINES:
-        raise NomacError(f"{config.source}: layer '{layer.name}' is of kind {layer.kind!r}, which has no engine; "
-                         f"engines exist for {', '.join(ENGINES)}")
+    layer = single_hardware_layer(config, layer_name, "a board")
     if "memory" in getattr(type(layer.hw), "KEYS", ()) and layer.hw.memory != "ram":
         layer = layer.with_hw({"memory": "ram"}, f"{config.source}: layer '{layer.name}' on a board")
     return layer

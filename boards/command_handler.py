@@ -6,8 +6,8 @@ vector streams `i`/`o`, `idle`, `framing_error`, and per RAM memory a write port
 memories are the link's memory indices, in `BoardMap.regions` order, so every
 engine kind works on a board without board code of its own.
 
-Each frame goes through CHECK, which checks it in the order docs/spec_additions.md
-("Board link") gives (into registers, to keep the paths short), and DISPATCH, which
+Each frame goes through CHECK, which checks it in the order docs/spec.md section 14.4
+gives (into registers, to keep the paths short), and DISPATCH, which
 adds the duplicate rule and decides its status; a rejected frame changes nothing but
 the counters. Accepted commands run their data path (components of
 `nomac.boards.byte_streams`), then REPLY hands the reply to the encoder with its

@@ -1,11 +1,10 @@
 """`nomac verilog`: a config layer -> Verilog, manifest.json and memory init files.
 
-The manifest (SPEC section 3) is everything a testbench or a host needs to drive
+The manifest (docs/spec.md section 6) is everything a testbench or a host needs to drive
 the design without Python: port names, lanes, widths, memory layouts, figures.
 Same config in, same bytes out: no source paths or times are written.
 """
 import dataclasses
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 import nomac
+from nomac.errors import NomacError
 from nomac.hw.butterfly_engine import ButterflyEngine
 from nomac.hw.dense_engine import DenseEngine
 from nomac.hw.latency import measure_latency
@@ -26,6 +26,7 @@ from nomac.hw.lut_engine import LutEngine
 from nomac.hw.shift_engine import ShiftEngine
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
+from nomac.output_files import check_folder_target, json_text, replaced_folder
 
 # Layer kind -> engine class. An engine is a wiring.Component built from a validated
 # layer, with streams `i` and `o` (vector_stream beats of hw.in_lanes / hw.out_lanes),
@@ -94,6 +95,31 @@ def to_verilog(component: wiring.Component, name: str) -> str:
     return result.stdout
 
 
+def hardware_layers(config: Config, layer_name: str | None = None) -> list:
+    """The layers to generate: the named one, or every layer of a kind that has an engine."""
+    kinds = ", ".join(ENGINES)
+    if layer_name:
+        layer = config.layer(layer_name)
+        if layer.kind not in ENGINES:
+            raise NomacError(f"{config.source}: layer '{layer.name}' is a {layer.kind} layer, which has no "
+                             f"engine yet; engines exist for {kinds}")
+        return [layer]
+    layers = [layer for layer in config.layers if layer.kind in ENGINES]
+    if not layers:
+        raise NomacError(f"{config.source}: no layer has an engine (its kinds: "
+                         f"{', '.join(sorted({l.kind for l in config.layers}))}); engines exist for {kinds}")
+    return layers
+
+
+def single_hardware_layer(config: Config, layer_name: str | None, purpose: str):
+    """The one layer a simulation or a board takes: `layer_name`, or the config's only engine layer."""
+    layers = hardware_layers(config, layer_name)
+    if len(layers) != 1:
+        raise NomacError(f"{config.source}: the config has {len(layers)} layers with engines; {purpose} takes one, "
+                         f"name it with --layer ({', '.join(l.name for l in layers)})")
+    return layers[0]
+
+
 def build_engine(layer):
     """The Amaranth component for a layer (its kind's engine)."""
     return ENGINES[layer.kind](layer)
@@ -140,6 +166,7 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
 
 
 def write_layer(config: Config, layer, folder: Path) -> GeneratedDesign:
+    """Write one layer's design into `folder` as it goes (see `write_verilog` for whole results)."""
     folder.mkdir(parents=True, exist_ok=True)
     engine = build_engine(layer)
     top = f"nomac_{layer.kind}_{layer.name}"
@@ -151,17 +178,35 @@ def write_layer(config: Config, layer, folder: Path) -> GeneratedDesign:
         (folder / f"{memory.layout.name}.hex").write_text(
             "".join(f"{word:0{digits}x}\n" for word in memory.init))
     manifest = manifest_for(config, layer, engine, top)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (folder / "manifest.json").write_text(json_text(manifest, f"{folder / 'manifest.json'}"))
     return GeneratedDesign(folder=folder, verilog=verilog_path, manifest=manifest)
+
+
+def is_design_folder(folder: Path) -> bool:
+    """An earlier `write_verilog` result: one design, or one design per sub-folder."""
+    entries = list(folder.iterdir())
+    return (folder / "manifest.json").is_file() or bool(entries) and all(
+        entry.is_dir() and (entry / "manifest.json").is_file() for entry in entries)
+
+
+def check_verilog_target(out_dir) -> Path:
+    """Refuse, before any work, an `out_dir` that cannot take a design (see nomac.output_files)."""
+    return check_folder_target(out_dir, "Verilog output folder", is_design_folder)
 
 
 def write_verilog(config: Config, out_dir, layer_name: str | None = None) -> list[GeneratedDesign]:
     """Generate one layer (or every hardware layer) of a config into `out_dir`.
 
-    One layer goes straight into `out_dir`; several go into one sub-folder each.
+    One layer goes straight into `out_dir`; several go into one sub-folder each. The
+    whole result appears at once when complete and replaces an earlier one; a folder
+    holding anything else is refused.
     """
     out_dir = Path(out_dir)
-    layers = [config.layer(layer_name)] if layer_name else [l for l in config.layers if l.kind in ENGINES]
-    if len(layers) == 1:
-        return [write_layer(config, layers[0], out_dir)]
-    return [write_layer(config, layer, out_dir / layer.name) for layer in layers]
+    layers = hardware_layers(config, layer_name)
+    with replaced_folder(out_dir, "Verilog output folder", is_design_folder) as staging:
+        if len(layers) == 1:
+            designs = [write_layer(config, layers[0], staging)]
+        else:
+            designs = [write_layer(config, layer, staging / layer.name) for layer in layers]
+    return [dataclasses.replace(design, folder=out_dir / design.folder.relative_to(staging),
+                                verilog=out_dir / design.verilog.relative_to(staging)) for design in designs]

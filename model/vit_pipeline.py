@@ -8,7 +8,6 @@ Files in `out_dir` (all resumable, all keyed by seed):
 - `<plan>_seed<S>.result.json`: the measured figures (what `nomac report` tabulates).
 """
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from nomac.model.integer_emulation import IntegerEmulation
 from nomac.model.tiny_vit import TinyViT, ViTShape
 from nomac.model.vit_export import export_matrix, export_vit, record_tensors, tensor_scales
 from nomac.model.vit_training import TrainSettings, accuracy, predict, train
+from nomac.output_files import write_json
 
 FLOAT_SETTINGS = TrainSettings(epochs=400)     # 200 left seeds at 95.8-97.5 % test, 400 at 97.5-98.1 %
 BUTTERFLY_CALIBRATION_ROWS = 512
@@ -49,7 +49,7 @@ class PlanResult:
     deterministic: bool                # two integer runs gave the same bytes
 
     def save(self, path: Path):
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_json(path, asdict(self), "plan result")
 
 
 def build_float(data: ImageData, shape: ViTShape | None = None, seed: int = 0) -> TinyViT:

@@ -21,6 +21,7 @@ import numpy as np
 
 from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
+from nomac.output_files import replaced_file, write_json, write_text
 
 REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
                 "lut_train_k32_corrected", "lut_kmeans_k64", "lut_train_k64_lin", "lut_kmeans_v1_k8", "lut_train_v1_k8",
@@ -206,10 +207,9 @@ def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, 
                            "summary": summarize(results), "costs": asdict(costs),
                            "kinds": results[0]["kinds"], "parameters": results[0]["parameters"]}
     report = {"dataset": data_name, "sizes": data.sizes(), "seeds": list(seeds), "plans": rows}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out_dir / "report.json", report, "accuracy report")
     text = format_report(report)
-    (out_dir / "report.md").write_text(text)
+    write_text(out_dir / "report.md", text, "accuracy report")
     plot_report(report, out_dir / "report.png")
     log(text)
     log(f"written: {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'report.png'}")
@@ -277,5 +277,6 @@ def plot_report(report: dict, path: Path):
     ax.set_title(f"tiny ViT on {report['dataset']}, seeds {', '.join(map(str, report['seeds']))}")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with replaced_file(path, "accuracy plot") as temporary:
+        fig.savefig(temporary, format="png")
     plt.close(fig)

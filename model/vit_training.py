@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nomac.errors import NomacError
+from nomac.output_files import replaced_file
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,6 @@ class TrainSettings:
     rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
     scale: float = 0.1               # max relative zoom
     translate: float = 0.25          # max shift, fraction of the half image (0.25 = 1 pixel of 8)
-
-    @classmethod
-    def from_dict(cls, values: dict, where: str) -> "TrainSettings":
-        known = {f for f in cls.__dataclass_fields__}
-        for key in values:
-            if key not in known:
-                raise NomacError(f"{where}: training setting {key!r}: unknown; known settings are {', '.join(sorted(known))}")
-        return cls(**values)
 
 
 def augment(x: torch.Tensor, height: int, width: int, settings: TrainSettings,
@@ -186,9 +179,6 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
 
 
 def save_checkpoint(path: Path, model, optimizer, schedule, history, average=None):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "history": history, "average": average}, partial)
-    partial.replace(path)          # a kill mid-save leaves the previous checkpoint intact
+    with replaced_file(path, "checkpoint") as partial:   # a kill mid-save leaves the previous one intact
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "history": history, "average": average}, partial)

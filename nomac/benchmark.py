@@ -9,7 +9,6 @@ place-and-route (`nomac.boards.synthesis`). An engine that synthesizes but does 
 fit the device (more DSP blocks than it has, say) keeps its resource counts and gets
 a note instead of an Fmax. Prints tables, writes JSON and a PNG.
 """
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from nomac.boards.block_ram import max_table_reads
 from nomac.boards.synthesis import DEVICES, synthesize
 from nomac.errors import NomacError
 from nomac.model.config import load_config
+from nomac.output_files import replaced_file, write_json
 from nomac.sim.runner import simulate
 
 
@@ -43,9 +43,17 @@ def shape_of(layer) -> str:
     return f"{layer.kind} D{D} M{M}{shifts} U{hw.lanes} T{hw.terms_per_cycle}"
 
 
-def measure(config_path: Path, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print):
-    return measure_config(load_config(config_path), config_path.stem, devices, vectors=vectors,
-                          work_dir=work_dir, synth=synth, progress=progress)
+def load_bench_configs(paths, kinds) -> list[tuple]:
+    """(config, name) of every path, each read and checked before the first simulation starts;
+    a config's first layer is the one benchmarked, so it must be one of `kinds`."""
+    loaded = []
+    for path in map(Path, paths):
+        config = load_config(path)
+        if config.layers[0].kind not in kinds:
+            raise NomacError(f"{path}: first layer '{config.layers[0].name}' is a {config.layers[0].kind} layer; "
+                             f"this benchmark measures {' or '.join(kinds)} layers")
+        loaded.append((config, path.stem))
+    return loaded
 
 
 def measure_config(config, name: str, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print,
@@ -135,9 +143,7 @@ def save(rows: list[EngineFigures], folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "bench.json"]
-    paths[0].write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    paths = [write_json(folder / "bench.json", [asdict(r) for r in rows], "benchmark table")]
     synthesized = [r for r in rows if any("luts" in e for e in r.devices.values())]
     if synthesized:
         devices = list(synthesized[0].devices)
@@ -153,8 +159,9 @@ def save(rows: list[EngineFigures], folder: Path) -> list[Path]:
             axis.set_title(title)
             axis.legend()
         figure.tight_layout()
+        with replaced_file(folder / "bench.png", "benchmark plot") as temporary:
+            figure.savefig(temporary, dpi=100, format="png")
         paths.append(folder / "bench.png")
-        figure.savefig(paths[1], dpi=100)
         plt.close(figure)
     return paths
 
@@ -162,8 +169,10 @@ def save(rows: list[EngineFigures], folder: Path) -> list[Path]:
 def run_benchmark(configs, devices=tuple(DEVICES), *, vectors: int = 64, out_dir="build/bench",
                   synth: bool = True, progress=print) -> list[EngineFigures]:
     out_dir = Path(out_dir)
-    rows = [measure(Path(path), devices, vectors=vectors, work_dir=out_dir, synth=synth, progress=progress)
-            for path in configs]
+    loaded = load_bench_configs(configs, ("lut", "shift", "dense"))
+    progress(f"nomac bench: {len(loaded)} configs on {', '.join(devices)}")
+    rows = [measure_config(config, name, devices, vectors=vectors, work_dir=out_dir, synth=synth, progress=progress)
+            for config, name in loaded]
     print(format_tables(rows))
     for path in save(rows, out_dir):
         print(f"wrote {path}")

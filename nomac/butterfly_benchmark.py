@@ -9,7 +9,6 @@ the chain against M*D of the dense layer. Prints tables and writes JSON.
 
     python -m nomac.butterfly_benchmark [CONFIG ...] [--no-synth]
 """
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 from nomac.boards.synthesis import DEVICES, synthesize
 from nomac.errors import NomacError
 from nomac.model.butterfly_spec import chain_parameters
-from nomac.model.config import load_config
+from nomac.benchmark import load_bench_configs
+from nomac.output_files import write_json
 from nomac.sim.runner import simulate
 
 EXAMPLES = ("butterfly_mono32", "butterfly_bulge32", "butterfly_shift32")
@@ -39,13 +39,12 @@ class ButterflyFigures:
     devices: dict = field(default_factory=dict)
 
 
-def measure(config_path: Path, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print):
-    config = load_config(config_path)
+def measure(config, name: str, devices, *, vectors: int, work_dir: Path, synth: bool, progress=print):
     layer = config.layers[0]
-    progress(f"  {config_path.name}: simulating ...")
+    progress(f"  {name}: simulating ...")
     report = simulate(config, vectors=vectors, work_dir=work_dir / "sim")
     figures = ButterflyFigures(
-        config=config_path.stem, chain=[list(s) for s in layer.shapes], weights=[f.weights for f in layer.factors],
+        config=name, chain=[list(s) for s in layer.shapes], weights=[f.weights for f in layer.factors],
         lanes=list(layer.hw.lanes), cycles_per_vector=report.cycles_per_vector,
         design_cycles_per_vector=report.manifest["cycles_per_vector"],
         bound=report.manifest["cycles_per_vector_bound"], latency_cycles=report.latency_cycles,
@@ -53,8 +52,8 @@ def measure(config_path: Path, devices, *, vectors: int, work_dir: Path, synth: 
         dense_weights=layer.in_features * layer.out_features)
     if synth:
         for device in devices:
-            progress(f"  {config_path.name}: synthesizing for {device} ...")
-            work = work_dir / "synth" / config_path.stem
+            progress(f"  {name}: synthesizing for {device} ...")
+            work = work_dir / "synth" / name
             try:
                 result, problem = synthesize(layer, device, work_dir=work), None
             except NomacError as error:      # e.g. more multipliers than the device has DSP blocks
@@ -92,12 +91,12 @@ def format_tables(rows) -> str:
 def run_butterfly_benchmark(configs, devices=tuple(DEVICES), *, vectors: int = 64, out_dir="build/bench",
                             synth: bool = True, progress=print) -> list[ButterflyFigures]:
     out_dir = Path(out_dir)
-    rows = [measure(Path(path), devices, vectors=vectors, work_dir=out_dir, synth=synth, progress=progress)
-            for path in configs]
+    loaded = load_bench_configs(configs, ("butterfly",))
+    progress(f"nomac bench: {len(loaded)} butterfly configs on {', '.join(devices)}")
+    rows = [measure(config, name, devices, vectors=vectors, work_dir=out_dir, synth=synth, progress=progress)
+            for config, name in loaded]
     print(format_tables(rows))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "butterfly.json"
-    path.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    path = write_json(out_dir / "butterfly.json", [asdict(r) for r in rows], "butterfly benchmark table")
     print(f"wrote {path}")
     return rows
 

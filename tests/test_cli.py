@@ -97,6 +97,23 @@ ERRORS = {
     "empty npy": (["golden", CONFIG, "empty.npy", "-o", "out.npy"], ["empty.npy"]),
     "npz for npy": (["golden", CONFIG, "archive.npz", "-o", "out.npy"], ["archive.npz"]),
     "no report jobs": (["report", "--jobs", "0", "-o", "out"], ["--jobs", "0", "at least 1"]),
+    "negative demo vectors": (["demo", "--vectors", "-5", "-o", "out"], ["--vectors", "'-5'", "at least 1"]),
+    "zero run vectors": (["run", CONFIG, "--sim", "--vectors", "0"], ["--vectors", "'0'", "at least 1"]),
+    "nan timeout": (["run", CONFIG, "--timeout", "nan"], ["--timeout", "'nan'", "finite", "> 0"]),
+    "infinite timeout": (["run", CONFIG, "--timeout", "inf"], ["--timeout", "'inf'", "finite"]),
+    "negative timeout": (["run", CONFIG, "--timeout", "-1"], ["--timeout", "'-1'", "> 0"]),
+    "negative epochs": (["train", "--epochs", "-1", "-o", "out"], ["--epochs", "'-1'", "at least 0"]),
+    "fractional float epochs": (["train", "--float-epochs", "1.5", "-o", "out"], ["--float-epochs", "'1.5'"]),
+    "negative sim seed": (["sim", CONFIG, "--seed", "-1"], ["--seed", "'-1'", "at least 0"]),
+    "huge vectors": (["sim", CONFIG, "--vectors", "1" * 40], ["--vectors", "at most 18 digits"]),
+    "unknown option": (["verilog", CONFIG, "-o", "out", "--lanes", "4"], ["unrecognized", "--lanes"]),
+    "bad choice": (["sim", CONFIG, "--sim", "modelsim"], ["--sim", "'modelsim'", "icarus"]),
+    "verilog onto a file": (["verilog", CONFIG, "-o", "garbage.npy"], ["garbage.npy", "is a file", "folder"]),
+    "verilog into someone's folder": (["verilog", CONFIG, "-o", "."], ["holds files", "new or empty folder"]),
+    "verilog under a file": (["verilog", CONFIG, "-o", "empty.npy/design"], ["empty.npy", "is a file"]),
+    "golden onto a folder": (["golden", CONFIG, "narrow_inputs.npy", "-o", "."], ["-o", "is a folder"]),
+    "bench good then bad": (["bench", CONFIG, "no_such_config.json", "--no-synth", "-o", "bench"],
+                            ["no_such_config.json"]),
 }
 
 
@@ -164,3 +181,24 @@ def test_bench_without_synthesis_prints_and_saves_the_cycles_table(tmp_path, cap
                                       str(row["latency_cycles"]), "0"]
     assert table_row.endswith("ice40-up5k: R=5 (2), ecp5-85f: R=5 (2)")
     assert f"wrote {out_dir / 'bench.json'}" in lines
+
+
+def test_golden_prints_the_file_it_wrote(tmp_path, capsys):
+    np.save(tmp_path / "in.npy", np.zeros((2, 32), np.int8))
+    assert main(["golden", str(EXAMPLE), str(tmp_path / "in.npy"), "-o", str(tmp_path / "logits")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'logits.npy'}: int8 [2, 32]")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "logits.npy"]
+
+
+def test_an_interrupted_verilog_run_leaves_the_previous_design_intact(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "design"
+    assert main(["verilog", str(EXAMPLE), "-o", str(folder)]) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("nomac.hw.verilog_export.manifest_for", interrupted)
+    assert main(["verilog", str(EXAMPLE), "-o", str(folder), "--hw", "table_reads=2"]) == 130
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["design"]     # no half-written folder beside it
+    assert capsys.readouterr().err == "nomac: interrupted\n"
