@@ -20,6 +20,7 @@ Every failure is a ConfigError that says what the file should be (docs/spec.md,
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -40,9 +41,10 @@ NUMERIC_KINDS = "biuf"               # bool, signed and unsigned integer, float
 
 _END_RECORD = struct.Struct("<4s4H2LH")   # zip end of central directory record
 _END_SIGNATURE, _ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x06\x07"
-# What a damaged zip or .npy raises from zipfile, zlib or numpy's header parser.
+# What a damaged zip or .npy raises from zipfile, zlib or numpy's header parser (which
+# tokenizes a cut-short header: tokenize.TokenError).
 _DAMAGED = (OSError, EOFError, ValueError, SyntaxError, TypeError, OverflowError, struct.error,
-            zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+            zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, tokenize.TokenError)
 
 
 def read_npy(path, what: str, max_bytes: int = MAX_INPUT_BYTES) -> np.ndarray:
