@@ -7,7 +7,7 @@ depth: ceil(8R / width) * ceil(words / depth) <= blocks on the device.
 """
 from dataclasses import dataclass
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 
 @dataclass(frozen=True)

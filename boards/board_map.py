@@ -17,7 +17,7 @@ from amaranth.hdl import Shape
 
 from nomac.boards.link_protocol import (FRAME_OVERHEAD, MEMORY_REQUEST, VERSION, Counters, Identity,
                                         element_bytes, word_bytes)
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.verilog_export import build_engine, single_hardware_layer
 from nomac.model.config import Config

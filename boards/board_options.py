@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from nomac.boards.board_top import LINE_MIN_DIVISOR, Board
-from nomac.errors import ConfigError, NomacError
+from nomac.base.errors import ConfigError, NomacError
 
 __all__ = ["MAX_DIVISOR", "baud_range", "board_divisor", "check_count", "check_line_baud", "check_retries",
            "check_seed", "check_timeout", "check_vectors"]

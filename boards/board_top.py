@@ -22,7 +22,7 @@ from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, board_layer, board_map
 from nomac.boards.command_handler import CommandHandler
 from nomac.boards.link_gateware import FrameDecoder, FrameEncoder
 from nomac.boards.uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.hw.verilog_export import build_engine
 from nomac.model.config import Config
 

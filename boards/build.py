@@ -23,9 +23,9 @@ from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES
 from nomac.boards.board_options import board_divisor
 from nomac.boards.board_top import DEFAULT_BOARD, BoardCore, BoardTop, get_board
 from nomac.boards.synthesis import DEVICES, _cells_by_type, _find_tool, _version
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.config import Config
-from nomac.output_files import write_json
+from nomac.base.output_files import write_json
 
 TOP = "nomac_board"
 _LOG_TAIL_LINES = 30

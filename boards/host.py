@@ -30,7 +30,7 @@ from nomac.boards import link_protocol as lp
 from nomac.boards.board_map import BoardMap, board_layer
 from nomac.boards.board_top import DEFAULT_BOARD
 from nomac.boards.link_protocol import Command, Status
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 DEFAULT_TIMEOUT = 1.0        # seconds to wait for a reply, on top of its time on the wire
 SIMULATED_TIMEOUT = 60.0     # a simulator runs a few ten thousand cycles a second: allow it time for a reply

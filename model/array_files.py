@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 
 __all__ = ["MAX_CONFIG_ARRAYS", "MAX_CONFIG_ARRAY_BYTES", "MAX_INPUT_BYTES", "read_npy", "read_npz"]
 

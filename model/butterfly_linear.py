@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.butterfly_spec import (OUTPUTS, SHIFT_MIN_LIMIT, WEIGHTS, ButterflyLayer, check_chain,
                                         nonzero_columns)
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS

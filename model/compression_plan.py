@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from nomac.errors import ConfigError, NomacError
+from nomac.base.errors import ConfigError, NomacError
 from nomac.model.butterfly_chains import STYLES, propose_chain
 from nomac.model.field_rules import (reject_unknown, require_choice, require_int, require_power_of_two,
                                      require_real)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.array_files import read_npz
 from nomac.model.butterfly_spec import ButterflyLayer
 from nomac.model.dataflow import check_dataflow
@@ -25,7 +25,7 @@ from nomac.model.json_files import read_json
 from nomac.model.lut_spec import LutLayer
 from nomac.model.operator_layers import OPERATOR_KINDS
 from nomac.model.shift_spec import ShiftLayer
-from nomac.output_files import json_text, replaced_file, write_text
+from nomac.base.output_files import json_text, replaced_file, write_text
 
 FORMAT = "nomac/1"
 LAYER_KINDS = {cls.kind: cls for cls in (LutLayer, ShiftLayer, DenseLayer, ButterflyLayer)}
@@ -167,7 +167,7 @@ def arrays_path(config_path: Path, arrays_name) -> Path:
 def save_config(config: Config, path) -> Path:
     """Write `path` (JSON) and its .npz beside it; both byte-for-byte reproducible.
 
-    Each file appears whole (nomac.output_files); the .npz goes first, so a JSON never
+    Each file appears whole (nomac.base.output_files); the .npz goes first, so a JSON never
     names arrays that are not there yet."""
     path = Path(path)
     if path.suffix != ".json":

@@ -12,7 +12,7 @@ Rules (docs/spec.md section 12):
 """
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.operator_layers import OPERATOR_KINDS
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 SPLIT_SEED = 0
 DATASETS = ("digits", "mnist5k")

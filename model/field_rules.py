@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 
 
 def require_int(where: str, field: str, value, *, lo: int | None = None, hi: int | None = None) -> int:

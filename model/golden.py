@@ -1,7 +1,7 @@
 """Run the integer golden model of a config: one layer, or all layers in order."""
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.butterfly_golden import butterfly_forward
 from nomac.model.config import Config
 from nomac.model.dataflow import is_dataflow, run_dataflow

@@ -17,7 +17,7 @@ divisions are floors of non-negative numbers. Nothing here uses floats.
 """
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.fixed_point import rshift_round, sat8
 
 RECIP_BITS = 32          # reciprocals are floor(2^32 / r)

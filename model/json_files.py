@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_INTEGER_DIGITS", "read_json"]
 

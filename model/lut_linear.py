@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int, require_power_of_two
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.field_rules import (reject_unknown, require_array, require_bool, require_choice, require_int,
                                      require_values_in)
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.field_rules import reject_unknown, require_array, require_int, require_values_in
 
 MAX_MULT = (1 << 31) - 1     # dyadic multipliers are non-negative int32

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.accumulator_export import bias_in_units, check_scale, choose_out_shift
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int

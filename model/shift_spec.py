@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.field_rules import require_array, require_int, require_values_in
 from nomac.model.matrix_layer import MatrixLayer
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS, Config, make_config
 from nomac.model.fixed_point import INT8_MAX
 from nomac.model.int_ops import PROB_BITS

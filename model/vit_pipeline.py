@@ -23,7 +23,7 @@ from nomac.model.integer_emulation import IntegerEmulation
 from nomac.model.tiny_vit import TinyViT, ViTShape
 from nomac.model.vit_export import export_matrix, export_vit, record_tensors, tensor_scales
 from nomac.model.vit_training import TrainSettings, accuracy, predict, train
-from nomac.output_files import write_json
+from nomac.base.output_files import write_json
 
 FLOAT_SETTINGS = TrainSettings(epochs=400)     # 200 left seeds at 95.8-97.5 % test, 400 at 97.5-98.1 %
 BUTTERFLY_CALIBRATION_ROWS = 512

@@ -21,7 +21,7 @@ import numpy as np
 
 from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
-from nomac.output_files import replaced_file, write_json, write_text
+from nomac.base.output_files import replaced_file, write_json, write_text
 
 REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
                 "lut_train_k32_corrected", "lut_kmeans_k64", "lut_train_k64_lin", "lut_kmeans_v1_k8", "lut_train_v1_k8",

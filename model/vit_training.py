@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nomac.errors import NomacError
-from nomac.output_files import replaced_file
+from nomac.base.errors import NomacError
+from nomac.base.output_files import replaced_file
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from nomac.boards.block_ram import max_table_reads
 from nomac.boards.synthesis import DEVICES, synthesize
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.config import load_config
-from nomac.output_files import replaced_file, write_json
+from nomac.base.output_files import replaced_file, write_json
 from nomac.sim.runner import simulate
 
 

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nomac.boards.synthesis import DEVICES, synthesize
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.butterfly_spec import chain_parameters
 from nomac.benchmark import load_bench_configs
-from nomac.output_files import write_json
+from nomac.base.output_files import write_json
 from nomac.sim.runner import simulate
 
 EXAMPLES = ("butterfly_mono32", "butterfly_bulge32", "butterfly_shift32")

@@ -4,7 +4,7 @@ Each subcommand is a thin wrapper around one public function a Python user can c
 too. Bad input ends in one readable line on stderr and exit status 2, found before
 any work starts: option values are checked as they are parsed (the value types
 below), input files are read and output targets checked first, then the work runs
-and its results appear whole (nomac.output_files).
+and its results appear whole (nomac.base.output_files).
 """
 import argparse
 import math
@@ -14,8 +14,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from nomac.errors import NomacError
-from nomac.output_files import check_file_target, check_folder_target, npy_name, save_npy
+from nomac.base.errors import NomacError
+from nomac.base.output_files import check_file_target, check_folder_target, npy_name, save_npy
 
 DEMO_CONFIG = "lut_l2_small.json"
 BENCH_CONFIGS = ("lut_l2_small.json", "lut_l1_small.json", "lut_tree_small.json")

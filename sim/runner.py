@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.hw.verilog_export import single_hardware_layer, write_layer
 from nomac.model.config import Config
 from nomac.sim.butterfly_stimulus import butterfly_phases

@@ -30,7 +30,7 @@ from nomac.boards.board_map import BoardMap
 from nomac.boards.board_top import BOARDS, SIM_DIVISOR, Board, BoardCore
 from nomac.boards.link_protocol import Command
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.hw.verilog_export import FlatPorts, to_verilog
 from nomac.sim.runner import _WAIVERS, SIMULATORS, SimulationError, _tool_environment, default_work_dir
 

@@ -9,7 +9,7 @@ ECP5-85F: 208 blocks, shapes 36x512, 18x1024, 9x2048, 4x4096, 2x8192, 1x16384
 import pytest
 
 from nomac.boards.block_ram import blocks_for_tables, max_table_reads
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 BLOCKS = [
     # C=8, K=16, M=32, R=4: 8*16*8 = 1024 words of 32 bits.

@@ -20,7 +20,7 @@ from fake_board import FakeBoard, FakePort
 from host_cases import CONFIG, MAP
 from nomac.boards.build import build_bitstream
 from nomac.boards.host import BoardConnection, NoSuchPort, run_on_board
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 NO_PORT = "/dev/nomac-no-such-port"
 BAUD_RULE = "(4..65535 clock cycles per bit: the fewest a real line needs, the most IDENTIFY reports)"

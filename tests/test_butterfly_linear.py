@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.butterfly_chains import propose_chain
 from nomac.model.butterfly_golden import butterfly_forward
 from nomac.model.butterfly_linear import DeButLinear, als_fit, equalize

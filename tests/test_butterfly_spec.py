@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from butterfly_cases import ButterflyCase
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.butterfly_chains import bulging_chain, chain_from_pairs, monotonic_chain, propose_chain
 from nomac.model.butterfly_spec import (SparseChainWarning, chain_density, chain_parameters, chain_support,
                                         check_chain, check_factor_shape, lane_split, support_mask, valid_lanes)

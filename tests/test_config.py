@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.array_files import read_npy
 from nomac.model.config import load_config, make_config, save_config
 from nomac.model.dense_spec import DenseLayer

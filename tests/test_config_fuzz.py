@@ -24,7 +24,7 @@ import pytest
 from hypothesis import strategies as st
 
 from fuzz import fuzz_budgets, run_fuzz
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.compression_plan import KINDS, OPTIONS, bundled_plans, load_plan, train_settings
 from nomac.model.config import load_config, make_config, save_config
 from nomac.model.dense_spec import DenseLayer

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.config import make_config
 from nomac.model.dense_linear import export_dense
 from nomac.model.golden import run_golden

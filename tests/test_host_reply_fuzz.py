@@ -20,7 +20,7 @@ from host_cases import COMMAND_CASES, CONFIG, MAP, call_on_fake_board, fake_link
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_map import board_layer
 from nomac.boards.host import run_config
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.golden import run_golden
 
 RUN_VECTORS = np.random.default_rng(7).integers(-128, 128, (8, MAP.in_elements)).astype(np.int8)

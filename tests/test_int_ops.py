@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model import int_ops
 from nomac.model.config import load_config, make_config, save_config
 from nomac.model.golden import run_golden

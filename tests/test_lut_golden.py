@@ -7,7 +7,7 @@ their expected values worked out by hand in a comment.
 import numpy as np
 import pytest
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.config import make_config
 from nomac.model.fixed_point import requantize, rshift_round, sat8
 from nomac.model.golden import run_golden

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS, load_config, make_config, save_config
 from nomac.model.lut_examples import CONFIG_DIR, EXAMPLES, write_examples
 from nomac.model.lut_golden import lut_encode, lut_forward

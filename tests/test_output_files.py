@@ -1,12 +1,12 @@
-"""Outputs appear whole or not at all (nomac/output_files.py), and bad targets are refused first."""
+"""Outputs appear whole or not at all (base/output_files.py), and bad targets are refused first."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from nomac.errors import NomacError
-from nomac.output_files import (check_file_target, check_folder_target, json_text, replaced_file,
+from nomac.base.errors import NomacError
+from nomac.base.output_files import (check_file_target, check_folder_target, json_text, replaced_file,
                                 replaced_folder, save_npy, write_json)
 
 

@@ -11,7 +11,7 @@ from dataclasses import fields
 
 import pytest
 
-from nomac.errors import ConfigError, NomacError
+from nomac.base.errors import ConfigError, NomacError
 from nomac.model.compression_plan import (SETTINGS, bundled_plans, load_plan, plan_from_dict,
                                           train_settings)
 from nomac.model.tiny_vit import ViTShape

@@ -12,7 +12,7 @@ import pytest
 from matrix_cases import MatrixCase
 from nomac.benchmark import EngineFigures, synthesized
 from nomac.cli import main
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.equal_throughput import comparison_configs, format_comparison
 from nomac.model.config import save_config
 

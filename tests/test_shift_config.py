@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.config import load_config, make_config, save_config
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.shift_spec import ShiftLayer

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from nomac.errors import ConfigError
+from nomac.base.errors import ConfigError
 from nomac.model.config import make_config
 from nomac.model.golden import run_golden
 from nomac.model.lut_linear import activation_scale, quantize_activations

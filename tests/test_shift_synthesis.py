@@ -41,7 +41,7 @@ def test_resources_and_fmax(tmp_path, device, dsp_cells, kind):
 
 def test_an_abc9_crash_on_ecp5_is_retried_with_classic_abc_and_said(tmp_path, monkeypatch):
     from nomac.boards import synthesis
-    from nomac.errors import NomacError
+    from nomac.base.errors import NomacError
     scripts = []
 
     def run(tool, args, cwd, log):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nomac.boards.synthesis import DEVICES, SynthesisReport, synthesize
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model.config import make_config
 from nomac.model.lut_spec import LutLayer
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 from nomac.model import int_ops
 from nomac.model.compression_plan import bundled_plans, load_plan, plan_from_dict
 from nomac.model.config import load_config

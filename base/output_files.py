@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nomac.errors import NomacError
+from nomac.base.errors import NomacError
 
 __all__ = ["OutputError", "check_file_target", "check_folder_target", "replaced_file", "replaced_folder",
            "write_text", "write_json", "json_text", "save_npy", "npy_name"]
