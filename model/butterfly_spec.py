@@ -10,7 +10,6 @@ gives their support masks and the density of their product, and describes a
 validated layer with its hardware choices. The golden model, the float module and
 the generator live in their own files.
 """
-import math
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
@@ -18,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.model.field_rules import (reject_unknown, require_array, require_choice, require_int,
+from nomac.model.field_rules import (HardwareSection, reject_unknown, require_array, require_choice, require_int,
                                      require_values_in)
 
 WEIGHTS = ("int8", "shift")
@@ -278,7 +277,7 @@ def _per_factor(where: str, key: str, value, count: int, check) -> tuple:
 def resolve_hardware(layer: "ButterflyLayer", where: str, given: dict) -> ButterflyHardware:
     """Validate the "hw" section; defaults: lanes = s per factor (one output per cycle),
     ROM memories, and stream lanes just wide enough for the slowest stage."""
-    reject_unknown(where, "hw key", given, ButterflyHardware.KEYS)
+    hw = HardwareSection(where, given, ButterflyHardware.KEYS)
     factors = layer.factors
     n = len(factors)
 
@@ -295,22 +294,9 @@ def resolve_hardware(layer: "ButterflyLayer", where: str, given: dict) -> Butter
     memory = _per_factor(where, "memory", given.get("memory", "rom"), n,
                          lambda name, value, k: require_choice(where, name, value, MEMORIES))
     cycles = max(f.p * f.s // l for f, l in zip(factors, lanes))
-    in_lanes = require_int(where, "hw.in_lanes", given.get("in_lanes", math.ceil(layer.in_features / cycles)),
-                           lo=1, hi=layer.in_features)
-    out_lanes = require_int(where, "hw.out_lanes", given.get("out_lanes", math.ceil(layer.out_features / cycles)),
-                            lo=1, hi=layer.out_features)
-    if "ram" not in memory:
-        if "bias_bits" in given:
-            raise ConfigError(where, "hw.bias_bits", given["bias_bits"],
-                              "only applies to factors with memory 'ram'; ROM widths come from the arrays")
-        bias_bits = 0
-    else:
-        bias_bits = require_int(where, "hw.bias_bits", given.get("bias_bits", 32), lo=2, hi=32)
-        limit = 1 << (bias_bits - 1)
-        for k, (factor, kind) in enumerate(zip(factors, memory)):
-            if kind == "ram":
-                require_values_in(where, f"bias{k}", factor.bias, -limit, limit - 1,
-                                  f"must fit the {bias_bits}-bit bias memory (hw.bias_bits)")
+    in_lanes, out_lanes = hw.stream_lanes(layer.in_features, layer.out_features, cycles)
+    bias_bits = hw.bias_bits({f"bias{k}": factor.bias for k, (factor, kind) in enumerate(zip(factors, memory))
+                              if kind == "ram"}, held_in="factors with memory 'ram'")
     return ButterflyHardware(in_lanes=in_lanes, out_lanes=out_lanes, lanes=lanes, memory=memory,
                              bias_bits=bias_bits)
 

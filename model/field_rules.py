@@ -1,5 +1,9 @@
 """The checks every layer kind runs on its config section, each raising a ConfigError
-that names the place, the field, the value and the rule (docs/spec.md section 4)."""
+that names the place, the field, the value and the rule (docs/spec.md section 4).
+
+`HardwareSection` reads a layer's "hw" section with these checks, and holds the
+choices several kinds share (stream lanes, bias_bits), so each is checked and worded once.
+"""
 import math
 import operator
 from collections.abc import Iterable, Mapping
@@ -7,6 +11,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from nomac.base.errors import ConfigError
+
+__all__ = ["HardwareSection", "reject_unknown", "require_array", "require_bool", "require_choice", "require_int",
+           "require_power_of_two", "require_real", "require_values_in"]
 
 
 def require_int(where: str, field: str, value, *, lo: int | None = None, hi: int | None = None) -> int:
@@ -92,3 +99,46 @@ def require_values_in(where: str, name: str, array: np.ndarray, lo: int, hi: int
     if bad.size:
         index = tuple(int(i) for i in bad[0])
         raise ConfigError(where, f"array '{name}'{list(index)}", int(array[index]), rule)
+
+
+class HardwareSection:
+    """A layer's "hw" section being checked: each choice is read with its default and its rule,
+    and named "hw.<key>" in errors. Keys outside `keys` are refused at once."""
+
+    def __init__(self, where: str, given: Mapping, keys: Iterable[str]):
+        reject_unknown(where, "hw key", given, keys)
+        self.where, self.given = where, given
+
+    def integer(self, key: str, default: int, *, lo: int | None = None, hi: int | None = None) -> int:
+        return require_int(self.where, f"hw.{key}", self.given.get(key, default), lo=lo, hi=hi)
+
+    def power_of_two(self, key: str, default: int, *, lo: int, hi: int) -> int:
+        return require_power_of_two(self.where, f"hw.{key}", self.given.get(key, default), lo=lo, hi=hi)
+
+    def choice(self, key: str, default: str, choices: Iterable[str]) -> str:
+        return require_choice(self.where, f"hw.{key}", self.given.get(key, default), choices)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        return require_bool(self.where, f"hw.{key}", self.given.get(key, default))
+
+    def stream_lanes(self, in_features: int, out_features: int, cycles: int) -> tuple[int, int]:
+        """hw.in_lanes and hw.out_lanes, elements per beat on the input and output streams: by
+        default just enough to keep up with an engine that takes `cycles` per vector."""
+        return (self.integer("in_lanes", -(-in_features // cycles), lo=1, hi=in_features),
+                self.integer("out_lanes", -(-out_features // cycles), lo=1, hi=out_features))
+
+    def bias_bits(self, ram_biases: Mapping[str, np.ndarray], held_in: str = "memory 'ram'") -> int:
+        """hw.bias_bits, the width of a RAM bias memory (default 32), which every bias held in RAM
+        (`ram_biases`, by array name) must fit; 0 when none is, and then it may not be given
+        (it only applies to `held_in`)."""
+        if not ram_biases:
+            if "bias_bits" in self.given:
+                raise ConfigError(self.where, "hw.bias_bits", self.given["bias_bits"],
+                                  f"only applies to {held_in}; ROM widths come from the arrays")
+            return 0
+        bits = self.integer("bias_bits", 32, lo=2, hi=32)
+        limit = 1 << (bits - 1)
+        for name, bias in ram_biases.items():
+            require_values_in(self.where, name, bias, -limit, limit - 1,
+                              f"must fit the {bits}-bit bias memory (hw.bias_bits)")
+        return bits

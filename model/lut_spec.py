@@ -12,8 +12,8 @@ from typing import ClassVar
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.model.field_rules import (reject_unknown, require_array, require_bool, require_choice,
-                                     require_int, require_power_of_two, require_values_in)
+from nomac.model.field_rules import (HardwareSection, reject_unknown, require_array, require_choice, require_int,
+                                     require_power_of_two, require_values_in)
 
 ENCODERS = ("l2", "l1", "tree")
 OUTPUTS = ("int8", "acc")
@@ -161,35 +161,24 @@ def resolve_hardware(layer: LutLayer, where: str, given: dict) -> LutHardware:
     centroids and few outputs the encoder is then the slower stage; say
     encoder_lanes explicitly to trade area for speed).
     """
-    reject_unknown(where, "hw key", given, LutHardware.KEYS)
+    hw = HardwareSection(where, given, LutHardware.KEYS)
     D, M, C, K = layer.in_features, layer.out_features, layer.codebooks, layer.centroids
 
-    reads = require_int(where, "hw.table_reads", given.get("table_reads", min(M, 2)), lo=1, hi=M)
+    reads = hw.integer("table_reads", min(M, 2), lo=1, hi=M)
     cycles = C * _ceil_div(M, reads)
     if layer.encoder == "tree":
-        if "encoder_lanes" in given and require_int(where, "hw.encoder_lanes", given["encoder_lanes"]) != 1:
+        if hw.integer("encoder_lanes", 1) != 1:
             raise ConfigError(where, "hw.encoder_lanes", given["encoder_lanes"],
                               "only l1/l2 encoders have encoder lanes (a tree encodes a codebook per cycle)")
         encoder_lanes = 1
     else:
         auto = next(p for p in (1 << i for i in range(9))
                     if p >= min(K, MAX_AUTO_ENCODER_LANES) or K // p <= _ceil_div(M, reads))
-        encoder_lanes = require_power_of_two(where, "hw.encoder_lanes",
-                                             given.get("encoder_lanes", auto), lo=1, hi=K)
-    in_lanes = require_int(where, "hw.in_lanes", given.get("in_lanes", _ceil_div(D, cycles)), lo=1, hi=D)
-    out_lanes = require_int(where, "hw.out_lanes", given.get("out_lanes", _ceil_div(M, cycles)), lo=1, hi=M)
-    memory = require_choice(where, "hw.memory", given.get("memory", "rom"), MEMORIES)
-    pipeline = require_bool(where, "hw.pipeline", given.get("pipeline", True))
-    if memory == "rom":
-        if "bias_bits" in given:
-            raise ConfigError(where, "hw.bias_bits", given["bias_bits"],
-                              "only applies to memory 'ram'; ROM widths come from the arrays")
-        bias_bits = 0
-    else:
-        bias_bits = require_int(where, "hw.bias_bits", given.get("bias_bits", 32), lo=2, hi=32)
-        limit = 1 << (bias_bits - 1)
-        require_values_in(where, "bias", layer.bias, -limit, limit - 1,
-                          f"must fit the {bias_bits}-bit bias memory (hw.bias_bits)")
+        encoder_lanes = hw.power_of_two("encoder_lanes", auto, lo=1, hi=K)
+    in_lanes, out_lanes = hw.stream_lanes(D, M, cycles)
+    memory = hw.choice("memory", "rom", MEMORIES)
+    pipeline = hw.boolean("pipeline", True)
+    bias_bits = hw.bias_bits({"bias": layer.bias} if memory == "ram" else {})
     return LutHardware(in_lanes=in_lanes, out_lanes=out_lanes, table_reads=reads,
                        encoder_lanes=encoder_lanes, memory=memory, pipeline=pipeline,
                        bias_bits=bias_bits)

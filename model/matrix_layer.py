@@ -14,8 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.model.field_rules import (reject_unknown, require_array, require_bool, require_choice, require_int,
-                                     require_values_in)
+from nomac.model.field_rules import HardwareSection, reject_unknown, require_array, require_choice, require_int
 
 OUTPUTS = ("int8", "acc")
 MEMORIES = ("rom", "ram")
@@ -69,26 +68,14 @@ def resolve_matrix_hardware(layer, where: str, given: dict) -> MatrixHardware:
     enough lanes to keep up with the ceil(M / lanes) * ceil(D / terms_per_cycle)
     cycles of the loop.
     """
-    reject_unknown(where, "hw key", given, MatrixHardware.KEYS)
+    hw = HardwareSection(where, given, MatrixHardware.KEYS)
     D, M = layer.in_features, layer.out_features
-    lanes = require_int(where, "hw.lanes", given.get("lanes", min(M, DEFAULT_LANES)), lo=1, hi=M)
-    terms = require_int(where, "hw.terms_per_cycle", given.get("terms_per_cycle", min(D, DEFAULT_TERMS_PER_CYCLE)),
-                        lo=1, hi=D)
-    cycles = ceil_div(M, lanes) * ceil_div(D, terms)
-    in_lanes = require_int(where, "hw.in_lanes", given.get("in_lanes", ceil_div(D, cycles)), lo=1, hi=D)
-    out_lanes = require_int(where, "hw.out_lanes", given.get("out_lanes", ceil_div(M, cycles)), lo=1, hi=M)
-    memory = require_choice(where, "hw.memory", given.get("memory", "rom"), MEMORIES)
-    pipeline = require_bool(where, "hw.pipeline", given.get("pipeline", True))
-    if memory == "rom":
-        if "bias_bits" in given:
-            raise ConfigError(where, "hw.bias_bits", given["bias_bits"],
-                              "only applies to memory 'ram'; ROM widths come from the arrays")
-        bias_bits = 0
-    else:
-        bias_bits = require_int(where, "hw.bias_bits", given.get("bias_bits", 32), lo=2, hi=32)
-        limit = 1 << (bias_bits - 1)
-        require_values_in(where, "bias", layer.bias, -limit, limit - 1,
-                          f"must fit the {bias_bits}-bit bias memory (hw.bias_bits)")
+    lanes = hw.integer("lanes", min(M, DEFAULT_LANES), lo=1, hi=M)
+    terms = hw.integer("terms_per_cycle", min(D, DEFAULT_TERMS_PER_CYCLE), lo=1, hi=D)
+    in_lanes, out_lanes = hw.stream_lanes(D, M, ceil_div(M, lanes) * ceil_div(D, terms))
+    memory = hw.choice("memory", "rom", MEMORIES)
+    pipeline = hw.boolean("pipeline", True)
+    bias_bits = hw.bias_bits({"bias": layer.bias} if memory == "ram" else {})
     return MatrixHardware(in_lanes=in_lanes, out_lanes=out_lanes, lanes=lanes, terms_per_cycle=terms,
                           memory=memory, pipeline=pipeline, bias_bits=bias_bits)
 

@@ -7,9 +7,9 @@ from torch import nn
 from nomac.base.errors import ConfigError
 from nomac.model.butterfly_chains import propose_chain
 from nomac.model.butterfly_golden import butterfly_forward
-from nomac.model.butterfly_linear import DeButLinear, als_fit, equalize
 from nomac.model.butterfly_spec import SparseChainWarning, support_mask
-from nomac.model.lut_linear import quantize_activations
+from nomac.model.layers.activations import quantize_activations
+from nomac.model.layers.butterfly_linear import DeButLinear, als_fit, equalize
 
 
 def seeded_linear(in_features, out_features, seed=0):

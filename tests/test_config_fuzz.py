@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from fuzz import fuzz_budgets, run_fuzz
 from nomac.base.errors import NomacError
-from nomac.model.compression_plan import KINDS, OPTIONS, bundled_plans, load_plan, train_settings
 from nomac.model.config import load_config, make_config, save_config
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.operator_layers import AddLayer, GeluLayer, LayerNormLayer
+from nomac.model.vit.compression_plan import KINDS, OPTIONS, bundled_plans, load_plan, train_settings
 from npz_cases import npy_header, npy_of, zip_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::nomac.model.butterfly_spec.SparseChainWarning")   # mutated chains

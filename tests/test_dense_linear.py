@@ -12,9 +12,9 @@ from torch import nn
 
 from nomac.base.errors import ConfigError
 from nomac.model.config import make_config
-from nomac.model.dense_linear import export_dense
 from nomac.model.golden import run_golden
-from nomac.model.lut_linear import activation_scale, quantize_activations
+from nomac.model.layers.activations import activation_scale, quantize_activations
+from nomac.model.layers.dense_linear import export_dense
 from trained_linear import trained_linear
 
 

@@ -13,7 +13,7 @@ from nomac.model import int_ops
 from nomac.model.config import load_config, make_config, save_config
 from nomac.model.golden import run_golden
 from nomac.model.operator_layers import AttentionLayer, LayerNormLayer
-from nomac.model.vit_export import common_dyadic, gelu_table
+from nomac.model.vit.export import common_dyadic, gelu_table
 
 
 def rshift_round(a: int, s: int) -> int:

@@ -1,4 +1,4 @@
-"""LUTLinear (model/lut_linear.py): fitting rules, float forward, integer export, examples.
+"""LUTLinear (model/layers/lut_linear.py): fitting rules, float forward, integer export, examples.
 
 Expected values come from the data (hand-derived or brute force written here from the
 rule in the docstrings and docs/spec.md section 7), never from the code under test.
@@ -13,10 +13,11 @@ from torch import nn
 
 from nomac.base.errors import ConfigError
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS, load_config, make_config, save_config
-from nomac.model.lut_examples import CONFIG_DIR, EXAMPLES, write_examples
+from nomac.model.examples.lut import EXAMPLES, write_examples
+from nomac.model.examples.source_layer import CONFIG_DIR
+from nomac.model.layers.activations import activation_scale, quantize_activations
+from nomac.model.layers.lut_linear import LUTLinear, fit_hash_tree, fit_kmeans
 from nomac.model.lut_golden import lut_encode, lut_forward
-from nomac.model.lut_linear import (LUTLinear, activation_scale, fit_hash_tree, fit_kmeans,
-                                    quantize_activations)
 from nomac.model.lut_spec import LutLayer
 
 ENCODERS = ("l2", "l1", "tree")

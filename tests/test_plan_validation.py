@@ -1,4 +1,4 @@
-"""Compression plans (model/compression_plan.py) are validated at load like configs: the
+"""Compression plans (model/vit/compression_plan.py) are validated at load like configs: the
 file (model/json_files.py), every field's type and range, unknown fields, and rule
 patterns against the tiny ViT's layer names. No torch model is built or trained here.
 
@@ -12,12 +12,12 @@ from dataclasses import fields
 import pytest
 
 from nomac.base.errors import ConfigError, NomacError
-from nomac.model.compression_plan import (SETTINGS, bundled_plans, load_plan, plan_from_dict,
-                                          train_settings)
-from nomac.model.tiny_vit import ViTShape
-from nomac.model.vit_training import TrainSettings
+from nomac.model.vit.compression_plan import (SETTINGS, bundled_plans, load_plan, plan_from_dict,
+                                              train_settings)
+from nomac.model.vit.tiny_vit import ViTShape
+from nomac.model.vit.training import TrainSettings
 
-# The names the default tiny ViT gives its nn.Linear modules (model/tiny_vit.py docstring):
+# The names the default tiny ViT gives its nn.Linear modules (model/vit/tiny_vit.py docstring):
 # patch_embed, then qkv, proj, fc1, fc2 of blocks 0 and 1, then head.
 VIT_LINEARS = ["patch_embed", "blocks.0.qkv", "blocks.0.proj", "blocks.0.fc1", "blocks.0.fc2",
                "blocks.1.qkv", "blocks.1.proj", "blocks.1.fc1", "blocks.1.fc2", "head"]

@@ -18,9 +18,9 @@ from torch import nn
 from nomac.base.errors import ConfigError
 from nomac.model.config import make_config
 from nomac.model.golden import run_golden
-from nomac.model.lut_linear import activation_scale, quantize_activations
-from nomac.model.shift_linear import (ShiftLinearPS, ShiftLinearQ, convert_to_shift, ps_shift_range,
-                                      q_shift_range, round_to_power_of_two)
+from nomac.model.layers.activations import activation_scale, quantize_activations
+from nomac.model.layers.shift_linear import (ShiftLinearPS, ShiftLinearQ, convert_to_shift, ps_shift_range,
+                                             q_shift_range, round_to_power_of_two)
 from trained_linear import double_linear, trained_linear
 
 LN2 = math.log(2)

@@ -11,14 +11,14 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nomac.base.errors import NomacError
 from nomac.model import int_ops
-from nomac.model.compression_plan import bundled_plans, load_plan, plan_from_dict
 from nomac.model.config import load_config
-from nomac.model.digits_data import load_dataset
 from nomac.model.golden import run_golden
-from nomac.model.lut_linear import LUTLinear
-from nomac.model.lut_training import TrainableLUTLinear
-from nomac.model.tiny_vit import TinyViT, ViTShape, fake_quantize, image_patches
-from nomac.model.vit_training import TrainSettings, hidden_state_loss, train
+from nomac.model.layers.lut_linear import LUTLinear
+from nomac.model.layers.lut_training import TrainableLUTLinear
+from nomac.model.vit.compression_plan import bundled_plans, load_plan, plan_from_dict
+from nomac.model.vit.digits_data import load_dataset
+from nomac.model.vit.tiny_vit import TinyViT, ViTShape, fake_quantize, image_patches
+from nomac.model.vit.training import TrainSettings, hidden_state_loss, train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -318,7 +318,7 @@ def test_hidden_state_loss_weighs_each_point_by_the_teachers_variance():
 def quick_run(digits, tmp_path_factory):
     """The lut_train_v1_k8 plan (corrected tables, weight averaging) for one epoch after a 6-epoch
     float model: (result, folder)."""
-    from nomac.model.vit_pipeline import run_plan
+    from nomac.model.vit.pipeline import run_plan
     folder = tmp_path_factory.mktemp("vit")
     plan = load_plan("lut_train_v1_k8")
     plan = plan.__class__(**{**plan.__dict__, "settings": TrainSettings(epochs=1, batch=256, lr=1e-3, distill=0.5,
@@ -343,7 +343,7 @@ def test_a_quick_lut_plan_exports_a_whole_model_the_integer_golden_runs(digits, 
 
 
 def test_costs_of_a_whole_model_count_rows_per_token(quick_run):
-    from nomac.model.vit_report import config_costs
+    from nomac.model.vit.report import config_costs
     config = load_config(quick_run[0].config)
     costs = config_costs(config)
     luts = [layer for layer in config.layers if layer.kind == "lut"]
@@ -378,7 +378,7 @@ def test_nomac_verilog_writes_every_hardware_layer_of_a_whole_model(quick_run, t
 def test_a_report_run_in_parallel_processes_matches_one_run_in_sequence(tmp_path):
     """`nomac report --jobs 2` trains in worker processes; what they save is what one process
     computes (same configs, same accuracies), and the report tabulates every plan."""
-    from nomac.model.vit_report import run_report
+    from nomac.model.vit.report import run_report
     shift_plan = tmp_path / "shift_only.json"
     shift_plan.write_text(json.dumps({"format": "nomac-plan/1", "name": "shift_only",
                                       "layers": [{"match": "blocks.*", "kind": "shift"}]}))

@@ -15,8 +15,10 @@ from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.field_rules import require_choice
 from nomac.model.fixed_point import INT8_MAX
-from nomac.model.lut_linear import quantize_activations
+from nomac.model.layers.activations import quantize_activations
 from nomac.model.matrix_layer import OUTPUTS
+
+__all__ = ["weight_scale", "export_dense"]
 
 
 def weight_scale(weight: np.ndarray) -> float:

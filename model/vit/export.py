@@ -17,23 +17,22 @@ import torch
 from torch import nn
 
 from nomac.base.errors import NomacError
+from nomac.model.accumulator_export import INT32_MAX, round_half_up
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS, Config, make_config
 from nomac.model.fixed_point import INT8_MAX
 from nomac.model.int_ops import PROB_BITS
 from nomac.model.operator_layers import (EXP_ONE, AddLayer, AttentionLayer, EmbedLayer, GeluLayer,
                                          LayerNormLayer, PatchesLayer, SelectTokenLayer)
-from nomac.model.tiny_vit import TinyViT
+from nomac.model.vit.tiny_vit import TinyViT
+
+__all__ = ["MULT_BITS", "NORM_BITS", "NORM_WEIGHT_MAX", "EXP_STEP", "common_dyadic", "record_tensors", "tensor_scales",
+           "export_matrix", "export_vit", "residual", "layernorm_layer", "embed_layer", "attention_layer", "gelu_layer",
+           "residual_layer", "gelu_table", "operator"]
 
 MULT_BITS = 15          # dyadic multipliers: 15 significant bits
 NORM_BITS = 7           # LayerNorm's normalized value in units of 2^-7
 NORM_WEIGHT_MAX = (1 << 15) - 1
 EXP_STEP = 1 / 24       # the softmax table's step in (scaled) logits: 255 steps cover 10.6
-INT32_MAX = (1 << 31) - 1
-
-
-def round_half_up(v) -> np.ndarray:
-    return np.floor(np.asarray(v, dtype=np.float64) + 0.5)
-
 
 def common_dyadic(ratios, max_shift: int = 40) -> tuple:
     """Dyadic rescaling, mult_i / 2^shift ~ ratio_i with one shared shift: the largest
@@ -70,7 +69,7 @@ def export_matrix(module: nn.Module, name: str, input_scale: float, output_scale
     """The hardware layer of one float matrix module (nn.Linear -> `dense`, LUTLinear -> `lut`,
     ShiftLinearQ/PS -> `shift`, DeButLinear -> `butterfly`)."""
     if type(module) is nn.Linear:
-        from nomac.model.dense_linear import export_dense
+        from nomac.model.layers.dense_linear import export_dense
         return export_dense(module, name, input_scale, output_scale, output=output)
     if not hasattr(module, "export"):
         raise NomacError(f"layer '{name}': {type(module).__name__} has no integer export")

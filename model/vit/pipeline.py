@@ -15,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nomac.model.compression_plan import CALIBRATION_ROWS, CompressionPlan, compress
-from nomac.model.config import save_config
-from nomac.model.digits_data import ImageData
-from nomac.model.golden import run_golden
-from nomac.model.integer_emulation import IntegerEmulation
-from nomac.model.tiny_vit import TinyViT, ViTShape
-from nomac.model.vit_export import export_matrix, export_vit, record_tensors, tensor_scales
-from nomac.model.vit_training import TrainSettings, accuracy, predict, train
 from nomac.base.output_files import write_json
+from nomac.model.config import save_config
+from nomac.model.golden import run_golden
+from nomac.model.vit.compression_plan import CALIBRATION_ROWS, CompressionPlan, compress
+from nomac.model.vit.digits_data import ImageData
+from nomac.model.vit.export import export_matrix, export_vit, record_tensors, tensor_scales
+from nomac.model.vit.integer_emulation import IntegerEmulation
+from nomac.model.vit.tiny_vit import TinyViT, ViTShape
+from nomac.model.vit.training import TrainSettings, accuracy, predict, train
+
+__all__ = ["FLOAT_SETTINGS", "BUTTERFLY_CALIBRATION_ROWS", "PlanResult", "build_float", "train_float",
+           "recorded_inputs", "quantization_aware", "run_plan"]
 
 FLOAT_SETTINGS = TrainSettings(epochs=400)     # 200 left seeds at 95.8-97.5 % test, 400 at 97.5-98.1 %
 BUTTERFLY_CALIBRATION_ROWS = 512

@@ -1,6 +1,6 @@
 """Compression plans: which nn.Linear of a model becomes which layer kind, and how it is trained.
 
-A plan is a JSON file (bundled ones in model/plans/):
+A plan is a JSON file (bundled ones in model/vit/plans/):
 
     {"format": "nomac-plan/1", "name": "lut", "description": "...",
      "layers": [{"match": "patch_embed", "kind": "dense"},
@@ -20,7 +20,7 @@ stays `dense` (int8). Kinds and their options:
   fitted by ALS on the layer's calibration inputs.
 `training.method`: "none" (convert and export, e.g. k-means only), or "finetune"
 ("differentiable" is the same for `lut` layers: soft assignment with a straight-through
-estimator); the other `training` keys are TrainSettings fields (model/vit_training.py).
+estimator); the other `training` keys are TrainSettings fields (model/vit/training.py).
 
 Loading checks a plan as a config is checked (model/json_files.py reads the file): every
 field's type and range (SETTINGS, OPTIONS), unknown fields refused, and a rule whose
@@ -39,10 +39,14 @@ from nomac.model.butterfly_chains import STYLES, propose_chain
 from nomac.model.field_rules import (reject_unknown, require_choice, require_int, require_power_of_two,
                                      require_real)
 from nomac.model.json_files import read_json
+from nomac.model.layers.lut_training import INPUT_GRADIENTS, LEARN, TrainableLUTLinear
 from nomac.model.lut_spec import ENCODERS
-from nomac.model.lut_training import INPUT_GRADIENTS, LEARN, TrainableLUTLinear
-from nomac.model.tiny_vit import ViTShape
-from nomac.model.vit_training import TrainSettings
+from nomac.model.vit.tiny_vit import ViTShape
+from nomac.model.vit.training import TrainSettings
+
+__all__ = ["FORMAT", "PLAN_KEYS", "KINDS", "METHODS", "CALIBRATION_ROWS", "KMEANS_ITERATIONS", "MAX_EPOCHS", "OPTIONS",
+           "SETTINGS", "LayerRule", "CompressionPlan", "train_settings", "bundled_plans", "load_plan", "plan_from_dict",
+           "compress", "convert_linear"]
 
 FORMAT = "nomac-plan/1"
 PLAN_KEYS = ("format", "name", "description", "layers", "training")
@@ -74,7 +78,7 @@ OPTIONS = {"dense": {},
            "shift": {"variant": ("Q", _choice(("Q", "PS"))), "weight_bits": (5, _int(2, 6))},   # ShiftLinear's range
            "butterfly": {"style": ("monotonic", _choice(STYLES)), "radix": (4, _int(2, 256)),
                          "sweeps": (5, _int(0, 1000))}}
-# TrainSettings fields (model/vit_training.py) -> their rule.
+# TrainSettings fields (model/vit/training.py) -> their rule.
 SETTINGS = {"epochs": _int(0, MAX_EPOCHS), "batch": _int(1, 1 << 16), "lr": _real(above=0),
             "weight_decay": _real(lo=0), "label_smoothing": _real(lo=0, below=1), "warmup": _real(lo=0, hi=1),
             "distill": _real(lo=0, hi=1), "temperature": _real(above=0), "hidden_distill": _real(lo=0),
@@ -127,7 +131,7 @@ def train_settings(values: dict, where: str, base: TrainSettings = TrainSettings
 
 
 def bundled_plans() -> dict[str, Path]:
-    folder = Path(str(resources.files("nomac.model") / "plans"))
+    folder = Path(str(resources.files("nomac.model.vit") / "plans"))
     return {path.stem: path for path in sorted(folder.glob("*.json"))}
 
 
@@ -227,13 +231,13 @@ def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed:
                                               seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"],
                                               input_gradient=o["input_gradient"])
     if rule.kind == "shift":
-        from nomac.model.shift_linear import ShiftLinearPS, ShiftLinearQ
+        from nomac.model.layers.shift_linear import ShiftLinearPS, ShiftLinearQ
         cls = {"Q": ShiftLinearQ, "PS": ShiftLinearPS}.get(o["variant"])
         if cls is None:
             raise NomacError(f"{where}: variant = {o['variant']!r}: must be 'Q' or 'PS'")
         return cls.from_linear(linear, o["weight_bits"])
     if rule.kind == "butterfly":
-        from nomac.model.butterfly_linear import DeButLinear
+        from nomac.model.layers.butterfly_linear import DeButLinear
         try:
             chain = propose_chain(linear.out_features, linear.in_features, o["style"], o["radix"])
         except ValueError as e:     # no chain of this style and radix for the layer's sizes

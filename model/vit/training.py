@@ -29,6 +29,8 @@ from torch import nn
 from nomac.base.errors import NomacError
 from nomac.base.output_files import replaced_file
 
+__all__ = ["TrainSettings", "augment", "hidden_state_loss", "accuracy", "predict", "train", "save_checkpoint"]
+
 
 @dataclass(frozen=True)
 class TrainSettings:

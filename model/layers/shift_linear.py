@@ -45,9 +45,12 @@ from nomac.base.errors import ConfigError
 from nomac.model.accumulator_export import bias_in_units, check_scale, choose_out_shift
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int
-from nomac.model.lut_linear import quantize_activations
+from nomac.model.layers.activations import quantize_activations
 from nomac.model.matrix_layer import OUTPUTS
 from nomac.model.shift_spec import MIN_SHIFT, MIN_SHIFT_RULE, ShiftLayer
+
+__all__ = ["VARIANTS", "SQRT_HALF", "q_shift_range", "ps_shift_range", "round_to_power_of_two", "straight_through",
+           "ShiftLinearQ", "ShiftLinearPS", "convert_to_shift"]
 
 VARIANTS = ("Q", "PS")
 SQRT_HALF = math.sqrt(0.5)   # the float64 just above 2^-1/2: f > 2^-1/2 iff f >= SQRT_HALF

@@ -40,11 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nomac.model.accumulator_export import INT32_MAX, INT32_MIN, MAX_OUT_SHIFT
 from nomac.model.field_rules import require_choice
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN
-from nomac.model.lut_linear import MAX_OUT_SHIFT, LUTLinear
+from nomac.model.layers.lut_linear import LUTLinear
 
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+__all__ = ["LEARN", "INPUT_GRADIENTS", "subvector_distances", "TrainableLUTLinear"]
 
 LEARN = ("tables", "weight", "weight+tables")
 INPUT_GRADIENTS = ("soft", "linear")

@@ -31,32 +31,16 @@ import torch
 from torch import nn
 
 from nomac.base.errors import ConfigError
+from nomac.model.accumulator_export import INT32_MAX, INT32_MIN, MAX_OUT_SHIFT, check_scale, round_half_up
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int, require_power_of_two
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN
+from nomac.model.layers.activations import as_float64, quantize_activations
 from nomac.model.lut_spec import ENCODERS, OUTPUTS, LutLayer
 
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-MAX_OUT_SHIFT = 62     # the largest out_shift a config may carry (lut_spec validation)
+__all__ = ["fit_kmeans", "fit_hash_tree", "LUTLinear", "tree_thresholds", "tables_from_weight"]
+
 _CHUNK = 4096          # vectors per step of a distance computation, to bound temporaries
-
-
-def activation_scale(x) -> float:
-    """max|x| / 127: the symmetric int8 scale that just covers every value of x."""
-    peak = float(np.abs(_as_float64(x)).max())
-    if not peak > 0 or not math.isfinite(peak):
-        raise ValueError(f"activation_scale: max|x| = {peak}: must be finite and > 0")
-    return peak / INT8_MAX
-
-
-def quantize_activations(x, scale: float) -> np.ndarray:
-    """int8 x_int = clamp(round(x / scale), -128, 127), the input format of docs/spec.md section 7.
-
-    Rounds half up (floor(v + 0.5)), the same rule as docs/spec.md section 2's rshift_round,
-    so one rounding rule holds everywhere in nomac. Prototypes are quantized with it too.
-    """
-    _check_scale("quantize_activations", "scale", scale)
-    return np.clip(_round_half_up(_as_float64(x) / scale), INT8_MIN, INT8_MAX).astype(np.int8)
 
 
 def fit_kmeans(points, centroids: int, *, metric: str = "l2", rng: np.random.Generator,
@@ -201,7 +185,7 @@ class LUTLinear(nn.Module):
         lut = cls(linear.in_features, linear.out_features, codebooks, centroids, encoder,
                   bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype)
         C, K, V = lut.codebooks, lut.centroids, lut.subvector_len
-        inputs = _as_float64(calibration)
+        inputs = as_float64(calibration)
         if inputs.shape[-1] != lut.in_features or inputs.size == 0:
             raise ValueError(f"LUTLinear.from_linear: calibration shape {list(inputs.shape)}: "
                              f"must be [N >= 1, {lut.in_features}]")
@@ -282,7 +266,7 @@ class LUTLinear(nn.Module):
         input_scale and output_scale are stored as descriptive fields of the layer.
         """
         where = f"LUTLinear.export: layer '{name}'"
-        _check_scale(where, "input_scale", input_scale)
+        check_scale(where, "input_scale", input_scale)
         output = require_choice(where, "output", output, OUTPUTS)
         tables = self.tables.detach().to("cpu", torch.float64).numpy()
         bias = np.zeros(self.out_features) if self.bias is None else \
@@ -294,11 +278,11 @@ class LUTLinear(nn.Module):
             with torch.no_grad():
                 peak = float(self(calibration).abs().max())
             output_scale = max(peak, table_peak) / INT8_MAX
-        _check_scale(where, "output_scale", output_scale)
+        check_scale(where, "output_scale", output_scale)
 
         def fits(shift: int) -> bool:
             unit = output_scale / 2 ** shift
-            t, b = _round_half_up(tables / unit), _round_half_up(bias / unit)
+            t, b = round_half_up(tables / unit), round_half_up(bias / unit)
             return bool(t.min() >= INT8_MIN and t.max() <= INT8_MAX and b.min() >= INT32_MIN and b.max() <= INT32_MAX)
 
         if not fits(0):
@@ -309,8 +293,8 @@ class LUTLinear(nn.Module):
         while out_shift < MAX_OUT_SHIFT and fits(out_shift + 1):
             out_shift += 1
         unit = output_scale / 2 ** out_shift
-        arrays = {"tables": _round_half_up(tables / unit).astype(np.int8),
-                  "bias": _round_half_up(bias / unit).astype(np.int32)}
+        arrays = {"tables": round_half_up(tables / unit).astype(np.int8),
+                  "bias": round_half_up(bias / unit).astype(np.int32)}
         if self.encoder == "tree":
             thresholds = self.thresholds.detach().to("cpu", torch.float64).numpy()
             arrays["split_dims"] = self.split_dims.detach().cpu().numpy().astype(np.int32)
@@ -440,18 +424,3 @@ def _best_cut(rows: np.ndarray, dim: int) -> tuple[float, float | None]:
     cut = int(loss.argmin())
     return float(loss[cut]), float((values[cut] + values[cut + 1]) / 2)
 
-
-def _round_half_up(values: np.ndarray) -> np.ndarray:
-    return np.floor(np.asarray(values, dtype=np.float64) + 0.5)
-
-
-def _as_float64(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _check_scale(where: str, field: str, scale):
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(scale) or scale <= 0:
-        raise ConfigError(where, field, scale, "must be a finite number > 0")

@@ -4,9 +4,9 @@ MLP, a class token, learned position embeddings and a linear head.
 
 Every matrix product with weights is an `nn.Linear` with a stable name (`patch_embed`,
 `blocks.<i>.qkv`, `blocks.<i>.proj`, `blocks.<i>.fc1`, `blocks.<i>.fc2`, `head`), so a
-compression plan (model/compression_plan.py) can swap each one for a LUTLinear, a shift
+compression plan (model/vit/compression_plan.py) can swap each one for a LUTLinear, a shift
 or a butterfly layer. `forward(x, record=...)` also hands out the tensor at every point
-the integer model (the whole-model config of model/vit_export.py) quantizes, under the names of its config layers,
+the integer model (the whole-model config of model/vit/export.py) quantizes, under the names of its config layers,
 which is how activation scales are calibrated.
 """
 import math
@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nomac.base.errors import NomacError
+
+__all__ = ["ViTShape", "image_patches", "QuantPoints", "UNQUANTIZED", "fake_quantize", "Block", "TinyViT"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`nomac report`: the accuracy table of the compressed tiny ViTs, with bytes and operations.
 
-For every plan and seed it runs (or resumes) `vit_pipeline.run_plan`, then prints and
+For every plan and seed it runs (or resumes) `pipeline.run_plan`, then prints and
 saves (`report.md`, `report.json`, `report.png` in the output folder):
 - test accuracy of the float teacher, of each compressed float model (quantization-aware:
   activations on their int8 grids) and of its integer-only config, and how often the
@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nomac.base.output_files import replaced_file, write_json, write_text
 from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
-from nomac.base.output_files import replaced_file, write_json, write_text
+
+__all__ = ["REPORT_PLANS", "LABELS", "Costs", "layer_rows", "config_costs", "summarize", "run_missing_in_parallel",
+           "run_report", "format_report", "plot_report"]
 
 REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
                 "lut_train_k32_corrected", "lut_kmeans_k64", "lut_train_k64_lin", "lut_kmeans_v1_k8", "lut_train_v1_k8",
@@ -147,15 +150,15 @@ def _saved_result(out_dir: Path, plan_name: str, seed: int) -> dict | None:
 
 
 def _train_float_job(data_name: str, seed: int, out_dir: Path, float_settings):
-    from nomac.model.digits_data import load_dataset
-    from nomac.model.vit_pipeline import train_float
+    from nomac.model.vit.digits_data import load_dataset
+    from nomac.model.vit.pipeline import train_float
     train_float(load_dataset(data_name), seed, out_dir, float_settings, progress=False)
 
 
 def _run_plan_job(plan_name: str, data_name: str, seed: int, out_dir: Path, float_settings) -> str:
-    from nomac.model.compression_plan import load_plan
-    from nomac.model.digits_data import load_dataset
-    from nomac.model.vit_pipeline import run_plan
+    from nomac.model.vit.compression_plan import load_plan
+    from nomac.model.vit.digits_data import load_dataset
+    from nomac.model.vit.pipeline import run_plan
     lines = []
     run_plan(load_plan(plan_name), load_dataset(data_name), seed, out_dir, float_settings=float_settings,
              progress=False, log=lines.append)
@@ -182,9 +185,9 @@ def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, 
                float_settings=None) -> dict:
     """Train or resume every plan for every seed (in `jobs` processes), then tabulate; returns
     the report as a dict."""
-    from nomac.model.compression_plan import load_plan
-    from nomac.model.digits_data import load_dataset
-    from nomac.model.vit_pipeline import FLOAT_SETTINGS, run_plan
+    from nomac.model.vit.compression_plan import load_plan
+    from nomac.model.vit.digits_data import load_dataset
+    from nomac.model.vit.pipeline import FLOAT_SETTINGS, run_plan
     float_settings = float_settings or FLOAT_SETTINGS
     out_dir = Path(out_dir)
     data = load_dataset(data_name)

@@ -27,15 +27,15 @@ import torch
 from torch import nn
 
 from nomac.base.errors import ConfigError
+from nomac.model.accumulator_export import INT32_MAX, INT32_MIN, MAX_OUT_SHIFT, check_scale, round_half_up
 from nomac.model.butterfly_spec import (OUTPUTS, SHIFT_MIN_LIMIT, WEIGHTS, ButterflyLayer, check_chain,
                                         nonzero_columns)
 from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int
 from nomac.model.fixed_point import INT8_MAX
-from nomac.model.lut_linear import _as_float64, _check_scale, _round_half_up
+from nomac.model.layers.activations import as_float64
 
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-MAX_OUT_SHIFT = 62
+__all__ = ["DeButLinear", "als_fit", "equalize"]
 
 
 class DeButLinear(nn.Module):
@@ -114,7 +114,7 @@ class DeButLinear(nn.Module):
         weight = linear.weight.detach().to("cpu", torch.float64).numpy()
         covariance = None
         if calibration is not None:
-            x = _as_float64(calibration)
+            x = as_float64(calibration)
             if x.shape[-1] != linear.in_features or x.size == 0:
                 raise ValueError(f"DeButLinear.from_linear: calibration shape {list(x.shape)}: "
                                  f"must be [N >= 1, {linear.in_features}]")
@@ -153,7 +153,7 @@ class DeButLinear(nn.Module):
         with one per factor. Rounding is half up, as everywhere in nomac.
         """
         where = f"DeButLinear.export: layer '{name}'"
-        _check_scale(where, "input_scale", input_scale)
+        check_scale(where, "input_scale", input_scale)
         output = require_choice(where, "output", output, OUTPUTS)
         n = len(self.chain)
         kinds = list(weights) if isinstance(weights, (list, tuple)) else [weights] * n
@@ -164,7 +164,7 @@ class DeButLinear(nn.Module):
         if calibration is None:
             raise ConfigError(where, "calibration", None, "needed: the per-factor scales and out_shifts "
                                                           "come from the activations of calibration inputs")
-        x = torch.as_tensor(_as_float64(calibration)).reshape(-1, self.in_features)
+        x = torch.as_tensor(as_float64(calibration)).reshape(-1, self.in_features)
         bias = None if self.bias is None else self.bias.detach().to("cpu", torch.float64).numpy()
         scales, factors_json, arrays = [float(input_scale)], [], {}
         with torch.no_grad():
@@ -175,7 +175,7 @@ class DeButLinear(nn.Module):
                 peak = activation if not last or bias is None else activation + self.bias
                 floats = self.factors[k].detach().to("cpu", torch.float64).numpy()
                 if last and output_scale is not None:
-                    _check_scale(where, "output_scale", output_scale)
+                    check_scale(where, "output_scale", output_scale)
                     scale_out = float(output_scale)
                 else:
                     scale_out = max(float(peak.abs().max()), 1e-30) / INT8_MAX
@@ -209,7 +209,7 @@ def _quantize_factor(where, k, floats, scale_in, scale_out, kind, shift_range, b
             return False
         if bias is None:
             return True
-        b = _round_half_up(bias / (scale_in * unit(shift)))
+        b = round_half_up(bias / (scale_in * unit(shift)))
         return bool(b.min() >= INT32_MIN and b.max() <= INT32_MAX)
 
     if not fits(0):
@@ -223,10 +223,10 @@ def _quantize_factor(where, k, floats, scale_in, scale_out, kind, shift_range, b
         out_shift += 1
     u = unit(out_shift)
     bias_int = np.zeros(p, dtype=np.int32) if bias is None else \
-        _round_half_up(bias / (scale_in * u)).astype(np.int32)
+        round_half_up(bias / (scale_in * u)).astype(np.int32)
     if kind == "int8":
         return ({"weights": "int8", "out_shift": out_shift},
-                {f"w{k}": np.clip(_round_half_up(floats / u), -128, 127).astype(np.int8), f"bias{k}": bias_int},
+                {f"w{k}": np.clip(round_half_up(floats / u), -128, 127).astype(np.int8), f"bias{k}": bias_int},
                 scale_out)
     magnitude = np.abs(floats) / u
     exponents = np.clip(np.floor(np.log2(np.maximum(magnitude, 2.0 ** -60))), 0, shift_range)

@@ -15,12 +15,13 @@ layer's output has its export's effective scale, recomputed from the current wei
 """
 import numpy as np
 import torch
-from torch import nn
 
 from nomac.model.fixed_point import rshift_round, sat8
 from nomac.model.golden import FORWARD
-from nomac.model.vit_export import (attention_layer, embed_layer, export_matrix, gelu_layer, layernorm_layer,
+from nomac.model.vit.export import (attention_layer, embed_layer, export_matrix, gelu_layer, layernorm_layer,
                                     residual_layer)
+
+__all__ = ["IntegerEmulation"]
 
 
 class IntegerEmulation:

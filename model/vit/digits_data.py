@@ -18,6 +18,8 @@ import numpy as np
 
 from nomac.base.errors import NomacError
 
+__all__ = ["SPLIT_SEED", "DATASETS", "ImageData", "pixels_to_int8", "load_dataset", "stratified_split"]
+
 SPLIT_SEED = 0
 DATASETS = ("digits", "mnist5k")
 _FRACTIONS = (0.7, 0.1, 0.2)            # train, validation, test
