@@ -4,16 +4,15 @@
 handler (with the engine) -> frame encoder -> UART transmitter, with two pins `rx`
 and `tx`. The simulated board (sim/board_bench.py) is this core as Verilog; a real
 board is `BoardTop`, the same core on an amaranth-boards platform (the FTDI UART
-pins, two LEDs, the board oscillator as clock). Nothing in either depends on the
-layer kind: the engine comes from `build_engine` and the memories from its
-`memories` (nomac.boards.board_map).
+pins, two LEDs, the board oscillator as clock; the boards are in
+`nomac.boards.devices`). Nothing in either depends on the layer kind: the engine
+comes from `build_engine` and the memories from its `memories`
+(nomac.boards.board_map).
 
 The board oscillator clocks everything (12 MHz on an iCEBreaker, 25 MHz on a
 ULX3S): the engines' Fmax is well above both, and at any UART rate a board can use
 the link, not the engine, limits throughput, so a PLL would only cost timing margin.
 """
-from dataclasses import dataclass
-
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import io, memory, wiring
 from amaranth.lib.wiring import In, Out, connect
@@ -22,47 +21,15 @@ from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, board_layer, board_map
 from nomac.boards.command_handler import CommandHandler
 from nomac.boards.link_gateware import FrameDecoder, FrameEncoder
 from nomac.boards.uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter
-from nomac.base.errors import NomacError
-from nomac.hw.verilog_export import build_engine
+from nomac.hw.engine_kinds import build_engine
 from nomac.model.config import Config
 
+__all__ = ["LED_CYCLES_LOG2", "SIM_DIVISOR", "BoardCore", "BoardTop"]
+
 LED_CYCLES_LOG2 = 20          # an LED stays lit for about 2^20 cycles (87 ms at 12 MHz) after an event
-
-
-@dataclass(frozen=True)
-class Board:
-    """A supported FPGA board: its amaranth-boards platform, FPGA and oscillator."""
-    name: str
-    platform: str                 # amaranth_boards module:class
-    device: str                   # nomac.boards.synthesis device name (cell counting)
-    clock_hz: int
-    default_baud: int
-    bitstream_suffix: str
-
-    def make_platform(self):
-        module, _, cls = self.platform.partition(":")
-        return getattr(__import__(module, fromlist=[cls]), cls)()
-
-
-BOARDS = {
-    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40-up5k",
-                        12_000_000, 1_000_000, ".bin"),
-    "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5-85f",
-                       25_000_000, 1_000_000, ".bit"),
-}
-DEFAULT_BOARD = "icebreaker"      # what `nomac build` and `nomac run` target without --board
 # The simulated board: an iCEBreaker whose UART runs at MIN_DIVISOR cycles per bit, so a
 # simulation spends few cycles per byte; frames, commands and replies are the real ones.
 SIM_DIVISOR = MIN_DIVISOR
-# A real line: the receiver's sampling point moves by up to a cycle against the sender's
-# bits (and both clocks drift), so a board keeps at least this many cycles per bit.
-LINE_MIN_DIVISOR = 4
-
-
-def get_board(name: str) -> Board:
-    if name not in BOARDS:
-        raise NomacError(f"board {name!r}: not supported; choose one of {', '.join(BOARDS)}")
-    return BOARDS[name]
 
 
 class BoardCore(wiring.Component):
@@ -97,7 +64,7 @@ class BoardCore(wiring.Component):
         m.submodules.transmitter = transmitter = UARTTransmitter(board.divisor)
         m.submodules.decoder = decoder = FrameDecoder(board.max_payload, board.timeout_cycles)
         m.submodules.encoder = encoder = FrameEncoder()
-        m.submodules.handler = handler = CommandHandler(board, self.engine)
+        m.submodules.handler = handler = CommandHandler(board, self.engine.signature)
         m.submodules.engine = self.engine
         m.submodules.payload = payload = memory.Memory(shape=8, depth=board.max_payload, init=[])
 

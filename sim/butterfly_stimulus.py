@@ -12,13 +12,14 @@ import numpy as np
 
 from nomac.model.butterfly_golden import butterfly_forward, factor_multipliers
 from nomac.model.butterfly_spec import nonzero_columns
-from nomac.sim.phase import Phase, memory_writes
+from nomac.sim.phase import Phase, extreme_bias, extreme_inputs, phase_plan
+
+__all__ = ["butterfly_phases", "directed_vectors", "rewritten_arrays"]
 
 
 def directed_vectors(layer, rng) -> np.ndarray:
     D = layer.in_features
-    rows = [np.full(D, -128), np.full(D, 127), np.tile([-128, 127], D)[:D], np.tile([127, -128], D)[:D],
-            np.zeros(D), np.tile([1, -1], D)[:D]]
+    rows = [*extreme_inputs(D), np.tile([1, -1], D)[:D]]
     for d in rng.choice(D, size=min(D, 8), replace=False):            # one extreme element each
         for value in (127, -128):
             row = np.zeros(D)
@@ -38,7 +39,6 @@ def directed_vectors(layer, rng) -> np.ndarray:
 def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
     """New contents for the arrays of every RAM factor, extremes planted."""
     arrays = {}
-    limit = 1 << (layer.hw.bias_bits - 1) if layer.hw.bias_bits else 0
     for k, (factor, memory) in enumerate(zip(layer.factors, layer.hw.memory)):
         if memory != "ram":
             continue
@@ -53,35 +53,14 @@ def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
             sign[0, :], shift[0, :] = -1, factor.shift_max
             sign[-1, :], shift[-1, :] = 1, factor.shift_max
             arrays[f"sign{k}"], arrays[f"shift{k}"] = sign, shift
-        bias = rng.integers(-limit, limit, p, dtype=np.int64)
-        bias[0], bias[-1] = limit - 1, -limit
-        arrays[f"bias{k}"] = bias.astype(np.int32)
+        arrays[f"bias{k}"] = extreme_bias(layer.hw.bias_bits, p, rng)
     return arrays
 
 
 def butterfly_phases(layer, manifest: dict, vectors: int, seed: int) -> list[Phase]:
-    rng = np.random.default_rng(seed)
-    D = layer.in_features
-    in_beats = manifest["streams"]["in"]["beats"]
+    return phase_plan(layer, manifest, vectors, seed, forward=butterfly_forward, directed_vectors=directed_vectors,
+                      rewritten=_rewritten_layer if "ram" in layer.hw.memory else None)
 
-    def phase(name, layer_now, x, **kw):
-        return Phase(name=name, vectors=x, expected=butterfly_forward(layer_now, x), **kw)
 
-    def random_vectors(n):
-        return rng.integers(-128, 128, (n, D)).astype(np.int8)
-
-    phases = [
-        phase("throughput", layer, random_vectors(max(8, min(vectors, 64))), measure=True),
-        phase("directed", layer, directed_vectors(layer, rng), gap=0.2, backpressure=0.3),
-        phase("random", layer, random_vectors(vectors), gap=0.3, backpressure=0.4),
-    ]
-    if "ram" in layer.hw.memory:
-        new = layer.with_arrays(rewritten_arrays(layer, rng))
-        x = np.concatenate([directed_vectors(new, rng), random_vectors(max(16, vectors // 4))])
-        phases.append(phase("rewritten", new, x, gap=0.3, backpressure=0.4,
-                            writes=memory_writes(manifest, new.arrays())))
-        phases.append(phase("written back", layer, random_vectors(16), gap=0.1, backpressure=0.1,
-                            writes=memory_writes(manifest, layer.arrays())))
-    phases.append(phase("misframed", layer, random_vectors(4), last_on_beat=0 if in_beats > 1 else -1,
-                        framing_error_after=True))
-    return phases
+def _rewritten_layer(layer, rng):
+    return layer.with_arrays(rewritten_arrays(layer, rng))

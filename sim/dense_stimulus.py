@@ -4,7 +4,10 @@ products of both signs, -128 * -128 = 16384 included) and a row of zeros."""
 import numpy as np
 
 from nomac.model.dense_golden import dense_forward
-from nomac.sim.matrix_stimulus import extreme_bias, matrix_phases
+from nomac.sim.matrix_stimulus import matrix_phases
+from nomac.sim.phase import extreme_bias
+
+__all__ = ["dense_phases", "rewritten_arrays"]
 
 
 def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
@@ -13,7 +16,7 @@ def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
     weights[0], weights[-1] = 127, -128
     if M > 2:
         weights[M // 2] = 0
-    return {"weights": weights.astype(np.int8), "bias": extreme_bias(layer, rng)}
+    return {"weights": weights.astype(np.int8), "bias": extreme_bias(layer.hw.bias_bits, M, rng)}
 
 
 def dense_phases(layer, manifest: dict, vectors: int, seed: int):

@@ -11,7 +11,9 @@ from dataclasses import replace
 import numpy as np
 
 from nomac.model.lut_golden import lut_forward
-from nomac.sim.phase import Phase, memory_writes
+from nomac.sim.phase import Phase, extreme_bias, extreme_inputs, phase_plan
+
+__all__ = ["directed_vectors", "lut_phases", "rewritten_arrays"]
 
 
 def _distances(layer, sub: np.ndarray, c: int) -> np.ndarray:
@@ -68,8 +70,7 @@ def _subvector_for_code(layer, c: int, k: int, rng) -> np.ndarray:
 
 def directed_vectors(layer, rng) -> np.ndarray:
     D, C, V, M = layer.in_features, layer.codebooks, layer.subvector_len, layer.out_features
-    rows = [np.full(D, -128), np.full(D, 127), np.tile([-128, 127], D)[:D], np.tile([127, -128], D)[:D],
-            np.zeros(D)]
+    rows = extreme_inputs(D)
     for d in rng.choice(D, size=min(D, 8), replace=False):          # one extreme element each
         row = np.full(D, -128)
         row[d] = 127
@@ -100,10 +101,7 @@ def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
     tables = rng.integers(-128, 128, (C, K, M)).astype(np.int8)
     tables[0, 0, :] = 127
     tables[C - 1, K - 1, :] = -128
-    limit = 1 << (layer.hw.bias_bits - 1)
-    bias = rng.integers(-limit, limit, M, dtype=np.int64)
-    bias[0], bias[-1] = limit - 1, -limit
-    arrays = {"tables": tables, "bias": bias.astype(np.int32)}
+    arrays = {"tables": tables, "bias": extreme_bias(layer.hw.bias_bits, M, rng)}
     if layer.encoder == "tree":
         arrays["split_dims"] = rng.integers(0, V, (C, L)).astype(np.int32)
         thresholds = rng.integers(-128, 128, (C, K - 1)).astype(np.int8)
@@ -118,28 +116,9 @@ def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
 
 
 def lut_phases(layer, manifest: dict, vectors: int, seed: int) -> list[Phase]:
-    rng = np.random.default_rng(seed)
-    D = layer.in_features
-    in_beats = manifest["streams"]["in"]["beats"]
+    return phase_plan(layer, manifest, vectors, seed, forward=lut_forward, directed_vectors=directed_vectors,
+                      rewritten=_rewritten_layer if layer.hw.memory == "ram" else None)
 
-    def phase(name, layer_now, x, **kw):
-        return Phase(name=name, vectors=x, expected=lut_forward(layer_now, x), **kw)
 
-    def random_vectors(n):
-        return rng.integers(-128, 128, (n, D)).astype(np.int8)
-
-    phases = [
-        phase("throughput", layer, random_vectors(max(8, min(vectors, 64))), measure=True),
-        phase("directed", layer, directed_vectors(layer, rng), gap=0.2, backpressure=0.3),
-        phase("random", layer, random_vectors(vectors), gap=0.3, backpressure=0.4),
-    ]
-    if layer.hw.memory == "ram":
-        new = replace(layer, **rewritten_arrays(layer, rng))
-        x = np.concatenate([directed_vectors(new, rng), random_vectors(max(16, vectors // 4))])
-        phases.append(phase("rewritten", new, x, gap=0.3, backpressure=0.4,
-                            writes=memory_writes(manifest, new.arrays())))
-        phases.append(phase("written back", layer, random_vectors(16), gap=0.1, backpressure=0.1,
-                            writes=memory_writes(manifest, layer.arrays())))
-    phases.append(phase("misframed", layer, random_vectors(4), last_on_beat=0 if in_beats > 1 else -1,
-                        framing_error_after=True))
-    return phases
+def _rewritten_layer(layer, rng):
+    return replace(layer, **rewritten_arrays(layer, rng))

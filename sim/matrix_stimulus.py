@@ -13,14 +13,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from nomac.sim.phase import Phase, memory_writes
+from nomac.sim.phase import Phase, extreme_inputs, phase_plan
+
+__all__ = ["directed_vectors", "matrix_phases"]
 
 
 def directed_vectors(layer, rng) -> np.ndarray:
     D, M = layer.in_features, layer.out_features
     weights = layer.integer_weights()
-    rows = [np.full(D, -128), np.full(D, 127), np.tile([-128, 127], D)[:D], np.tile([127, -128], D)[:D],
-            np.zeros(D)]
+    rows = extreme_inputs(D)
     for d in rng.choice(D, size=min(D, 8), replace=False):          # one nonzero input: one term alone
         for value in (-128, 127):
             row = np.zeros(D)
@@ -43,36 +44,8 @@ def directed_vectors(layer, rng) -> np.ndarray:
 def matrix_phases(layer, manifest: dict, vectors: int, seed: int, forward, rewritten_arrays) -> list[Phase]:
     """The phases for one engine; `forward` is the kind's golden, `rewritten_arrays(layer, rng)`
     new contents for every RAM array (used when the layer's memory is "ram")."""
-    rng = np.random.default_rng(seed)
-    D = layer.in_features
-    in_beats = manifest["streams"]["in"]["beats"]
+    def rewritten(layer, rng):
+        return replace(layer, **rewritten_arrays(layer, rng))
 
-    def phase(name, layer_now, x, **kw):
-        return Phase(name=name, vectors=x, expected=forward(layer_now, x), **kw)
-
-    def random_vectors(n):
-        return rng.integers(-128, 128, (n, D)).astype(np.int8)
-
-    phases = [
-        phase("throughput", layer, random_vectors(max(8, min(vectors, 64))), measure=True),
-        phase("directed", layer, directed_vectors(layer, rng), gap=0.2, backpressure=0.3),
-        phase("random", layer, random_vectors(vectors), gap=0.3, backpressure=0.4),
-    ]
-    if layer.hw.memory == "ram":
-        new = replace(layer, **rewritten_arrays(layer, rng))
-        x = np.concatenate([directed_vectors(new, rng), random_vectors(max(16, vectors // 4))])
-        phases.append(phase("rewritten", new, x, gap=0.3, backpressure=0.4,
-                            writes=memory_writes(manifest, new.arrays())))
-        phases.append(phase("written back", layer, random_vectors(16), gap=0.1, backpressure=0.1,
-                            writes=memory_writes(manifest, layer.arrays())))
-    phases.append(phase("misframed", layer, random_vectors(4), last_on_beat=0 if in_beats > 1 else -1,
-                        framing_error_after=True))
-    return phases
-
-
-def extreme_bias(layer, rng) -> np.ndarray:
-    """A bias for the RAM's hw.bias_bits with both ends of its range planted."""
-    limit = 1 << (layer.hw.bias_bits - 1)
-    bias = rng.integers(-limit, limit, layer.out_features, dtype=np.int64)
-    bias[0], bias[-1] = limit - 1, -limit
-    return bias.astype(np.int32)
+    return phase_plan(layer, manifest, vectors, seed, forward=forward, directed_vectors=directed_vectors,
+                      rewritten=rewritten if layer.hw.memory == "ram" else None)

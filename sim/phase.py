@@ -1,11 +1,19 @@
-"""A test phase: what the shared testbench does between two idle points of an engine."""
+"""A test phase: what the shared testbench does between two idle points of an engine.
+
+`phase_plan` is the plan every engine kind's bench runs; a kind's stimulus module
+(sim/<kind>_stimulus.py) gives only its golden model, its directed vectors and its
+rewritten RAM contents.
+"""
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from nomac.hw.memory_layout import MemoryLayout
+
+__all__ = ["Phase", "extreme_bias", "extreme_inputs", "memory_writes", "phase_plan", "write_plan"]
 
 
 @dataclass
@@ -25,6 +33,59 @@ def memory_writes(manifest: dict, arrays: dict[str, np.ndarray]) -> dict[str, li
     """Words for every writable memory of a manifest, packed by the layout it describes."""
     return {entry["name"]: MemoryLayout.from_manifest(entry).words(arrays[entry["array"]])
             for entry in manifest["memories"] if "write" in entry}
+
+
+def extreme_inputs(in_features: int) -> list[np.ndarray]:
+    """The first directed vectors of every kind: all -128, all 127, the two alternations, all zero."""
+    D = in_features
+    return [np.full(D, -128), np.full(D, 127), np.tile([-128, 127], D)[:D], np.tile([127, -128], D)[:D],
+            np.zeros(D)]
+
+
+def extreme_bias(bias_bits: int, count: int, rng) -> np.ndarray:
+    """`count` random biases for a `bias_bits`-bit RAM, the first and the last at the two ends of its range."""
+    limit = 1 << (bias_bits - 1)
+    bias = rng.integers(-limit, limit, count, dtype=np.int64)
+    bias[0], bias[-1] = limit - 1, -limit
+    return bias.astype(np.int32)
+
+
+def phase_plan(layer, manifest: dict, vectors: int, seed: int, *, forward: Callable,
+               directed_vectors: Callable, rewritten: Callable | None = None) -> list[Phase]:
+    """The phases of one engine's bench, from one random generator seeded with `seed`.
+
+    In order: a throughput measurement on random vectors; the kind's directed cases
+    (`directed_vectors(layer, rng)`) and then `vectors` random ones, both with random
+    input gaps and output backpressure; where the layer has RAM, `rewritten(layer,
+    rng)` (the layer with new contents in every RAM array) written and run on its
+    directed cases and random vectors, then the layer's own arrays written back; last,
+    vectors with `last` on the wrong beat, which must leave the framing flag set.
+    Expected values come from the kind's golden, `forward(layer, vectors)`.
+    """
+    rng = np.random.default_rng(seed)
+    in_beats = manifest["streams"]["in"]["beats"]
+
+    def phase(name, layer_now, x, **kw):
+        return Phase(name=name, vectors=x, expected=forward(layer_now, x), **kw)
+
+    def random_vectors(n):
+        return rng.integers(-128, 128, (n, layer.in_features)).astype(np.int8)
+
+    phases = [
+        phase("throughput", layer, random_vectors(max(8, min(vectors, 64))), measure=True),
+        phase("directed", layer, directed_vectors(layer, rng), gap=0.2, backpressure=0.3),
+        phase("random", layer, random_vectors(vectors), gap=0.3, backpressure=0.4),
+    ]
+    if rewritten is not None:
+        new = rewritten(layer, rng)
+        x = np.concatenate([directed_vectors(new, rng), random_vectors(max(16, vectors // 4))])
+        phases.append(phase("rewritten", new, x, gap=0.3, backpressure=0.4,
+                            writes=memory_writes(manifest, new.arrays())))
+        phases.append(phase("written back", layer, random_vectors(16), gap=0.1, backpressure=0.1,
+                            writes=memory_writes(manifest, layer.arrays())))
+    phases.append(phase("misframed", layer, random_vectors(4), last_on_beat=0 if in_beats > 1 else -1,
+                        framing_error_after=True))
+    return phases
 
 
 def write_plan(phases: list[Phase], manifest_path: Path, folder: Path, seed: int) -> Path:

@@ -4,7 +4,10 @@ whole rows, a row of zero signs, and shifts at both ends of [shift_min, shift_ma
 import numpy as np
 
 from nomac.model.shift_golden import shift_forward
-from nomac.sim.matrix_stimulus import extreme_bias, matrix_phases
+from nomac.sim.matrix_stimulus import matrix_phases
+from nomac.sim.phase import extreme_bias
+
+__all__ = ["rewritten_arrays", "shift_phases"]
 
 
 def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
@@ -16,7 +19,7 @@ def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
     if M > 2:
         sign[M // 2] = 0                            # an output that is its bias alone
     shift[:, 0] = p0
-    return {"sign": sign.astype(np.int8), "shift": shift.astype(np.int8), "bias": extreme_bias(layer, rng)}
+    return {"sign": sign.astype(np.int8), "shift": shift.astype(np.int8), "bias": extreme_bias(layer.hw.bias_bits, M, rng)}
 
 
 def shift_phases(layer, manifest: dict, vectors: int, seed: int):

@@ -19,7 +19,8 @@ import pytest
 from fake_board import FakeBoard, FakePort
 from host_cases import CONFIG, MAP
 from nomac.boards.build import build_bitstream
-from nomac.boards.host import BoardConnection, NoSuchPort, run_on_board
+from nomac.board_run import run_on_board
+from nomac.boards.host import BoardConnection, NoSuchPort
 from nomac.base.errors import NomacError
 
 NO_PORT = "/dev/nomac-no-such-port"
@@ -95,7 +96,7 @@ def test_run_options_are_checked_before_the_simulated_board_starts(options, mess
     def never(*args, **kwargs):
         raise AssertionError("the simulated board was started")
 
-    monkeypatch.setattr("nomac.sim.simulated_board.SimulatedBoard", never)
+    monkeypatch.setattr("nomac.board_run.SimulatedBoard", never)
     with pytest.raises(NomacError, match=f"^{re.escape(message)}$"):
         run_on_board(CONFIG, **options)
 

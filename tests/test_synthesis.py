@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nomac.boards.synthesis import DEVICES, SynthesisReport, synthesize
+from nomac.boards.devices import DEVICES
+from nomac.boards.synthesis import SynthesisReport, synthesize
 from nomac.base.errors import NomacError
 from nomac.model.config import make_config
 from nomac.model.lut_spec import LutLayer
