@@ -6,8 +6,8 @@ so neither side guesses the other's layout; IDENTIFY lets the host check that th
 bitstream agrees. Memory indices on the link are the engine's memories in manifest
 order (`engine.memories`), each packed into words by its `MemoryLayout`.
 
-A board always loads tables at run time, so the layer's hardware choice `memory`
-is set to "ram" when its kind has one (every engine follows the `lut` engine here).
+A board always loads tables at run time, so every memory of the layer is made RAM
+(`Engine.with_ram_memories`, the kind's own rule).
 """
 from dataclasses import dataclass, field
 
@@ -19,8 +19,12 @@ from nomac.boards.link_protocol import (FRAME_OVERHEAD, MEMORY_REQUEST, VERSION,
                                         element_bytes, word_bytes)
 from nomac.base.errors import NomacError
 from nomac.hw.memory_layout import MemoryLayout
-from nomac.hw.verilog_export import build_engine, single_hardware_layer
+from nomac.hw.engine import Engine
+from nomac.hw.engine_kinds import ENGINES, build_engine, single_hardware_layer
 from nomac.model.config import Config
+
+__all__ = ["DEFAULT_MAX_PAYLOAD", "DEFAULT_TIMEOUT_BYTES", "MemoryRegion", "BoardMap", "board_layer",
+           "board_map"]
 
 DEFAULT_MAX_PAYLOAD = 512          # one iCE40 block RAM of payload buffer
 DEFAULT_TIMEOUT_BYTES = 1000       # a frame that stops arriving for this many byte times is dropped
@@ -94,14 +98,12 @@ class BoardMap:
 def board_layer(config: Config, layer_name: str | None = None):
     """The config's hardware layer (the only one, or `layer_name`) with RAM memories."""
     layer = single_hardware_layer(config, layer_name, "a board")
-    if "memory" in getattr(type(layer.hw), "KEYS", ()) and layer.hw.memory != "ram":
-        layer = layer.with_hw({"memory": "ram"}, f"{config.source}: layer '{layer.name}' on a board")
-    return layer
+    return ENGINES[layer.kind].with_ram_memories(layer, f"{config.source}: layer '{layer.name}' on a board")
 
 
 def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, divisor: int,
               max_payload: int | None = None, timeout_bytes: int = DEFAULT_TIMEOUT_BYTES,
-              engine=None) -> BoardMap:
+              engine: Engine | None = None) -> BoardMap:
     """The map of a board for `config` with a `clock_hz` clock and `divisor` cycles per UART bit.
 
     `max_payload` defaults to DEFAULT_MAX_PAYLOAD, raised when one input vector, one
@@ -113,7 +115,7 @@ def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, d
         _never_elaborated(engine)
     regions = tuple(MemoryRegion(index=index, name=memory.layout.name, array=memory.layout.array,
                                  depth=memory.depth, word_bits=memory.word_bits, layout=memory.layout)
-                    for index, memory in enumerate(m for m in engine.memories if m.writable))
+                    for index, memory in enumerate(engine.signature.ram_memories))
     out_bits = Shape.cast(engine.out_shape).width
     needed = max(2 + layer.in_features, 1 + layer.out_features * element_bytes(out_bits),
                  MEMORY_REQUEST.size + max((r.word_bytes for r in regions), default=0),

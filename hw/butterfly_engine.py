@@ -8,39 +8,35 @@ block buffer takes. Every link is a `lib.stream` with valid/ready (docs/spec.md 
 """
 from amaranth import Module
 from amaranth.hdl import Shape, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib.wiring import connect, flipped
 
 from nomac.hw.butterfly_stage import ButterflyStage
+from nomac.hw.engine import LAYER_PARAMETER, Engine, connect_memory_ports
 from nomac.hw.engine_status import drive_status
 from nomac.hw.lane_gearbox import LaneGearbox
-from nomac.hw.vector_stream import beats_per_vector, vector_stream
+from nomac.hw.vector_stream import beats_per_vector
+
+__all__ = ["ButterflyEngine"]
 
 
-class ButterflyEngine(wiring.Component):
-    """A whole `butterfly` layer: its streams, `idle`, sticky `framing_error` and, per RAM
-    factor, write and read-back ports for its weights and bias."""
+class ButterflyEngine(Engine):
+    __doc__ = Engine.doc_template.format(description="""
+    A whole `butterfly` layer: a chain of factor stages, each with its weights and
+    bias memories (per factor ROM or RAM).
+    """.strip(), parameters=LAYER_PARAMETER.format(layer="ButterflyLayer"), rule=': "max_k ceil(p_k*s_k/lanes_k)"',
+        attributes="""
+    stages : list of ButterflyStage
+        One per factor; `describe_stages()` gives their figures.
+    """.strip())
 
     cycles_per_vector_bound_rule = "max_k ceil(p_k*s_k/lanes_k)"
 
     def __init__(self, layer):
         self.layer = layer
         self.stages = [ButterflyStage(layer, k) for k in range(len(layer.factors))]
-        members = {"i": In(vector_stream(layer.hw.in_lanes, signed(8))),
-                   "o": Out(vector_stream(layer.hw.out_lanes, self.out_shape)),
-                   "idle": Out(1),
-                   "framing_error": Out(1)}
-        for mem in self.memories:
-            members.update(mem.members())
-        super().__init__(members)
-
-    @property
-    def memories(self):
-        return [mem for stage in self.stages for mem in stage.memories]
-
-    @property
-    def out_shape(self):
-        return self.stages[-1].out_shape
+        super().__init__(in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes,
+                         out_shape=self.stages[-1].out_shape,
+                         memories=[memory for stage in self.stages for memory in stage.memories])
 
     @property
     def acc_bits(self) -> int:
@@ -92,9 +88,7 @@ class ButterflyEngine(wiring.Component):
                 previous = regear.o
             connect(m, previous, stage.i)
             previous = stage.o
-            for mem in stage.memories:
-                for name in mem.members():
-                    connect(m, flipped(getattr(self, name)), getattr(stage, name))
+            connect_memory_ports(m, self, stage)
         m.submodules.scatter = scatter = LaneGearbox(layer.out_features, self.stages[-1].out_lanes, hw.out_lanes,
                                                      Shape.cast(self.out_shape))
         connect(m, previous, scatter.i)

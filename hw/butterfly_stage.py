@@ -26,9 +26,10 @@ advances only when the output register can move (`advance`), so backpressure sta
 the whole stage and nothing is lost.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal, Value
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -39,6 +40,8 @@ from nomac.hw.requantize import balanced_sum, requantize
 from nomac.hw.vector_stream import vector_stream
 from nomac.hw.widths import prefix_sum_range, signed_bits
 from nomac.model.butterfly_spec import lane_split
+
+__all__ = ["INT8_LO", "INT8_HI", "input_words", "factor_term_bounds", "ButterflyStage"]
 
 INT8_LO, INT8_HI = -128, 127
 
@@ -79,6 +82,19 @@ def factor_term_bounds(factor, writable: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum.reduce(products), np.maximum.reduce(products)
 
 
+@dataclass
+class _Walk:
+    """What S0 hands the later stages: the loop's position and the memory read ports."""
+    advance: Signal                 # every register of the stage moves this cycle
+    running: Value                  # the half being drained is full
+    step: Signal
+    step_final: Value
+    last: Value                     # the group is the vector's last
+    chunk: Signal
+    weight_ports: list
+    bias_port: object
+
+
 class ButterflyStage(wiring.Component):
     """Factor `index` of a butterfly layer: int8 beats of `in_lanes` in, beats of u outputs out."""
 
@@ -94,6 +110,12 @@ class ButterflyStage(wiring.Component):
         self.acc_bits, self.bias_bits = self._widths()
         self.out_shape = signed(self.acc_bits) if self.raw else signed(8)
         self.out_lanes = self.u
+        # The loop's geometry: per block, groups x steps cycles; a buffer half is steps rows
+        # of words_per_row bank words; a bank word holds `chunks` u-element chunks.
+        self.groups, self.steps = r * t // self.u, s // self.v
+        self.words_per_row = t // self.word_elements
+        self.half = self.steps * self.words_per_row
+        self.chunks = self.word_elements // self.u if self.u <= t else 1
 
         u, v = self.u, self.v
         lanes_layout = dict(reshape=(p // u, u, s // v, v), transpose=(0, 2, 1, 3))
@@ -155,14 +177,21 @@ class ButterflyStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        factor = self.factor
-        p, q, r, s, t = self.shape
-        u, v, ew, z = self.u, self.v, self.word_elements, self.rows_per_beat
-        blocks, groups, steps = factor.blocks, r * t // u, s // v     # per block: groups x steps cycles
-        words_per_row = t // ew
-        half = steps * words_per_row                                   # bank words per buffer half
+        banks, full, fill, block_written = self._input_buffer(m)
+        walk = self._walk(m, banks, full, fill, block_written)
+        terms, biases, flags = self._terms(m, banks, walk)
+        self._sum_and_emit(m, walk.advance, terms, biases, flags)
+        return m
 
-        # ---- the double buffer: v banks of ew-element words, two halves each ----------
+    def _input_buffer(self, m):
+        """The double buffer (v banks of ew-element words, two halves each) and its write side.
+
+        Beat after beat goes into half `fill`; (row_mod, row_div, word) is where the beat
+        goes. Returns the banks' (write, read) ports, the halves' `full` flags, `fill` and
+        `block_written` (the beat completing a block arrives).
+        """
+        v, ew, z = self.v, self.word_elements, self.rows_per_beat
+        steps, words_per_row, half = self.steps, self.words_per_row, self.half
         banks = []
         for c in range(v):
             bank = memory.Memory(shape=unsigned(8 * ew), depth=2 * half, init=[])
@@ -170,7 +199,6 @@ class ButterflyStage(wiring.Component):
             banks.append((bank.write_port(), bank.read_port()))
         full = [Signal(name="full0"), Signal(name="full1")]
 
-        # Write side: beat after beat into half `fill`; (row_mod, row_div, word) = where the beat goes.
         fill = Signal()
         row_mod = Signal(range(v))                 # j mod v of the beat's first row (a multiple of z)
         row_div = Signal(range(steps))             # j // v
@@ -193,15 +221,20 @@ class ButterflyStage(wiring.Component):
                     m.d.sync += row_div.eq(Mux(div_final, 0, row_div + 1))
             with m.If(block_written):
                 m.d.sync += fill.eq(~fill)
+        return banks, full, fill, block_written
 
-        # ---- S0: walk blocks, output groups g and term groups h over half `drain` -------
+    def _walk(self, m, banks, full, fill, block_written) -> _Walk:
+        """S0: walk blocks, output groups g and term groups h over half `drain`, addressing
+        the buffer, weight and bias memories; a half is released after its block's last step."""
+        u, t = self.u, self.shape[4]
+        blocks, groups, steps = self.factor.blocks, self.groups, self.steps
+        words_per_row, chunks = self.words_per_row, self.chunks
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         drain = Signal()
         running = Mux(drain, full[1], full[0])
         issue = advance & running
         block, group, step = Signal(range(blocks)), Signal(range(groups)), Signal(range(steps))
-        chunks = ew // u if u <= t else 1          # u-element chunks per bank word
         chunk = Signal(range(chunks))              # which chunk of the word the group reads
         group_word = Signal(range(words_per_row))  # which word of the row the group reads
         weight_addr = Signal(range(max(2, blocks * groups * steps)))
@@ -229,7 +262,7 @@ class ButterflyStage(wiring.Component):
                 with m.If(group_final):
                     m.d.sync += [block.eq(Mux(block_final, 0, block + 1)), drain.eq(~drain)]
 
-        read_addr = Mux(drain, half, 0) + step * words_per_row + group_word
+        read_addr = Mux(drain, self.half, 0) + step * words_per_row + group_word
         for _, read in banks:
             m.d.comb += [read.addr.eq(read_addr), read.en.eq(advance)]
         weight_ports = [mem.build(m, self) for mem in self.weight_memories]
@@ -238,13 +271,19 @@ class ButterflyStage(wiring.Component):
             m.d.comb += port.en.eq(advance)
         m.d.comb += [port.addr.eq(weight_addr) for port in weight_ports]
         m.d.comb += bias_port.addr.eq(bias_addr)
+        return _Walk(advance, running, step, step_final, group_final & block_final, chunk, weight_ports, bias_port)
 
-        # ---- S1: the words arrive; pick each lane's input and form its term -------------
+    def _terms(self, m, banks, walk: _Walk):
+        """S1: the words arrive; pick each lane's input and form its u x v terms.
+
+        Returns the terms, the group's biases and the S1 flags (valid, first, final, last).
+        """
+        u, v, t, ew, chunks = self.u, self.v, self.shape[4], self.word_elements, self.chunks
         valid1, first1, final1, last1 = Signal(), Signal(), Signal(), Signal()
-        chunk1 = Signal.like(chunk)
-        with m.If(advance):
-            m.d.sync += [valid1.eq(running), first1.eq(step == 0), final1.eq(step_final),
-                         last1.eq(group_final & block_final), chunk1.eq(chunk)]
+        chunk1 = Signal.like(walk.chunk)
+        with m.If(walk.advance):
+            m.d.sync += [valid1.eq(walk.running), first1.eq(walk.step == 0), final1.eq(walk.step_final),
+                         last1.eq(walk.last), chunk1.eq(walk.chunk)]
         words = [data.ArrayLayout(signed(8), ew)(read.data) for _, read in banks]
 
         def lane_input(a, c):
@@ -253,7 +292,8 @@ class ButterflyStage(wiring.Component):
             return words[c][a % t]
 
         terms = []
-        if factor.weights == "int8":
+        weight_ports = walk.weight_ports
+        if self.factor.weights == "int8":
             weights = data.ArrayLayout(signed(8), u * v)(weight_ports[0].data)
             for a in range(u):
                 terms.append([weights[a * v + c] * lane_input(a, c) for c in range(v)])
@@ -265,9 +305,14 @@ class ButterflyStage(wiring.Component):
                 for c in range(v):
                     row.append(self._shift_term(m, lane_input(a, c), signs[a * v + c], shifts[a * v + c]))
                 terms.append(row)
-        biases = data.ArrayLayout(signed(self.bias_bits), u)(bias_port.data)
+        biases = data.ArrayLayout(signed(self.bias_bits), u)(walk.bias_port.data)
+        return terms, biases, (valid1, first1, final1, last1)
 
-        # ---- S2: registered terms; sum them onto the bias or the running sum ------------
+    def _sum_and_emit(self, m, advance, terms, biases, flags):
+        """S2: the registered terms summed onto the bias or the running sum; S3: the finished
+        sums registered; S4: rounded and saturated (or raw) into the output register."""
+        u, v = self.u, self.v
+        valid1, first1, final1, last1 = flags
         valid2, first2, final2, last2 = Signal(), Signal(), Signal(), Signal()
         terms2 = [[Signal(signed(len(terms[a][c])), name=f"term_{a}_{c}") for c in range(v)] for a in range(u)]
         bias2 = [Signal(signed(self.bias_bits), name=f"bias_{a}") for a in range(u)]
@@ -278,13 +323,12 @@ class ButterflyStage(wiring.Component):
         acc = [Signal(signed(self.acc_bits), name=f"acc_{a}") for a in range(u)]
         totals = []
         for a in range(u):
-            start = bias2[a] if steps == 1 else Mux(first2, bias2[a], acc[a])
+            start = bias2[a] if self.steps == 1 else Mux(first2, bias2[a], acc[a])
             totals.append(start + balanced_sum(terms2[a]))
-        if steps > 1:
+        if self.steps > 1:
             with m.If(advance & valid2):
                 m.d.sync += [acc[a].eq(totals[a]) for a in range(u)]
 
-        # ---- S3: finished sums registered; S4: rounded and saturated into the output ----
         valid3, last3 = Signal(), Signal()
         sums = [Signal(signed(self.acc_bits), name=f"sum_{a}") for a in range(u)]
         with m.If(advance):
@@ -294,9 +338,8 @@ class ButterflyStage(wiring.Component):
             with m.If(valid3):
                 m.d.sync += self.o.payload.last.eq(last3)
                 for a in range(u):
-                    value = sums[a] if self.raw else requantize(sums[a], factor.out_shift)
+                    value = sums[a] if self.raw else requantize(sums[a], self.factor.out_shift)
                     m.d.sync += self.o.payload.data[a].eq(value)
-        return m
 
     def _shift_term(self, m, x, sign, shift):
         """sign * (x << (shift - shift_min)) (docs/spec.md section 8): a barrel shift and a conditional negation."""
@@ -305,3 +348,4 @@ class ButterflyStage(wiring.Component):
         m.d.comb += amount.eq(shift - factor.shift_min)
         shifted = x << amount
         return Mux(sign == 0, 0, Mux(sign[1], -shifted, shifted))
+

@@ -11,6 +11,8 @@ from amaranth.lib import data
 
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO, MatrixVectorEngine, weight_memory
 
+__all__ = ["DenseTerms", "DenseEngine"]
+
 
 class DenseTerms:
     """Terms weights[m, d] * x[d] from one memory of U*T int8 entries a word."""
@@ -37,6 +39,4 @@ class DenseTerms:
 
 class DenseEngine(MatrixVectorEngine):
     """A whole `dense` layer: the matrix-vector skeleton with int8 products."""
-
-    def __init__(self, layer):
-        super().__init__(layer, DenseTerms(layer))
+    TermUnit = DenseTerms

@@ -3,16 +3,18 @@
 This is the part of MADDNESS / LUT-NN that replaces the multiply-accumulate array:
 C table reads and C additions per output, no multiplier.
 """
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.hw.group_loop import accumulate_and_emit, ping_pong_walk
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.parameter_memory import ParameterMemory
-from nomac.hw.requantize import requantize
 from nomac.hw.vector_stream import beats_per_vector, vector_stream
 from nomac.hw.widths import bias_memory_bits, lut_accumulator_bits
+
+__all__ = ["LutAccumulator"]
 
 
 class LutAccumulator(wiring.Component):
@@ -67,50 +69,17 @@ class LutAccumulator(wiring.Component):
         m.submodules.codes = codes = memory.Memory(shape=unsigned(code_bits), depth=2 << bank_bits, init=[])
         code_write, code_read = codes.write_port(), codes.read_port()
 
-        # Write side: fill bank `fill` with the C codes of a vector, then mark it full.
-        full = [Signal(name="full0"), Signal(name="full1")]
-        fill, fill_c = Signal(), Signal(range(C))
-        code_fire = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(Mux(fill, full[1], full[0]) == 0),
-                     code_write.addr.eq(Cat(fill_c, fill)),
-                     code_write.data.eq(self.i.payload.data[0]),
-                     code_write.en.eq(code_fire)]
-        fill_done = code_fire & (fill_c == C - 1)
-        with m.If(code_fire):
-            m.d.sync += fill_c.eq(Mux(fill_done, 0, fill_c + 1))
-            with m.If(fill_done):
-                m.d.sync += fill.eq(~fill)
-
-        # Loop stage 0: walk (g, c) over the bank `drain` once it is full.
-        advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        for port in (code_read, tables, bias):
-            m.d.comb += port.en.eq(advance)
-        drain = Signal()
-        g, c = Signal(range(G)), Signal(range(C))
-        base = Signal(range(G * C * K))                   # g * C * K, kept by increments
-        running = Mux(drain, full[1], full[0])
-        c_final, g_final = c == C - 1, g == G - 1
-        m.d.comb += code_read.addr.eq(Cat(c, drain))
-        release = advance & running & c_final & g_final
-        for bank in (0, 1):
-            with m.If(fill_done & (fill == bank)):
-                m.d.sync += full[bank].eq(1)
-            with m.Elif(release & (drain == bank)):
-                m.d.sync += full[bank].eq(0)
-        with m.If(advance & running):
-            m.d.sync += c.eq(Mux(c_final, 0, c + 1))
-            with m.If(c_final):
-                m.d.sync += [g.eq(Mux(g_final, 0, g + 1)), base.eq(Mux(g_final, 0, base + C * K))]
-            with m.If(c_final & g_final):
-                m.d.sync += drain.eq(~drain)
+        # Stage 0: walk (g, c) over the codes of a vector, g * C * K the group's table base.
+        walk = ping_pong_walk(m, self.i, self.o, code_write, code_read, data_in=self.i.payload.data[0],
+                              groups=G, steps=C, base_stride=C * K, step_name="c", ports=(tables, bias))
+        advance = walk.advance
 
         # Stage 1: the code arrives; read the table word and the group's bias.
         valid1, first1, final1, last1 = Signal(), Signal(), Signal(), Signal()
         c1, g1, base1 = Signal(range(C)), Signal(range(G)), Signal(range(G * C * K))
         with m.If(advance):
-            m.d.sync += [valid1.eq(running), first1.eq(c == 0), final1.eq(c_final), last1.eq(g_final),
-                         c1.eq(c), g1.eq(g), base1.eq(base)]
+            m.d.sync += [valid1.eq(walk.running), first1.eq(walk.step == 0), final1.eq(walk.step_final),
+                         last1.eq(walk.group_final), c1.eq(walk.step), g1.eq(walk.group), base1.eq(walk.base)]
         m.d.comb += [tables.addr.eq(base1 + Cat(code_read.data, c1)),   # base + c * K + code
                      bias.addr.eq(g1)]
 
@@ -120,26 +89,7 @@ class LutAccumulator(wiring.Component):
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), final2.eq(final1), last2.eq(last1)]
         entries = data.ArrayLayout(signed(8), R)(tables.data)
         biases = data.ArrayLayout(signed(self.bias.layout.lane_bits), R)(bias.data)
-        acc = Signal(data.ArrayLayout(signed(self.acc_bits), R))
-        sums = [Mux(first2, biases[r], acc[r]) + entries[r] for r in range(R)]
-        with m.If(advance & valid2):
-            m.d.sync += [acc[r].eq(sums[r]) for r in range(R)]
-
-        done, done_last = valid2 & final2, last2
-        if layer.hw.pipeline:                     # register the sums before rounding
-            registered = Signal(data.ArrayLayout(signed(self.acc_bits), R))
-            valid3, last3 = Signal(), Signal()
-            with m.If(advance):
-                m.d.sync += [valid3.eq(done), last3.eq(done_last),
-                             *(registered[r].eq(sums[r]) for r in range(R))]
-            sums = [registered[r] for r in range(R)]
-            done, done_last = valid3, last3
-
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(done)
-            with m.If(done):
-                m.d.sync += self.o.payload.last.eq(done_last)
-                for r in range(R):
-                    value = sums[r] if layer.output == "acc" else requantize(sums[r], layer.out_shift)
-                    m.d.sync += self.o.payload.data[r].eq(value)
+        accumulate_and_emit(m, self.o, advance=advance, valid=valid2, first=first2, final=final2, last=last2,
+                            starts=biases, addends=entries, acc_bits=self.acc_bits, pipeline=layer.hw.pipeline,
+                            out_shift=None if layer.output == "acc" else layer.out_shift, flag_suffix="3")
         return m

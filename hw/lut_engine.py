@@ -7,46 +7,37 @@ lost or repeated (docs/spec.md section 3).
 """
 from amaranth import Module
 from amaranth.hdl import signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib.wiring import connect, flipped
 
 from nomac.hw.distance_encoder import DistanceEncoder
+from nomac.hw.engine import LAYER_PARAMETER, Engine, connect_memory_ports
 from nomac.hw.engine_status import drive_status
 from nomac.hw.lane_gearbox import LaneGearbox
 from nomac.hw.lut_accumulator import LutAccumulator
 from nomac.hw.tree_encoder import TreeEncoder
-from nomac.hw.vector_stream import beats_per_vector, vector_stream
+from nomac.hw.vector_stream import beats_per_vector
+
+__all__ = ["LutEngine"]
 
 
-class LutEngine(wiring.Component):
-    """A whole `lut` layer with its memories.
+class LutEngine(Engine):
+    __doc__ = Engine.doc_template.format(description="""
+    A whole `lut` layer with its memories: the encoder's (prototypes, or split
+    dimensions and thresholds) and the accumulator's (tables, bias).
+    """.strip(), parameters=LAYER_PARAMETER.format(layer="LutLayer"), rule=': "ceil(C*M/R)"', attributes="""
+    encoder : TreeEncoder or DistanceEncoder
+    accumulator : LutAccumulator
+    """.strip())
 
-    Besides the two vector streams it has `idle` (no vector inside: the moment to
-    rewrite RAM tables), a sticky `framing_error` (an input `last` disagreed with the
-    beat count; beats are counted, so framing stays correct) and, with memory "ram",
-    one write port per memory.
-    """
+    cycles_per_vector_bound_rule = "ceil(C*M/R)"
 
     def __init__(self, layer):
         self.layer = layer
-        hw = layer.hw
         self.encoder = TreeEncoder(layer) if layer.encoder == "tree" else DistanceEncoder(layer)
         self.accumulator = LutAccumulator(layer)
-        members = {"i": In(vector_stream(hw.in_lanes, signed(8))),
-                   "o": Out(vector_stream(hw.out_lanes, self.out_shape)),
-                   "idle": Out(1),
-                   "framing_error": Out(1)}
-        for memory in self.memories:
-            members.update(memory.members())
-        super().__init__(members)
-
-    @property
-    def memories(self):
-        return [*self.encoder.memories, *self.accumulator.memories]
-
-    @property
-    def out_shape(self):
-        return self.accumulator.out_shape
+        super().__init__(in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes,
+                         out_shape=self.accumulator.out_shape,
+                         memories=[*self.encoder.memories, *self.accumulator.memories])
 
     @property
     def acc_bits(self) -> int:
@@ -59,8 +50,6 @@ class LutEngine(wiring.Component):
         encoder = layer.codebooks * (1 if layer.encoder == "tree" else self.encoder.cycles_per_codebook)
         return max(beats_per_vector(layer.in_features, hw.in_lanes), encoder,
                    self.accumulator.cycles_per_vector, beats_per_vector(layer.out_features, hw.out_lanes))
-
-    cycles_per_vector_bound_rule = "ceil(C*M/R)"
 
     @property
     def cycles_per_vector_bound(self) -> int:
@@ -82,9 +71,7 @@ class LutEngine(wiring.Component):
         connect(m, self.accumulator.o, scatter.i)
         connect(m, scatter.o, flipped(self.o))
         for unit in (self.encoder, self.accumulator):
-            for memory in unit.memories:
-                for name in memory.members():
-                    connect(m, flipped(getattr(self, name)), getattr(unit, name))
+            connect_memory_ports(m, self, unit)
 
         drive_status(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
         return m

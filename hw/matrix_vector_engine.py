@@ -30,18 +30,23 @@ the terms before the adder trees, the tree sums before the accumulators, and the
 final sums before rounding.
 """
 import numpy as np
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from nomac.hw.engine import LAYER_PARAMETER, Engine, connect_memory_ports
 from nomac.hw.engine_status import drive_status
+from nomac.hw.group_loop import accumulate_and_emit, ping_pong_walk
 from nomac.hw.lane_gearbox import LaneGearbox
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.parameter_memory import ParameterMemory
-from nomac.hw.requantize import balanced_sum, requantize
+from nomac.hw.requantize import balanced_sum
 from nomac.hw.vector_stream import beats_per_vector, vector_stream
 from nomac.hw.widths import bias_memory_bits, prefix_sum_range, signed_bits
+
+__all__ = ["INT8_LO", "INT8_HI", "BLOCK_RAM", "weight_word_layout", "weight_memory", "matrix_accumulator_bits",
+           "MatrixVectorLoop", "MatrixVectorEngine"]
 
 INT8_LO, INT8_HI = -128, 127
 BLOCK_RAM = {"ram_style": "block", "rom_style": "block"}
@@ -130,49 +135,16 @@ class MatrixVectorLoop(wiring.Component):
         m.submodules.inputs = inputs = memory.Memory(shape=unsigned(8 * T), depth=2 << bank_bits, init=[])
         input_write, input_read = inputs.write_port(), inputs.read_port()
 
-        # Write side: fill bank `fill` with the S words of a vector, then mark it full.
-        full = [Signal(name="full0"), Signal(name="full1")]
-        fill, fill_s = Signal(), Signal(range(S))
-        word_fire = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(Mux(fill, full[1], full[0]) == 0),
-                     input_write.addr.eq(Cat(fill_s, fill)),
-                     input_write.data.eq(self.i.payload.data.as_value()),
-                     input_write.en.eq(word_fire)]
-        fill_done = word_fire & (fill_s == S - 1)
-        with m.If(word_fire):
-            m.d.sync += fill_s.eq(Mux(fill_done, 0, fill_s + 1))
-            with m.If(fill_done):
-                m.d.sync += fill.eq(~fill)
-
-        # Stage 0: walk (g, s) over the bank `drain` once it is full; the whole loop
-        # advances together, and stalls while an output waits for `ready`.
-        advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        for port in (input_read, *weights, bias):
-            m.d.comb += port.en.eq(advance)
-        drain = Signal()
-        g, s = Signal(range(G)), Signal(range(S))
-        base = Signal(range(G * S))                       # g * S, kept by increments
-        running = Mux(drain, full[1], full[0])
-        s_final, g_final = s == S - 1, g == G - 1
-        m.d.comb += input_read.addr.eq(Cat(s, drain))
+        # Stage 0: walk (g, s) over the input words of a vector, g * S the group's weight base.
+        walk = ping_pong_walk(m, self.i, self.o, input_write, input_read, data_in=self.i.payload.data.as_value(),
+                              groups=G, steps=S, base_stride=S, step_name="s", ports=(*weights, bias))
+        advance = walk.advance
         for port in weights:
-            m.d.comb += port.addr.eq(base + s)
-        release = advance & running & s_final & g_final
-        for bank in (0, 1):
-            with m.If(fill_done & (fill == bank)):
-                m.d.sync += full[bank].eq(1)
-            with m.Elif(release & (drain == bank)):
-                m.d.sync += full[bank].eq(0)
-        with m.If(advance & running):
-            m.d.sync += s.eq(Mux(s_final, 0, s + 1))
-            with m.If(s_final):
-                m.d.sync += [g.eq(Mux(g_final, 0, g + 1)), base.eq(Mux(g_final, 0, base + S))]
-            with m.If(s_final & g_final):
-                m.d.sync += drain.eq(~drain)
+            m.d.comb += port.addr.eq(walk.base + walk.step)
 
         # Control flags travel down the pipeline beside the data they describe.
-        flags = {"valid": running, "first": s == 0, "final": s_final, "last": g_final, "g": g}
+        flags = {"valid": walk.running, "first": walk.step == 0, "final": walk.step_final, "last": walk.group_final,
+                 "g": walk.group}
         stages = [flags]
 
         def next_stage(name):
@@ -215,59 +187,31 @@ class MatrixVectorLoop(wiring.Component):
         m.d.comb += bias.addr.eq(stages[-2]["g"])
         now = stages[-1]
         biases = data.ArrayLayout(signed(self.bias.layout.lane_bits), U)(bias.data)
-        acc = Signal(data.ArrayLayout(signed(self.acc_bits), U))
-        sums = [Mux(now["first"], biases[u], acc[u]) + partials[u] for u in range(U)]
-        with m.If(advance & now["valid"]):
-            m.d.sync += [acc[u].eq(sums[u]) for u in range(U)]
-
-        done, done_last = now["valid"] & now["final"], now["last"]
-        if hw.pipeline:                     # register the sums before rounding
-            registered = Signal(data.ArrayLayout(signed(self.acc_bits), U))
-            valid_sum, last_sum = Signal(), Signal()
-            with m.If(advance):
-                m.d.sync += [valid_sum.eq(done), last_sum.eq(done_last),
-                             *(registered[u].eq(sums[u]) for u in range(U))]
-            sums = [registered[u] for u in range(U)]
-            done, done_last = valid_sum, last_sum
-
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(done)
-            with m.If(done):
-                m.d.sync += self.o.payload.last.eq(done_last)
-                for u in range(U):
-                    value = sums[u] if layer.output == "acc" else requantize(sums[u], layer.out_shift)
-                    m.d.sync += self.o.payload.data[u].eq(value)
+        accumulate_and_emit(m, self.o, advance=advance, valid=now["valid"], first=now["first"], final=now["final"],
+                            last=now["last"], starts=biases, addends=partials, acc_bits=self.acc_bits,
+                            pipeline=hw.pipeline, out_shift=None if layer.output == "acc" else layer.out_shift,
+                            flag_suffix="_sum")
         return m
 
 
-class MatrixVectorEngine(wiring.Component):
-    """A whole matrix-vector layer with its memories; subclasses name the term unit.
+class MatrixVectorEngine(Engine):
+    __doc__ = Engine.doc_template.format(description="""
+    What the `shift` and `dense` engines share: gearboxes around the `MatrixVectorLoop`,
+    its memories and the status logic. A subclass names its term unit (`TermUnit`, a
+    class built from the layer).
+    """.strip(), parameters=LAYER_PARAMETER.format(layer="ShiftLayer or DenseLayer"), rule=': "ceil(D*M/(U*T))"',
+        attributes="""
+    loop : MatrixVectorLoop
+    """.strip())
 
-    Besides the two vector streams it has `idle` (no vector inside: the moment to
-    rewrite RAM), a sticky `framing_error` (an input `last` disagreed with the beat
-    count; beats are counted, so framing stays correct) and, with memory "ram", a
-    write and a read-back port per memory.
-    """
+    TermUnit: type
     cycles_per_vector_bound_rule = "ceil(D*M/(U*T))"
 
-    def __init__(self, layer, term_unit):
+    def __init__(self, layer):
         self.layer = layer
-        self.loop = MatrixVectorLoop(layer, term_unit)
-        members = {"i": In(vector_stream(layer.hw.in_lanes, signed(8))),
-                   "o": Out(vector_stream(layer.hw.out_lanes, self.out_shape)),
-                   "idle": Out(1),
-                   "framing_error": Out(1)}
-        for mem in self.memories:
-            members.update(mem.members())
-        super().__init__(members)
-
-    @property
-    def memories(self) -> list[ParameterMemory]:
-        return self.loop.memories
-
-    @property
-    def out_shape(self):
-        return self.loop.out_shape
+        self.loop = MatrixVectorLoop(layer, self.TermUnit(layer))
+        super().__init__(in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes, out_shape=self.loop.out_shape,
+                         memories=self.loop.memories)
 
     @property
     def acc_bits(self) -> int:
@@ -296,8 +240,6 @@ class MatrixVectorEngine(wiring.Component):
         connect(m, gather.o, self.loop.i)
         connect(m, self.loop.o, scatter.i)
         connect(m, scatter.o, flipped(self.o))
-        for mem in self.memories:
-            for name in mem.members():
-                connect(m, flipped(getattr(self, name)), getattr(self.loop, name))
+        connect_memory_ports(m, self, self.loop)
         drive_status(m, self, beats_per_vector(layer.in_features, hw.in_lanes), gather.misframed)
         return m

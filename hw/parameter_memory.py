@@ -12,6 +12,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.hw.engine import memory_ports
 from nomac.hw.memory_layout import MemoryLayout
 
 
@@ -62,7 +63,7 @@ class ParameterMemory:
         port = mem.read_port()
         if not self.writable:
             return port
-        write, host = getattr(component, self.write_name), getattr(component, self.read_name)
+        write, host = memory_ports(component, self)
         write_port = mem.write_port()
         datapath = _DatapathRead(self.layout.name, self.addr_width, port.data)
         m.d.comb += [write_port.addr.eq(write.addr), write_port.data.eq(write.data), write_port.en.eq(write.en),

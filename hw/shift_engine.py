@@ -12,6 +12,8 @@ from amaranth.lib import data
 
 from nomac.hw.matrix_vector_engine import MatrixVectorEngine, weight_memory
 
+__all__ = ["SIGN_BITS", "ShiftTerms", "ShiftEngine"]
+
 SIGN_BITS = 2   # -1, 0, +1 as two's complement lanes: 0b11, 0b00, 0b01
 
 
@@ -75,6 +77,4 @@ class ShiftTerms:
 
 class ShiftEngine(MatrixVectorEngine):
     """A whole `shift` layer: the matrix-vector skeleton with sign-and-shift terms."""
-
-    def __init__(self, layer):
-        super().__init__(layer, ShiftTerms(layer))
+    TermUnit = ShiftTerms

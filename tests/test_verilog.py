@@ -21,7 +21,9 @@ from amaranth.back import rtlil
 import nomac
 from lut_cases import LutCase
 from nomac.hw.memory_layout import MemoryLayout
-from nomac.hw.verilog_export import FlatPorts, build_engine, write_verilog
+from nomac.hw.engine_kinds import build_engine
+from nomac.hw.flat_verilog import FlatPorts
+from nomac.hw.verilog_export import write_verilog
 from nomac.model.config import make_config, save_config
 from nomac.model.lut_spec import LutLayer
 
