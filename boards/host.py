@@ -1,6 +1,7 @@
 """Host driver: talk to a board over its serial port, load a layer, run vectors on it.
 
-A Python API first, the command line second (`nomac run`, in nomac/cli.py):
+A Python API first, the command line second (`nomac run`: nomac/board_run.py, which
+also runs the same code against the simulated board of sim/):
 
     with BoardConnection.open("/dev/ttyUSB1", baud=1_000_000) as link:
         board = BoardSession(link, board_map(config, clock_hz=..., divisor=...))
@@ -28,12 +29,10 @@ import numpy as np
 from nomac.boards import board_options as options
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_map import BoardMap, board_layer
-from nomac.boards.board_top import DEFAULT_BOARD
 from nomac.boards.link_protocol import Command, Status
 from nomac.base.errors import NomacError
 
 DEFAULT_TIMEOUT = 1.0        # seconds to wait for a reply, on top of its time on the wire
-SIMULATED_TIMEOUT = 60.0     # a simulator runs a few ten thousand cycles a second: allow it time for a reply
 DEFAULT_RETRIES = 3
 CLI_COMMAND = "run"          # where argument errors come from, as the CLI names the command
 
@@ -494,39 +493,3 @@ def run_config(config, link: BoardConnection, board: BoardMap, *, vectors=None, 
     return RunReport(port=link.port_name, config_id=board.config_id, layer=layer.name, vectors=len(vectors),
                      mismatched_vectors=mismatched, mismatches=mismatches, load=load, run_seconds=seconds,
                      engine_cycles=cycles, link=link.stats, counters=counters, outputs=outputs)
-
-
-def run_on_board(config, layer_name: str | None = None, *, port: str | None = None, board: str = DEFAULT_BOARD,
-                 baud: int | None = None, max_payload: int | None = None, vectors=None, count: int = 256,
-                 seed: int = 1, compare: bool = True, timeout: float | None = None, retries: int = DEFAULT_RETRIES,
-                 simulator: str = "icarus", work_dir=None, progress=None) -> RunReport:
-    """`nomac run`: a board on `port` (built by `nomac build` for `board` at `baud`), or without a
-    port the simulated board (sim/board_bench.py), driven by the same code through a
-    pseudo-terminal. With the simulated board the report also projects the throughput of
-    the same frames at `baud` on `board` from the simulated cycle counts. Every argument is
-    checked before a port is opened or the simulator started."""
-    from nomac.boards.board_map import board_map
-    from nomac.boards.board_top import get_board
-    spec = get_board(board)
-    baud = spec.default_baud if baud is None else baud
-    divisor = options.board_divisor(CLI_COMMAND, spec, baud)
-    if timeout is None:
-        timeout = DEFAULT_TIMEOUT if port is not None else SIMULATED_TIMEOUT
-    options.check_timeout(CLI_COMMAND, timeout)
-    options.check_retries(CLI_COMMAND, retries)
-    vectors = run_vectors(vectors, count, seed, board_layer(config, layer_name).in_features)
-    if port is not None:
-        expected = board_map(config, layer_name, clock_hz=spec.clock_hz, divisor=divisor, max_payload=max_payload)
-        with BoardConnection.open(port, baud=baud, timeout=timeout, retries=retries) as link:
-            return run_config(config, link, expected, vectors=vectors, count=count, seed=seed,
-                              layer_name=layer_name, compare=compare, progress=progress)
-    from nomac.sim.simulated_board import SimulatedBoard, project_throughput
-    with SimulatedBoard(config, layer_name, simulator=simulator, work_dir=work_dir,
-                        max_payload=max_payload) as simulated:
-        with BoardConnection.open(simulated.port, baud=baud, timeout=timeout, retries=retries) as link:
-            link.port_name = f"the simulated board ({simulated.port})"
-            report = run_config(config, link, simulated.map, vectors=vectors, count=count, seed=seed,
-                                layer_name=layer_name, compare=compare, progress=progress)
-    report.projection = project_throughput(simulated.report, spec, baud, table_bytes=report.load.bytes,
-                                           vectors=report.vectors)
-    return report

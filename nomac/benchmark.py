@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nomac.boards.block_ram import max_table_reads
-from nomac.boards.synthesis import DEVICES, synthesize
+from nomac.boards.devices import DEVICES
+from nomac.boards.synthesis import synthesize
 from nomac.base.errors import NomacError
 from nomac.model.config import load_config
 from nomac.base.output_files import replaced_file, write_json

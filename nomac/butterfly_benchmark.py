@@ -7,13 +7,13 @@ device the engine's LUT/FF/BRAM/DSP out of context and its Fmax after place and
 route (`nomac.boards.synthesis`); weights and multiplies (or shifts) per vector of
 the chain against M*D of the dense layer. Prints tables and writes JSON.
 
-    python -m nomac.butterfly_benchmark [CONFIG ...] [--no-synth]
+    nomac bench --butterfly [CONFIG ...] [--no-synth]
 """
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nomac.boards.synthesis import DEVICES, synthesize
+from nomac.boards.devices import DEVICES
+from nomac.boards.synthesis import synthesize
 from nomac.base.errors import NomacError
 from nomac.model.butterfly_spec import chain_parameters
 from nomac.benchmark import load_bench_configs
@@ -99,16 +99,3 @@ def run_butterfly_benchmark(configs, devices=tuple(DEVICES), *, vectors: int = 6
     path = write_json(out_dir / "butterfly.json", [asdict(r) for r in rows], "butterfly benchmark table")
     print(f"wrote {path}")
     return rows
-
-
-def main(argv=None) -> int:
-    from nomac.cli import bundled_config
-    argv = sys.argv[1:] if argv is None else argv
-    synth = "--no-synth" not in argv
-    configs = [a for a in argv if a != "--no-synth"] or [bundled_config(f"{stem}.json") for stem in EXAMPLES]
-    rows = run_butterfly_benchmark(configs, synth=synth, progress=lambda text: print(text, flush=True))
-    return 0 if all(row.mismatches == 0 for row in rows) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

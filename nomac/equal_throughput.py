@@ -1,7 +1,7 @@
 """`nomac bench --compare`: shift vs dense vs lut engines of one layer at equal throughput.
 
-The bundled examples compute the same seeded Linear(32, 32) (`model/lut_examples.py`,
-`model/matrix_examples.py`). At each lane count N the engines get N output lanes:
+The bundled examples compute the same seeded Linear(32, 32) (`model/examples/lut.py`,
+`model/examples/matrix.py`). At each lane count N the engines get N output lanes:
 table_reads R = N for lut (C = 8 codebooks: 8 * 32 / N cycles a vector), lanes U = N
 with T = 4 terms a cycle for shift and dense (32 * 32 / (4 N) cycles). So each row of a
 group has the same D, M, output lanes and cycles per vector, and the resources and Fmax
@@ -13,9 +13,9 @@ its multipliers are built from LUTs, as where the DSPs are taken or too few).
 from pathlib import Path
 
 from nomac.benchmark import EngineFigures, device_columns, measure_config, save
-from nomac.boards.synthesis import DEVICES
+from nomac.boards.devices import DEVICES
 from nomac.model.config import load_config
-from nomac.model.lut_examples import CONFIG_DIR
+from nomac.model.examples.source_layer import CONFIG_DIR
 
 # name: (bundled example, the hw key that sets its output lanes, DSP inference on)
 ENGINES = {"lut_l1_small": ("lut_l1_small", "table_reads", True),

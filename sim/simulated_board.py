@@ -10,29 +10,25 @@ the simulator build stays cached.
 
 The board core of the config (an iCEBreaker's core with a UART of `SIM_DIVISOR`
 cycles per bit, memories blank) in `SimulatedBoardTop` is generated as Verilog, built once per design
-(cached by the Verilog's hash, like `nomac sim`), and simulated in a background
+(sim/cocotb_run.py: cached by the Verilog's hash, like `nomac sim`), and simulated in a background
 thread while the caller talks to the port. `project_throughput` turns the report
 into the throughput the same frames reach on a real board at its real baud rate.
 """
-import hashlib
 import json
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.boards.board_map import BoardMap
-from nomac.boards.board_top import BOARDS, SIM_DIVISOR, Board, BoardCore
+from nomac.boards.board_top import SIM_DIVISOR, BoardCore
+from nomac.boards.devices import BOARDS, Board
 from nomac.boards.link_protocol import Command
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
-from nomac.base.errors import NomacError
-from nomac.hw.verilog_export import FlatPorts, to_verilog
-from nomac.sim.runner import _WAIVERS, SIMULATORS, SimulationError, _tool_environment, default_work_dir
+from nomac.hw.flat_verilog import FlatPorts, to_verilog
+from nomac.sim.cocotb_run import CocotbRun, SimulationError
 
 SIM_CLOCK_HZ = BOARDS["icebreaker"].clock_hz
 
@@ -66,45 +62,19 @@ class SimulatedBoardTop(wiring.Component):
 
 
 class BoardDesign:
-    """A simulated board's Verilog in a fresh run folder, and where its build is cached."""
+    """A simulated board's Verilog (`SimulatedBoardTop` of the core) in a fresh cocotb run folder."""
 
     def __init__(self, core: BoardCore, simulator: str, work_dir=None, prefix: str = "board"):
-        if simulator not in SIMULATORS:
-            raise NomacError(f"simulator = {simulator!r}: must be one of {', '.join(SIMULATORS)}")
-        self.core, self.simulator = core, simulator
-        root = (Path(work_dir) if work_dir else default_work_dir()).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-{core.map.layer}-", dir=root))
+        self.run = CocotbRun(simulator, work_dir, prefix=f"{prefix}-{core.map.layer}-")
         self.top = f"nomac_board_{core.map.layer}"
-        self.verilog = self.run_dir / f"{self.top}.v"
+        self.verilog = self.run.folder / f"{self.top}.v"
         self.verilog.write_text(to_verilog(FlatPorts(SimulatedBoardTop(core)), self.top))
-        digest = hashlib.sha256(self.verilog.read_bytes()).hexdigest()[:16]
-        self.build_dir = root / "builds" / f"{simulator}-board-{digest}"
-        self.log = self.run_dir / "simulation.log"
 
     def simulate(self, test_module: str, plan: dict, plan_variable: str):
-        """Build (once per design) and run the cocotb `test_module` with `plan`; blocks until it ends."""
-        from cocotb_tools.runner import get_runner
-        plan_path = self.run_dir / "plan.json"
+        """Run the cocotb board bench `test_module` with `plan`; blocks until it ends."""
+        plan_path = self.run.folder / "plan.json"
         plan_path.write_text(json.dumps(plan))
-        build_args = ["-Wno-fatal", str(_WAIVERS)] if self.simulator == "verilator" else []
-        with _tool_environment(self.simulator):
-            runner = get_runner(self.simulator)
-            try:
-                runner.build(sources=[self.verilog], hdl_toplevel=self.top, build_dir=self.build_dir,
-                             timescale=("1ns", "1ps"), build_args=build_args, log_file=self.run_dir / "build.log")
-            except (RuntimeError, SystemExit) as e:
-                raise SimulationError(f"{self.simulator} build of {self.verilog} failed ({e}); "
-                                      f"see {self.run_dir / 'build.log'}") from None
-            try:
-                runner.test(test_module=test_module, hdl_toplevel=self.top, build_dir=self.build_dir,
-                            test_dir=self.run_dir, extra_env={plan_variable: str(plan_path)},
-                            results_xml=str(self.run_dir / "results.xml"), log_file=self.log)
-            except SystemExit:
-                pass                      # a failing test: its report says why
-
-    def log_tail(self) -> str:
-        return self.log.read_text()[-3000:] if self.log.exists() else "(no log)"
+        self.run.run(self.verilog, self.top, test_module, plan_variable, plan_path)
 
 
 class SimulatedBoard:
@@ -123,12 +93,11 @@ class SimulatedBoard:
         self._error = None
 
     def __enter__(self) -> "SimulatedBoard":
-        self.design = design = BoardDesign(self.core, self.simulator, self.work_dir)
-        self.run_dir = design.run_dir
-        self._port_file, self._stop_file = design.run_dir / "port", design.run_dir / "stop"
-        self._report_file = design.run_dir / "report.json"
+        design = BoardDesign(self.core, self.simulator, self.work_dir)
+        self.run = run = design.run
+        self._port_file, self._stop_file = run.folder / "port", run.folder / "stop"
         plan = {"divisor": self.map.divisor, "port_file": str(self._port_file), "stop_file": str(self._stop_file),
-                "report": str(self._report_file), "max_seconds": self.max_seconds}
+                "report": str(run.report_path), "max_seconds": self.max_seconds}
 
         def simulate():
             try:
@@ -144,21 +113,17 @@ class SimulatedBoard:
                 self._stop()
                 if self._error is not None:
                     raise self._error
-                raise SimulationError(f"the simulated board did not start (log {design.log}):\n"
-                                      f"{design.log_tail()}")
+                raise SimulationError(f"the simulated board did not start (log {run.log}):\n{run.log_tail()}")
             time.sleep(0.02)
         self.port = self._port_file.read_text()
         return self
 
     def __exit__(self, *exc):
         self._stop()
-        if self._report_file.exists():
-            self.report = json.loads(self._report_file.read_text())
+        if self.run.report_path.exists() or exc[0] is None:
+            self.report = self.run.report("the simulated board")
             if exc[0] is None and not self.keep:
-                shutil.rmtree(self.run_dir, ignore_errors=True)   # the build stays cached
-        elif exc[0] is None:
-            raise SimulationError(f"the simulated board ended without a report (log {self.design.log}):\n"
-                                  f"{self.design.log_tail()}")
+                self.run.remove()
 
     def _stop(self):
         self._stop_file.touch()
@@ -178,21 +143,17 @@ def check_link_robustness(config, layer_name: str | None = None, *, cases: int =
     core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR, max_payload=max_payload,
                      timeout_bytes=timeout_bytes, blank=True)
     design = BoardDesign(core, simulator, work_dir, prefix="link")
-    report_path = design.run_dir / "report.json"
     plan = {"divisor": core.map.divisor, "max_payload": core.map.max_payload, "seed": seed, "cases": cases,
-            "probe_every": probe_every, "report": str(report_path),
+            "probe_every": probe_every, "report": str(design.run.report_path),
             "regions": [{"index": r.index, "name": r.name, "depth": r.depth, "word_bits": r.word_bits}
                         for r in core.map.regions]}
     started = time.monotonic()
     design.simulate("nomac.sim.link_robustness_bench", plan, "NOMAC_LINK_PLAN")
-    if not report_path.exists():
-        raise SimulationError(f"the link robustness bench ended without a report (log {design.log}):\n"
-                              f"{design.log_tail()}")
-    report = json.loads(report_path.read_text())
+    report = design.run.report("the link robustness bench")
     report["seconds"] = time.monotonic() - started
-    report["log"] = str(design.log)
+    report["log"] = str(design.run.log)
     if not report["problems"]:
-        shutil.rmtree(design.run_dir, ignore_errors=True)
+        design.run.remove()
         report["log"] = None
     return report
 

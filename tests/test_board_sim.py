@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lut_cases import LutCase
-from nomac.boards.host import run_on_board
+from nomac.board_run import run_on_board
 from nomac.cli import main
 from nomac.model.config import load_config, save_config
 from nomac.model.golden import run_golden
