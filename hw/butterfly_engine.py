@@ -34,7 +34,7 @@ class ButterflyEngine(Engine):
     def __init__(self, layer):
         self.layer = layer
         self.stages = [ButterflyStage(layer, k) for k in range(len(layer.factors))]
-        super().__init__(in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes,
+        super().__init__(layer, in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes,
                          out_shape=self.stages[-1].out_shape,
                          memories=[memory for stage in self.stages for memory in stage.memories])
 

@@ -154,6 +154,9 @@ class Engine(_HostPorts, wiring.Component, metaclass=ABCMeta):
 
     Attributes
     ----------
+    layer : the validated layer.
+    in_elements, out_elements : int
+        Elements of an input and of an output vector.
     memories : list of ParameterMemory
         Every memory holding a config array, in manifest order.
     out_shape : shape-like
@@ -176,13 +179,15 @@ class Engine(_HostPorts, wiring.Component, metaclass=ABCMeta):
     the code around an engine needs no knowledge of its kind. An engine's own
     constructor takes its validated layer.
     """.strip(), parameters="""
+    layer : the validated layer the engine computes.
     in_lanes, out_lanes, out_shape, in_shape (default int8) : as for `EngineSignature`.
     memories : list of ParameterMemory
         The memories of the engine's parts, in manifest order.
     """.strip(), rule="", attributes="")
 
-    def __init__(self, *, in_lanes: int, out_lanes: int, out_shape: ShapeLike, memories,
+    def __init__(self, layer, *, in_lanes: int, out_lanes: int, out_shape: ShapeLike, memories,
                  in_shape: ShapeLike = signed(8)):
+        self.layer = layer
         self.memories = list(memories)
         super().__init__(EngineSignature(in_lanes=in_lanes, in_shape=in_shape, out_lanes=out_lanes,
                                          out_shape=out_shape, memories=self.memories))
@@ -190,6 +195,17 @@ class Engine(_HostPorts, wiring.Component, metaclass=ABCMeta):
     @property
     def out_shape(self) -> ShapeLike:
         return self.signature.out_shape
+
+    @property
+    def in_elements(self) -> int:
+        """Elements of an input vector: the layer's in_features (an operator may read more, see
+        `nomac.hw.operators.operator_engine`)."""
+        return self.layer.in_features
+
+    @property
+    def out_elements(self) -> int:
+        """Elements of an output vector: the layer's out_features."""
+        return self.layer.out_features
 
     # The figures of the manifest, documented above; each engine defines them (a property
     # or, for a constant, a class attribute).

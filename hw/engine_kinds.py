@@ -9,6 +9,7 @@ from nomac.hw.butterfly_engine import ButterflyEngine
 from nomac.hw.dense_engine import DenseEngine
 from nomac.hw.engine import Engine
 from nomac.hw.lut_engine import LutEngine
+from nomac.hw.operators.gelu import GeluEngine
 from nomac.hw.shift_engine import ShiftEngine
 from nomac.model.config import Config
 
@@ -16,7 +17,9 @@ __all__ = ["ENGINES", "build_engine", "hardware_layers", "single_hardware_layer"
 
 # Layer kind -> engine class (an `Engine`, built from one validated layer of that kind).
 ENGINES: dict[str, type[Engine]] = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine,
-                                    "butterfly": ButterflyEngine}
+                                    "butterfly": ButterflyEngine,
+                                    # the integer ViT operators (docs/spec.md section 13)
+                                    "gelu": GeluEngine}
 
 
 def build_engine(layer) -> Engine:

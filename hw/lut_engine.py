@@ -35,7 +35,7 @@ class LutEngine(Engine):
         self.layer = layer
         self.encoder = TreeEncoder(layer) if layer.encoder == "tree" else DistanceEncoder(layer)
         self.accumulator = LutAccumulator(layer)
-        super().__init__(in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes,
+        super().__init__(layer, in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes,
                          out_shape=self.accumulator.out_shape,
                          memories=[*self.encoder.memories, *self.accumulator.memories])
 

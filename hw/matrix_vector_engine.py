@@ -210,7 +210,7 @@ class MatrixVectorEngine(Engine):
     def __init__(self, layer):
         self.layer = layer
         self.loop = MatrixVectorLoop(layer, self.TermUnit(layer))
-        super().__init__(in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes, out_shape=self.loop.out_shape,
+        super().__init__(layer, in_lanes=layer.hw.in_lanes, out_lanes=layer.hw.out_lanes, out_shape=self.loop.out_shape,
                          memories=self.loop.memories)
 
     @property

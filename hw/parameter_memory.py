@@ -58,19 +58,25 @@ class ParameterMemory:
 
         For a RAM, `component` carries the host ports named by `members()`.
         """
+        return self.build_ports(m, component, 1)[0]
+
+    def build_ports(self, m: Module, component: wiring.Component, count: int) -> list:
+        """Add the memory to `m` with `count` datapath read ports (a datapath reading several
+        entries a cycle; synthesis duplicates the block RAM per port); a RAM's host read-back
+        shares the first."""
         mem = memory.Memory(shape=unsigned(self.word_bits), depth=self.depth, init=self.init, attrs=self.attrs)
         m.submodules[self.layout.name] = mem
-        port = mem.read_port()
+        ports = [mem.read_port() for _ in range(count)]
         if not self.writable:
-            return port
+            return ports
         write, host = memory_ports(component, self)
         write_port = mem.write_port()
-        datapath = _DatapathRead(self.layout.name, self.addr_width, port.data)
+        datapath = _DatapathRead(self.layout.name, self.addr_width, ports[0].data)
         m.d.comb += [write_port.addr.eq(write.addr), write_port.data.eq(write.data), write_port.en.eq(write.en),
-                     port.addr.eq(Mux(host.en, host.addr, datapath.addr)),
-                     port.en.eq(host.en | datapath.en),
-                     host.data.eq(port.data)]
-        return datapath
+                     ports[0].addr.eq(Mux(host.en, host.addr, datapath.addr)),
+                     ports[0].en.eq(host.en | datapath.en),
+                     host.data.eq(ports[0].data)]
+        return [datapath, *ports[1:]]
 
     def describe(self) -> dict:
         return {"name": self.layout.name, "memory": "ram" if self.writable else "rom",

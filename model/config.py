@@ -29,7 +29,7 @@ from nomac.base.output_files import json_text, replaced_file, write_text
 
 FORMAT = "nomac/1"
 LAYER_KINDS = {cls.kind: cls for cls in (LutLayer, ShiftLayer, DenseLayer, ButterflyLayer)}
-LAYER_KINDS.update(OPERATOR_KINDS)   # whole-model operators (model/operator_layers.py), no hardware
+LAYER_KINDS.update(OPERATOR_KINDS)   # the integer ViT operators (model/operator_layers.py)
 DESCRIPTIVE_LAYER_KEYS = ("description", "input_scale", "output_scale")
 TOP_LEVEL_KEYS = ("format", "arrays", "layers", "description", "input_scale", "output_scale")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -4,7 +4,8 @@ Rules (docs/spec.md section 12):
 - Every value is int8 rows: the model input is [N, R * in_features of the first layer]
   (usually R = 1); a layer's output is [N, width].
 - A layer takes the output of the layer before it (the first one takes the model
-  input), except an `add`, whose `inputs` name two earlier layers (or "input").
+  input), except an `add`, whose `inputs` name two earlier layers (or "input"); an
+  add of "input" and "input" reads rows of 2E, a's E elements then b's.
 - A layer maps rows of `in_features` to rows of `out_features`. A value of width
   R * in_features is R rows (R tokens) for it, each mapped on its own, so one `lut`
   layer serves every token of a sequence; the result has width R * out_features.
@@ -25,7 +26,9 @@ def layer_inputs(config) -> dict[str, tuple[str, ...]]:
     """Layer name -> names of the values it reads ("input" is the model input)."""
     edges, previous = {}, "input"
     for layer in config.layers:
-        edges[layer.name] = tuple(getattr(layer, "inputs", ())) or (previous,)
+        inputs = tuple(getattr(layer, "inputs", ()))
+        # an add of "input" and "input" reads one row of a then b (docs/spec.md section 13.6)
+        edges[layer.name] = ("input",) if inputs == ("input", "input") else inputs or (previous,)
         previous = layer.name
     return edges
 

@@ -17,7 +17,6 @@ divisions are floors of non-negative numbers. Nothing here uses floats.
 """
 import numpy as np
 
-from nomac.base.errors import ConfigError
 from nomac.model.fixed_point import rshift_round, sat8
 
 RECIP_BITS = 32          # reciprocals are floor(2^32 / r)
@@ -150,9 +149,11 @@ def attention_forward(layer, x):
 
 
 def add_forward(layer, a, b=None):
+    """Two operands from two layers, or one row of 2E with a's E elements first, then b's
+    (the engine's input, and a layer whose inputs are both "input")."""
     if b is None:
-        raise ConfigError(f"layer '{layer.name}'", "inputs", list(layer.inputs),
-                          "an add layer takes two inputs: run the whole model, not this layer alone")
+        pair = np.asarray(a)
+        a, b = pair[:, :layer.features], pair[:, layer.features:]
     return residual_add(a, b, layer.mult_a, layer.mult_b, layer.shift)
 
 

@@ -8,16 +8,18 @@ validate an operator as the hardware kinds describe a layer: a frozen dataclass 
 model/int_ops.py; how a whole config runs as a dataflow is in model/dataflow.py.
 
 Every operator maps rows of `in_features` int8 values to rows of `out_features`
-(a token-wise operator, like a hardware layer, applies to each token of a sequence);
-operators have no hardware yet, so hardware overrides pass them by.
+(a token-wise operator, like a hardware layer, applies to each token of a sequence).
+Each has an "hw" section of its own (`OperatorHardware`, docs/spec.md section 13.9):
+stream lanes, datapath lanes and, for a kind with arrays, ROM or RAM memories; the
+generators are in hw/operators/.
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.model.field_rules import reject_unknown, require_array, require_int, require_values_in
+from nomac.model.field_rules import HardwareSection, reject_unknown, require_array, require_int, require_values_in
 
 MAX_MULT = (1 << 31) - 1     # dyadic multipliers are non-negative int32
 MAX_SHIFT = 62
@@ -37,15 +39,36 @@ def _names(where, key, value):
     return tuple(value)
 
 
+MEMORIES = ("rom", "ram")
+NO_MEMORY = "none"           # hw.memory of a kind without arrays
+
+
+@dataclass(frozen=True)
+class OperatorHardware:
+    """Hardware choices of an operator, which never change its arithmetic (docs/spec.md section 13.9).
+
+    in_lanes / out_lanes: elements per beat on the input / output stream.
+    lanes: elements the datapath handles per cycle (attention: the multipliers working
+        in parallel on a dot product); 1 for the reordering kinds.
+    memory: "rom" bakes the kind's arrays into the bitstream, "ram" gives each a host
+        write and read-back port; "none" for a kind without arrays.
+    """
+    in_lanes: int
+    out_lanes: int
+    lanes: int
+    memory: str
+
+    KEYS: ClassVar[tuple[str, ...]] = ("in_lanes", "out_lanes", "lanes", "memory")
+
+
 @dataclass(frozen=True, eq=False)
 class OperatorLayer:
-    """Shared machinery; a kind lists its parameters (PARAMS: name -> check) and its
-    arrays (`array_rules`: name -> (dtype, shape, (lo, hi, rule) or None))."""
+    """Shared machinery; a kind lists its parameters (PARAMS: name -> check), its arrays
+    (`array_rules`: name -> (dtype, shape, (lo, hi, rule) or None)) and how its datapath
+    lanes may be chosen (`lanes_rule`)."""
     kind: ClassVar[str] = ""
     PARAMS: ClassVar[dict] = {}
     output: ClassVar[str] = "int8"
-    hw: ClassVar[None] = None
-    hw_given: ClassVar[dict] = {}
 
     name: str
 
@@ -57,6 +80,15 @@ class OperatorLayer:
     def check(cls, where: str, p: dict):
         """Rules between parameters (each kind adds its own)."""
 
+    def lanes_rule(self) -> tuple[int, int, int | None]:
+        """(default, largest, divisor) of hw.lanes: lanes must divide `divisor` (None: any
+        lanes up to the largest); (1, 1, None) fixes it at 1."""
+        return 1, self.out_features, None
+
+    def default_stream_lanes(self, lanes: int) -> int:
+        """The default of hw.in_lanes and hw.out_lanes: as wide as the datapath."""
+        return lanes
+
     @property
     def in_features(self) -> int:
         raise NotImplementedError
@@ -67,7 +99,7 @@ class OperatorLayer:
 
     @classmethod
     def from_json(cls, where: str, params: dict, arrays: dict, extra_keys: tuple[str, ...] = ()):
-        reject_unknown(where, "field", params, ("name", "kind", *cls.PARAMS, *extra_keys))
+        reject_unknown(where, "field", params, ("name", "kind", "hw", *cls.PARAMS, *extra_keys))
         values = {}
         for key, check in cls.PARAMS.items():
             if key not in params:
@@ -81,22 +113,56 @@ class OperatorLayer:
             if limits is not None:
                 require_values_in(where, name, values[name], *limits)
         extra = {key: params[key] for key in extra_keys if key in params}
-        return cls(name=params["name"], **values, extra=extra)
+        layer = cls(name=params["name"], **values, extra=extra)
+        hw = params.get("hw", {})
+        if not isinstance(hw, dict):
+            raise ConfigError(where, "hw", hw, "must be an object of hardware choices")
+        return layer.with_hw(hw, where, replace_given=True)
 
     def params_json(self) -> dict:
         params = {"name": self.name, "kind": self.kind}
         for key in self.PARAMS:
             value = getattr(self, key)
             params[key] = list(value) if isinstance(value, tuple) else value
-        return {**params, **self.extra}
+        params.update(self.extra)
+        if self.hw_given:
+            params["hw"] = dict(self.hw_given)
+        return params
 
     def arrays(self) -> dict[str, np.ndarray]:
         array_names = [f.name for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)]
         return {name: getattr(self, name) for name in array_names}
 
-    def with_hw(self, overrides: dict, where: str):
-        """Operators have no hardware choices yet: overrides meant for hardware layers pass by."""
-        return self
+    def with_hw(self, overrides: dict, where: str, replace_given: bool = False):
+        """The same layer with some hardware choices replaced (defaults re-derived); an
+        override of a choice the kind does not have is refused, as for hardware layers."""
+        given = dict(overrides) if replace_given else {**self.hw_given, **overrides}
+        section = HardwareSection(where, given, OperatorHardware.KEYS)
+        default, largest, divisor = self.lanes_rule()
+        if largest == 1 and "lanes" in given:
+            raise ConfigError(where, "hw.lanes", given["lanes"],
+                              f"a {self.kind} layer moves one element a cycle; only in_lanes and out_lanes apply")
+        lanes = section.integer("lanes", default, lo=1, hi=largest)
+        if divisor is not None and divisor % lanes:
+            raise ConfigError(where, "hw.lanes", lanes, f"must divide {divisor} ({self.lanes_divides})")
+        stream = self.default_stream_lanes(lanes)
+        in_lanes = section.integer("in_lanes", min(stream, self.stream_in_features), lo=1, hi=self.stream_in_features)
+        out_lanes = section.integer("out_lanes", min(stream, self.out_features), lo=1, hi=self.out_features)
+        if self.arrays():
+            memory = section.choice("memory", "rom", MEMORIES)
+        elif "memory" in given:
+            raise ConfigError(where, "hw.memory", given["memory"], f"a {self.kind} layer has no arrays to hold")
+        else:
+            memory = NO_MEMORY
+        hw = OperatorHardware(in_lanes=in_lanes, out_lanes=out_lanes, lanes=lanes, memory=memory)
+        return replace(self, hw_given={key: getattr(hw, key) for key in given}, hw=hw)
+
+    lanes_divides: ClassVar[str] = "features"
+
+    @property
+    def stream_in_features(self) -> int:
+        """Elements of one input vector of the layer's engine (in_features; an add reads a and b)."""
+        return self.in_features
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +174,8 @@ class PatchesLayer(OperatorLayer):
     width: int = 0
     patch: int = 0
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
     @classmethod
     def check(cls, where, p):
@@ -116,6 +184,12 @@ class PatchesLayer(OperatorLayer):
 
     in_features = property(lambda self: self.height * self.width)
     out_features = property(lambda self: self.height * self.width)
+
+    def lanes_rule(self):
+        return 1, 1, None
+
+    def default_stream_lanes(self, lanes):
+        return 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +205,8 @@ class EmbedLayer(OperatorLayer):
     shift: int = 0
     offset: np.ndarray = None          # int32 [T, E]
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
     @classmethod
     def array_rules(cls, p):
@@ -138,6 +214,9 @@ class EmbedLayer(OperatorLayer):
 
     in_features = property(lambda self: (self.tokens - 1) * self.features)
     out_features = property(lambda self: self.tokens * self.features)
+
+    def lanes_rule(self):
+        return 1, self.features, self.features
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,6 +231,8 @@ class LayerNormLayer(OperatorLayer):
     weight: np.ndarray = None          # int16 [E]
     bias: np.ndarray = None            # int32 [E]
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
     @classmethod
     def array_rules(cls, p):
@@ -160,6 +241,9 @@ class LayerNormLayer(OperatorLayer):
 
     in_features = property(lambda self: self.features)
     out_features = property(lambda self: self.features)
+
+    def lanes_rule(self):
+        return 1, self.features, self.features
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +254,8 @@ class GeluLayer(OperatorLayer):
     features: int = 0
     table: np.ndarray = None           # int8 [256]
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
     @classmethod
     def array_rules(cls, p):
@@ -195,6 +281,8 @@ class AttentionLayer(OperatorLayer):
     out_shift: int = 0
     exp_table: np.ndarray = None       # int32 [256] in [0, 2^15], exp_table[0] >= 1
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
     @classmethod
     def check(cls, where, p):
@@ -215,15 +303,27 @@ class AttentionLayer(OperatorLayer):
 
     in_features = property(lambda self: self.tokens * 3 * self.features)
     out_features = property(lambda self: self.tokens * self.features)
+    lanes_divides: ClassVar[str] = "head_dim = features / heads"
 
     @property
     def head_dim(self) -> int:
         return self.features // self.heads
 
+    def lanes_rule(self):
+        """lanes: multipliers on one dot product (over head_dim); by default as many as divide it, up to 8."""
+        return max(u for u in range(1, min(self.head_dim, 8) + 1) if self.head_dim % u == 0), \
+            self.head_dim, self.head_dim
+
+    def default_stream_lanes(self, lanes):
+        return 1
+
 
 @dataclass(frozen=True, eq=False)
 class AddLayer(OperatorLayer):
-    """Residual add of two named int8 inputs: y = sat8(rshift_round(a * mult_a + b * mult_b, shift))."""
+    """Residual add of two named int8 inputs: y = sat8(rshift_round(a * mult_a + b * mult_b, shift)).
+
+    Its engine reads one vector of 2E elements, a's E then b's. So does the layer when
+    both its inputs are "input" (a config whose only layer is an add): in_features is 2E then."""
     kind: ClassVar[str] = "add"
     PARAMS: ClassVar[dict] = {"features": _int(1, 1 << 20), "inputs": _names,
                               "mult_a": _int(0, MAX_MULT), "mult_b": _int(0, MAX_MULT), "shift": _int(0, MAX_SHIFT)}
@@ -233,9 +333,17 @@ class AddLayer(OperatorLayer):
     mult_b: int = 0
     shift: int = 0
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
-    in_features = property(lambda self: self.features)
+    @property
+    def pair_input(self) -> bool:
+        """Both operands come from the model input, as one row of a then b."""
+        return self.inputs == ("input", "input")
+
+    in_features = property(lambda self: 2 * self.features if self.pair_input else self.features)
     out_features = property(lambda self: self.features)
+    stream_in_features = property(lambda self: 2 * self.features)
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,6 +355,8 @@ class SelectTokenLayer(OperatorLayer):
     features: int = 0
     index: int = 0
     extra: dict = field(default_factory=dict)
+    hw_given: dict = field(default_factory=dict)          # the "hw" section as written; saved back as is
+    hw: OperatorHardware = None                           # hw_given with defaults filled in
 
     @classmethod
     def check(cls, where, p):
@@ -255,6 +365,12 @@ class SelectTokenLayer(OperatorLayer):
 
     in_features = property(lambda self: self.tokens * self.features)
     out_features = property(lambda self: self.features)
+
+    def lanes_rule(self):
+        return 1, 1, None
+
+    def default_stream_lanes(self, lanes):
+        return 1
 
 
 OPERATOR_KINDS = {cls.kind: cls for cls in (PatchesLayer, EmbedLayer, LayerNormLayer, GeluLayer,

@@ -2,7 +2,8 @@
 
 For every config: cycles per vector measured in simulation (cocotb, full-rate
 streams) against the design's own figure and its kind's lower bound (lut: the
-table-read bound ceil(C*M/R); shift and dense: ceil(D*M/(U*T))); for a lut engine the
+table-read bound ceil(C*M/R); shift and dense: ceil(D*M/(U*T)); each operator its own,
+docs/spec.md section 13.10; `--operators` measures the bundled op_*.json); for a lut engine the
 R each device's block RAM would allow and the bound that gives; and, per device,
 LUT/FF/BRAM/DSP of the engine synthesized out of context plus its Fmax after
 place-and-route (`nomac.boards.synthesis`). An engine that synthesizes but does not
@@ -17,6 +18,7 @@ from nomac.boards.devices import DEVICES
 from nomac.boards.synthesis import synthesize
 from nomac.base.errors import NomacError
 from nomac.model.config import load_config
+from nomac.model.operator_layers import OPERATOR_KINDS
 from nomac.base.output_files import replaced_file, write_json
 from nomac.sim.runner import simulate
 
@@ -35,9 +37,18 @@ class EngineFigures:
     bound_rule: str = "ceil(C*M/R)"
 
 
+# How an operator's parameters show in a shape: "attention T17 E32 H4 L8".
+OPERATOR_SHAPE = {"height": "H", "width": "W", "patch": "p", "tokens": "T", "features": "E", "heads": "H",
+                  "index": "i"}
+
+
 def shape_of(layer) -> str:
     """The layer's shape and parallelism in a few tokens, e.g. "l2 D32 M32 C8 K16 R4"."""
     D, M, hw = layer.in_features, layer.out_features, layer.hw
+    if layer.kind in OPERATOR_KINDS:
+        sizes = " ".join(f"{letter}{getattr(layer, key)}" for key, letter in OPERATOR_SHAPE.items()
+                         if key in layer.PARAMS)
+        return f"{layer.kind} {sizes} L{hw.lanes}"
     if layer.kind == "lut":
         return f"{layer.encoder} D{D} M{M} C{layer.codebooks} K{layer.centroids} R{hw.table_reads}"
     shifts = f" p{layer.shift_min}..{layer.shift_max}" if layer.kind == "shift" else ""
@@ -168,9 +179,9 @@ def save(rows: list[EngineFigures], folder: Path) -> list[Path]:
 
 
 def run_benchmark(configs, devices=tuple(DEVICES), *, vectors: int = 64, out_dir="build/bench",
-                  synth: bool = True, progress=print) -> list[EngineFigures]:
+                  synth: bool = True, progress=print, kinds=("lut", "shift", "dense")) -> list[EngineFigures]:
     out_dir = Path(out_dir)
-    loaded = load_bench_configs(configs, ("lut", "shift", "dense"))
+    loaded = load_bench_configs(configs, kinds)
     progress(f"nomac bench: {len(loaded)} configs on {', '.join(devices)}")
     rows = [measure_config(config, name, devices, vectors=vectors, work_dir=out_dir, synth=synth, progress=progress)
             for config, name in loaded]

@@ -161,6 +161,9 @@ def cmd_bench(args) -> int:
     """Cycles per vector, block-RAM bound, resources and Fmax of each config's engine."""
     from nomac.benchmark import run_benchmark
     devices = args.device or ["ice40-up5k", "ecp5-85f"]
+    chosen = [flag for flag in ("butterfly", "compare", "operators") if getattr(args, flag)]
+    if len(chosen) > 1:
+        raise NomacError(f"{' and '.join('--' + flag for flag in chosen)}: choose one benchmark")
     check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     if args.butterfly:
         from nomac.butterfly_benchmark import EXAMPLES, run_butterfly_benchmark
@@ -176,6 +179,12 @@ def cmd_bench(args) -> int:
         groups = run_comparison(lanes, devices, vectors=args.vectors, out_dir=args.out / "compare",
                                 synth=not args.no_synth, progress=lambda text: print(text, flush=True))
         return 0 if all(row.mismatches == 0 for rows in groups.values() for row in rows) else 1
+    if args.operators:
+        from nomac.model.operator_layers import OPERATOR_KINDS
+        configs = args.configs or [bundled_config(f"op_{kind}.json") for kind in OPERATOR_KINDS]
+        rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
+                             progress=lambda text: print(text, flush=True), kinds=tuple(OPERATOR_KINDS))
+        return 0 if all(row.mismatches == 0 for row in rows) else 1
     configs = args.configs or [bundled_config(name) for name in BENCH_CONFIGS]
     rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
                          progress=lambda text: print(text, flush=True))
@@ -311,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the bundled butterfly examples)")
     bench.add_argument("--compare", action="store_true",
                        help="lut vs shift vs dense engines of one layer at equal throughput (bundled examples)")
+    bench.add_argument("--operators", action="store_true",
+                       help="the ViT's operators at the bundled tiny ViT's sizes (default: the bundled op_*.json)")
     bench.add_argument("--lanes", type=positive_int, action="append",
                        help="with --compare: output lanes of every engine (repeatable; default 2 and 4)")
     bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"),

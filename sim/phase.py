@@ -69,7 +69,7 @@ def phase_plan(layer, manifest: dict, vectors: int, seed: int, *, forward: Calla
         return Phase(name=name, vectors=x, expected=forward(layer_now, x), **kw)
 
     def random_vectors(n):
-        return rng.integers(-128, 128, (n, layer.in_features)).astype(np.int8)
+        return rng.integers(-128, 128, (n, manifest["streams"]["in"]["elements"])).astype(np.int8)
 
     phases = [
         phase("throughput", layer, random_vectors(max(8, min(vectors, 64))), measure=True),

@@ -15,11 +15,13 @@ from nomac.model.config import Config
 from nomac.sim.butterfly_stimulus import butterfly_phases
 from nomac.sim.cocotb_run import CocotbRun
 from nomac.sim.dense_stimulus import dense_phases
+from nomac.sim.gelu_stimulus import gelu_phases
 from nomac.sim.lut_stimulus import lut_phases
 from nomac.sim.phase import write_plan
 from nomac.sim.shift_stimulus import shift_phases
 
-STIMULI = {"lut": lut_phases, "shift": shift_phases, "dense": dense_phases, "butterfly": butterfly_phases}
+STIMULI = {"lut": lut_phases, "shift": shift_phases, "dense": dense_phases, "butterfly": butterfly_phases,
+           "gelu": gelu_phases}
 
 
 @dataclass

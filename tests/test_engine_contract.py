@@ -6,6 +6,7 @@ and 6.2), the memories in their documented order (7.5, 10.4, 11.6) and each kind
 throughput formulas and bound rule (7.4, 10.3, 11.5).
 """
 import math
+from pathlib import Path
 
 import pytest
 from amaranth.hdl import Fragment, signed, unsigned
@@ -19,6 +20,7 @@ from nomac.hw.engine import Engine, EngineInterface, EngineSignature
 from nomac.hw.engine_kinds import ENGINES, build_engine
 from nomac.hw.vector_stream import vector_stream
 from nomac.hw.flat_verilog import FlatPorts
+from nomac.model.config import LAYER_KINDS, load_config
 
 
 def ceil(a: int, b: int) -> int:
@@ -62,7 +64,22 @@ def butterfly_figures(layer):
     return names, writable, None, bound, "max_k ceil(p_k*s_k/lanes_k)"
 
 
-FIGURES = {"lut": lut_figures, "shift": matrix_figures, "dense": matrix_figures, "butterfly": butterfly_figures}
+def gelu_figures(layer):
+    """Section 13.10: one table, hw.lanes lookups a cycle."""
+    E, hw = layer.features, layer.hw
+    cycles = max(ceil(E, hw.in_lanes), ceil(E, hw.lanes), ceil(E, hw.out_lanes))
+    return ["table"], [hw.memory == "ram"], cycles, ceil(E, hw.lanes), "ceil(E/L)"
+
+
+FIGURES = {"lut": lut_figures, "shift": matrix_figures, "dense": matrix_figures, "butterfly": butterfly_figures,
+           "gelu": gelu_figures}
+
+
+def operator_layer(stem: str, hw: dict | None = None):
+    """The bundled example operator (model/configs/op_<kind>.json), with hardware choices."""
+    config = load_config(Path(__file__).parent.parent / "model" / "configs" / f"{stem}.json")
+    return config.with_hw(hw).layers[0] if hw else config.layers[0]
+
 
 # Every kind, ROM and RAM, int8 and acc outputs, one and several lanes on the streams.
 CASES = [
@@ -77,6 +94,8 @@ CASES = [
                  id="butterfly-rom"),
     pytest.param(ButterflyCase("pair", ((8, 8, 2, 2, 2), (8, 8, 2, 2, 2)), ("shift", "int8"),
                                {"memory": "ram", "in_lanes": 2}).layer(), id="butterfly-ram"),
+    pytest.param(operator_layer("op_gelu"), id="gelu-rom"),
+    pytest.param(operator_layer("op_gelu", {"lanes": 3, "in_lanes": 5, "memory": "ram"}), id="gelu-ram"),
 ]
 
 
@@ -88,7 +107,7 @@ def engine_of(layer) -> Engine:
 
 
 def test_every_registered_kind_has_a_case():
-    assert set(ENGINES) == {"lut", "shift", "dense", "butterfly"}
+    assert set(ENGINES) <= set(LAYER_KINDS)
     assert {param.values[0].kind for param in CASES} == set(ENGINES)
 
 
@@ -129,7 +148,7 @@ def test_memories_and_figures_follow_the_spec(layer):
         assert engine.cycles_per_vector == cycles
     assert engine.cycles_per_vector_bound == bound
     assert engine.cycles_per_vector_bound_rule == rule
-    assert isinstance(engine.acc_bits, int) and engine.acc_bits > 8
+    assert isinstance(engine.acc_bits, int) and engine.acc_bits >= 8
     stages = engine.describe_stages()
     if layer.kind == "butterfly":
         assert [stage["factor"] for stage in stages] == list(range(len(layer.factors)))

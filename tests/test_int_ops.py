@@ -239,12 +239,18 @@ def test_whole_model_config_runs_as_a_dataflow_and_round_trips(tmp_path):
     assert y.tobytes() == run_golden(loaded, x).tobytes()
 
 
-def test_an_add_alone_is_refused_and_unknown_inputs_are_named():
+def test_an_add_alone_reads_a_then_b_and_unknown_inputs_are_named():
     from nomac.model.operator_layers import AddLayer
     def add(inputs):
         return AddLayer.from_json("t", {"name": "res", "kind": "add", "features": 2, "inputs": inputs,
-                                        "mult_a": 1, "mult_b": 1, "shift": 0}, {})
+                                        "mult_a": 3, "mult_b": 1, "shift": 1}, {})
     with pytest.raises(ConfigError, match="inputs = 'nowhere': must name an earlier layer"):
         make_config([add(["input", "nowhere"])])            # refused when the model is made, before any run
-    with pytest.raises(ConfigError, match="an add layer takes two inputs"):
-        run_golden(make_config([add(["input", "input"])]), np.zeros((1, 2), np.int8), layer_name="res")
+    alone = make_config([add(["input", "input"])])
+    assert alone.layers[0].in_features == 4 and alone.layers[0].out_features == 2
+    # a = [1, -2], b = [5, 127]: (3 + 5) / 2 = 4, (-6 + 127) / 2 = 60.5 -> 61 (half up)
+    x = np.array([[1, -2, 5, 127]], np.int8)
+    assert run_golden(alone, x).tolist() == [[4, 61]]
+    assert run_golden(alone, x, layer_name="res").tolist() == [[4, 61]]
+    two_rows = np.array([[1, -2, 5, 127, 0, 0, -128, -128]], np.int8)      # R = 2 rows of 2E
+    assert run_golden(alone, two_rows).tolist() == [[4, 61, -64, -64]]

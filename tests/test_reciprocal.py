@@ -1,0 +1,54 @@
+# amaranth: UnusedElaboratable=no
+"""hw/operators/reciprocal.py on Amaranth's simulator against Python's exact 2^N // d."""
+import pytest
+from amaranth.sim import Simulator
+
+from nomac.hw.operators.reciprocal import Reciprocal
+
+
+def divisors(bits: int) -> list[int]:
+    """1, 2, 3, the powers of two and their neighbours, and the largest divisor."""
+    top = (1 << bits) - 1
+    near_powers = [p + e for b in range(bits) for p in [1 << b] for e in (-1, 0, 1)]
+    return sorted({d for d in [1, 2, 3, top, top - 1, *near_powers] if 1 <= d <= top})
+
+
+def run(unit: Reciprocal, values: list[int]) -> list[tuple[int, int]]:
+    """(quotient, cycles from start to done) of each divisor, one division after another."""
+    results = []
+
+    async def bench(ctx):
+        for d in values:
+            ctx.set(unit.divisor, d)
+            ctx.set(unit.start, 1)
+            await ctx.tick()
+            ctx.set(unit.start, 0)
+            cycles = 0
+            while True:
+                cycles += 1
+                _, _, done, quotient = await ctx.tick().sample(unit.done, unit.quotient)
+                if done:
+                    results.append((quotient, cycles))
+                    break
+
+    simulator = Simulator(unit)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    return results
+
+
+@pytest.mark.parametrize("divisor_bits, numerator_bits, bits_per_cycle",
+                         [(8, 8, 1), (28, 32, 1), (28, 32, 2), (26, 32, 3), (33, 32, 4), (1, 5, 1)])
+def test_reciprocal_is_the_exact_floor_at_every_edge(divisor_bits, numerator_bits, bits_per_cycle):
+    unit = Reciprocal(divisor_bits, numerator_bits, bits_per_cycle)
+    values = divisors(divisor_bits)
+    results = run(unit, values)
+    assert [q for q, _ in results] == [(1 << numerator_bits) // d for d in values]
+    assert {cycles for _, cycles in results} == {unit.cycles}
+    assert unit.cycles == 1 + -(-(numerator_bits + 1) // bits_per_cycle)
+
+
+def test_reciprocal_refuses_a_bad_width():
+    with pytest.raises(ValueError, match="bits_per_cycle = 0: must be a positive integer"):
+        Reciprocal(8, 32, 0)
