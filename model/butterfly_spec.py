@@ -333,6 +333,11 @@ class ButterflyLayer:
             arrays.update(factor.arrays(k))
         return arrays
 
+    @property
+    def hw_keys(self) -> tuple[str, ...]:
+        """The hardware choices this layer has (the keys of its "hw" section)."""
+        return type(self.hw).KEYS
+
     def with_hw(self, overrides: dict, where: str) -> "ButterflyLayer":
         given = {**self.hw_given, **overrides}
         hw = resolve_hardware(self, where, given)

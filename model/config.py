@@ -67,12 +67,25 @@ class Config:
                           f"no such layer; the config has {', '.join(l.name for l in self.layers)}")
 
     def with_hw(self, overrides: dict, layer_names=None) -> "Config":
-        """Apply hardware overrides (e.g. from the command line) to the named layers, or all."""
-        chosen = set(layer_names) if layer_names else {l.name for l in self.layers}
-        for name in chosen:
-            self.layer(name)
-        layers = tuple(layer.with_hw(overrides, f"{self.source}: layer '{layer.name}'")
-                       if layer.name in chosen else layer for layer in self.layers)
+        """Apply hardware overrides (e.g. from the command line) to the named layers, or all.
+
+        A named layer takes every override (a choice it does not have is refused). Without
+        names, each layer takes the overrides of the choices it has, and a choice that no
+        layer has is refused: `--hw memory=ram` on a whole model makes every memory RAM.
+        """
+        if layer_names:
+            for name in layer_names:
+                self.layer(name)
+            layers = tuple(layer.with_hw(overrides, f"{self.source}: layer '{layer.name}'")
+                           if layer.name in layer_names else layer for layer in self.layers)
+            return Config(layers=layers, extra=self.extra, source=self.source)
+        known = {key for layer in self.layers for key in layer.hw_keys}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ConfigError(self.source, "hw key", key,
+                                  f"unknown; known hw keys are {', '.join(sorted(known))}")
+        layers = tuple(layer.with_hw({key: value for key, value in overrides.items() if key in layer.hw_keys},
+                                     f"{self.source}: layer '{layer.name}'") for layer in self.layers)
         return Config(layers=layers, extra=self.extra, source=self.source)
 
 

@@ -95,6 +95,11 @@ class LutLayer:
             params["hw"] = dict(self.hw_given)
         return params
 
+    @property
+    def hw_keys(self) -> tuple[str, ...]:
+        """The hardware choices this layer has (the keys of its "hw" section)."""
+        return type(self.hw).KEYS
+
     def with_hw(self, overrides: dict, where: str) -> "LutLayer":
         """The same layer with some hardware choices replaced (and defaults re-derived)."""
         given = {**self.hw_given, **overrides}

@@ -113,6 +113,11 @@ class MatrixLayer:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.ARRAYS}
 
+    @property
+    def hw_keys(self) -> tuple[str, ...]:
+        """The hardware choices this layer has (the keys of its "hw" section)."""
+        return type(self.hw).KEYS
+
     def with_hw(self, overrides: dict, where: str):
         """The same layer with some hardware choices replaced (and defaults re-derived)."""
         given = {**self.hw_given, **overrides}

@@ -160,6 +160,14 @@ class OperatorLayer:
     lanes_divides: ClassVar[str] = "features"
 
     @property
+    def hw_keys(self) -> tuple[str, ...]:
+        """The hardware choices this layer has: no `lanes` for a reordering kind, no `memory`
+        without arrays."""
+        fixed_lanes = self.lanes_rule()[1] == 1
+        return tuple(key for key in OperatorHardware.KEYS
+                     if not (key == "lanes" and fixed_lanes or key == "memory" and not self.arrays()))
+
+    @property
     def stream_in_features(self) -> int:
         """Elements of one input vector of the layer's engine (in_features; an add reads a and b)."""
         return self.in_features

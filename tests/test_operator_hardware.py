@@ -75,3 +75,16 @@ def test_overrides_apply_and_are_saved_as_given(tmp_path):
     assert load_config(path).layers[0].hw == config.layers[0].hw
     # hardware choices are not arithmetic: the config id stays
     assert load_config(path).config_id == make_config([gelu()]).config_id
+
+
+def test_a_whole_model_override_goes_to_the_layers_that_have_the_choice():
+    patches = PatchesLayer.from_json("t", {"name": "p", "kind": "patches", "height": 4, "width": 4, "patch": 2}, {})
+    model = make_config([patches, gelu(features=16)])
+    ram = model.with_hw({"memory": "ram", "lanes": 2})
+    assert ram.layers[0].hw == patches.hw and ram.layers[0].hw_given == {}
+    assert ram.layers[1].hw == OperatorHardware(2, 2, 2, "ram")
+    with pytest.raises(ConfigError, match="hw key = 'table_reads': unknown; known hw keys are in_lanes, lanes, "
+                                          "memory, out_lanes"):
+        model.with_hw({"table_reads": 2})
+    with pytest.raises(ConfigError, match="layer 'p': hw.memory = 'ram': a patches layer has no arrays to hold"):
+        model.with_hw({"memory": "ram"}, ["p"])
