@@ -9,7 +9,13 @@ from nomac.hw.butterfly_engine import ButterflyEngine
 from nomac.hw.dense_engine import DenseEngine
 from nomac.hw.engine import Engine
 from nomac.hw.lut_engine import LutEngine
+from nomac.hw.operators.add import AddEngine
+from nomac.hw.operators.attention import AttentionEngine
+from nomac.hw.operators.embed import EmbedEngine
 from nomac.hw.operators.gelu import GeluEngine
+from nomac.hw.operators.layernorm import LayerNormEngine
+from nomac.hw.operators.patches import PatchesEngine
+from nomac.hw.operators.select_token import SelectTokenEngine
 from nomac.hw.shift_engine import ShiftEngine
 from nomac.model.config import Config
 
@@ -19,7 +25,13 @@ __all__ = ["ENGINES", "build_engine", "hardware_layers", "single_hardware_layer"
 ENGINES: dict[str, type[Engine]] = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine,
                                     "butterfly": ButterflyEngine,
                                     # the integer ViT operators (docs/spec.md section 13)
-                                    "gelu": GeluEngine}
+                                    "gelu": GeluEngine,
+                                    "attention": AttentionEngine,
+                                    "layernorm": LayerNormEngine,
+                                    "embed": EmbedEngine,
+                                    "add": AddEngine,
+                                    "patches": PatchesEngine,
+                                    "select_token": SelectTokenEngine}
 
 
 def build_engine(layer) -> Engine:

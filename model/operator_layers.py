@@ -318,8 +318,9 @@ class AttentionLayer(OperatorLayer):
         return self.features // self.heads
 
     def lanes_rule(self):
-        """lanes: multipliers on one dot product (over head_dim); by default as many as divide it, up to 8."""
-        return max(u for u in range(1, min(self.head_dim, 8) + 1) if self.head_dim % u == 0), \
+        """lanes: multipliers on one dot product (over head_dim); by default as many as divide it, up to 4
+        (the iCE40UP5K's 8 DSP blocks then hold the products and the probability's multiply)."""
+        return max(u for u in range(1, min(self.head_dim, 4) + 1) if self.head_dim % u == 0), \
             self.head_dim, self.head_dim
 
     def default_stream_lanes(self, lanes):

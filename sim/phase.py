@@ -13,7 +13,7 @@ import numpy as np
 
 from nomac.hw.memory_layout import MemoryLayout
 
-__all__ = ["Phase", "extreme_bias", "extreme_inputs", "memory_writes", "phase_plan", "write_plan"]
+__all__ = ["Phase", "extreme_bias", "extreme_inputs", "memory_writes", "phase_plan", "position_codes", "write_plan"]
 
 
 @dataclass
@@ -40,6 +40,13 @@ def extreme_inputs(in_features: int) -> list[np.ndarray]:
     D = in_features
     return [np.full(D, -128), np.full(D, 127), np.tile([-128, 127], D)[:D], np.tile([127, -128], D)[:D],
             np.zeros(D)]
+
+
+def position_codes(elements: int) -> list[np.ndarray]:
+    """Rows that together tell every position apart, each followed by its complement -1 - row."""
+    k = np.arange(elements)
+    codes = [k % 256 - 128] + ([k // 256 % 256 - 128] if elements > 256 else [])
+    return [row for code in codes for row in (code, -1 - code)]
 
 
 def extreme_bias(bias_bits: int, count: int, rng) -> np.ndarray:

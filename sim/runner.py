@@ -12,16 +12,28 @@ from nomac.base.errors import NomacError
 from nomac.hw.engine_kinds import single_hardware_layer
 from nomac.hw.verilog_export import write_layer
 from nomac.model.config import Config
+from nomac.sim.add_stimulus import add_phases
+from nomac.sim.attention_stimulus import attention_phases
 from nomac.sim.butterfly_stimulus import butterfly_phases
 from nomac.sim.cocotb_run import CocotbRun
 from nomac.sim.dense_stimulus import dense_phases
+from nomac.sim.embed_stimulus import embed_phases
 from nomac.sim.gelu_stimulus import gelu_phases
+from nomac.sim.layernorm_stimulus import layernorm_phases
 from nomac.sim.lut_stimulus import lut_phases
+from nomac.sim.patches_stimulus import patches_phases
 from nomac.sim.phase import write_plan
+from nomac.sim.select_token_stimulus import select_token_phases
 from nomac.sim.shift_stimulus import shift_phases
 
 STIMULI = {"lut": lut_phases, "shift": shift_phases, "dense": dense_phases, "butterfly": butterfly_phases,
-           "gelu": gelu_phases}
+           "gelu": gelu_phases,
+           "attention": attention_phases,
+           "layernorm": layernorm_phases,
+           "embed": embed_phases,
+           "add": add_phases,
+           "patches": patches_phases,
+           "select_token": select_token_phases}
 
 
 @dataclass

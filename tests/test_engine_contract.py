@@ -2,8 +2,8 @@
 reports the figures the manifest needs.
 
 Expected values come from docs/spec.md: the members and their port names (sections 3
-and 6.2), the memories in their documented order (7.5, 10.4, 11.6) and each kind's
-throughput formulas and bound rule (7.4, 10.3, 11.5).
+and 6.2), the memories in their documented order (7.5, 10.4, 11.6, 13.10) and each kind's
+throughput formulas and bound rule (7.4, 10.3, 11.5, 13.10).
 """
 import math
 from pathlib import Path
@@ -71,8 +71,48 @@ def gelu_figures(layer):
     return ["table"], [hw.memory == "ram"], cycles, ceil(E, hw.lanes), "ceil(E/L)"
 
 
+def layernorm_figures(layer):
+    """Section 13.10: weights and biases, L a word; the bound E/L (the cycles depend on the
+    iterative units' bits a cycle, so they are not restated here)."""
+    return ["weight", "bias"], [layer.hw.memory == "ram"] * 2, None, layer.features // layer.hw.lanes, "E/L"
+
+
+def attention_figures(layer):
+    """Section 13.10: the exp table; the bound 2*T*T*E/U multiplies on U multipliers plus one
+    exp-table pass of T a row (the cycles follow the sequencer's timetable, not restated)."""
+    T, E, H, U = layer.tokens, layer.features, layer.heads, layer.hw.lanes
+    return ["exp_table"], [layer.hw.memory == "ram"], None, 2 * T * T * E // U + H * T * T, "2*T*T*E/U + H*T*T"
+
+
+def patches_figures(layer):
+    """Section 13.10: no config memory, one pixel a cycle."""
+    return [], [], layer.height * layer.width, layer.height * layer.width, "H*W"
+
+
+def select_token_figures(layer):
+    """Section 13.10: no config memory, min(in_lanes, out_lanes) elements a cycle."""
+    T, E, hw = layer.tokens, layer.features, layer.hw
+    return [], [], ceil(T * E, min(hw.in_lanes, hw.out_lanes)), ceil(T * E, hw.in_lanes), "ceil(T*E/in_lanes)"
+
+
+def embed_figures(layer):
+    """Section 13.10: offsets L a word, every output beat a cycle."""
+    T, E, hw = layer.tokens, layer.features, layer.hw
+    cycles = max(ceil((T - 1) * E, hw.in_lanes), T * E // hw.lanes, ceil(T * E, hw.out_lanes))
+    return ["offset"], [hw.memory == "ram"], cycles, T * E // hw.lanes, "T*E/L"
+
+
+def add_figures(layer):
+    """Section 13.10: no config memory; a's beats buffered, b's beats out, L elements a cycle."""
+    E, hw = layer.features, layer.hw
+    cycles = max(ceil(2 * E, hw.in_lanes), 2 * ceil(E, hw.lanes), ceil(E, hw.out_lanes))
+    return [], [], cycles, 2 * ceil(E, hw.lanes), "2*ceil(E/L)"
+
+
 FIGURES = {"lut": lut_figures, "shift": matrix_figures, "dense": matrix_figures, "butterfly": butterfly_figures,
-           "gelu": gelu_figures}
+           "gelu": gelu_figures, "layernorm": layernorm_figures, "attention": attention_figures,
+           "patches": patches_figures, "select_token": select_token_figures, "embed": embed_figures,
+           "add": add_figures}
 
 
 def operator_layer(stem: str, hw: dict | None = None):
@@ -96,6 +136,18 @@ CASES = [
                                {"memory": "ram", "in_lanes": 2}).layer(), id="butterfly-ram"),
     pytest.param(operator_layer("op_gelu"), id="gelu-rom"),
     pytest.param(operator_layer("op_gelu", {"lanes": 3, "in_lanes": 5, "memory": "ram"}), id="gelu-ram"),
+    pytest.param(operator_layer("op_layernorm"), id="layernorm-rom"),
+    pytest.param(operator_layer("op_layernorm", {"lanes": 2, "in_lanes": 4, "memory": "ram"}), id="layernorm-ram"),
+    pytest.param(operator_layer("op_attention"), id="attention-rom"),
+    pytest.param(operator_layer("op_attention", {"lanes": 2, "out_lanes": 3, "memory": "ram"}), id="attention-ram"),
+    pytest.param(operator_layer("op_patches"), id="patches"),
+    pytest.param(operator_layer("op_patches", {"in_lanes": 3, "out_lanes": 8}), id="patches-lanes"),
+    pytest.param(operator_layer("op_select_token"), id="select_token"),
+    pytest.param(operator_layer("op_select_token", {"in_lanes": 5, "out_lanes": 3}), id="select_token-lanes"),
+    pytest.param(operator_layer("op_embed", {"lanes": 4, "in_lanes": 3, "memory": "ram"}), id="embed-ram"),
+    pytest.param(operator_layer("op_embed", {"lanes": 8, "out_lanes": 5}), id="embed-rom"),
+    pytest.param(operator_layer("op_add"), id="add"),
+    pytest.param(operator_layer("op_add", {"lanes": 5, "out_lanes": 3}), id="add-lanes"),
 ]
 
 
@@ -106,8 +158,8 @@ def engine_of(layer) -> Engine:
     return engine
 
 
-def test_every_registered_kind_has_a_case():
-    assert set(ENGINES) <= set(LAYER_KINDS)
+def test_every_kind_has_an_engine_and_a_case():
+    assert set(ENGINES) == set(LAYER_KINDS)
     assert {param.values[0].kind for param in CASES} == set(ENGINES)
 
 

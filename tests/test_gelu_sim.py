@@ -9,6 +9,7 @@ import pytest
 from nomac.model.config import load_config, make_config
 from nomac.model.operator_layers import GeluLayer
 from nomac.sim.runner import simulate
+from sim_checks import check_report
 
 EXAMPLE = Path(__file__).parent.parent / "model" / "configs" / "op_gelu.json"
 
@@ -28,25 +29,19 @@ CASES = {
 SLOW_CASES = {**CASES, "E7-L7-ram": (7, {"lanes": 7, "memory": "ram"}), "E64-L1-ram": (64, {"memory": "ram"})}
 
 
-def check(report):
-    assert report.passed, report.summary()
-    assert report.cycles_per_vector == report.manifest["cycles_per_vector"]
-    assert report.latency_cycles == report.manifest["latency_cycles"]
-
-
 def test_bundled_example_matches_golden(tmp_path):
-    check(simulate(load_config(EXAMPLE), vectors=100, work_dir=tmp_path))
+    check_report(simulate(load_config(EXAMPLE), vectors=100, work_dir=tmp_path))
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_gelu_engine_matches_golden(case, tmp_path):
     features, hw = CASES[case]
-    check(simulate(gelu_config(features, hw), vectors=100, seed=3, work_dir=tmp_path))
+    check_report(simulate(gelu_config(features, hw), vectors=100, seed=3, work_dir=tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW_CASES)
 def test_gelu_engine_matches_golden_on_10k_rows(case, tmp_path):
     features, hw = SLOW_CASES[case]
-    check(simulate(gelu_config(features, hw, seed=5), vectors=10_000, seed=9, work_dir=tmp_path,
+    check_report(simulate(gelu_config(features, hw, seed=5), vectors=10_000, seed=9, work_dir=tmp_path,
                    simulator="verilator"))

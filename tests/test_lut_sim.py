@@ -13,6 +13,7 @@ import pytest
 from lut_cases import LutCase
 from nomac.model.config import load_config
 from nomac.sim.runner import simulate
+from sim_checks import check_report
 
 CI_CASES = [
     LutCase("l2", 16, 10, 4, 16),
@@ -40,36 +41,28 @@ SLOW_CASES = [
 EXAMPLES = sorted((Path(__file__).parent.parent / "model" / "configs").glob("lut_*.json"))
 
 
-def check(report):
-    assert report.mismatched_vectors == 0, report.summary()
-    assert not report.protocol_errors and not report.framing_errors, report.summary()
-    assert not report.memory_errors, report.summary()
-    assert report.cycles_per_vector == report.manifest["cycles_per_vector"], report.summary()
-    assert report.latency_cycles == report.manifest["latency_cycles"], report.summary()
-
-
 @pytest.mark.parametrize("case", CI_CASES, ids=lambda case: case.id)
 def test_lut_engine_matches_golden(case, tmp_path):
-    check(simulate(case.config(), vectors=150, seed=case.seed + 1, work_dir=tmp_path))
+    check_report(simulate(case.config(), vectors=150, seed=case.seed + 1, work_dir=tmp_path))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
 def test_example_config_matches_golden(path, tmp_path):
-    check(simulate(load_config(path), vectors=100, work_dir=tmp_path))
+    check_report(simulate(load_config(path), vectors=100, work_dir=tmp_path))
 
 
 def test_verilator_runs_the_same_bench(tmp_path):
     case = LutCase("tree", 16, 10, 4, 16, {"in_lanes": 4, "out_lanes": 3, "table_reads": 5, "memory": "ram"})
-    check(simulate(case.config(), vectors=100, simulator="verilator", work_dir=tmp_path))
+    check_report(simulate(case.config(), vectors=100, simulator="verilator", work_dir=tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW_CASES, ids=lambda case: case.id)
 def test_lut_engine_matches_golden_on_10k_vectors(case, tmp_path):
-    check(simulate(case.config(), vectors=10_000, seed=case.seed + 7, work_dir=tmp_path))
+    check_report(simulate(case.config(), vectors=10_000, seed=case.seed + 7, work_dir=tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
 def test_example_config_matches_golden_on_10k_vectors(path, tmp_path):
-    check(simulate(load_config(path), vectors=10_000, seed=11, work_dir=tmp_path))
+    check_report(simulate(load_config(path), vectors=10_000, seed=11, work_dir=tmp_path))

@@ -29,9 +29,10 @@ def attention(hw, tokens=3, features=12, heads=2):
 def test_defaults_fill_every_choice():
     assert gelu().hw == OperatorHardware(in_lanes=1, out_lanes=1, lanes=1, memory="rom")
     assert gelu({"lanes": 4}).hw == OperatorHardware(in_lanes=4, out_lanes=4, lanes=4, memory="rom")
-    # attention: the largest divisor of head_dim up to 8 multipliers; streams one element a beat
-    assert attention({}, features=12, heads=1).hw == OperatorHardware(1, 1, 6, "rom")
-    assert attention({}, features=32, heads=2).hw == OperatorHardware(1, 1, 8, "rom")
+    # attention: the largest divisor of head_dim up to 4 multipliers; streams one element a beat
+    assert attention({}, features=12, heads=1).hw == OperatorHardware(1, 1, 4, "rom")
+    assert attention({}, features=9, heads=1).hw == OperatorHardware(1, 1, 3, "rom")
+    assert attention({}, features=32, heads=2).hw == OperatorHardware(1, 1, 4, "rom")
     patches = PatchesLayer.from_json("t", {"name": "p", "kind": "patches", "height": 4, "width": 4, "patch": 2}, {})
     assert patches.hw == OperatorHardware(1, 1, 1, "none")
     add = AddLayer.from_json("t", {"name": "r", "kind": "add", "features": 5, "inputs": ["input", "input"],

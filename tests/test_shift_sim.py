@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix_cases import MatrixCase, check_report, slow_cases
+from matrix_cases import MatrixCase, slow_cases
+from sim_checks import check_report
 from nomac.model.config import load_config
 from nomac.sim.runner import simulate
 

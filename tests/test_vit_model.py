@@ -1,6 +1,5 @@
 """The tiny ViT's data, float model, plans, differentiable LUT training and the
 train -> export -> integer golden pipeline, on quick CI-sized runs (seeded)."""
-import copy
 import json
 
 import numpy as np
@@ -367,12 +366,35 @@ def test_nomac_golden_and_verilog_take_the_whole_model(digits, quick_run, tmp_pa
 
 
 @pytest.mark.slow
-def test_nomac_verilog_writes_every_hardware_layer_of_a_whole_model(quick_run, tmp_path):
+def test_nomac_verilog_writes_every_layer_of_a_whole_model(quick_run, tmp_path):
     from nomac.hw.verilog_export import write_verilog
     config = load_config(quick_run[0].config)
     designs = write_verilog(config, tmp_path)
-    hardware = [layer.name for layer in config.layers if layer.kind in ("lut", "dense", "shift", "butterfly")]
-    assert [d.folder.name for d in designs] == hardware
+    assert [d.folder.name for d in designs] == [layer.name for layer in config.layers]
+    assert {d.manifest["layers"][0]["kind"] for d in designs} == {layer.kind for layer in config.layers}
+
+
+def test_nomac_sim_takes_each_operator_of_a_trained_model(quick_run, tmp_path, capsys):
+    """One layer of every operator kind of the trained model, by name, through the command line."""
+    from nomac.cli import main
+    config = load_config(quick_run[0].config)
+    first_of_kind = {}
+    for layer in config.layers:
+        first_of_kind.setdefault(layer.kind, layer.name)
+    for kind in ("patches", "embed", "layernorm", "attention", "gelu", "add", "select_token"):
+        assert main(["sim", str(quick_run[0].config), "--layer", first_of_kind[kind], "--vectors", "12",
+                     "--work-dir", str(tmp_path)]) == 0, capsys.readouterr().out
+        assert ", 0 mismatches, 0 protocol errors" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_nomac_sim_passes_on_every_layer_of_a_trained_model(quick_run, tmp_path, capsys):
+    from nomac.cli import main
+    config = load_config(quick_run[0].config)
+    for layer in config.layers:
+        assert main(["sim", str(quick_run[0].config), "--layer", layer.name, "--work-dir", str(tmp_path)]) == 0, \
+            capsys.readouterr().out
+        assert ", 0 mismatches, 0 protocol errors" in capsys.readouterr().out
 
 
 def test_a_report_run_in_parallel_processes_matches_one_run_in_sequence(tmp_path):
