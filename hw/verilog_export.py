@@ -17,6 +17,7 @@ from nomac.hw.engine import Engine
 from nomac.hw.engine_kinds import build_engine, hardware_layers
 from nomac.hw.flat_verilog import FlatPorts, to_verilog
 from nomac.hw.latency import measure_latency
+from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.vector_stream import beats_per_vector
 from nomac.model.config import Config
 
@@ -67,6 +68,7 @@ def manifest_for(config: Config, layer, engine: Engine, top: str) -> dict:
         "cycles_per_vector_bound": engine.cycles_per_vector_bound,
         "cycles_per_vector_bound_rule": engine.cycles_per_vector_bound_rule,
         "latency_cycles": measure_latency(build_engine(layer), engine.in_elements),
+        "multipliers": count_multipliers(FlatPorts(build_engine(layer)), top),
         "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
         **({"stages": stages} if (stages := engine.describe_stages()) else {}),
     }

@@ -66,3 +66,15 @@ def test_verilator_lint_is_clean_with_the_waivers(case, designs):
     _, manifest, folder = designs(case)
     status, problems = lint_problems(folder / manifest["verilog"])
     assert status == 0 and not problems, f"exit {status}: {', '.join(problems)}"
+
+
+# Products of two signals each design has (docs/spec.md sections 6.2 and 13.10): attention's U
+# multipliers and the probability's; layernorm's d * inv and n * weight per lane and S * S;
+# the others multiply by constants only, or not at all.
+MULTIPLIERS = {"attention": lambda hw: hw.lanes + 1, "layernorm": lambda hw: 2 * hw.lanes + 1}
+
+
+@pytest.mark.parametrize("case", CASES + [("attention", {"lanes": 2}), ("layernorm", {"lanes": 2})], ids=case_id)
+def test_the_manifest_counts_the_multipliers(case, designs):
+    layer, manifest, _ = designs(case)
+    assert manifest["multipliers"] == MULTIPLIERS.get(layer.kind, lambda hw: 0)(layer.hw)

@@ -217,3 +217,10 @@ def test_dense_widths(tmp_path):
     # [-512 - 65024, 511 + 65536] = [-65536, 66047] -> 18 bits
     layer = dense_layer(np.zeros((1, 4)), [0], {"memory": "ram", "bias_bits": 10})
     assert acc_bits(layer, tmp_path / "c") == twos_complement_width(-65536, 66047) == 18
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_manifest_counts_the_multipliers(name, generated):
+    """docs/spec.md section 6.2: a dense engine has U*T products of two signals, a shift engine none."""
+    _, layer, manifest, _ = generated(name)
+    assert manifest["multipliers"] == (layer.hw.lanes * layer.hw.terms_per_cycle if layer.kind == "dense" else 0)

@@ -388,11 +388,19 @@ def test_nomac_sim_takes_each_operator_of_a_trained_model(quick_run, tmp_path, c
 
 
 @pytest.mark.slow
-def test_nomac_sim_passes_on_every_layer_of_a_trained_model(quick_run, tmp_path, capsys):
+@pytest.mark.parametrize("plan", ["lut_train_v1_k8", "mixed"])
+def test_nomac_sim_passes_on_every_layer_of_a_model_nomac_train_made(plan, tmp_path, capsys):
+    """`nomac train` (short: 4 float epochs, 1 of the plan), then `nomac sim --layer` on each of its layers."""
     from nomac.cli import main
-    config = load_config(quick_run[0].config)
+    assert main(["train", "--plan", plan, "--float-epochs", "4", "--epochs", "1", "--quiet",
+                 "-o", str(tmp_path / "vit")]) == 0
+    path = tmp_path / "vit" / f"{plan}_seed0.json"
+    config = load_config(path)
+    assert {"patches", "embed", "layernorm", "attention", "gelu", "add", "select_token"} <= \
+        {layer.kind for layer in config.layers}
+    capsys.readouterr()
     for layer in config.layers:
-        assert main(["sim", str(quick_run[0].config), "--layer", layer.name, "--work-dir", str(tmp_path)]) == 0, \
+        assert main(["sim", str(path), "--layer", layer.name, "--work-dir", str(tmp_path / "sim")]) == 0, \
             capsys.readouterr().out
         assert ", 0 mismatches, 0 protocol errors" in capsys.readouterr().out
 

@@ -4,10 +4,10 @@ y[t, e] = sat8(rshift_round(x'[t, e] * mult + offset[t, e], shift)) with x'[0] =
 (the class token) and x'[t] = x[t-1]. The core walks the T*E/L output beats of a
 vector in order, one a cycle, reading the word of L offsets at the beat's index: the
 E/L class-token beats take no input (their x' is zero), every later beat takes one
-input beat. A vector's class-token beats go out as soon as its first input beat is
-offered (not taken), so they follow the previous vector without a bubble, yet never
-before that vector exists (a host loads a RAM with no input on offer). mult and shift
-are constants in the gates.
+input beat. The vector's first input beat is taken with its first class-token beat and
+held until the class token is out, so a vector is inside the engine (not `idle`) from
+its first output on, and the class token still follows the previous vector without a
+bubble. mult and shift are constants in the gates.
 
 Two lock-step stages advance together while the output is free: the input beat and
 its offsets (the memory's registered read, whose data holds during a stall), then
@@ -75,20 +75,27 @@ class EmbedCore(wiring.Component):
 
         beat = Signal(range(beats))
         final = beat == beats - 1
-        in_class = beat < class_beats
+        in_class, first_data = beat < class_beats, beat == class_beats
+        held, held_full = Signal.like(self.i.payload.data.as_value()), Signal()   # the first input beat
         x_valid, x_last = Signal(), Signal()
         x = Signal(data.ArrayLayout(signed(8), L))
         y_valid, y_last = Signal(), Signal()
         y = Signal(data.ArrayLayout(signed(8), L))
         advance = ~y_valid | self.o.ready
-        m.d.comb += [self.i.ready.eq(advance & ~in_class), port.addr.eq(beat), port.en.eq(advance)]
-        with m.If(advance & self.i.valid):
+        step = advance & Mux(in_class, held_full | self.i.valid, first_data | self.i.valid)
+        m.d.comb += [self.i.ready.eq(advance & Mux(in_class, ~held_full, ~first_data)),
+                     port.addr.eq(beat), port.en.eq(advance)]
+        with m.If(step):
             m.d.sync += beat.eq(Mux(final, 0, beat + 1))
+        with m.If(advance & in_class & ~held_full & self.i.valid):
+            m.d.sync += [held.eq(self.i.payload.data.as_value()), held_full.eq(1)]
+        with m.If(advance & first_data):
+            m.d.sync += held_full.eq(0)
 
         # Stage 1: x' (zero for the class token) beside its offsets, which arrive from the memory.
         with m.If(advance):
-            m.d.sync += [x_valid.eq(self.i.valid), x_last.eq(final),
-                         x.eq(Mux(in_class, 0, self.i.payload.data.as_value()))]
+            m.d.sync += [x_valid.eq(step), x_last.eq(final),
+                         x.eq(Mux(in_class, 0, Mux(first_data, held, self.i.payload.data.as_value())))]
 
         # Stage 2: the requantized sums.
         offsets = data.ArrayLayout(signed(self.offset.layout.lane_bits), L)(port.data)
