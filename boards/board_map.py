@@ -21,6 +21,7 @@ from nomac.base.errors import NomacError
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.engine import Engine
 from nomac.hw.engine_kinds import ENGINES, build_engine, single_hardware_layer
+from nomac.model.operator_layers import OPERATOR_KINDS
 from nomac.model.config import Config
 
 __all__ = ["DEFAULT_MAX_PAYLOAD", "DEFAULT_TIMEOUT_BYTES", "MemoryRegion", "BoardMap", "board_layer",
@@ -96,8 +97,13 @@ class BoardMap:
 
 
 def board_layer(config: Config, layer_name: str | None = None):
-    """The config's hardware layer (the only one, or `layer_name`) with RAM memories."""
+    """The config's hardware layer (the only one, or `layer_name`) with RAM memories.
+
+    A board holds one matrix layer; the operators are verified in simulation (`nomac sim`)."""
     layer = single_hardware_layer(config, layer_name, "a board")
+    if layer.kind in OPERATOR_KINDS:
+        raise NomacError(f"{config.source}: layer '{layer.name}' is a {layer.kind} operator; a board holds one "
+                         f"lut, shift, dense or butterfly layer (simulate operators with nomac sim)")
     return ENGINES[layer.kind].with_ram_memories(layer, f"{config.source}: layer '{layer.name}' on a board")
 
 

@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In
 from nomac.base.errors import NomacError
 from nomac.boards.devices import DEVICES, Board, Device, harness_board
 from nomac.boards.toolchain import cells_by_type, find_tool, tool_version
-from nomac.hw.engine_kinds import ENGINES, build_engine
+from nomac.hw.engine_kinds import build_engine
 from nomac.hw.flat_verilog import FlatPorts
 from nomac.model.config import LAYER_KINDS
 
@@ -214,9 +214,6 @@ def _engine_of(component_or_layer) -> wiring.Component:
     if isinstance(component_or_layer, wiring.Component):
         return component_or_layer
     if isinstance(component_or_layer, tuple(LAYER_KINDS.values())):
-        if component_or_layer.kind not in ENGINES:
-            raise NomacError(f"synthesis: layer kind {component_or_layer.kind!r} has no engine yet; "
-                             f"engines exist for {', '.join(ENGINES)}")
         return build_engine(component_or_layer)
     raise NomacError(f"synthesis: expected a layer or an amaranth wiring.Component, "
                      f"got {type(component_or_layer).__name__}")

@@ -25,12 +25,8 @@ __all__ = ["ENGINES", "build_engine", "hardware_layers", "single_hardware_layer"
 ENGINES: dict[str, type[Engine]] = {"lut": LutEngine, "shift": ShiftEngine, "dense": DenseEngine,
                                     "butterfly": ButterflyEngine,
                                     # the integer ViT operators (docs/spec.md section 13)
-                                    "gelu": GeluEngine,
-                                    "attention": AttentionEngine,
-                                    "layernorm": LayerNormEngine,
-                                    "embed": EmbedEngine,
-                                    "add": AddEngine,
-                                    "patches": PatchesEngine,
+                                    "patches": PatchesEngine, "embed": EmbedEngine, "layernorm": LayerNormEngine,
+                                    "gelu": GeluEngine, "attention": AttentionEngine, "add": AddEngine,
                                     "select_token": SelectTokenEngine}
 
 
@@ -40,25 +36,14 @@ def build_engine(layer) -> Engine:
 
 
 def hardware_layers(config: Config, layer_name: str | None = None) -> list:
-    """The layers to generate: the named one, or every layer of a kind that has an engine."""
-    kinds = ", ".join(ENGINES)
-    if layer_name:
-        layer = config.layer(layer_name)
-        if layer.kind not in ENGINES:
-            raise NomacError(f"{config.source}: layer '{layer.name}' is a {layer.kind} layer, which has no "
-                             f"engine yet; engines exist for {kinds}")
-        return [layer]
-    layers = [layer for layer in config.layers if layer.kind in ENGINES]
-    if not layers:
-        raise NomacError(f"{config.source}: no layer has an engine (its kinds: "
-                         f"{', '.join(sorted({l.kind for l in config.layers}))}); engines exist for {kinds}")
-    return layers
+    """The layers to generate: the named one, or every layer (every kind has an engine)."""
+    return [config.layer(layer_name)] if layer_name else list(config.layers)
 
 
 def single_hardware_layer(config: Config, layer_name: str | None, purpose: str):
     """The one layer a simulation or a board takes: `layer_name`, or the config's only engine layer."""
     layers = hardware_layers(config, layer_name)
     if len(layers) != 1:
-        raise NomacError(f"{config.source}: the config has {len(layers)} layers with engines; {purpose} takes one, "
+        raise NomacError(f"{config.source}: the config has {len(layers)} layers; {purpose} takes one, "
                          f"name it with --layer ({', '.join(l.name for l in layers)})")
     return layers[0]

@@ -78,3 +78,13 @@ MULTIPLIERS = {"attention": lambda hw: hw.lanes + 1, "layernorm": lambda hw: 2 *
 def test_the_manifest_counts_the_multipliers(case, designs):
     layer, manifest, _ = designs(case)
     assert manifest["multipliers"] == MULTIPLIERS.get(layer.kind, lambda hw: 0)(layer.hw)
+
+
+@pytest.mark.parametrize("command", [["build"], ["run", "--sim"]])
+def test_a_single_layer_board_refuses_an_operator_before_any_work(command, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([command[0], str(CONFIGS / "op_gelu.json"), *command[1:], *(["-o", str(out)] if command == ["build"]
+                                                                              else [])]) == 2
+    assert "layer 'gelu' is a gelu operator; a board holds one lut, shift, dense or butterfly layer" in \
+        capsys.readouterr().err
+    assert not out.exists()
