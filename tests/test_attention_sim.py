@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Generated `attention` engines against the golden model, simulated under cocotb.
 
 A vector is a whole sequence, so the cases are small: T = 1, 2, 3 tokens, E = 6 with
@@ -75,15 +76,23 @@ SLOW_CASES = [
 
 
 def test_bundled_figures():
-    """At the tiny ViT's size the reciprocal hides behind the next row's 17 score cycles
-    (3 bits a cycle: 2 + 12 <= 17), leaving 18 cycles above the bound per sequence: the idle
-    cycle, the first row's 3-cycle score drain and the last row's reciprocal (2 + 12)."""
+    """At the tiny ViT's size (U = 4, G = 2): recip <= 2^32 // exp_table[0] = 2^17 takes 18
+    bits, so the reciprocal, one bit a cycle, takes 19 cycles and starts 4 cycles after a
+    row's last exp item: hidden behind the next row's 34 score cycles. Beyond the bound:
+    the idle cycle, the first row's 5-cycle score drain and the last row's reciprocal (4 + 19)."""
     engine = AttentionEngine(load_config(BUNDLED).layers[0])
     schedule = engine.core.schedule
-    assert (schedule.groups, schedule.context_period, schedule.reciprocal_bits_per_cycle) == (1, 17, 3)
-    assert engine.cycles_per_vector_bound == 2 * 17 * 17 * 32 // 8 + 4 * 17 * 17 == 3468
-    assert engine.cycles_per_vector == 3468 + 1 + 3 + 2 + 12 == 3486
+    assert (schedule.groups, schedule.context_period, schedule.reciprocal_bits_per_cycle) == (2, 17, 1)
+    assert (schedule.exp_bits, schedule.recip_bits, schedule.sum_bits) == (16, 18, 20)
+    assert engine.cycles_per_vector_bound == 2 * 17 * 17 * 32 // 4 + 4 * 17 * 17 == 5780
+    assert engine.cycles_per_vector == 5780 + 1 + 5 + 4 + 19 == 5809
     assert engine.acc_bits == 21                  # |c| <= 17 * 255 * 128
+
+
+def test_a_group_takes_at_least_u_cycles():
+    """With fewer tokens than lanes the shared rescale unit sets the context period."""
+    layer = AttentionCase(2, 12, 3, {"lanes": 4}).layer()
+    assert AttentionEngine(layer).core.schedule.context_period == 4
 
 
 @pytest.mark.parametrize("case", CI_CASES, ids=lambda case: case.id)

@@ -11,22 +11,30 @@ A row has three passes over its T keys (timetable: hw/operators/attention_schedu
 - S: s[j] = q_i . k_j on U multipliers, one word pair a cycle; the row maximum is kept
   as the scores are written into a T-entry score memory.
 - E: t = min(rshift_round((max - s[j]) * score_mult, score_shift), 255), e = exp_table[t]
-  (a constant multiplier, one table read), written into a T-entry memory and summed
-  into Z; then Z's reciprocal floor(2^32 / Z) starts on the shift-subtract unit
-  (hw/operators/reciprocal.py) and runs while the next row's scores are computed.
+  (one table read), written into a T-entry memory and summed into Z; then Z's reciprocal
+  floor(2^32 / Z) starts on the shift-subtract unit (hw/operators/reciprocal.py) and runs
+  while the next row's scores are computed.
 - C: per word group of U output columns, p[j] = min(rshift_round(e[j] * recip, 24), 255)
   and c[d] += p[j] * v[j, d] on the same U multipliers (9-bit by 8-bit signed, which
-  hold both q * k and the unsigned p times v); then y = sat8(rshift_round(c * out_mult,
-  out_shift)) leaves as one beat of U elements.
-Everything after the issue stage is one lock-step pipeline that advances on
-`~held_valid | o.ready` (read ports' `en` too, so their data holds during a stall); the
-reciprocal runs free, its result holding until the next start.
+  hold both q * k and the unsigned p times v). A finished group's U sums wait in a
+  holding register while one shared rescale unit turns them, one a cycle, into
+  y = sat8(rshift_round(c * out_mult, out_shift)), filling one output beat of U
+  elements: a group takes P >= U cycles, so one unit keeps up.
+The DSP blocks hold the U products and e * recip (sized from the table's bounds); the
+multiplies by score_mult and out_mult are constants, shift-and-add in LUTs
+(hw/constant_multiply.py). Everything after the issue stage is one lock-step pipeline
+that advances on `~beat_valid | ready` (read ports' `en` too, so their data holds
+during a stall), `ready` a register of the skid buffer at the output, with a register
+after each multiply (e * recip, delta * score_mult, q * k or p * v, c * out_mult), so
+none shares a cycle with its rounding and clamp; the reciprocal runs free, its result
+holding until the next start.
 """
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.hw.constant_multiply import constant_multiply
 from nomac.hw.engine import LAYER_PARAMETER
 from nomac.hw.matrix_vector_engine import BLOCK_RAM
 from nomac.hw.memory_layout import MemoryLayout
@@ -41,11 +49,19 @@ from nomac.hw.vector_stream import vector_stream
 __all__ = ["AttentionCore", "AttentionEngine"]
 
 NONE, SCORE, EXP, CONTEXT = range(4)      # what a pipeline slot carries
+STAGES = 5                                # pipeline stages behind the issue stage
 
 
-def rshift_round(value, shift: int):
-    """docs/spec.md section 2's rounding shift of a non-negative value."""
-    return value if shift == 0 else (value + (1 << (shift - 1))) >> shift
+def rounded_at(value, shift: int):
+    """(value >> (shift - 1)), the only bits rshift_round(value, shift) depends on: a register
+    after a multiply keeps these, and `rshift_round_of` finishes the rounding."""
+    return value if shift == 0 else value >> (shift - 1)
+
+
+def rshift_round_of(kept, shift: int):
+    """docs/spec.md section 2's rshift_round(value, shift) from kept = rounded_at(value, shift):
+    floor((value + 2^(s-1)) / 2^s) = floor((floor(value / 2^(s-1)) + 1) / 2)."""
+    return kept if shift == 0 else (kept + 1) >> 1
 
 
 def at_most(value, limit: int):
@@ -65,7 +81,8 @@ class AttentionCore(wiring.Component):
         self.exp_table = ParameterMemory(MemoryLayout("exp_table", "exp_table", lanes=1, lane_bits=16, signed=False),
                                          layer.exp_table, layer.hw.memory == "ram", attrs=BLOCK_RAM)
         self.memories = [self.exp_table]
-        self.reciprocal = Reciprocal(schedule.sum_bits, RECIP_BITS, schedule.reciprocal_bits_per_cycle)
+        self.reciprocal = Reciprocal(schedule.sum_bits, RECIP_BITS, schedule.reciprocal_bits_per_cycle,
+                                     schedule.recip_bits)
         super().__init__({"i": In(vector_stream(self.in_lanes, signed(8))),
                           "o": Out(vector_stream(self.out_lanes, signed(8))),
                           **self.exp_table.members()})
@@ -100,23 +117,29 @@ class AttentionCore(wiring.Component):
 
         # ---- the row memories and the exp table --------------------------------------------
         scores = memory.Memory(shape=signed(sch.score_bits), depth=T, init=[])
-        exps = memory.Memory(shape=unsigned(16), depth=T, init=[])
+        exps = memory.Memory(shape=unsigned(sch.exp_bits), depth=T, init=[])
         m.submodules.scores, m.submodules.exps = scores, exps
         score_write, score_read = scores.write_port(), scores.read_port()
         exp_write, exp_read = exps.write_port(), exps.read_port()
         table = self.exp_table.build(m, self)
         m.submodules.reciprocal = recip = self.reciprocal
 
-        held_valid, held_last = Signal(), Signal()
-        held_data = Signal(data.ArrayLayout(signed(8), U))
-        advance = ~held_valid | self.o.ready
+        beat_valid, beat_last = Signal(), Signal()
+        beat = Signal(8 * U)                 # lanes enter at the top and shift down: lane 0 is the first made
+        beat_taken = Signal()
+        m.submodules.output = output = OutputSkid(U)
+        m.d.comb += [output.i.valid.eq(beat_valid), output.i.payload.data.eq(beat), output.i.payload.last.eq(beat_last),
+                     beat_taken.eq(output.i.ready)]
+        wiring.connect(m, output.o, wiring.flipped(self.o))
+        advance = ~beat_valid | beat_taken
         for port in (port_a, port_b, score_read, exp_read):
             m.d.comb += port.en.eq(advance)
 
         # ---- issue: the sequencer's counters and the item it puts into the pipeline ----------
         command = data.StructLayout({"op": 2, "j": range(max(T, 2)), "first": 1, "last": 1, "row_first": 1,
                                      "seq_last": 1})
-        issue, cmd1, cmd2, cmd3 = (Signal(command, name=n) for n in ("issue", "cmd1", "cmd2", "cmd3"))
+        issue = Signal(command)
+        cmd = [issue, *(Signal(command, name=f"cmd{k}") for k in range(1, STAGES + 1))]   # cmd[k]: stage k
         query_base = Signal(range(T * W))                     # i * W
         head, head_base, context_head_base = Signal(range(H)), Signal(range(E_words)), Signal(range(E_words))
         query = Signal(range(T))
@@ -127,7 +150,7 @@ class AttentionCore(wiring.Component):
         bank_base = Mux(compute_bank, D, 0)
         key_last, group_last = key == T - 1, group == G - 1
         slot_last = key == P - 1
-        score_in_flight = (cmd1.op == SCORE) | (cmd2.op == SCORE) | (cmd3.op == SCORE)
+        score_in_flight = Cat(c.op == SCORE for c in cmd[1:]).any()
 
         def next_key(wrap):
             return [key.eq(Mux(wrap, 0, key + 1)), key_base.eq(Mux(wrap, 0, key_base + W))]
@@ -156,7 +179,7 @@ class AttentionCore(wiring.Component):
                     m.d.comb += [issue.op.eq(Mux(recip_ready | recip.done, CONTEXT, NONE)), issue.j.eq(key),
                                  issue.first.eq(key == 0), issue.last.eq(key_last),
                                  issue.seq_last.eq(context_final & group_last & key_last)]
-                m.d.comb += [port_a.addr.eq(bank_base + key_base + 2 * E_words + context_head_base + group),
+                m.d.comb += [port_b.addr.eq(bank_base + key_base + 2 * E_words + context_head_base + group),
                              exp_read.addr.eq(key)]
                 with m.If(go):
                     m.d.sync += next_key(slot_last)
@@ -192,59 +215,104 @@ class AttentionCore(wiring.Component):
             m.d.sync += recip_ready.eq(1)
 
         with m.If(advance):
-            m.d.sync += [cmd1.eq(issue), cmd2.eq(cmd1), cmd3.eq(cmd2)]
+            m.d.sync += [cmd[k].eq(cmd[k - 1]) for k in range(1, STAGES + 1)]
+        op = [c.op for c in cmd]
 
-        # ---- stage 1: words, scores and e read; operands of the multipliers chosen -----------
+        # ---- stage 1: words, scores and e read: held; delta; e * recip ----------------------
+        # Port a reads q (S), port b k (S) or v (C).
         row_max = Signal(signed(sch.score_bits))
+        word_a, word_b = Signal(8 * U), Signal(8 * U)
+        delta = Signal(sch.delta_max.bit_length())
+        e_recip = Signal(RECIP_BITS + 1 - (PROB_SHIFT - 1))           # (e * recip) >> 23: e * recip <= 2^32
+        with m.If(advance):
+            m.d.sync += [word_a.eq(port_a.data), word_b.eq(port_b.data),
+                         delta.eq(row_max - score_read.data),
+                         e_recip.eq(rounded_at(exp_read.data * recip.quotient[:sch.recip_bits], PROB_SHIFT))]
+
+        # ---- stage 2: the multipliers' operands; delta * score_mult --------------------------
         factor_qp = Signal(data.ArrayLayout(signed(9), U))    # q, or the probability p (0..255)
         factor_kv = Signal(data.ArrayLayout(signed(8), U))    # k, or v
-        word_a = port_a.data
-        word_b = port_b.data
+        scaled_delta_next = rounded_at(constant_multiply(delta, layer.score_mult), layer.score_shift)
+        scaled_delta = Signal(scaled_delta_next.shape())
+        probability = at_most(rshift_round_of(e_recip, PROB_SHIFT), PROB_MAX)
         lanes_a = [word_a[8 * u:8 * u + 8].as_signed() for u in range(U)]
-        lanes_b = [word_b[8 * u:8 * u + 8].as_signed() for u in range(U)]
-        probability = at_most(rshift_round(exp_read.data * recip.quotient, PROB_SHIFT), PROB_MAX)
-        delta = (row_max - score_read.data).as_unsigned()[:sch.delta_max.bit_length()]
-        t = at_most(rshift_round(delta * layer.score_mult, layer.score_shift), EXP_INDEX_MAX)
-        m.d.comb += [table.addr.eq(t), table.en.eq(advance)]
         with m.If(advance):
-            with m.If(cmd1.op == SCORE):
-                m.d.sync += [factor_qp[u].eq(lanes_a[u]) for u in range(U)]
-                m.d.sync += [factor_kv[u].eq(lanes_b[u]) for u in range(U)]
-            with m.If(cmd1.op == CONTEXT):
-                m.d.sync += [factor_qp[u].eq(probability) for u in range(U)]
-                m.d.sync += [factor_kv[u].eq(lanes_a[u]) for u in range(U)]
+            m.d.sync += [factor_qp[u].eq(Mux(op[2] == CONTEXT, probability, lanes_a[u])) for u in range(U)]
+            m.d.sync += [factor_kv.eq(word_b),
+                         scaled_delta.eq(scaled_delta_next)]
 
-        # ---- stage 2: U products; score partial sums, context sums, Z ------------------------
-        products = [factor_qp[u] * factor_kv[u] for u in range(U)]
+        # ---- stage 3: U products; the table address -------------------------------------------
+        products = Signal(data.ArrayLayout(signed(16), U))       # |q * k| <= 2^14, |p * v| <= 255 * 128
+        m.d.comb += [table.addr.eq(at_most(rshift_round_of(scaled_delta, layer.score_shift), EXP_INDEX_MAX)),
+                     table.en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [products[u].eq(factor_qp[u] * factor_kv[u]) for u in range(U)]
+
+        # ---- stage 4: score partial sums, context sums, e written and summed into Z ----------
         score_sum = Signal(signed(sch.score_bits))
         context = Signal(data.ArrayLayout(signed(sch.context_bits), U))
         total = Signal(sch.sum_bits)
         z_final = Signal()
-        e = table.data
-        m.d.comb += [exp_write.addr.eq(cmd2.j), exp_write.data.eq(e),
-                     exp_write.en.eq(advance & (cmd2.op == EXP))]
-        m.d.sync += z_final.eq(advance & (cmd2.op == EXP) & cmd2.last)
+        e = table.data[:sch.exp_bits]
+        m.d.comb += [exp_write.addr.eq(cmd[4].j), exp_write.data.eq(e),
+                     exp_write.en.eq(advance & (op[4] == EXP))]
+        m.d.sync += z_final.eq(advance & (op[4] == EXP) & cmd[4].last)
         m.d.comb += [recip.start.eq(z_final), recip.divisor.eq(total)]
         with m.If(advance):
-            with m.If(cmd2.op == SCORE):
-                m.d.sync += score_sum.eq(Mux(cmd2.first, 0, score_sum) + balanced_sum(products))
-            with m.If(cmd2.op == CONTEXT):
-                m.d.sync += [context[u].eq(Mux(cmd2.first, 0, context[u]) + products[u]) for u in range(U)]
-            with m.If(cmd2.op == EXP):
-                m.d.sync += total.eq(Mux(cmd2.first, 0, total) + e)
+            with m.If(op[4] == SCORE):
+                m.d.sync += score_sum.eq(Mux(cmd[4].first, 0, score_sum) + balanced_sum([products[u] for u in range(U)]))
+            with m.If(op[4] == CONTEXT):
+                m.d.sync += [context[u].eq(Mux(cmd[4].first, 0, context[u]) + products[u]) for u in range(U)]
+            with m.If(op[4] == EXP):
+                m.d.sync += total.eq(Mux(cmd[4].first, 0, total) + e)
 
-        # ---- stage 3: a finished score written, the maximum kept; a finished group out -------
-        score_done = (cmd3.op == SCORE) & cmd3.last
-        m.d.comb += [score_write.addr.eq(cmd3.j), score_write.data.eq(score_sum),
+        # ---- stage 5: a finished score written, the maximum kept; a finished group held ------
+        score_done = (op[5] == SCORE) & cmd[5].last
+        group_done = (op[5] == CONTEXT) & cmd[5].last
+        m.d.comb += [score_write.addr.eq(cmd[5].j), score_write.data.eq(score_sum),
                      score_write.en.eq(advance & score_done)]
         with m.If(advance & score_done):
-            m.d.sync += row_max.eq(Mux(cmd3.row_first | (score_sum > row_max), score_sum, row_max))
+            m.d.sync += row_max.eq(Mux(cmd[5].row_first | (score_sum > row_max), score_sum, row_max))
+
+        # ---- the shared rescale unit: the held sums one a cycle, into the output beat ---------
+        held = Signal(data.ArrayLayout(signed(sch.context_bits), U))   # shifts down: held[0] is rescaled next
+        held_left, held_last = Signal(range(U + 1)), Signal()
+        scaled_valid, scaled_beat_done, scaled_last = Signal(), Signal(), Signal()
+        scaled_next = rounded_at(constant_multiply(held[0], layer.out_mult), layer.out_shift)
+        scaled = Signal(scaled_next.shape())
         with m.If(advance):
-            m.d.sync += [held_valid.eq((cmd3.op == CONTEXT) & cmd3.last), held_last.eq(cmd3.seq_last)]
-            m.d.sync += [held_data[u].eq(requantize(context[u] * layer.out_mult, layer.out_shift))
-                         for u in range(U)]
-        m.d.comb += [self.o.valid.eq(held_valid), self.o.payload.last.eq(held_last),
-                     self.o.payload.data.eq(held_data)]
+            m.d.sync += [scaled_valid.eq(held_left != 0), scaled_beat_done.eq(held_left == 1),
+                         scaled_last.eq(held_last),
+                         scaled.eq(scaled_next)]
+            with m.If(group_done):
+                m.d.sync += [held.eq(context), held_left.eq(U), held_last.eq(cmd[5].seq_last)]
+            with m.Elif(held_left != 0):
+                m.d.sync += [held[u].eq(held[u + 1]) for u in range(U - 1)]
+                m.d.sync += held_left.eq(held_left - 1)
+            with m.If(scaled_valid):
+                m.d.sync += beat.eq(Cat(beat[8:], requantize(scaled, 1 if layer.out_shift else 0)))
+            m.d.sync += [beat_valid.eq(scaled_valid & scaled_beat_done), beat_last.eq(scaled_last)]
+        return m
+
+
+class OutputSkid(wiring.Component):
+    """A two-entry skid buffer in front of the output: its `i.ready` is a register, so the
+    pipeline's `advance` (which enables every stage) does not wait on the path from the
+    consumer's ready through the output gearbox; a beat refused downstream waits in the skid."""
+
+    def __init__(self, lanes: int):
+        super().__init__({"i": In(vector_stream(lanes, signed(8))), "o": Out(vector_stream(lanes, signed(8)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid),
+                         self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)), skid_valid.eq(0)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m
 
 

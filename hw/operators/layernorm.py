@@ -109,12 +109,12 @@ def _stats_units(widths: LayerNormWidths, beats: int) -> tuple[Isqrt, Reciprocal
     """The square root and reciprocal units: the fewest bits a cycle that keep the stats
     stage (both in turn, plus the cycle of the hand-over) within `beats` cycles, else 2 and 2.
     The cycle counts are the units' own `cycles` (without building units that go unused)."""
+    inv_bits = widths.inv.width          # r >= r_min > 2^(32 - inv_bits): only those quotient bits
     for sqrt_k, recip_k in ((1, 1), (1, 2), (2, 2)):
         sqrt_cycles = 1 + -(-widths.root_bits // sqrt_k)
-        recip_cycles = 1 + -(-(RECIPROCAL_BITS + 1) // recip_k)
-        if sqrt_cycles + recip_cycles + 1 <= beats:
+        if sqrt_cycles + Reciprocal.cycles_for(recip_k, inv_bits) + 1 <= beats:
             break
-    return Isqrt(widths.radicand_bits, sqrt_k), Reciprocal(widths.root_bits, RECIPROCAL_BITS, recip_k)
+    return Isqrt(widths.radicand_bits, sqrt_k), Reciprocal(widths.root_bits, RECIPROCAL_BITS, recip_k, inv_bits)
 
 
 class LayerNormCore(wiring.Component):
@@ -230,7 +230,7 @@ class LayerNormCore(wiring.Component):
 
         with m.If(out_take):
             m.d.sync += [out_row.eq(1), out_beat.eq(0), out_base.eq(next_slot(out_base)),
-                         out_sum.eq(stats_sum), out_inv.eq(reciprocal.quotient[:widths.inv.width])]
+                         out_sum.eq(stats_sum), out_inv.eq(reciprocal.quotient)]
         with m.Elif(advance & out_row):
             with m.If(final_beat):
                 m.d.sync += out_row.eq(0)

@@ -7,9 +7,12 @@ shift-subtract steps into one cycle (k comparators) for a shorter latency.
 
 Restoring division of 2^N, one step per quotient bit from the top: the remainder
 takes the next numerator bit (only the leading one is 1), and when it reaches d,
-d is subtracted and the quotient bit is 1. With s = ceil((N + 1) / k) cycles the
-steps number s*k >= N + 1; the extra leading steps see numerator bits 0 and make
-quotient bits 0 that shift out of the top.
+d is subtracted and the quotient bit is 1. When the caller knows the quotient is
+below 2^Q (its divisors exceed 2^(N-Q)), the top steps would all make 0 bits: with
+s = ceil(Q / k) cycles the unit makes only the s*k >= Q lowest quotient bits,
+starting from the remainder 2^(N - s*k) those skipped steps would leave (or, when
+s*k reaches N + 1, from 0 with leading steps that see numerator bits 0); quotient
+bits above Q are 0 and shift out of the top.
 """
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
@@ -19,7 +22,8 @@ __all__ = ["Reciprocal"]
 
 
 class Reciprocal(wiring.Component):
-    """floor(2^numerator_bits / divisor) for 1 <= divisor < 2^divisor_bits.
+    """floor(2^numerator_bits / divisor) for 1 <= divisor < 2^divisor_bits (and, with
+    `quotient_bits` Q, divisor > 2^(numerator_bits - Q)).
 
     Members
     -------
@@ -31,49 +35,64 @@ class Reciprocal(wiring.Component):
     done : Out(1)
         High for the one cycle after the final step; `quotient` holds its result from
         then until the next `start` is taken.
-    quotient : Out(numerator_bits + 1)
-        2^N itself for divisor 1. A divisor of 0 gives all ones (callers rule it out).
+    quotient : Out(quotient_bits)
+        2^N itself for divisor 1 (Q = N + 1, the default). A divisor out of range gives a
+        number of no meaning (callers rule it out, or multiply it by 0).
 
     Attributes
     ----------
     steps : int
-        Cycles of shift-subtract: ceil((N + 1) / bits_per_cycle).
+        Cycles of shift-subtract: ceil(Q / bits_per_cycle).
     cycles : int
-        `done` is high in the cycles-th cycle after the one `start` was taken in: steps + 1.
+        `done` is high in the cycles-th cycle after the one `start` was taken in: steps + 1
+        (`cycles_for`, which needs no unit).
     """
 
-    def __init__(self, divisor_bits: int, numerator_bits: int = 32, bits_per_cycle: int = 1):
+    def __init__(self, divisor_bits: int, numerator_bits: int = 32, bits_per_cycle: int = 1,
+                 quotient_bits: int | None = None):
+        quotient_bits = numerator_bits + 1 if quotient_bits is None else quotient_bits
         for name, value in (("divisor_bits", divisor_bits), ("numerator_bits", numerator_bits),
-                            ("bits_per_cycle", bits_per_cycle)):
+                            ("bits_per_cycle", bits_per_cycle), ("quotient_bits", quotient_bits)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Reciprocal: {name} = {value!r}: must be a positive integer")
+        if quotient_bits > numerator_bits + 1:
+            raise ValueError(f"Reciprocal: quotient_bits = {quotient_bits}: must be at most numerator_bits + 1 "
+                             f"({numerator_bits + 1})")
         self.divisor_bits, self.numerator_bits, self.bits_per_cycle = divisor_bits, numerator_bits, bits_per_cycle
-        self.steps = -(-(numerator_bits + 1) // bits_per_cycle)
-        self.cycles = self.steps + 1
+        self.quotient_bits = quotient_bits
+        self.steps = -(-quotient_bits // bits_per_cycle)
+        self.cycles = self.cycles_for(bits_per_cycle, quotient_bits)
         super().__init__({"start": In(1), "divisor": In(divisor_bits), "busy": Out(1), "done": Out(1),
-                          "quotient": Out(numerator_bits + 1)})
+                          "quotient": Out(quotient_bits)})
+
+    @staticmethod
+    def cycles_for(bits_per_cycle: int, quotient_bits: int) -> int:
+        """The `cycles` of a unit making `quotient_bits` bits, `bits_per_cycle` a cycle."""
+        return -(-quotient_bits // bits_per_cycle) + 1
 
     def elaborate(self, platform):
         m = Module()
-        k, steps = self.bits_per_cycle, self.steps
-        leading = steps * k - (self.numerator_bits + 1)      # steps before the numerator's 1
+        k, steps, N, Q = self.bits_per_cycle, self.steps, self.numerator_bits, self.quotient_bits
+        made = min(steps * k, N + 1)                  # quotient bits the steps make (the top ones 0)
+        full = made == N + 1                          # the numerator's 1 is among the steps
+        leading = steps * k - made                    # steps before the numerator's 1 (full only)
         divisor = Signal(self.divisor_bits)
-        remainder = Signal(self.divisor_bits + 1)
-        quotient = Signal(self.numerator_bits + 1)
+        remainder = Signal(max(self.divisor_bits, N - made + 1) + 1)
+        quotient = Signal(Q)
         cycle = Signal(range(steps))
 
         m.d.sync += self.done.eq(0)
         with m.If(self.start & ~self.busy):
-            m.d.sync += [divisor.eq(self.divisor), remainder.eq(0), quotient.eq(0), cycle.eq(0),
-                         self.busy.eq(1)]
+            m.d.sync += [divisor.eq(self.divisor), remainder.eq(0 if full else 1 << (N - made)), quotient.eq(0),
+                         cycle.eq(0), self.busy.eq(1)]
         with m.Elif(self.busy):
             r, q = remainder, quotient
             for j in range(k):
-                numerator_bit = (cycle * k + j) == leading     # the only 1 of 2^N
+                numerator_bit = ((cycle * k + j) == leading) if full else 0     # the only 1 of 2^N
                 shifted = (r << 1) | numerator_bit
                 fits = shifted >= divisor
-                r = Mux(fits, shifted - divisor, shifted)[:self.divisor_bits + 1]
-                q = ((q << 1) | fits)[:self.numerator_bits + 1]
+                r = Mux(fits, shifted - divisor, shifted)[:len(remainder)]
+                q = ((q << 1) | fits)[:Q]
             m.d.sync += [remainder.eq(r), quotient.eq(q), cycle.eq(cycle + 1)]
             with m.If(cycle == steps - 1):
                 m.d.sync += [self.busy.eq(0), self.done.eq(1)]
