@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES
+from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, board_layer
 from nomac.boards.board_options import board_divisor
 from nomac.boards.board_top import BoardCore, BoardTop
 from nomac.boards.devices import DEFAULT_BOARD, Board, get_board
@@ -81,6 +81,7 @@ def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_na
     board = get_board(board_name)
     baud = board.default_baud if baud is None else baud
     divisor = board_divisor("build", board, baud)
+    board_layer(config, layer_name)              # refuses a layer a board cannot hold, before any work
     core = BoardCore(config, layer_name, clock_hz=board.clock_hz, divisor=divisor, max_payload=max_payload,
                      timeout_bytes=timeout_bytes)
     out = Path(out_dir) if out_dir is not None else Path("build") / "board" / f"{core.map.layer}-{board.name}"

@@ -1,5 +1,5 @@
 """The `add` engine: the residual y = sat8(rshift_round(a * mult_a + b * mult_b, shift))
-(docs/spec.md section 13.6), two constant multiplies per lane.
+(docs/spec.md section 13.6), two constant multiplies per lane (shift-and-add, hw/constant_multiply.py).
 
 An input vector is a's E elements, then b's, in beats of L. The core runs 2*ceil(E/L)
 steps a vector: the first ceil(E/L) write each input beat into a small memory as one
@@ -20,6 +20,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.hw.constant_multiply import constant_multiply
 from nomac.hw.engine import LAYER_PARAMETER
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
 from nomac.hw.operators.operator_engine import OperatorEngine
@@ -97,7 +98,7 @@ class AddCore(wiring.Component):
 
         # Stage 2: the requantized sums; the unused lanes of the final beat are zero.
         accs = [Signal(signed(self.acc_bits), name=f"acc{lane}") for lane in range(L)]
-        m.d.comb += [acc.eq(read.data[lane] * layer.mult_a + b[lane] * layer.mult_b)
+        m.d.comb += [acc.eq(constant_multiply(read.data[lane], layer.mult_a) + constant_multiply(b[lane], layer.mult_b))
                      for lane, acc in enumerate(accs)]
         with m.If(advance):
             m.d.sync += [y_valid.eq(b_valid), y_last.eq(b_last)]

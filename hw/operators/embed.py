@@ -18,6 +18,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.hw.constant_multiply import constant_multiply
 from nomac.hw.engine import LAYER_PARAMETER
 from nomac.hw.matrix_vector_engine import BLOCK_RAM, INT8_HI, INT8_LO
 from nomac.hw.memory_layout import MemoryLayout
@@ -100,7 +101,7 @@ class EmbedCore(wiring.Component):
         # Stage 2: the requantized sums.
         offsets = data.ArrayLayout(signed(self.offset.layout.lane_bits), L)(port.data)
         accs = [Signal(signed(self.acc_bits), name=f"acc{lane}") for lane in range(L)]
-        m.d.comb += [acc.eq(x[lane] * layer.mult + offsets[lane]) for lane, acc in enumerate(accs)]
+        m.d.comb += [acc.eq(constant_multiply(x[lane], layer.mult) + offsets[lane]) for lane, acc in enumerate(accs)]
         with m.If(advance):
             m.d.sync += [y_valid.eq(x_valid), y_last.eq(x_last),
                          *(y[lane].eq(requantize(acc, layer.shift)) for lane, acc in enumerate(accs))]

@@ -41,6 +41,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.hw.constant_multiply import constant_multiply
 from nomac.hw.engine import LAYER_PARAMETER
 from nomac.hw.matrix_vector_engine import BLOCK_RAM
 from nomac.hw.memory_layout import MemoryLayout
@@ -208,7 +209,7 @@ class LayerNormCore(wiring.Component):
         # stats: V = E*P - S^2, r = isqrt(V << 2G), then inv = floor(2^32 / r)
         variance = Signal(widths.variance)
         stats_sum, stats_holding = Signal(widths.sum), Signal()
-        m.d.comb += [variance.eq(E * row_squares - row_sum * row_sum),
+        m.d.comb += [variance.eq(constant_multiply(row_squares, E) - row_sum * row_sum),
                      sqrt.start.eq(stats_take), sqrt.radicand.eq(variance << (2 * G)),
                      reciprocal.start.eq(sqrt.done), reciprocal.divisor.eq(sqrt.root)]
         stats_ready = reciprocal.done | stats_holding
@@ -250,7 +251,7 @@ class LayerNormCore(wiring.Component):
         for l in range(L):
             deviation = Signal(widths.deviation, name=f"deviation_{l}")
             product = Signal(widths.product, name=f"product_{l}")
-            m.d.comb += [deviation.eq(E * buffer_read.data[8 * l:8 * l + 8].as_signed() - read_sum),
+            m.d.comb += [deviation.eq(constant_multiply(buffer_read.data[8 * l:8 * l + 8].as_signed(), E) - read_sum),
                          product.eq(deviation * read_inv)]
             with m.If(advance):
                 m.d.sync += normalized[l].eq((product + (1 << (shift - 1))) >> shift)
