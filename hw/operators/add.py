@@ -11,9 +11,9 @@ of the beat before and the lower r lanes of this one: fixed wiring, with the upp
 lanes kept in a register. If b's tail fits in those kept lanes (2r <= L), the stream
 has one beat fewer than there are steps, and the last step takes no input.
 
-Two lock-step stages advance together while the output is free: b beside its word of
-a (the memory's registered read, whose data holds during a stall), then the
-requantized result.
+Three lock-step stages advance together while the output is free: b beside its word
+of a (the memory's registered read, whose data holds during a stall), the sum of the
+two constant products, then the requantized result.
 """
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed
@@ -34,7 +34,7 @@ __all__ = ["AddCore", "AddEngine"]
 class AddCore(wiring.Component):
     """ceil(2E/L) input beats of a then b in, ceil(E/L) output beats out, 2*ceil(E/L) cycles a vector."""
 
-    max_in_flight = 3        # two pipeline stages and the vector arriving
+    max_in_flight = 4        # three pipeline stages and the vector arriving
     memories = ()
     cycles_per_vector_bound_rule = "2*ceil(E/L)"
 
@@ -96,15 +96,20 @@ class AddCore(wiring.Component):
         with m.If(advance):
             m.d.sync += [b_valid.eq(moves & on_b), b_last.eq(final), b.eq(aligned)]
 
-        # Stage 2: the requantized sums; the unused lanes of the final beat are zero.
+        # Stage 2: the sums of the two constant products (shift-and-add trees: a stage of their own).
+        acc_valid, acc_last = Signal(), Signal()
         accs = [Signal(signed(self.acc_bits), name=f"acc{lane}") for lane in range(L)]
-        m.d.comb += [acc.eq(constant_multiply(read.data[lane], layer.mult_a) + constant_multiply(b[lane], layer.mult_b))
-                     for lane, acc in enumerate(accs)]
         with m.If(advance):
-            m.d.sync += [y_valid.eq(b_valid), y_last.eq(b_last)]
+            m.d.sync += [acc_valid.eq(b_valid), acc_last.eq(b_last),
+                         *(acc.eq(constant_multiply(read.data[lane], layer.mult_a) +
+                                  constant_multiply(b[lane], layer.mult_b)) for lane, acc in enumerate(accs))]
+
+        # Stage 3: the requantized sums; the unused lanes of the final beat are zero.
+        with m.If(advance):
+            m.d.sync += [y_valid.eq(acc_valid), y_last.eq(acc_last)]
             for lane, acc in enumerate(accs):
                 result = requantize(acc, layer.shift)
-                m.d.sync += y[lane].eq(Mux(b_last, 0, result) if r and lane >= r else result)
+                m.d.sync += y[lane].eq(Mux(acc_last, 0, result) if r and lane >= r else result)
         m.d.comb += [self.o.valid.eq(y_valid), self.o.payload.last.eq(y_last), self.o.payload.data.eq(y)]
         return m
 
