@@ -3,8 +3,8 @@
 import math
 
 import pytest
-from amaranth.sim import Simulator
 
+from iterative_unit import run_unit
 from nomac.hw.operators.isqrt import Isqrt
 
 
@@ -21,28 +21,7 @@ def radicands(bits: int) -> list[int]:
 
 
 def run(unit: Isqrt, values: list[int]) -> list[tuple[int, int]]:
-    """(root, cycles from start to done) of each radicand, one square root after another."""
-    results = []
-
-    async def bench(ctx):
-        for n in values:
-            ctx.set(unit.radicand, n)
-            ctx.set(unit.start, 1)
-            await ctx.tick()
-            ctx.set(unit.start, 0)
-            cycles = 0
-            while True:
-                cycles += 1
-                _, _, done, root = await ctx.tick().sample(unit.done, unit.root)
-                if done:
-                    results.append((root, cycles))
-                    break
-
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.run()
-    return results
+    return run_unit(unit, unit.radicand, unit.root, values)
 
 
 @pytest.mark.parametrize("radicand_bits, bits_per_cycle", [(1, 1), (2, 1), (7, 1), (7, 2), (16, 2), (38, 1),

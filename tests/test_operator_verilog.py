@@ -88,3 +88,18 @@ def test_a_single_layer_board_refuses_an_operator_before_any_work(command, tmp_p
     assert "layer 'gelu' is a gelu operator; a board holds one lut, shift, dense or butterfly layer" in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bench_measures_an_operator_without_synthesis(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--operators", str(CONFIGS / "op_gelu.json"), "--no-synth", "--vectors", "8",
+                 "-o", str(out)]) == 0
+    (row,) = json.loads((out / "bench.json").read_text())
+    assert {k: row[k] for k in ("shape", "cycles_per_vector", "design_cycles_per_vector", "bound", "bound_rule",
+                                "mismatches")} == \
+        {"shape": "gelu E64 L1", "cycles_per_vector": 64.0, "design_cycles_per_vector": 64, "bound": 64,
+         "bound_rule": "ceil(E/L)", "mismatches": 0}
+    assert main(["bench", "--operators", "--compare", "--no-synth", "-o", str(out)]) == 2
+    assert "--compare and --operators: choose one benchmark" in capsys.readouterr().err
+    assert main(["bench", "--operators", str(CONFIGS / "dense_small.json"), "--no-synth", "-o", str(out)]) == 2
+    assert "this benchmark measures patches or embed" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """hw/operators/reciprocal.py on Amaranth's simulator against Python's exact 2^N // d."""
 import pytest
-from amaranth.sim import Simulator
 
+from iterative_unit import run_unit
 from nomac.hw.operators.reciprocal import Reciprocal
 
 
@@ -14,28 +14,7 @@ def divisors(bits: int) -> list[int]:
 
 
 def run(unit: Reciprocal, values: list[int]) -> list[tuple[int, int]]:
-    """(quotient, cycles from start to done) of each divisor, one division after another."""
-    results = []
-
-    async def bench(ctx):
-        for d in values:
-            ctx.set(unit.divisor, d)
-            ctx.set(unit.start, 1)
-            await ctx.tick()
-            ctx.set(unit.start, 0)
-            cycles = 0
-            while True:
-                cycles += 1
-                _, _, done, quotient = await ctx.tick().sample(unit.done, unit.quotient)
-                if done:
-                    results.append((quotient, cycles))
-                    break
-
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.run()
-    return results
+    return run_unit(unit, unit.divisor, unit.quotient, values)
 
 
 @pytest.mark.parametrize("divisor_bits, numerator_bits, bits_per_cycle",
