@@ -1,0 +1,182 @@
+"""What a unit of the network engine is to the sequencer (docs/spec.md section 16).
+
+A unit is one layer kind in gates, shared by every step of the program that uses the
+kind. Unlike an engine (hw/engine.py) nothing of a layer is baked in: shapes, shifts,
+multipliers and the base addresses of its arrays are the step's *parameters*, and the
+arrays themselves sit in the table memory, read through one port of 64-bit words. The
+bitstream is built for `NetworkLimits`, and every model within them runs on it.
+
+A step runs as: the sequencer sets `params` and pulses `start`; the unit takes the
+step's input elements from `i` in the kind's input order, writes its output elements
+to `o` in the output order, and pulses `done` once its last output element has been
+taken. `params` stays unchanged from `start` to `done`. Both streams may stall on any
+cycle (valid/ready, docs/spec.md section 3); there is no `last`: the element counts
+follow from the parameters.
+"""
+from dataclasses import dataclass, fields
+
+from amaranth.hdl import signed, unsigned
+
+from nomac.base.errors import ConfigError
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["TABLE_WORD_BITS", "TABLE_WORD_BYTES", "PARAMS_BITS", "NetworkLimits", "LimitError", "UnitStep", "Field",
+           "params_layout", "pack_params", "TableReadSignature", "UnitSignature", "pack_words", "words_of_bytes"]
+
+TABLE_WORD_BITS = 64          # four 16-bit SPRAMs side by side on the iCE40UP5K
+TABLE_WORD_BYTES = TABLE_WORD_BITS // 8
+PARAMS_BITS = 256             # a step's unit parameters (four table words)
+
+
+@dataclass(frozen=True)
+class NetworkLimits:
+    """The shapes a network bitstream is built for; any model within them runs on it.
+
+    tokens: rows of a step (the sequence length T). features: the widest row any
+    matrix layer reads or writes (qkv's 3E). model_features: E of layernorm, attention,
+    add and embed rows. heads, codebooks, centroids: attention heads, lut codebooks C and
+    prototypes K. table_words / activation_bytes: the two memories' sizes.
+    """
+    tokens: int = 17
+    features: int = 96
+    model_features: int = 32
+    heads: int = 4
+    codebooks: int = 64
+    centroids: int = 16
+    table_words: int = 16384
+    activation_bytes: int = 4096
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"NetworkLimits: {f.name} = {value!r}: must be a positive integer")
+
+    @property
+    def table_addr_bits(self) -> int:
+        return max(1, (self.table_words - 1).bit_length())
+
+    @property
+    def activation_addr_bits(self) -> int:
+        return max(1, (self.activation_bytes - 1).bit_length())
+
+
+class LimitError(ConfigError):
+    """A layer of a model needs more than the network bitstream was built for."""
+
+    def __init__(self, layer: str, what: str, value, limit):
+        super().__init__(f"layer '{layer}'", what, value, f"exceeds the network's limit {limit}")
+
+
+@dataclass(frozen=True)
+class UnitStep:
+    """One layer as a step of its unit: what the program compiler needs from the unit's module.
+
+    params: field name -> value (the unit's FIELDS). table_words: the words of the layer's
+    arrays, placed at the table base the compiler gave. in_elements / out_elements: the
+    elements the step reads from and writes to the activation memory. bound / bound_rule:
+    the step's lower bound in cycles (its lookups, adds or multiplies over the unit's
+    parallelism) and how it is computed.
+    """
+    params: dict
+    table_words: list
+    in_elements: int
+    out_elements: int
+    bound: int
+    bound_rule: str
+
+
+@dataclass(frozen=True)
+class Field:
+    """One parameter of a unit's step: `bits` wide, two's complement when `signed`."""
+    name: str
+    bits: int
+    signed: bool = False
+
+
+def params_layout(params_fields) -> data.StructLayout:
+    """The Amaranth layout of a unit's parameters, fields from bit 0 up in the order given;
+    the same packing `pack_params` makes for the program."""
+    layout = data.StructLayout({f.name: (signed if f.signed else unsigned)(f.bits) for f in params_fields})
+    assert layout.size <= PARAMS_BITS, f"unit parameters take {layout.size} bits, more than {PARAMS_BITS}"
+    return layout
+
+
+def pack_params(params_fields, values: dict) -> int:
+    """The parameter bits of one step (an int of PARAMS_BITS bits) from field values,
+    each checked against its field's range."""
+    assert set(values) == {f.name for f in params_fields}, (sorted(values), [f.name for f in params_fields])
+    bits, offset = 0, 0
+    for f in params_fields:
+        value = int(values[f.name])
+        lo, hi = (-(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1) if f.signed else (0, (1 << f.bits) - 1)
+        if not lo <= value <= hi:
+            raise ValueError(f"parameter {f.name} = {value}: must lie in {lo}..{hi} ({f.bits} bits)")
+        bits |= (value & ((1 << f.bits) - 1)) << offset
+        offset += f.bits
+    return bits
+
+
+def pack_words(values, lane_bits: int) -> list[int]:
+    """Values (two's complement, `lane_bits` each) packed into 64-bit table words, value i
+    at bits [lane_bits * (i % n), ...) of word i // n, n = 64 // lane_bits; the last word
+    padded with zeros."""
+    per_word = TABLE_WORD_BITS // lane_bits
+    mask = (1 << lane_bits) - 1
+    values = [int(v) for v in values]
+    words = []
+    for start in range(0, len(values), per_word):
+        word = 0
+        for lane, value in enumerate(values[start:start + per_word]):
+            word |= (value & mask) << (lane * lane_bits)
+        words.append(word)
+    return words
+
+
+def words_of_bytes(values) -> list[int]:
+    """int8 values, eight to a table word (pack_words with 8-bit lanes)."""
+    return pack_words(values, 8)
+
+
+class TableReadSignature(wiring.Signature):
+    """A unit's read port into the table memory (seen from the unit).
+
+    Members
+    -------
+    addr : Out(table_addr_bits)
+        The word to read.
+    en : Out(1)
+        Read `addr` at this clock edge.
+    data : In(64)
+        The word read at the last edge with `en` high, from the cycle after it on, held
+        until the next read.
+    """
+
+    def __init__(self, addr_bits: int):
+        super().__init__({"addr": Out(addr_bits), "en": Out(1), "data": In(TABLE_WORD_BITS)})
+
+
+class UnitSignature(wiring.Signature):
+    """Signature of a unit (seen from the unit).
+
+    Members
+    -------
+    params : In(layout)
+        The step's parameters, valid from `start` to `done`.
+    start : In(1)
+        One-cycle pulse: a step begins (only when the unit is not running one).
+    done : Out(1)
+        One-cycle pulse: the step's last output element has been taken.
+    i : In(stream.Signature(signed(8)))
+        The step's input elements, in the kind's input order.
+    o : Out(stream.Signature(signed(8)))
+        The step's output elements, in the kind's output order.
+    table : Out(TableReadSignature)
+        Reads of the table memory (shapes' arrays at the bases in `params`).
+    """
+
+    def __init__(self, layout: data.StructLayout, limits: NetworkLimits):
+        super().__init__({"params": In(layout), "start": In(1), "done": Out(1),
+                          "i": In(stream.Signature(signed(8))), "o": Out(stream.Signature(signed(8))),
+                          "table": Out(TableReadSignature(limits.table_addr_bits))})
