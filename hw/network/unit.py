@@ -36,7 +36,8 @@ class NetworkLimits:
     tokens: rows of a step (the sequence length T). features: the widest row any
     matrix layer reads or writes (qkv's 3E). model_features: E of layernorm, attention,
     add and embed rows. heads, codebooks, centroids: attention heads, lut codebooks C and
-    prototypes K. table_words / activation_bytes: the two memories' sizes.
+    prototypes K. table_words / activation_bytes: the two memories' sizes. steps: the
+    program's most steps. units: the layer kinds that have a unit in the bitstream.
     """
     tokens: int = 17
     features: int = 96
@@ -46,9 +47,13 @@ class NetworkLimits:
     centroids: int = 16
     table_words: int = 16384
     activation_bytes: int = 4096
+    steps: int = 64
+    units: tuple = ("dense", "lut", "shift", "butterfly", "layernorm", "attention", "gelu", "add", "embed")
 
     def __post_init__(self):
         for f in fields(self):
+            if f.name == "units":
+                continue
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"NetworkLimits: {f.name} = {value!r}: must be a positive integer")

@@ -1,0 +1,33 @@
+"""The units of the network engine: one per layer kind, its number in the program, its
+parameters, its gateware and the function that makes a layer a step of it."""
+from dataclasses import dataclass
+from typing import Callable
+
+from nomac.hw.network import gelu_unit
+
+__all__ = ["UnitKind", "UNITS", "unit_of_number"]
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    """number: the `unit` field of a step (docs/spec.md section 16); fields: its parameters;
+    unit: the component class, built from NetworkLimits; steps: (layer, rows, table_base,
+    limits) -> list of UnitStep (one per step the layer takes)."""
+    kind: str
+    number: int
+    fields: tuple
+    unit: type
+    steps: Callable
+
+
+def _one(step):
+    return lambda layer, rows, table_base, limits: [step(layer, rows, table_base, limits)]
+
+
+UNITS = {kind.kind: kind for kind in (
+    UnitKind("gelu", 1, gelu_unit.FIELDS, gelu_unit.GeluUnit, _one(gelu_unit.gelu_step)),
+)}
+
+
+def unit_of_number(number: int) -> UnitKind:
+    return next(kind for kind in UNITS.values() if kind.number == number)

@@ -1,0 +1,91 @@
+"""The layer program compiler (hw/network/program.py): view patterns, region reuse, and
+models it refuses, before anything runs, with the thing, the value and the rule."""
+import numpy as np
+import pytest
+
+from nomac.base.errors import ConfigError
+from nomac.hw.network.program import Pattern, compile_program
+from nomac.hw.network.program_format import HEADER_FIELDS, STEP_WORDS
+from nomac.hw.network.unit import NetworkLimits, params_layout
+from nomac.model.config import make_config
+from nomac.model.int_ops import image_patches
+from nomac.model.operator_layers import GeluLayer, PatchesLayer, SelectTokenLayer
+
+
+def gelu(name, features):
+    return GeluLayer.from_json("case", {"name": name, "kind": "gelu", "features": features},
+                               {"table": np.zeros(256, np.int8)})
+
+
+def patches(height, width, patch):
+    return PatchesLayer.from_json("case", {"name": "p", "kind": "patches", "height": height, "width": width,
+                                           "patch": patch}, {})
+
+
+@pytest.mark.parametrize("height, width, patch", [(8, 8, 2), (4, 6, 2), (6, 9, 3), (1, 1, 1), (4, 4, 4)])
+def test_a_patches_view_reads_in_the_goldens_order(height, width, patch):
+    program = compile_program(make_config([patches(height, width, patch), gelu("g", patch * patch)]),
+                              NetworkLimits(units=("gelu",)))
+    image = np.arange(height * width)[None]
+    expected = image_patches(image, height, width, patch).reshape(-1)
+    assert program.steps[0].reads.addresses() == (program.input.base + expected).tolist()
+
+
+def test_regions_are_reused_once_read_and_never_overlap_what_a_step_reads():
+    config = make_config([gelu(f"g{k}", 40) for k in range(6)])
+    program = compile_program(config, NetworkLimits(activation_bytes=120, units=("gelu",)))
+    for step in program.steps:
+        read = set(step.reads.addresses())
+        assert not read & set(range(step.writes.base, step.writes.base + step.writes.size))
+    assert program.activation_bytes == 80            # two rows of 40 in turn
+    assert len(program.table_words) == STEP_WORDS * 7 + 6 * 32
+
+
+def test_the_program_words_hold_each_steps_header():
+    config = make_config([patches(4, 4, 2), gelu("g", 4)])
+    program = compile_program(config, NetworkLimits(units=("gelu",)))
+    bits = sum(word << (64 * k) for k, word in enumerate(program.table_words[:STEP_WORDS]))
+    layout, values, offset = params_layout(HEADER_FIELDS), {}, 0
+    for field in HEADER_FIELDS:
+        raw = (bits >> offset) & ((1 << field.bits) - 1)
+        values[field.name] = raw - (raw >> (field.bits - 1) << field.bits) if field.signed else raw
+        offset += field.bits
+    assert offset == layout.size
+    step = program.steps[0]
+    assert values["unit"] == 1 and values["writer_count"] == 16 and values["writer_base"] == step.writes.base
+    assert [values[f"count{k}"] for k in range(4)] == [2, 2, 2, 2]
+    assert [values[f"stride{k}"] for k in range(4)] == [8, 2, 4, 1]
+    assert list(program.table_words[STEP_WORDS:2 * STEP_WORDS]) == [0] * STEP_WORDS     # END
+
+
+@pytest.mark.parametrize("config, limits, message", [
+    (lambda: make_config([gelu("g", 64)]), NetworkLimits(activation_bytes=100, units=("gelu",)),
+     "layer 'g': activation memory bytes = 128: exceeds the network's limit 100"),
+    (lambda: make_config([gelu("g", 64)]), NetworkLimits(table_words=40, units=("gelu",)),
+     "layer 'g': table memory words = 46: exceeds the network's limit 40"),
+    (lambda: make_config([gelu("g", 64)]), NetworkLimits(units=("dense",)),
+     "layer 'g' kind = 'gelu': the network bitstream has units for dense"),
+    (lambda: make_config([patches(4, 4, 2), SelectTokenLayer.from_json(
+        "case", {"name": "s", "kind": "select_token", "tokens": 4, "features": 4, "index": 1}, {}), gelu("g", 4)]),
+     NetworkLimits(units=("gelu",)), "layer 's' inputs = 'p': a patches output can be read only by"),
+    (lambda: make_config([gelu("g", 4), SelectTokenLayer.from_json(
+        "case", {"name": "s", "kind": "select_token", "tokens": 1, "features": 4, "index": 0}, {})]),
+     NetworkLimits(units=("gelu",)), "layer 's' kind = 'select_token': the model's output must be"),
+])
+def test_models_beyond_the_network_are_refused(config, limits, message):
+    with pytest.raises(ConfigError) as error:
+        compile_program(config(), limits)
+    assert message in str(error.value)
+
+
+def test_a_chain_of_hardware_layers_is_not_a_network():
+    from nomac.model.config import load_config
+    from pathlib import Path
+    config = load_config(Path(__file__).parent.parent / "model" / "configs" / "dense_small.json")
+    with pytest.raises(ConfigError, match="the network engine runs a whole model"):
+        compile_program(config)
+
+
+def test_pattern_addresses_follow_the_loops():
+    pattern = Pattern(10, (1, 2, 2, 3), (0, 5, -4, 1))
+    assert pattern.addresses() == [10, 11, 12, 6, 7, 8, 15, 16, 17, 11, 12, 13]
