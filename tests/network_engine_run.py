@@ -1,51 +1,53 @@
 """Run a compiled layer program on the network engine (hw/network/network_engine.py) in
-Amaranth's simulator, through the host ports the board uses: load the table memory,
-then per input write it, start, wait for done, read the output and each step's cycles."""
+Amaranth's simulator through its engine ports, as a board's command handler does: load
+the table memory, stream input vectors in and output vectors out, read each step's
+cycles from the step_cycles memory."""
 import numpy as np
 from amaranth.sim import Simulator
 
+from nomac.hw.engine import memory_ports
+
 
 def run_program(engine, program, inputs, timeout_cycles: int = 2_000_000):
-    """Outputs (as the golden's rows) and per-step cycles for int8 rows `inputs` [N, width]."""
+    """Outputs (as the golden's rows) and per-step cycles of each input row of `inputs` [N, width]."""
     results = {"outputs": [], "cycles": []}
+    tables_write, _ = memory_ports(engine, engine.memories[0])
+    _, cycles_read = memory_ports(engine, engine.memories[1])
 
     async def host(ctx):
         for addr, word in enumerate(program.table_words):
-            ctx.set(engine.table_write.addr, addr)
-            ctx.set(engine.table_write.data, word)
-            ctx.set(engine.table_write.en, 1)
+            ctx.set(tables_write.addr, addr)
+            ctx.set(tables_write.data, word)
+            ctx.set(tables_write.en, 1)
             await ctx.tick()
-        ctx.set(engine.table_write.en, 0)
+        ctx.set(tables_write.en, 0)
         for row in np.asarray(inputs, dtype=np.int8):
-            for offset, value in enumerate(row.tolist()):
-                ctx.set(engine.activation_write.addr, program.input.base + offset)
-                ctx.set(engine.activation_write.data, value & 0xFF)
-                ctx.set(engine.activation_write.en, 1)
-                await ctx.tick()
-            ctx.set(engine.activation_write.en, 0)
-            ctx.set(engine.start, 1)
-            await ctx.tick()
-            ctx.set(engine.start, 0)
-            waited = 0
-            while not (await ctx.tick().sample(engine.done))[2]:
+            values = row.tolist()
+            for index, value in enumerate(values):
+                ctx.set(engine.i.payload, {"data": [value], "last": index == len(values) - 1})
+                ctx.set(engine.i.valid, 1)
+                await ctx.tick().until(engine.i.ready)
+            ctx.set(engine.i.valid, 0)
+            ctx.set(engine.o.ready, 1)
+            data, waited = bytearray(), 0
+            while len(data) < engine.out_elements:
+                _, _, valid, payload = await ctx.tick().sample(engine.o.valid, engine.o.payload)
                 waited += 1
-                assert waited < timeout_cycles, f"no done within {timeout_cycles} cycles, at step {ctx.get(engine.step)}"
-            data = bytearray()
-            for offset in range(program.output.size):
-                ctx.set(engine.activation_read.addr, program.output.base + offset)
-                ctx.set(engine.activation_read.en, 1)
-                await ctx.tick()
-                data.append(ctx.get(engine.activation_read.data))
-            ctx.set(engine.activation_read.en, 0)
+                assert waited < timeout_cycles, f"no output within {timeout_cycles} cycles"
+                if valid:
+                    data.append(payload.data[0] & 0xFF)
+                    assert payload.last == (len(data) == engine.out_elements)
+            ctx.set(engine.o.ready, 0)
             results["outputs"].append(program.decode_output(data))
             step_cycles = []
             for step in range(len(program.steps)):
-                ctx.set(engine.cycles_read.addr, step)
-                ctx.set(engine.cycles_read.en, 1)
+                ctx.set(cycles_read.addr, step)
+                ctx.set(cycles_read.en, 1)
                 await ctx.tick()
-                step_cycles.append(ctx.get(engine.cycles_read.data))
-            ctx.set(engine.cycles_read.en, 0)
+                step_cycles.append(ctx.get(cycles_read.data))
+            ctx.set(cycles_read.en, 0)
             results["cycles"].append(step_cycles)
+        assert not ctx.get(engine.framing_error)
 
     sim = Simulator(engine)
     sim.add_clock(1e-6)

@@ -24,7 +24,7 @@ def test_views_and_a_shared_unit_match_the_golden():
                                                   "index": 2}, {}),
               gelu("g2", 8, 3)]
     config = make_config(layers)
-    limits = NetworkLimits(activation_bytes=64, units=("gelu",))
+    limits = NetworkLimits(activation_bytes=64, input_bytes=24, output_bytes=8, units=("gelu",))
     program = compile_program(config, limits)
     x = np.random.default_rng(0).integers(-128, 128, (3, 24)).astype(np.int8)
     outputs, cycles = run_program(NetworkEngine(limits), program, x)

@@ -25,7 +25,7 @@ def patches(height, width, patch):
 @pytest.mark.parametrize("height, width, patch", [(8, 8, 2), (4, 6, 2), (6, 9, 3), (1, 1, 1), (4, 4, 4)])
 def test_a_patches_view_reads_in_the_goldens_order(height, width, patch):
     program = compile_program(make_config([patches(height, width, patch), gelu("g", patch * patch)]),
-                              NetworkLimits(units=("gelu",)))
+                              NetworkLimits(input_bytes=height * width, output_bytes=height * width, units=("gelu",)))
     image = np.arange(height * width)[None]
     expected = image_patches(image, height, width, patch).reshape(-1)
     assert program.steps[0].reads.addresses() == (program.input.base + expected).tolist()
@@ -33,18 +33,18 @@ def test_a_patches_view_reads_in_the_goldens_order(height, width, patch):
 
 def test_regions_are_reused_once_read_and_never_overlap_what_a_step_reads():
     config = make_config([gelu(f"g{k}", 40) for k in range(6)])
-    program = compile_program(config, NetworkLimits(activation_bytes=120, units=("gelu",)))
+    program = compile_program(config, NetworkLimits(activation_bytes=120, input_bytes=40, output_bytes=40, units=("gelu",)))
     for step in program.steps:
         read = set(step.reads.addresses())
         assert not read & set(range(step.writes.base, step.writes.base + step.writes.size))
     assert program.activation_bytes == 80            # two rows of 40 in turn
-    assert len(program.table_words) == STEP_WORDS * 7 + 6 * 32
+    assert len(program.table_words) == 1 + STEP_WORDS * 7 + 6 * 32       # header, 6 steps and END, 6 tables
 
 
 def test_the_program_words_hold_each_steps_header():
     config = make_config([patches(4, 4, 2), gelu("g", 4)])
-    program = compile_program(config, NetworkLimits(units=("gelu",)))
-    bits = sum(word << (64 * k) for k, word in enumerate(program.table_words[:STEP_WORDS]))
+    program = compile_program(config, NetworkLimits(input_bytes=16, output_bytes=16, units=("gelu",)))
+    bits = sum(word << (64 * k) for k, word in enumerate(program.table_words[1:1 + STEP_WORDS]))
     layout, values, offset = params_layout(HEADER_FIELDS), {}, 0
     for field in HEADER_FIELDS:
         raw = (bits >> offset) & ((1 << field.bits) - 1)
@@ -55,26 +55,39 @@ def test_the_program_words_hold_each_steps_header():
     assert values["unit"] == 1 and values["writer_count"] == 16 and values["writer_base"] == step.writes.base
     assert [values[f"count{k}"] for k in range(4)] == [2, 2, 2, 2]
     assert [values[f"stride{k}"] for k in range(4)] == [8, 2, 4, 1]
-    assert list(program.table_words[STEP_WORDS:2 * STEP_WORDS]) == [0] * STEP_WORDS     # END
+    assert list(program.table_words[1 + STEP_WORDS:1 + 2 * STEP_WORDS]) == [0] * STEP_WORDS     # END
+    assert program.table_words[0] == program.input.base | program.output.base << 16 | 16 << 32
 
 
 @pytest.mark.parametrize("config, limits, message", [
-    (lambda: make_config([gelu("g", 64)]), NetworkLimits(activation_bytes=100, units=("gelu",)),
+    (lambda: make_config([gelu("g", 64)]), NetworkLimits(activation_bytes=100, input_bytes=64, output_bytes=64, units=("gelu",)),
      "layer 'g': activation memory bytes = 128: exceeds the network's limit 100"),
-    (lambda: make_config([gelu("g", 64)]), NetworkLimits(table_words=40, units=("gelu",)),
-     "layer 'g': table memory words = 46: exceeds the network's limit 40"),
-    (lambda: make_config([gelu("g", 64)]), NetworkLimits(units=("dense",)),
+    (lambda: make_config([gelu("g", 64)]), NetworkLimits(table_words=40, input_bytes=64, output_bytes=64, units=("gelu",)),
+     "layer 'g': table memory words = 47: exceeds the network's limit 40"),
+    (lambda: make_config([gelu("g", 64)]), NetworkLimits(input_bytes=64, output_bytes=64, units=("dense",)),
      "layer 'g' kind = 'gelu': the network bitstream has units for dense"),
     (lambda: make_config([patches(4, 4, 2), SelectTokenLayer.from_json(
         "case", {"name": "s", "kind": "select_token", "tokens": 4, "features": 4, "index": 1}, {}), gelu("g", 4)]),
-     NetworkLimits(units=("gelu",)), "layer 's' inputs = 'p': a patches output can be read only by"),
+     NetworkLimits(input_bytes=16, output_bytes=4, units=("gelu",)), "layer 's' inputs = 'p': a patches output can be read only by"),
     (lambda: make_config([gelu("g", 4), SelectTokenLayer.from_json(
         "case", {"name": "s", "kind": "select_token", "tokens": 1, "features": 4, "index": 0}, {})]),
-     NetworkLimits(units=("gelu",)), "layer 's' kind = 'select_token': the model's output must be"),
+     NetworkLimits(input_bytes=4, output_bytes=4, units=("gelu",)), "layer 's' kind = 'select_token': the model's output must be"),
 ])
 def test_models_beyond_the_network_are_refused(config, limits, message):
     with pytest.raises(ConfigError) as error:
         compile_program(config(), limits)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("limits, message", [
+    (NetworkLimits(input_bytes=32, output_bytes=64, units=("gelu",)),
+     "input elements = 64: must equal the network bitstream's input_bytes (32)"),
+    (NetworkLimits(input_bytes=64, output_bytes=40, units=("gelu",)),
+     "layer 'g' output bytes = 64: must equal the network bitstream's output_bytes (40)"),
+])
+def test_a_model_of_other_vector_sizes_is_refused(limits, message):
+    with pytest.raises(ConfigError) as error:
+        compile_program(make_config([gelu("g", 64)]), limits)
     assert message in str(error.value)
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.hw.network.program_format import END, HEADER_FIELDS, READER_LOOPS, STEP_WORDS, step_words
+from nomac.hw.network.program_format import (END, FIRST_STEP, HEADER_FIELDS, PROGRAM_FIELDS, READER_LOOPS, STEP_WORDS,
+                                            step_words)
 from nomac.hw.network.unit import LimitError, NetworkLimits, UnitStep, pack_params
 from nomac.hw.network.units import UNITS
 from nomac.model.dataflow import is_dataflow, layer_inputs
@@ -160,14 +161,20 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
     widths = {"input": layers[0].in_features}
     for layer in layers:
         widths[layer.name] = widths[sources[layer.name][0]] // layer.in_features * layer.out_features
-    if widths["input"] > limits.activation_bytes:
-        raise LimitError(layers[0].name, "input elements", widths["input"], limits.activation_bytes)
+    if widths["input"] != limits.input_bytes:
+        raise ConfigError(where, "input elements", widths["input"],
+                          f"must equal the network bitstream's input_bytes ({limits.input_bytes})")
+    last = layers[-1]
+    output_bytes = widths[last.name] * (ACC_BYTES if last.output == "acc" else 1)
+    if output_bytes != limits.output_bytes:
+        raise ConfigError(where, f"layer '{last.name}' output bytes", output_bytes,
+                          f"must equal the network bitstream's output_bytes ({limits.output_bytes})")
 
     # First the steps' count (the program's size fixes where the arrays start), then the steps.
     unit_layers = [layer for layer in layers if layer.kind not in VIEWS]
     rows = {layer.name: widths[sources[layer.name][0]] // layer.in_features for layer in unit_layers}
     count = sum(len(UNITS[layer.kind].steps(layer, rows[layer.name], 0, limits)) for layer in unit_layers)
-    table_base = STEP_WORDS * (count + 1)
+    table_base = FIRST_STEP + STEP_WORDS * (count + 1)
     memory = _Allocator(limits.activation_bytes)
     regions = {"input": memory.allocate("input", widths["input"], layers[0].name)}
     steps, arrays = [], []
@@ -195,11 +202,11 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
         raise LimitError(layers[-1].name, "program steps", len(steps), limits.steps)
     if table_base > limits.table_words:
         raise LimitError(layers[-1].name, "table memory words", table_base, limits.table_words)
-    program = []
+    program = [pack_params(PROGRAM_FIELDS, {"input_base": regions["input"].base, "output_base": regions[last.name].base,
+                                            "output_bytes": output_bytes})]
     for step in steps:
         program.extend(step_words(_header(step), pack_params(UNITS[step.kind].fields, step.unit_step.params)))
     program.extend(step_words(_end_header(), 0))
-    last = layers[-1]
     return NetworkProgram(tuple(steps), tuple(program + arrays), regions["input"], regions[last.name],
                           last.output == "acc", last.out_features, memory.peak)
 

@@ -1,6 +1,7 @@
 """The layer program's words in the table memory (docs/spec.md section 16).
 
-Step n of the program is STEP_WORDS 64-bit words at word STEP_WORDS * n: a header of
+Word 0 is the program header (PROGRAM_FIELDS: where the input goes, where the output is).
+Step n of the program is STEP_WORDS 64-bit words at word 1 + STEP_WORDS * n: a header of
 HEADER_WORDS words (the unit, the reader's address pattern, the writer's region) and
 the unit's parameters in the remaining PARAMS_BITS bits (the unit module's FIELDS, from
 bit 0 up). A step whose unit is END stops the program. The gateware reads these fields
@@ -9,7 +10,10 @@ definition for both.
 """
 from nomac.hw.network.unit import PARAMS_BITS, TABLE_WORD_BITS, Field, pack_params
 
-__all__ = ["READER_LOOPS", "HEADER_FIELDS", "HEADER_WORDS", "STEP_WORDS", "END", "step_words"]
+__all__ = ["PROGRAM_FIELDS", "READER_LOOPS", "HEADER_FIELDS", "HEADER_WORDS", "STEP_WORDS", "FIRST_STEP", "END",
+           "step_words"]
+
+PROGRAM_FIELDS = (Field("input_base", 16), Field("output_base", 16), Field("output_bytes", 16))
 
 READER_LOOPS = 4          # nested loops of the reader's address pattern, outermost first
 HEADER_FIELDS = (
@@ -22,6 +26,7 @@ HEADER_FIELDS = (
 )
 HEADER_WORDS = -(-sum(f.bits for f in HEADER_FIELDS) // TABLE_WORD_BITS)
 STEP_WORDS = HEADER_WORDS + PARAMS_BITS // TABLE_WORD_BITS
+FIRST_STEP = 1            # the word of step 0
 END = 0                   # the unit number that ends the program
 
 

@@ -37,7 +37,9 @@ class NetworkLimits:
     matrix layer reads or writes (qkv's 3E). model_features: E of layernorm, attention,
     add and embed rows. heads, codebooks, centroids: attention heads, lut codebooks C and
     prototypes K. table_words / activation_bytes: the two memories' sizes. steps: the
-    program's most steps. units: the layer kinds that have a unit in the bitstream.
+    program's most steps. input_bytes / output_bytes: a model's input (an image) and output
+    (int8 values, or 4-byte accumulators) on the board's vector streams. units: the layer
+    kinds that have a unit in the bitstream.
     """
     tokens: int = 17
     features: int = 96
@@ -48,6 +50,8 @@ class NetworkLimits:
     table_words: int = 16384
     activation_bytes: int = 4096
     steps: int = 64
+    input_bytes: int = 64
+    output_bytes: int = 40
     units: tuple = ("dense", "lut", "shift", "butterfly", "layernorm", "attention", "gelu", "add", "embed")
 
     def __post_init__(self):
