@@ -1,0 +1,142 @@
+"""The `add` unit: the residual y = sat8(rshift_round(a * mult_a + b * mult_b, shift))
+(docs/spec.md sections 13.6 and 16), with mult_a, mult_b and shift step parameters.
+
+A step reads, per row, a's E elements and then b's E (the network reader interleaves
+the two operands that way) and writes E. Both operands arrive one element a cycle on
+the same stream, so one runtime multiplier (int8 x 16-bit unsigned) serves both: an
+element of a is multiplied by mult_a as it arrives and its product kept in a buffer
+of limits.model_features words (block RAM); an element of b is multiplied by mult_b
+as it arrives, and the product of the matching a is read from the buffer beside it.
+Keeping a itself (8 bits instead of 24) would need both products at b's time: a second
+multiplier, or two cycles per element of b.
+
+Three lock-step stages advance together while the output is free (the hw/operators/
+add.py pipeline, with the constants made parameters): the product (the buffer's
+registered read of a's product beside it), the sum of the two products, then the
+requantized result. The buffer's read is transparent to its write, so with E = 1 the
+b element right behind its a still finds a's product. Timetable, without stalls
+(clock edges counted from `start`'s as 0): input element k (from 0) is taken at edge
+k + 1, and the output made from an element of b is taken 3 edges after it, so the last
+(`done`) at edge 2*rows*E + 3.
+"""
+from amaranth import C, Cat, Module, Mux, Signal, Value
+from amaranth.hdl import signed
+from amaranth.lib import memory, wiring
+
+from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
+from nomac.hw.network.unit import Field, LimitError, UnitSignature, UnitStep, params_layout
+from nomac.hw.widths import signed_bits
+
+__all__ = ["FIELDS", "AddUnit", "add_step", "requantize_runtime"]
+
+FIELDS = (Field("rows", 16), Field("features", 16), Field("mult_a", 16), Field("mult_b", 16), Field("shift", 6))
+
+MULT_LIMIT = (1 << 16) - 1           # the multiplier fields' range (unsigned 16 bits)
+PRODUCT_BITS = signed_bits(INT8_LO * MULT_LIMIT, INT8_HI * MULT_LIMIT)
+SUM_BITS = signed_bits(2 * INT8_LO * MULT_LIMIT, 2 * INT8_HI * MULT_LIMIT)
+H_BITS = 9                            # floor(2a / 2^s) of every unsaturated result (requantize_runtime)
+
+
+def add_step(layer, rows: int, table_base: int, limits) -> UnitStep:
+    """`rows` rows of a then b: one multiply per input element on the one multiplier.
+    The add has no arrays, so `table_base` is unused."""
+    for what, value, limit in (("rows", rows, limits.tokens), ("features", layer.features, limits.model_features),
+                               ("mult_a", layer.mult_a, MULT_LIMIT), ("mult_b", layer.mult_b, MULT_LIMIT)):
+        if value > limit:
+            raise LimitError(layer.name, what, value, limit)
+    elements = rows * layer.features
+    params = {"rows": rows, "features": layer.features, "mult_a": layer.mult_a, "mult_b": layer.mult_b,
+              "shift": layer.shift}
+    return UnitStep(params, [], 2 * elements, elements, 2 * elements, "2*T*E")
+
+
+def requantize_runtime(acc: Value, shift: Value) -> Value:
+    """sat8(rshift_round(acc, shift)) (docs/spec.md section 2) with `shift` a signal.
+
+    rshift_round(a, s) = floor((h + 1) / 2) with h = floor(2a / 2^s), for every s >= 0:
+    one arithmetic shift of 2a, no 2^(s-1) to decode. Unless the result saturates by
+    its sign, h fits 9 bits (-257 <= h <= 255 is what int8 needs), so the shifter makes
+    only those: its levels go largest first and each keeps just the bits the later
+    levels still need. A bit a level drops (one that stays above h's 9) must equal the
+    sign, or h does not fit; the drops are tested as they happen, so no wide shift is
+    built for that test. A shift of width - 1 or more gives h in {-1, 0}, so 0 (as the
+    definition does), and is clamped there.
+    """
+    doubled = Cat(C(0, 1), acc).as_signed()
+    sign = doubled[-1]
+    largest = len(doubled) - 1
+    amount = Mux(shift > largest, largest, shift)
+    bits, spills = list(doubled), C(0, 1)          # spills: a bit of h's place 8 or up differs from the sign
+    for level in reversed(range(largest.bit_length())):
+        step = 1 << level
+        kept = H_BITS + step - 1                   # the places h still depends on after this level
+        dropped = bits[kept:kept + step]           # those that stay put unless this level shifts
+        if dropped:
+            spills |= ~amount[level] & Cat(*(bit ^ sign for bit in dropped)).any()
+        bits = [Mux(amount[level], bits[j + step] if j + step < len(bits) else sign, bits[j])
+                for j in range(min(len(bits), kept))]
+    h = Cat(*bits, *[sign] * (H_BITS - len(bits)))[:H_BITS].as_signed()
+    in_range = ~spills & (h[-1] == sign) & (h != INT8_HI * 2 + 1)      # h = 255 rounds to 128
+    return Mux(in_range, (h + 1)[1:H_BITS].as_signed(), Mux(sign, INT8_LO, INT8_HI))
+
+
+class AddUnit(wiring.Component):
+    """One element in a cycle, one multiplier; see the module docstring."""
+
+    def __init__(self, limits):
+        self.limits = limits
+        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.a_products = a_products = memory.Memory(shape=signed(PRODUCT_BITS),
+                                                             depth=self.limits.model_features, init=[])
+        write = a_products.write_port()
+        read = a_products.read_port(transparent_for=(write,))
+
+        # The input side: which element of which row comes next; columns count down to 0.
+        rows_left = Signal(range(self.limits.tokens + 1))
+        column = Signal(range(self.limits.model_features))
+        on_b = Signal()                                 # the element is b's (else a's)
+        row_end = column == 0
+        final = on_b & row_end & (rows_left == 1)       # the step's last input element
+        y_valid, y_last = Signal(), Signal()
+        advance = ~y_valid | self.o.ready
+        m.d.comb += self.i.ready.eq((rows_left != 0) & advance)
+        taken = self.i.valid & self.i.ready
+        with m.If(self.start):
+            m.d.sync += [rows_left.eq(p.rows), column.eq(p.features - 1), on_b.eq(0)]
+        with m.Elif(taken):
+            m.d.sync += column.eq(Mux(row_end, p.features - 1, column - 1))
+            with m.If(row_end):
+                m.d.sync += on_b.eq(~on_b)
+                with m.If(on_b):
+                    m.d.sync += rows_left.eq(rows_left - 1)
+
+        # Stage 1: the element's product on the one multiplier; for b, a's product is read beside it.
+        product_valid, product_on_b, product_last = Signal(), Signal(), Signal()
+        product_column = Signal.like(column)
+        product = Signal(signed(PRODUCT_BITS))
+        with m.If(advance):
+            m.d.sync += [product_valid.eq(taken), product_on_b.eq(on_b), product_last.eq(taken & final),
+                         product_column.eq(column),
+                         product.eq(self.i.payload * Mux(on_b, p.mult_b, p.mult_a))]
+        m.d.comb += [read.addr.eq(column), read.en.eq(advance),
+                     write.addr.eq(product_column), write.data.eq(product),
+                     write.en.eq(advance & product_valid & ~product_on_b)]
+
+        # Stage 2: a * mult_a + b * mult_b.
+        sum_valid, sum_last = Signal(), Signal()
+        total = Signal(signed(SUM_BITS))
+        with m.If(advance):
+            m.d.sync += [sum_valid.eq(product_valid & product_on_b), sum_last.eq(product_last),
+                         total.eq(product + read.data)]
+
+        # Stage 3: the requantized sum.
+        y = Signal(signed(8))
+        with m.If(advance):
+            m.d.sync += [y_valid.eq(sum_valid), y_last.eq(sum_last), y.eq(requantize_runtime(total, p.shift))]
+        m.d.comb += [self.o.valid.eq(y_valid), self.o.payload.eq(y),
+                     self.done.eq(self.o.valid & self.o.ready & y_last)]
+        return m
