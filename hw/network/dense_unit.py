@@ -1,0 +1,281 @@
+"""The `dense` unit: acc[m] = bias[m] + sum_d weights[m, d] * x[d] on one multiplier
+(docs/spec.md sections 9 and 16).
+
+Every `dense` layer of a network runs on this one unit, so nothing of a layer is in its
+gates: a step reads `rows` rows of D int8 inputs and writes, per row, M outputs
+sat8(rshift_round(acc, out_shift)) or, with `acc_output`, each acc as 4 bytes, little
+endian (docs/spec.md section 2). One 8 x 8 signed product a cycle (one DSP block) makes
+the step's bound rows * D * M cycles.
+
+Table memory, at the step's bases: `weights` flattened row-major ([M, D], the order the
+loop reads them), eight int8 to a word; `bias` int32, two to a word.
+
+The row waits in a ping-pong buffer (two banks of the widest row, one block RAM): the
+input fills one bank while the loop reads the other, and the loop chases the input in
+the bank being filled (term (0, d) once x[d] is written), so a row's terms start the
+cycle after its first element arrives. The stages move together on `advance`, which
+drops only while a finished sum waits for the output register:
+
+- issue: term (m, d), x[d] read from the row buffer. A cycle whose term is the first of
+  a weight word (lane 0) reads that word from the table, any other cycle may read the
+  bias of the next output to start, so the one table port serves both;
+- multiply: x[d] times the term's weight, lane 0 straight from the port, later lanes from
+  `rest`, which keeps the word; a bias read lands in `bias`;
+- accumulate: acc = (first term ? bias : acc) + product, in `acc_bits` bits: any int32
+  bias plus `limits.features` products of int8 values, so nothing within the limits
+  wraps; the last term's sum goes to `result`;
+- output: the 9 bits of `result` that the output rule needs (`shifted_window`), or a raw
+  accumulator's next byte, move to the output register; rounding and saturation sit
+  between that register and `o`.
+
+The bias of output m is read in the first cycle after the one issuing term (m-1, 0) that
+reads no weight word: with D >= 2 that is term (m, 0)'s cycle at the latest; with D = 1 a
+term at lane 0 (one output in eight) waits a cycle for its bias.
+"""
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed
+from amaranth.lib import memory, wiring
+
+from nomac.hw.network.unit import (TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, pack_words,
+                                   params_layout, words_of_bytes)
+from nomac.hw.widths import signed_bits
+
+__all__ = ["FIELDS", "ACC_OUTPUT_BYTES", "DenseUnit", "dense_step", "dense_accumulator_bits"]
+
+FIELDS = (Field("rows", 16), Field("in_features", 16), Field("out_features", 16), Field("out_shift", 6),
+          Field("acc_output", 1), Field("weights_base", 16), Field("bias_base", 16))
+
+ACC_OUTPUT_BYTES = 4            # a raw accumulator leaves as int32, little endian
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+BIASES_PER_WORD = 2
+
+
+def dense_accumulator_bits(features: int) -> int:
+    """Bits of the unit's accumulator: any int32 bias plus up to `features` products of int8
+    weights and int8 inputs, every partial sum included (docs/spec.md section 6.4)."""
+    return signed_bits(INT32_MIN + features * (-128 * 127), INT32_MAX + features * (-128 * -128))
+
+
+def _layer_accumulator_range(layer) -> tuple[int, int]:
+    """Extremes of acc over every int8 input, from the layer's own arrays (each term at a corner)."""
+    weights = layer.weights.astype(np.int64)
+    bias = layer.bias.astype(np.int64)
+    lo = bias + np.minimum(127 * weights, -128 * weights).sum(axis=1)
+    hi = bias + np.maximum(127 * weights, -128 * weights).sum(axis=1)
+    return int(lo.min()), int(hi.max())
+
+
+def dense_step(layer, rows: int, table_base: int, limits) -> UnitStep:
+    """The layer on `rows` rows: its parameters, its table words at `table_base` (weights,
+    then bias), and the bound max(T*D*M, T*D, T*M*B), B output bytes per accumulator."""
+    D, M = layer.in_features, layer.out_features
+    acc_output = layer.output == "acc"
+    weight_words = -(-D * M // TABLE_WORD_BYTES)
+    table_end = table_base + weight_words + -(-M // BIASES_PER_WORD)
+    for what, value, limit in (("rows", rows, limits.tokens), ("in_features", D, limits.features),
+                               ("out_features", M, limits.features), ("table end", table_end, limits.table_words)):
+        if value > limit:
+            raise LimitError(layer.name, what, value, limit)
+    if rows < 1 or table_base < 0:
+        raise ValueError(f"dense step of layer '{layer.name}': rows = {rows}, table_base = {table_base}: "
+                         "need rows >= 1 and table_base >= 0")
+    if acc_output:
+        bits = signed_bits(*_layer_accumulator_range(layer))
+        if bits > 32:
+            raise LimitError(layer.name, "accumulator bits (output acc)", bits, 32)
+    bytes_per_acc = ACC_OUTPUT_BYTES if acc_output else 1
+    params = {"rows": rows, "in_features": D, "out_features": M, "out_shift": layer.out_shift,
+              "acc_output": int(acc_output), "weights_base": table_base, "bias_base": table_base + weight_words}
+    words = words_of_bytes(layer.weights.reshape(-1)) + pack_words(layer.bias, 32)
+    bound = max(rows * D * M, rows * D, rows * M * bytes_per_acc)
+    rule = "max(T*D*M, T*D, 4*T*M)" if acc_output else "max(T*D*M, T*D, T*M)"
+    return UnitStep(params, words, rows * D, rows * M * bytes_per_acc, bound, rule)
+
+
+class DenseUnit(wiring.Component):
+    """One product a cycle over a double-buffered row; see the module docstring."""
+
+    def __init__(self, limits):
+        for what, value, most in (("tokens", limits.tokens, 0xFFFF), ("features", limits.features, 0xFFFF),
+                                  ("table_words", limits.table_words, 1 << 16)):
+            if value > most:
+                raise ValueError(f"DenseUnit: limits.{what} = {value}: must be at most {most} (16-bit fields)")
+        self.limits = limits
+        self.acc_bits = dense_accumulator_bits(limits.features)
+        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+
+    def elaborate(self, platform):
+        m = Module()
+        p, limits = self.params, self.limits
+        features = limits.features
+        D, M = p.in_features, p.out_features
+        bank_bits = max(1, (features - 1).bit_length())
+        m.submodules.row_buffer = row_buffer = memory.Memory(shape=signed(8), depth=2 << bank_bits, init=[])
+        row_write, row_read = row_buffer.write_port(), row_buffer.read_port()
+
+        advance = Signal()              # every stage moves this cycle
+        # The counters' first/last flags are registers, set a count ahead, so that no
+        # enable waits for a comparison.
+
+        # Input side: fill bank `fill` with a row, mark it full, go on to the other bank.
+        full = [Signal(name="full0"), Signal(name="full1")]
+        fill, fill_count, fill_last = Signal(), Signal(range(features)), Signal()
+        fill_rows_left = Signal(range(limits.tokens + 1))
+        m.d.comb += [self.i.ready.eq((fill_rows_left != 0) & ~Mux(fill, full[1], full[0])),
+                     row_write.addr.eq(Cat(fill_count, fill)),
+                     row_write.data.eq(self.i.payload),
+                     row_write.en.eq(self.i.valid & self.i.ready)]
+        with m.If(row_write.en):
+            m.d.sync += [fill_count.eq(Mux(fill_last, 0, fill_count + 1)),
+                         fill_last.eq(Mux(fill_last, D == 1, fill_count + 2 == D))]
+            with m.If(fill_last):
+                m.d.sync += [fill.eq(~fill), fill_rows_left.eq(fill_rows_left - 1)]
+
+        # Issue stage: term (out_index, in_index) of the row in bank `drain`.
+        drain = Signal()
+        out_index, in_index = Signal(range(features)), Signal(range(features))
+        in_first, in_last, out_last = Signal(), Signal(), Signal()
+        lane = Signal(3)                                  # the term's byte in its weight word
+        weight_addr = Signal(len(self.table.addr))        # the next weight word to read
+        issue_rows_left = Signal(range(limits.tokens + 1))
+        bias_index = Signal(range(features))              # the output whose bias is read next,
+        bias_addr = Signal(len(self.table.addr))          # ... its word,
+        bias_read_done = Signal()                         # ... and whether it has been read
+        row_last = in_last & out_last
+        issuing = issue_rows_left != 0
+        last_row = issue_rows_left == 1
+        # x[in_index] is in: its bank is full, or it is the bank being filled and the input
+        # is past in_index (never behind it: a term waits for its x)
+        x_written = Mux(drain, full[1], full[0]) | ((fill == drain) & (fill_count != in_index))
+        # A lane-0 cycle reads the weight word (needed if its term issues, harmless if not),
+        # unless the term waits for its bias; any other cycle may read a bias. Neither read
+        # depends on `term`, so the table port is driven from registers.
+        term, weight_read, bias_read = Signal(), Signal(), Signal()
+        bias_first = in_first & ~bias_read_done
+        m.d.comb += [term.eq(issuing & x_written & (~bias_first | (lane != 0))),
+                     weight_read.eq((lane == 0) & ~bias_first),
+                     # after the last output's first term no bias is left to read
+                     bias_read.eq(~bias_read_done & issuing & ~(last_row & ~in_first & out_last)
+                                  & ((lane != 0) | in_first)),
+                     row_read.addr.eq(Cat(in_index, drain)),
+                     row_read.en.eq(advance),
+                     self.table.en.eq(advance & issuing & (weight_read | bias_read)),
+                     self.table.addr.eq(Mux(weight_read, weight_addr, bias_addr))]
+        with m.If(advance & term):
+            m.d.sync += [in_index.eq(Mux(in_last, 0, in_index + 1)), in_first.eq(in_last),
+                         in_last.eq(Mux(in_last, D == 1, in_index + 2 == D)), lane.eq(lane + 1)]
+            with m.If(lane == 0):
+                m.d.sync += weight_addr.eq(weight_addr + 1)
+            with m.If(in_last):
+                m.d.sync += [out_index.eq(Mux(out_last, 0, out_index + 1)),
+                             out_last.eq(Mux(out_last, M == 1, out_index + 2 == M))]
+            with m.If(row_last):            # the row's last x is read: its bank is free
+                m.d.sync += [drain.eq(~drain), issue_rows_left.eq(issue_rows_left - 1),
+                             lane.eq(0), weight_addr.eq(p.weights_base)]
+        with m.If(advance):
+            with m.If(term & in_first):
+                m.d.sync += bias_read_done.eq(0)       # its bias is consumed; the next output's is due
+            with m.Elif(bias_read):
+                m.d.sync += bias_read_done.eq(1)
+            with m.If(bias_read):
+                bias_wraps = bias_index + 1 == M
+                m.d.sync += [bias_index.eq(Mux(bias_wraps, 0, bias_index + 1)),
+                             bias_addr.eq(Mux(bias_wraps, p.bias_base, bias_addr + bias_index[0]))]
+        for bank in (0, 1):
+            with m.If(row_write.en & fill_last & (fill == bank)):
+                m.d.sync += full[bank].eq(1)
+            with m.Elif(advance & term & row_last & (drain == bank)):
+                m.d.sync += full[bank].eq(0)
+
+        # Multiply stage: the word read at lane 0 is on the port; later lanes come from `rest`.
+        mul_term, mul_fresh, mul_first, mul_last, mul_final = (Signal(name=f"mul_{n}") for n in
+                                                               ("term", "fresh", "first", "last", "final"))
+        mul_bias, mul_bias_lane = Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [mul_term.eq(term), mul_fresh.eq(lane == 0), mul_first.eq(in_first),
+                         mul_last.eq(in_last), mul_final.eq(row_last & last_row),
+                         mul_bias.eq(bias_read), mul_bias_lane.eq(bias_index[0])]
+        rest = Signal(64 - 8)                             # the word's lanes still to come, lane 1 at the bottom
+        bias = Signal(signed(32))
+        weight = Signal(signed(8))
+        m.d.comb += weight.eq(Mux(mul_fresh, self.table.data[:8], rest[:8]))
+        product = Signal(signed(16))
+        acc_term, acc_first, acc_last, acc_final = (Signal(name=f"acc_{n}") for n in
+                                                    ("term", "first", "last", "final"))
+        with m.If(advance):
+            m.d.sync += [product.eq(weight * row_read.data),
+                         acc_term.eq(mul_term), acc_first.eq(mul_first), acc_last.eq(mul_last),
+                         acc_final.eq(mul_final)]
+            with m.If(mul_term):
+                m.d.sync += rest.eq(Mux(mul_fresh, self.table.data[8:], rest[8:]))
+            with m.If(mul_bias):
+                m.d.sync += bias.eq(self.table.data.word_select(mul_bias_lane, 32))
+
+        # Accumulate stage: the last term's sum goes to `result`.
+        acc = Signal(signed(self.acc_bits))
+        acc_next = Mux(acc_first, bias, acc) + product
+        result = Signal(signed(self.acc_bits))
+        result_valid, result_final = Signal(), Signal()
+        byte_index = Signal(2)                            # the byte of a raw accumulator to move next
+        out_window, out_fits, out_sign = Signal(9), Signal(), Signal()
+        out_valid, out_final = Signal(), Signal()
+        move, last_byte = Signal(), Signal()
+        m.d.comb += [move.eq(result_valid & (~out_valid | self.o.ready)),
+                     last_byte.eq(~p.acc_output | (byte_index == 3)),
+                     advance.eq(~(acc_term & acc_last & result_valid & ~(move & last_byte)))]
+        with m.If(advance & acc_term):
+            m.d.sync += acc.eq(acc_next)
+        with m.If(advance & acc_term & acc_last):
+            m.d.sync += [result.eq(acc_next), result_valid.eq(1), result_final.eq(acc_final), byte_index.eq(0)]
+        with m.Elif(move):
+            m.d.sync += [result_valid.eq(~last_byte), byte_index.eq(byte_index + 1)]
+
+        # Output stage: a raw accumulator's byte j is the window at shift 8j.
+        window, out_of_range = shifted_window(m, result, Mux(p.acc_output, byte_index * 8, p.out_shift))
+        with m.If(move):
+            m.d.sync += [out_window.eq(window), out_fits.eq(~out_of_range), out_sign.eq(result[-1]),
+                         out_valid.eq(1), out_final.eq(result_final & last_byte)]
+        with m.Elif(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        round_up, quotient = out_window[0], out_window[1:].as_signed()
+        requantized = Mux(~out_fits, Mux(out_sign, -128, 127),
+                          Mux(round_up & (quotient == 127), 127, quotient + round_up))
+        m.d.comb += [self.o.valid.eq(out_valid),
+                     self.o.payload.eq(Mux(p.acc_output, quotient, requantized)),
+                     self.done.eq(self.o.valid & self.o.ready & out_final)]
+
+        with m.If(self.start):
+            m.d.sync += [fill.eq(0), fill_count.eq(0), fill_last.eq(D == 1), fill_rows_left.eq(p.rows),
+                         full[0].eq(0), full[1].eq(0),
+                         drain.eq(0), out_index.eq(0), in_index.eq(0), in_first.eq(1), in_last.eq(D == 1),
+                         out_last.eq(M == 1), lane.eq(0), weight_addr.eq(p.weights_base),
+                         issue_rows_left.eq(p.rows), bias_index.eq(0), bias_addr.eq(p.bias_base),
+                         bias_read_done.eq(0), mul_term.eq(0), mul_bias.eq(0), acc_term.eq(0),
+                         result_valid.eq(0), out_valid.eq(0)]
+        return m
+
+
+def shifted_window(m, value, amount):
+    """Bits [amount - 1, amount + 7] of a signed `value` (bit -1 reads 0), and whether
+    value >> amount leaves the int8 range; a right shift by more than the width gives
+    the sign.
+
+    rshift_round(a, s) = (a >> s) + a[s-1], the half that rounds up being bit s-1
+    (docs/spec.md section 2), so these 9 bits and the flag are all the output rule needs.
+    A log shifter, widest step first, keeps at each step only the bits later steps can
+    still bring into the window; a bit it drops must equal the sign for a >> s to fit
+    int8 (so must the window's top bit, a[s+7]).
+    """
+    sign = value[-1]
+    bits = [Const(0, 1), *(value[j] for j in range(len(value)))]       # 2a: bit 0 is a[-1]
+    dropped = []
+    for k in reversed(range(len(amount))):
+        step, keep = 1 << k, 9 + (1 << k) - 1
+        moved = [Mux(amount[k], bits[j + step] if j + step < len(bits) else sign, bits[j])
+                 for j in range(len(bits))]
+        dropped += [bit ^ sign for bit in moved[keep:]]
+        bits = moved[:keep]
+    window = Signal(9)
+    m.d.comb += window.eq(Cat(*bits, *([sign] * (9 - len(bits)))))
+    return window, Cat(window[8] ^ sign, *dropped).any()
