@@ -13,20 +13,29 @@ from amaranth.sim import Simulator
 from nomac.hw.network.unit import pack_params
 
 
-def run_step(unit, fields, step, inputs, *, table_base: int = 0, seed: int = 0, gap: float = 0.0,
-             backpressure: float = 0.0, timeout_cycles: int = 200_000, steps: int = 1):
+def run_step(unit, fields, step, inputs, *, table_base: int = 0, steps: int = 1, **options):
     """Outputs of `steps` runs of `step` over `inputs` (a list of ints, the step's input
-    elements), and the cycles from each `start` to its `done`.
+    elements), and the cycles of each run: clock edges from the one that takes `start` to
+    the one that takes the last output. Returns (outputs of the last run, cycles list);
+    `options` as for `run_steps`."""
+    outputs, cycles = run_steps(unit, fields, [(step, inputs, table_base)] * steps, **options)
+    return outputs[-1], cycles
 
-    Returns (outputs of the last run, the cycles of each run: clock edges from the one
-    that takes `start` to the one that takes the last output). `step.table_words` are
-    placed at `table_base`; words elsewhere read as a marker pattern, so a read outside
-    the step's arrays shows up as wrong outputs.
+
+def run_steps(unit, fields, runs, *, seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
+              timeout_cycles: int = 200_000):
+    """Run steps back to back on one unit: `runs` is a list of (step, inputs, table_base).
+
+    Returns (outputs of each run, cycles of each run). Every run's `table_words` are placed
+    at its table base (runs must not overlap there); words elsewhere read as a marker
+    pattern, so a read outside a step's arrays shows up as wrong outputs. `gap` is the
+    chance of an idle input cycle, `backpressure` that of a cycle without `ready`.
     """
-    assert len(inputs) == step.in_elements, (len(inputs), step.in_elements)
     rng = random.Random(seed)
-    words = {table_base + n: word for n, word in enumerate(step.table_words)}
-    params = pack_params(fields, step.params)
+    words = {}
+    for step, inputs, table_base in runs:
+        assert len(inputs) == step.in_elements, (len(inputs), step.in_elements)
+        words.update({table_base + n: word for n, word in enumerate(step.table_words)})
     results = {"cycles": [], "outputs": []}
 
     async def table_memory(ctx):
@@ -35,8 +44,8 @@ def run_step(unit, fields, step, inputs, *, table_base: int = 0, seed: int = 0, 
                 ctx.set(unit.table.data, words.get(addr, 0xA5A5_5A5A_A5A5_5A5A))
 
     async def control(ctx):
-        for _ in range(steps):
-            ctx.set(unit.params.as_value(), params)
+        for step, _, _ in runs:
+            ctx.set(unit.params.as_value(), pack_params(fields, step.params))
             ctx.set(unit.start, 1)
             await ctx.tick()
             ctx.set(unit.start, 0)
@@ -52,7 +61,7 @@ def run_step(unit, fields, step, inputs, *, table_base: int = 0, seed: int = 0, 
                 await ctx.tick()
 
     async def source(ctx):
-        for _ in range(steps):
+        for _, inputs, _ in runs:
             for value in inputs:
                 while gap and rng.random() < gap:
                     ctx.set(unit.i.valid, 0)
@@ -63,7 +72,7 @@ def run_step(unit, fields, step, inputs, *, table_base: int = 0, seed: int = 0, 
             ctx.set(unit.i.valid, 0)
 
     async def sink(ctx):
-        for _ in range(steps):
+        for step, _, _ in runs:
             outputs, offered = [], None
             while len(outputs) < step.out_elements:
                 ready = not (backpressure and rng.random() < backpressure)
@@ -81,7 +90,7 @@ def run_step(unit, fields, step, inputs, *, table_base: int = 0, seed: int = 0, 
                 else:
                     assert not done, f"done without an output taken, after {len(outputs)} outputs"
             ctx.set(unit.o.ready, 0)
-            results["outputs"] = outputs
+            results["outputs"].append(outputs)
 
     sim = Simulator(unit)
     sim.add_clock(1e-6)

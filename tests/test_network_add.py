@@ -2,7 +2,7 @@
 runtime requantizer against the output rule of docs/spec.md section 2."""
 import numpy as np
 import pytest
-from amaranth import Module, Mux, Signal
+from amaranth import Module
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -11,11 +11,11 @@ from amaranth.sim import Simulator
 from nomac.hw.flat_verilog import flat_rtlil
 from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.add_unit import FIELDS, AddUnit, add_step, requantize_runtime
-from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, params_layout
+from nomac.hw.network.unit import LimitError, NetworkLimits, params_layout
 from nomac.model.golden import FORWARD
 from nomac.model.fixed_point import rshift_round, sat8
 from nomac.model.operator_layers import AddLayer
-from network_units import run_step
+from network_units import run_step, run_steps
 
 LIMITS = NetworkLimits()
 
@@ -76,36 +76,15 @@ def test_add_unit_under_gaps_and_backpressure(features, rows, gap, backpressure,
     assert outputs == FORWARD["add"](layer, x).reshape(-1).tolist()
 
 
-class SecondParams(wiring.Component):
-    """A unit whose second step runs with other parameters than the harness gives: the
-    two steps of `run_step(..., steps=2)` become two layers back to back."""
-
-    def __init__(self, unit, second_params: int):
-        self.unit, self.second_params = unit, second_params
-        super().__init__(unit.signature)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.unit = unit = self.unit
-        second = Signal()
-        with m.If(unit.done):
-            m.d.sync += second.eq(1)
-        wiring.connect(m, wiring.flipped(self.i), unit.i)
-        wiring.connect(m, unit.o, wiring.flipped(self.o))
-        wiring.connect(m, unit.table, wiring.flipped(self.table))
-        m.d.comb += [unit.params.as_value().eq(Mux(second, self.second_params, self.params.as_value())),
-                     unit.start.eq(self.start), self.done.eq(unit.done)]
-        return m
-
-
 def test_two_layers_back_to_back_on_one_unit():
     """6 rows of E = 4, then 3 rows of E = 8 (the same element counts) with other multipliers."""
     first, second = add_layer(4, 30000, 7000, 15), add_layer(8, 65535, 40000, 16)
     x = operand_rows(6, 4, seed=5)
-    second_step = add_step(second, 3, 0, LIMITS)
-    unit = SecondParams(AddUnit(LIMITS), pack_params(FIELDS, second_step.params))
-    _, outputs, cycles = run_add(first, 6, x, unit=unit, steps=2)
-    assert outputs == FORWARD["add"](second, x.reshape(3, 16)).reshape(-1).tolist()
+    runs = [(add_step(first, 6, 0, LIMITS), x.reshape(-1).tolist(), 0),
+            (add_step(second, 3, 0, LIMITS), x.reshape(-1).tolist(), 0)]
+    outputs, cycles = run_steps(AddUnit(LIMITS), FIELDS, runs)
+    assert outputs == [FORWARD["add"](first, x).reshape(-1).tolist(),
+                       FORWARD["add"](second, x.reshape(3, 16)).reshape(-1).tolist()]
     assert cycles == [2 * 24 + 3] * 2
 
 

@@ -1,6 +1,5 @@
 """The network's embed unit (hw/network/embed_unit.py) against the golden class token and
 position embedding."""
-import dataclasses
 
 import numpy as np
 import pytest
@@ -8,11 +7,10 @@ import pytest
 from nomac.hw.flat_verilog import flat_rtlil
 from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.embed_unit import FIELDS, EmbedUnit, embed_step
-from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, pack_words, params_layout
+from nomac.hw.network.unit import LimitError, NetworkLimits, pack_words, params_layout
 from nomac.model.golden import FORWARD
 from nomac.model.operator_layers import EmbedLayer
-from network_units import run_step
-from test_network_add import SecondParams
+from network_units import run_step, run_steps
 
 LIMITS = NetworkLimits()
 INT32_LO, INT32_HI = -(1 << 31), (1 << 31) - 1
@@ -99,10 +97,9 @@ def test_two_layers_back_to_back_on_one_unit():
     x = patch_rows(9, 6, seed=6)
     first_step = embed_step(first, 9, 40, LIMITS)
     second_step = embed_step(second, 9, 40 + len(first_step.table_words), LIMITS)
-    unit = SecondParams(EmbedUnit(LIMITS), pack_params(FIELDS, second_step.params))
-    both = dataclasses.replace(first_step, table_words=first_step.table_words + second_step.table_words)
-    outputs, cycles = run_step(unit, FIELDS, both, x.reshape(-1).tolist(), table_base=40, steps=2)
-    assert outputs == FORWARD["embed"](second, x).reshape(-1).tolist()
+    runs = [(first_step, x.reshape(-1).tolist(), 40), (second_step, x.reshape(-1).tolist(), 40 + len(first_step.table_words))]
+    outputs, cycles = run_steps(EmbedUnit(LIMITS), FIELDS, runs)
+    assert outputs == [FORWARD["embed"](first, x).reshape(-1).tolist(), FORWARD["embed"](second, x).reshape(-1).tolist()]
     assert cycles == [9 * 6 + 3] * 2
 
 
