@@ -3,7 +3,7 @@ parameters, its gateware and the function that makes a layer a step of it."""
 from dataclasses import dataclass
 from typing import Callable
 
-from nomac.hw.network import add_unit, butterfly_unit, dense_unit, embed_unit, gelu_unit
+from nomac.hw.network import add_unit, butterfly_unit, dense_unit, embed_unit, gelu_unit, shift_unit
 
 __all__ = ["UnitKind", "UNITS", "unit_of_number"]
 
@@ -27,6 +27,7 @@ def _one(step):
 UNITS = {kind.kind: kind for kind in (
     UnitKind("gelu", 1, gelu_unit.FIELDS, gelu_unit.GeluUnit, _one(gelu_unit.gelu_step)),
     UnitKind("dense", 2, dense_unit.FIELDS, dense_unit.DenseUnit, _one(dense_unit.dense_step)),
+    UnitKind("shift", 4, shift_unit.FIELDS, shift_unit.ShiftUnit, _one(shift_unit.shift_step)),
     UnitKind("butterfly", 5, butterfly_unit.FIELDS, butterfly_unit.ButterflyUnit, butterfly_unit.butterfly_steps),
     UnitKind("add", 8, add_unit.FIELDS, add_unit.AddUnit, _one(add_unit.add_step)),
     UnitKind("embed", 9, embed_unit.FIELDS, embed_unit.EmbedUnit, _one(embed_unit.embed_step)),
