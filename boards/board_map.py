@@ -25,7 +25,7 @@ from nomac.model.operator_layers import OPERATOR_KINDS
 from nomac.model.config import Config
 
 __all__ = ["DEFAULT_MAX_PAYLOAD", "DEFAULT_TIMEOUT_BYTES", "MemoryRegion", "BoardMap", "board_layer",
-           "board_map"]
+           "board_map", "memory_regions", "board_max_payload", "check_link_timing"]
 
 DEFAULT_MAX_PAYLOAD = 512          # one iCE40 block RAM of payload buffer
 DEFAULT_TIMEOUT_BYTES = 1000       # a frame that stops arriving for this many byte times is dropped
@@ -119,25 +119,47 @@ def board_map(config: Config, layer_name: str | None = None, *, clock_hz: int, d
     if engine is None:
         engine = build_engine(layer)
         _never_elaborated(engine)
-    regions = tuple(MemoryRegion(index=index, name=memory.layout.name, array=memory.layout.array,
-                                 depth=memory.depth, word_bits=memory.word_bits, layout=memory.layout)
-                    for index, memory in enumerate(engine.signature.ram_memories))
+    regions = memory_regions(engine.signature.ram_memories)
     out_bits = Shape.cast(engine.out_shape).width
-    needed = max(2 + layer.in_features, 1 + layer.out_features * element_bytes(out_bits),
+    max_payload = board_max_payload(max_payload, regions, in_vector_bytes=layer.in_features,
+                                    out_vector_bytes=layer.out_features * element_bytes(out_bits),
+                                    what=f"layer '{layer.name}'")
+    check_link_timing(clock_hz, divisor, timeout_bytes)
+    return BoardMap(config_id=config.config_id, layer=layer.name, kind=layer.kind, regions=regions,
+                    in_elements=layer.in_features, out_elements=layer.out_features, out_bits=out_bits,
+                    max_payload=max_payload, clock_hz=clock_hz, divisor=divisor,
+                    timeout_cycles=timeout_bytes * 10 * divisor)
+
+
+def memory_regions(ram_memories) -> tuple:
+    """The link's memory regions of an engine's RAM memories (`EngineSignature.ram_memories`), in order."""
+    return tuple(MemoryRegion(index=index, name=memory.layout.name, array=memory.layout.array,
+                              depth=memory.depth, word_bits=memory.word_bits, layout=memory.layout)
+                 for index, memory in enumerate(ram_memories))
+
+
+def board_max_payload(max_payload: int | None, regions, *, in_vector_bytes: int, out_vector_bytes: int,
+                      what: str) -> int:
+    """`max_payload` checked (or its default) for a board of these vectors and memories.
+
+    The default is DEFAULT_MAX_PAYLOAD, raised when one input vector, one output vector,
+    one memory word or the STATUS / IDENTIFY replies need more (docs/spec.md section 15.1).
+    """
+    needed = max(2 + in_vector_bytes, 1 + out_vector_bytes,
                  MEMORY_REQUEST.size + max((r.word_bytes for r in regions), default=0),
                  1 + Identity.LAYOUT.size, 1 + Counters.LAYOUT.size)
     if max_payload is None:
         max_payload = max(DEFAULT_MAX_PAYLOAD, needed)
     if not isinstance(max_payload, int) or not needed <= max_payload <= 0xFFFF - FRAME_OVERHEAD:
         raise NomacError(f"max_payload = {max_payload!r}: must be an integer in {needed}..{0xFFFF - FRAME_OVERHEAD} "
-                         f"for layer '{layer.name}' (one vector, one memory word and every reply must fit)")
+                         f"for {what} (one vector, one memory word and every reply must fit)")
+    return max_payload
+
+
+def check_link_timing(clock_hz, divisor, timeout_bytes):
     for name, value, low in (("clock_hz", clock_hz, 1), ("divisor", divisor, 2), ("timeout_bytes", timeout_bytes, 2)):
         if not isinstance(value, int) or value < low:
             raise NomacError(f"{name} = {value!r}: must be an integer >= {low}")
-    return BoardMap(config_id=config.config_id, layer=layer.name, kind=layer.kind, regions=regions,
-                    in_elements=layer.in_features, out_elements=layer.out_features, out_bits=out_bits,
-                    max_payload=max_payload, clock_hz=clock_hz, divisor=divisor,
-                    timeout_cycles=timeout_bytes * 10 * divisor)
 
 
 def _never_elaborated(engine, depth: int = 3):

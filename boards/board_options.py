@@ -30,24 +30,27 @@ def _is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def baud_range(board: Board) -> tuple[int, int]:
+def baud_range(board: Board, clock_hz: int | None = None) -> tuple[int, int]:
     """The slowest and the fastest baud rate of `board`'s UART: MAX_DIVISOR and LINE_MIN_DIVISOR
-    clock cycles per bit."""
-    return math.ceil(board.clock_hz / MAX_DIVISOR), board.clock_hz // LINE_MIN_DIVISOR
+    clock cycles per bit of its oscillator, or of `clock_hz` (a PLL's clock)."""
+    clock_hz = board.clock_hz if clock_hz is None else clock_hz
+    return math.ceil(clock_hz / MAX_DIVISOR), clock_hz // LINE_MIN_DIVISOR
 
 
-def board_divisor(where: str, board: Board, baud) -> int:
-    """Clock cycles per bit for `baud` on `board`, whose rate must come within 2 % of `baud`."""
-    slowest, fastest = baud_range(board)
+def board_divisor(where: str, board: Board, baud, clock_hz: int | None = None) -> int:
+    """Clock cycles per bit for `baud` on `board` clocked by its oscillator, or by `clock_hz`
+    (a PLL's clock); the rate must come within 2 % of `baud`."""
+    clock_hz = board.clock_hz if clock_hz is None else clock_hz
+    slowest, fastest = baud_range(board, clock_hz)
     if not _is_integer(baud) or not slowest <= baud <= fastest:
         raise ConfigError(where, "baud", baud, f"must be an integer in {slowest}..{fastest} for {board.name}'s "
-                                               f"{board.clock_hz / 1e6:g} MHz clock ({LINE_MIN_DIVISOR}.."
+                                               f"{clock_hz / 1e6:g} MHz clock ({LINE_MIN_DIVISOR}.."
                                                f"{MAX_DIVISOR} clock cycles per bit: the fewest a real line "
                                                f"needs, the most IDENTIFY reports)")
-    divisor = round(board.clock_hz / baud)
-    if abs(board.clock_hz / divisor - baud) > 0.02 * baud:
-        raise ConfigError(where, "baud", baud, f"{board.name}'s {board.clock_hz / 1e6:g} MHz clock cannot make it "
-                                               f"within 2 % (rates {board.clock_hz}/n work, n = "
+    divisor = round(clock_hz / baud)
+    if abs(clock_hz / divisor - baud) > 0.02 * baud:
+        raise ConfigError(where, "baud", baud, f"{board.name}'s {clock_hz / 1e6:g} MHz clock cannot make it "
+                                               f"within 2 % (rates {clock_hz}/n work, n = "
                                                f"{LINE_MIN_DIVISOR}..{MAX_DIVISOR})")
     return divisor
 

@@ -7,7 +7,8 @@ board is `BoardTop`, the same core on an amaranth-boards platform (the FTDI UART
 pins, two LEDs, the board oscillator as clock; the boards are in
 `nomac.boards.devices`). Nothing in either depends on the layer kind: the engine
 comes from `build_engine` and the memories from its `memories`
-(nomac.boards.board_map).
+(nomac.boards.board_map), or, for a whole model, the engine is the network engine
+and the map the network board's (nomac.boards.network_board).
 
 The board oscillator clocks everything (12 MHz on an iCEBreaker, 25 MHz on a
 ULX3S): the engines' Fmax is well above both, and at any UART rate a board can use
@@ -17,7 +18,7 @@ from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import io, memory, wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, board_layer, board_map
+from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, BoardMap, board_layer, board_map
 from nomac.boards.command_handler import CommandHandler
 from nomac.boards.link_gateware import FrameDecoder, FrameEncoder
 from nomac.boards.uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter
@@ -33,7 +34,8 @@ SIM_DIVISOR = MIN_DIVISOR
 
 
 class BoardCore(wiring.Component):
-    """The engine of `config`'s hardware layer behind the UART link; pins `rx`, `tx`.
+    """The engine of `config`'s hardware layer behind the UART link; pins `rx`, `tx`
+    (`BoardCore.of_engine`: another engine, such as the network engine, with its map).
 
     `blank` starts every loadable memory at zero instead of the config's arrays, so
     a board only computes the layer once the host has loaded it (the simulated board
@@ -47,13 +49,27 @@ class BoardCore(wiring.Component):
                  blank: bool = False):
         layer = board_layer(config, layer_name)
         self.layer, self.blank = layer, blank
-        self.engine = build_engine(layer)
+        engine = build_engine(layer)
         if blank:
-            for parameters in self.engine.memories:
+            for parameters in engine.memories:
                 if parameters.writable:
                     parameters.init = [0] * parameters.depth
-        self.map = board_map(config, layer_name, clock_hz=clock_hz, divisor=divisor, max_payload=max_payload,
-                             timeout_bytes=timeout_bytes, engine=self.engine)
+        self._hold(engine, board_map(config, layer_name, clock_hz=clock_hz, divisor=divisor,
+                                     max_payload=max_payload, timeout_bytes=timeout_bytes, engine=engine))
+
+    @classmethod
+    def of_engine(cls, engine: wiring.Component, board: BoardMap, *, blank: bool) -> "BoardCore":
+        """The core of any engine on the engine contract with its board map (the network board:
+        nomac.boards.network_board); `board.regions` must be the engine's RAM memories, in order.
+        `layer` is None; `blank` says whether the engine's memories start at zero (the engine
+        decides that, not the core)."""
+        core = cls.__new__(cls)
+        core.layer, core.blank = None, blank
+        core._hold(engine, board)
+        return core
+
+    def _hold(self, engine: wiring.Component, board: BoardMap):
+        self.engine, self.map = engine, board
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
                           "executed": Out(1), "rejected": Out(1)})
 

@@ -297,9 +297,7 @@ class BoardSession:
             raise WrongBitstream(f"board on {port} speaks link protocol version {identity.version}, this host "
                                  f"{lp.VERSION}; rebuild the bitstream with this nomac")
         if identity.config_id != expected.config_id:
-            raise WrongBitstream(f"board on {port} runs a bitstream built for config {identity.config_id}, "
-                                 f"not {expected.config_id} (layer '{self.map.layer}'); build and load the "
-                                 f"bitstream for this config (nomac build CONFIG --board ...)")
+            raise WrongBitstream(self.wrong_id_message(identity.config_id))
         differences = [f"{name} {getattr(identity, name)} (host expects {getattr(expected, name)})"
                        for name in ("max_payload", "batch", "memories", "in_vector_bytes", "out_vector_bytes")
                        if getattr(identity, name) != getattr(expected, name)]
@@ -308,6 +306,12 @@ class BoardSession:
                                  f"board options: {', '.join(differences)}")
         self.identity = identity
         return identity
+
+    def wrong_id_message(self, found: str) -> str:
+        """What to tell a user whose board reports config_id `found` instead of the map's."""
+        return (f"board on {self.link.port_name} runs a bitstream built for config {found}, not "
+                f"{self.map.config_id} (layer '{self.map.layer}'); build and load the bitstream for this config "
+                f"(nomac build CONFIG --board ...)")
 
     def status(self) -> lp.Counters:
         return lp.Counters.unpack(self.link.transact(Command.STATUS))
@@ -350,17 +354,22 @@ class BoardSession:
 
     def load(self, layer, *, attempts: int = 3) -> LoadReport:
         """Write every loadable memory from the layer's arrays and check each by read-back CRC."""
-        started = time.monotonic()
         arrays = layer.arrays()
-        plans = [(region, region.words(arrays[region.array])) for region in self.map.regions]
+        return self.upload([(region, region.words(arrays[region.array])) for region in self.map.regions],
+                           attempts=attempts)
+
+    def upload(self, plans, *, attempts: int = 3, description: str = "loading tables") -> LoadReport:
+        """Write words from address 0 of each (region, words) of `plans`, each checked by the CRC
+        of the words written read back, sent again up to `attempts` times (UploadVerifyError)."""
+        started = time.monotonic()
         total = sum(len(words) * region.word_bytes for region, words in plans)
-        bar = self.progress(total, "loading tables") if self.progress else None
+        bar = self.progress(total, description) if self.progress else None
         frames = reloads = 0
         for region, words in plans:
             expected = lp.memory_crc(lp.pack_words(words, region.word_bits))
             for attempt in range(attempts):
                 frames += self.write_words(region.index, 0, words)
-                got = self.memory_crc(region.index)
+                got = self.memory_crc(region.index, 0, len(words))
                 frames += 1
                 if got == expected:
                     break

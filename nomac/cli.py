@@ -221,15 +221,18 @@ def cmd_report(args) -> int:
 
 
 def cmd_build(args) -> int:
-    """Build a config's board (engine with RAM tables + UART link) as a bitstream, with a report."""
+    """Build a config's board (engine with RAM tables + UART link) as a bitstream, with a report; a
+    whole model builds the network board (its limits' engine, PLL-clocked)."""
     from nomac.boards.devices import DEFAULT_BOARD
     from nomac.boards.build import build_bitstream, program_board
+    from nomac.boards.network_board import load_limits
     args.board = args.board or DEFAULT_BOARD
     if args.out is not None:
         check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
     config = _load(args)
-    report = build_bitstream(config, args.board, layer_name=args.layer, out_dir=args.out, baud=args.baud,
-                             max_payload=args.max_payload, seed=args.seed,
+    limits = None if args.limits is None else load_limits(args.limits)
+    report = build_bitstream(config, args.board, layer_name=args.layer, limits=limits, out_dir=args.out,
+                             baud=args.baud, max_payload=args.max_payload, seed=args.seed,
                              progress=lambda text: print(text, flush=True))
     print(report.summary())
     print(f"  report {Path(report.bitstream).parent / 'report.json'}, log {report.log}")
@@ -240,27 +243,58 @@ def cmd_build(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """Load a config's tables into a board (or the simulated board) and run vectors on it."""
-    from nomac.board_run import run_on_board
+    """Load a config's tables into a board (or the simulated board) and run vectors on it; a whole
+    model runs on the network board: program and tables uploaded, images in, logits out."""
+    from nomac.board_run import DEFAULT_VECTORS, run_on_board
     from nomac.boards.devices import DEFAULT_BOARD
     from nomac.boards.host import tqdm_progress
+    from nomac.model.dataflow import is_dataflow
     args.board = args.board or DEFAULT_BOARD
     if args.port and args.sim:
         raise NomacError("--port and --sim: choose one (a board on a serial port, or the simulated board)")
     output = None if args.output is None else check_file_target(npy_name(args.output), "-o")
     _check_work_dir(args)
     config = _load(args)
+    if is_dataflow(config):
+        return _run_network(args, config, output)
+    if args.limits is not None:
+        raise NomacError(f"--limits {args.limits}: only a whole model (a config with operator layers) runs on the "
+                         f"network board; {args.config} is a chain of layers")
     vectors = None if args.inputs is None else _read_vectors(args.inputs)
     where = args.port or "the simulated board"
     print(f"nomac run: {args.config} on {where} ({args.board}, {args.baud or 'default'} baud)", flush=True)
     report = run_on_board(config, args.layer, port=args.port, board=args.board, baud=args.baud,
-                          max_payload=args.max_payload, vectors=vectors, count=args.vectors, seed=args.seed,
-                          compare=not args.no_compare, timeout=args.timeout, simulator=args.simulator,
+                          max_payload=args.max_payload, vectors=vectors,
+                          count=DEFAULT_VECTORS if args.vectors is None else args.vectors, seed=args.seed,
+                          compare=not args.no_compare, timeout=args.timeout, simulator=args.simulator or "icarus",
                           work_dir=args.work_dir, progress=None if args.quiet else tqdm_progress)
     print(report.summary())
     if output is not None:
         save_npy(output, report.outputs, "-o")
         print(f"  outputs written to {output}")
+    return 0 if report.passed else 1
+
+
+def _run_network(args, config, output) -> int:
+    """`nomac run` of a whole model (the network board)."""
+    from nomac.board_run import run_network_on_board
+    from nomac.boards.host import tqdm_progress
+    from nomac.boards.network_board import load_limits
+    if args.layer is not None:
+        raise NomacError(f"--layer {args.layer}: {args.config} is a whole model, which runs whole on the network "
+                         f"board (simulate one of its layers with nomac sim --layer)")
+    limits = None if args.limits is None else load_limits(args.limits)
+    images = None if args.inputs is None else _read_vectors(args.inputs)
+    where = args.port or "the simulated network board"
+    print(f"nomac run: {args.config} on {where} ({args.board}, {args.baud or 'default'} baud)", flush=True)
+    report = run_network_on_board(config, port=args.port, board=args.board, limits=limits, baud=args.baud,
+                                  max_payload=args.max_payload, images=images, count=args.vectors, seed=args.seed,
+                                  compare=not args.no_compare, timeout=args.timeout, simulator=args.simulator,
+                                  work_dir=args.work_dir, progress=None if args.quiet else tqdm_progress)
+    print(report.summary())
+    if output is not None:
+        save_npy(output, report.outputs, "-o")
+        print(f"  logits written to {output}")
     return 0 if report.passed else 1
 
 
@@ -353,29 +387,41 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="no progress bars")
     report.set_defaults(run=cmd_report)
 
-    board = config_command("build", "build the config's board (engine + UART link) as a bitstream")
+    board = config_command("build", "build the config's board (engine + UART link) as a bitstream (a whole "
+                                    "model: the network board, at the highest PLL clock that meets timing)")
     board.add_argument("--board", help="icebreaker (default) or ulx3s-85f")
+    board.add_argument("--limits", type=Path,
+                       help="whole model: JSON of the NetworkLimits to build the network board for "
+                            "(default: the board's)")
     board.add_argument("--baud", type=positive_int, help="UART baud rate (default 1000000)")
     board.add_argument("--max-payload", type=positive_int, help="longest frame payload (default 512, more if needed)")
     board.add_argument("--seed", type=non_negative_int, default=1, help="placement seed")
-    board.add_argument("-o", "--out", type=Path, help="output folder (default build/board/LAYER-BOARD)")
+    board.add_argument("-o", "--out", type=Path,
+                       help="output folder (default build/board/LAYER-BOARD, a whole model build/board/network-BOARD)")
     board.add_argument("--program", action="store_true", help="load the bitstream into the board afterwards")
     board.set_defaults(run=cmd_build)
 
-    run = config_command("run", "load the config's tables into a board and run vectors on it")
+    run = config_command("run", "load the config's tables into a board and run vectors on it (a whole model: "
+                                "the network board, images in, logits out)")
     run.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB1 (default: the simulated board)")
     run.add_argument("--sim", action="store_true", help="use the simulated board (the default without --port)")
     run.add_argument("--board", help="icebreaker (default) or ulx3s-85f, as built")
+    run.add_argument("--limits", type=Path,
+                     help="whole model: JSON of the NetworkLimits the network board is built with "
+                          "(default: the board's)")
     run.add_argument("--baud", type=positive_int, help="UART baud rate, as built (default 1000000)")
     run.add_argument("--max-payload", type=positive_int, help="as built (default 512, more if needed)")
-    run.add_argument("--vectors", type=positive_int, default=256, help="random int8 vectors to run (default 256)")
+    run.add_argument("--vectors", type=positive_int,
+                     help="random int8 vectors to run (default 256); for a digits model the first N test images "
+                          "(default all 359)")
     run.add_argument("--seed", type=non_negative_int, default=1)
-    run.add_argument("--inputs", type=Path, help=".npy of int8 [N, in_features] to run instead")
-    run.add_argument("-o", "--output", type=Path, help=".npy to write the board's outputs to")
+    run.add_argument("--inputs", type=Path,
+                     help=".npy of int8 [N, in_features] to run instead (a whole model: images, no labels)")
+    run.add_argument("-o", "--output", type=Path, help=".npy to write the board's outputs (logits) to")
     run.add_argument("--no-compare", action="store_true", help="do not compare with the golden model")
     run.add_argument("--timeout", type=positive_seconds, help="seconds to wait for a reply (default 1; 60 simulated)")
-    run.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus",
-                     help="simulator of the simulated board")
+    run.add_argument("--simulator", choices=("icarus", "verilator"),
+                     help="simulator of the simulated board (default icarus; verilator for a whole model)")
     run.add_argument("--work-dir", type=Path, help="simulated board's builds and logs (default ~/.cache/nomac/sim)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(run=cmd_run)

@@ -31,13 +31,14 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from nomac.boards.link_protocol import FRAME_OVERHEAD, FrameReader
 from nomac.sim.drivers import hand_byte_to_host_tx
 
 CLOCK_PERIOD_NS = 10
 BYTE_BITS = 10
+BUSY_POLL_BYTES = 64        # while the design is busy, the host's bytes are looked for this often
 
 
 def cycle() -> int:
@@ -93,11 +94,18 @@ class PtyBridge:
                 pass
 
     async def send_byte(self, value: int):
-        """Hand a byte to the host-side transmitter; return when it can take the next one."""
+        """Hand a byte to the host-side transmitter; return shortly before it can take the next one."""
         await hand_byte_to_host_tx(self.dut, self.clock, value)
         started = cycle()
-        await ClockCycles(self.clock, self.byte_cycles - 1)
+        await self.cycles(self.byte_cycles - 2)
         self.requests.byte(value, started, started + self.byte_cycles)
+
+    async def cycles(self, count: int):
+        """About `count` cycles, ending between two rising edges (a Timer, so cocotb does not count
+        the edges one by one; then the falling edge, so that what we drive next is not written in
+        the time step of a rising edge, where its order against the edge is undefined)."""
+        await Timer(count * CLOCK_PERIOD_NS, "ns")
+        await FallingEdge(self.clock)
 
     async def watch_replies(self):
         divisor = self.plan["divisor"]
@@ -125,7 +133,11 @@ class PtyBridge:
                 value = self.pending.pop(0)
                 await self.send_byte(value)
             else:
-                await ClockCycles(self.clock, self.byte_cycles)
+                # Busy with nothing to send (a frame executing, a reply going out): run until the
+                # design is quiet, looking at the host every BUSY_POLL_BYTES byte times.
+                poll = Timer(BUSY_POLL_BYTES * self.byte_cycles * CLOCK_PERIOD_NS, "ns")
+                await First(FallingEdge(self.dut.busy), poll)
+                await FallingEdge(self.clock)
 
     def report(self) -> dict:
         return {"divisor": self.plan["divisor"], "cycles": cycle(), "bytes_in": self.requests.bytes,

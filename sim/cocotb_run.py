@@ -93,14 +93,25 @@ class CocotbRun:
         self.report_path = self.folder / "report.json"
 
     def run(self, verilog: Path, top: str, test_module: str, plan_variable: str, plan: Path, *,
-            waves: bool = False):
+            waves: bool = False, ports_only: bool = False):
         """Build `verilog` (once per design and simulator) and run the cocotb `test_module` on
         `top`, with the plan's path in the environment variable `plan_variable`; blocks until
-        the bench ends. A failing bench is not an error here: its report says what failed."""
+        the bench ends. A failing bench is not an error here: its report says what failed.
+
+        `ports_only`: the bench touches only `top`'s own signals, so Verilator may keep the
+        rest private (cocotb makes every signal public, which keeps Verilator from
+        optimising across modules: a board core then simulates about ten times slower).
+        Icarus is the same either way."""
         from cocotb_tools.runner import get_runner
         digest = hashlib.sha256(Path(verilog).read_bytes()).hexdigest()[:16]
-        build_dir = self.root / "builds" / f"{self.simulator}-{digest}"
-        build_args = ["-Wno-fatal", str(VERILATOR_WAIVERS)] if self.simulator == "verilator" else []
+        verilator = self.simulator == "verilator"
+        build_dir = self.root / "builds" / f"{self.simulator}-{digest}{'-ports' if ports_only and verilator else ''}"
+        build_args = ["-Wno-fatal", str(VERILATOR_WAIVERS)] if verilator else []
+        if ports_only and verilator:
+            build_dir.mkdir(parents=True, exist_ok=True)
+            public = build_dir / "public_ports.vlt"
+            public.write_text(f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n')
+            build_args += ["--no-public-flat-rw", str(public)]      # after cocotb's --public-flat-rw: it wins
         with _tool_environment(self.simulator):
             runner = get_runner(self.simulator)
             try:

@@ -73,16 +73,26 @@ class HostLink:
 
 
 def find_memories(dut, names) -> dict:
-    """The simulator's memory arrays named `names`, wherever the engine put them."""
+    """The simulator's memory arrays named `names`, wherever the engine put them.
+
+    A memory is the array of that name; Amaranth calls it `name$N` when a signal of its
+    scope has the name already. A memory that is a component of its own (the network
+    engine's table memory, hw/network/table_memory.py) is the only array in the scope of
+    that name.
+    """
     found, queue = {}, deque([dut])
     wanted = set(names)
     while queue and wanted - set(found):
         scope = queue.popleft()
         for child in scope:
+            name = child._name.lstrip("\\").split("$")[0].strip()
             if isinstance(child, HierarchyObject):
                 queue.append(child)
-            elif isinstance(child, ArrayObject) and child._name in wanted and child._name not in found:
-                found[child._name] = child
+                arrays = [c for c in child if isinstance(c, ArrayObject)]
+                if name in wanted and name not in found and len(arrays) == 1:
+                    found[name] = arrays[0]
+            elif isinstance(child, ArrayObject) and name in wanted and name not in found:
+                found[name] = child
     missing = wanted - set(found)
     if missing:
         raise LookupError(f"memories {sorted(missing)} not found in the design")

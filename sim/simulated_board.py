@@ -9,7 +9,10 @@ A session's files (Verilog, plan, log) are deleted after it ends well unless `ke
 the simulator build stays cached.
 
 The board core of the config (an iCEBreaker's core with a UART of `SIM_DIVISOR`
-cycles per bit, memories blank) in `SimulatedBoardTop` is generated as Verilog, built once per design
+cycles per bit, memories blank), or of the network board (`network_core`: the
+network engine of hw/network/ built for NetworkLimits, its table memory blank, so
+every run tests the upload; simulated with Verilator by default, NETWORK_SIMULATOR,
+Icarus on request), in `SimulatedBoardTop` is generated as Verilog, built once per design
 (sim/cocotb_run.py: cached by the Verilog's hash, like `nomac sim`), and simulated in a background
 thread while the caller talks to the port. `project_throughput` turns the report
 into the throughput the same frames reach on a real board at its real baud rate.
@@ -25,12 +28,28 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from nomac.boards.board_map import BoardMap
 from nomac.boards.board_top import SIM_DIVISOR, BoardCore
 from nomac.boards.devices import BOARDS, Board
-from nomac.boards.link_protocol import Command
+from nomac.boards.link_protocol import FRAME_OVERHEAD, Command
+from nomac.boards.network_board import network_board_core
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
 from nomac.hw.flat_verilog import FlatPorts, to_verilog
+from nomac.hw.network.unit import NetworkLimits
 from nomac.sim.cocotb_run import CocotbRun, SimulationError
 
 SIM_CLOCK_HZ = BOARDS["icebreaker"].clock_hz
+SIM_TIMEOUT_BYTES = 16         # a frame that stops arriving is dropped after this many byte times
+# The network board is simulated with Verilator: a whole ViT takes tens of thousands of cycles
+# an image, and with only its top's ports public (CocotbRun.run, ports_only) Verilator ran even a
+# small network board (tests/test_network_board.py) 4.7 times as fast as Icarus (2.3 against 10.7
+# s of CPU per 10^6 cycles under cocotb's clock), a gap that grows with the design.
+NETWORK_SIMULATOR = "verilator"
+
+
+def network_core(limits: NetworkLimits, *, max_payload: int | None = None,
+                 timeout_bytes: int = SIM_TIMEOUT_BYTES) -> BoardCore:
+    """The simulated network board's core: an iCEBreaker's clock, a UART of SIM_DIVISOR cycles
+    per bit, a network engine built for `limits` whose memories start blank."""
+    return network_board_core(limits, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR, max_payload=max_payload,
+                              timeout_bytes=timeout_bytes)
 
 
 class SimulatedBoardTop(wiring.Component):
@@ -70,20 +89,27 @@ class BoardDesign:
         self.verilog = self.run.folder / f"{self.top}.v"
         self.verilog.write_text(to_verilog(FlatPorts(SimulatedBoardTop(core)), self.top))
 
-    def simulate(self, test_module: str, plan: dict, plan_variable: str):
-        """Run the cocotb board bench `test_module` with `plan`; blocks until it ends."""
+    def simulate(self, test_module: str, plan: dict, plan_variable: str, *, ports_only: bool = False):
+        """Run the cocotb board bench `test_module` with `plan`; blocks until it ends. `ports_only`:
+        the bench touches only the top's ports (CocotbRun.run)."""
         plan_path = self.run.folder / "plan.json"
         plan_path.write_text(json.dumps(plan))
-        self.run.run(self.verilog, self.top, test_module, plan_variable, plan_path)
+        self.run.run(self.verilog, self.top, test_module, plan_variable, plan_path, ports_only=ports_only)
 
 
 class SimulatedBoard:
-    def __init__(self, config, layer_name: str | None = None, *, simulator: str = "icarus", work_dir=None,
-                 max_payload: int | None = None, timeout_bytes: int = 16, blank: bool = True,
-                 max_seconds: float = 3600.0, start_timeout: float = 600.0, keep: bool = False):
+    """The simulated board of `config`'s layer, or of the board `core` given instead (the
+    network board: `network_core`)."""
+
+    def __init__(self, config=None, layer_name: str | None = None, *, core: BoardCore | None = None,
+                 simulator: str = "icarus", work_dir=None, max_payload: int | None = None,
+                 timeout_bytes: int = SIM_TIMEOUT_BYTES, blank: bool = True, max_seconds: float = 3600.0,
+                 start_timeout: float = 600.0, keep: bool = False):
         self.keep = keep
-        self.core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR,
-                              max_payload=max_payload, timeout_bytes=timeout_bytes, blank=blank)
+        if core is None:
+            core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR,
+                             max_payload=max_payload, timeout_bytes=timeout_bytes, blank=blank)
+        self.core = core
         self.map: BoardMap = self.core.map
         self.simulator, self.work_dir = simulator, work_dir
         self.max_seconds, self.start_timeout = max_seconds, start_timeout
@@ -101,7 +127,7 @@ class SimulatedBoard:
 
         def simulate():
             try:
-                design.simulate("nomac.sim.board_bench", plan, "NOMAC_BOARD_PLAN")
+                design.simulate("nomac.sim.board_bench", plan, "NOMAC_BOARD_PLAN", ports_only=True)
             except BaseException as e:       # reported by __enter__/__exit__ in the caller's thread
                 self._error = e
 
@@ -142,6 +168,26 @@ def check_link_robustness(config, layer_name: str | None = None, *, cases: int =
     """
     core = BoardCore(config, layer_name, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR, max_payload=max_payload,
                      timeout_bytes=timeout_bytes, blank=True)
+    return check_core_link_robustness(core, cases=cases, seed=seed, probe_every=probe_every,
+                                      simulator=simulator, work_dir=work_dir)
+
+
+def check_network_link_robustness(limits: NetworkLimits, *, cases: int = 1000, seed: int = 1,
+                                  probe_every: int = 25, simulator: str = "icarus", work_dir=None,
+                                  max_payload: int | None = None, timeout_bytes: int = 8) -> dict:
+    """`check_link_robustness` on the network board built for `limits` (keep its memories
+    small: the bench reads every word of them from the simulator after each case).
+    `max_payload` defaults to the smallest the board allows (an image and an output must fit)."""
+    if max_payload is None:
+        max_payload = max(64, 2 + limits.input_bytes, 1 + limits.output_bytes)
+    core = network_core(limits, max_payload=max_payload, timeout_bytes=timeout_bytes)
+    return check_core_link_robustness(core, cases=cases, seed=seed, probe_every=probe_every,
+                                      simulator=simulator, work_dir=work_dir)
+
+
+def check_core_link_robustness(core: BoardCore, *, cases: int, seed: int, probe_every: int, simulator: str,
+                               work_dir=None) -> dict:
+    """The adversarial cases through the simulated board of `core` (blank memories); the report."""
     design = BoardDesign(core, simulator, work_dir, prefix="link")
     plan = {"divisor": core.map.divisor, "max_payload": core.map.max_payload, "seed": seed, "cases": cases,
             "probe_every": probe_every, "report": str(design.run.report_path),
@@ -200,3 +246,27 @@ def project_throughput(report: dict, board: Board, baud: int, *, table_bytes: in
             "vectors_per_s": vectors / inference_s if inference_s else 0.0,
             "turnaround_cycles": {Command(c).name: max(p["turnaround_cycles"] for p in pairs if p["cmd"] == c)
                                   for c in sorted({p["cmd"] for p in pairs}) if c in Command._value2member_map_}}
+
+
+def project_network_throughput(report: dict, board: Board, baud: int, board_map: BoardMap, *, table_bytes: int,
+                               images: int, cycles_per_image: float) -> dict:
+    """`project_throughput` of a network board run, with what an image costs on its own.
+
+    Besides images/s end to end ("vectors_per_s"): the link bound (the baud / 10 bytes
+    per second over the inference frames' bytes per image, as logged), compute alone
+    (`cycles_per_image` at the board clock) and the latency of one image sent alone
+    (its WRITE_INPUTS, RUN and READ_OUTPUTS frames on the wire, plus its compute).
+    """
+    projection = project_throughput(report, board, baud, table_bytes=table_bytes, vectors=images)
+    inference = [p for p in exchanges(report) if p["cmd"] in INFERENCE]
+    wire_bytes = sum(p["request_bytes"] + p["reply_bytes"] for p in inference)
+    one_image = (2 * 3 * FRAME_OVERHEAD + (2 + board_map.in_vector_bytes) + 1 + 2 + (1 + 4) + 4
+                 + (1 + board_map.out_vector_bytes))
+    compute = cycles_per_image / board.clock_hz
+    projection.update({
+        "wire_bytes_per_image": wire_bytes / images,
+        "link_images_per_s": baud / 10 / (wire_bytes / images) if wire_bytes else 0.0,
+        "compute_seconds_per_image": compute,
+        "compute_images_per_s": 1 / compute if compute else 0.0,
+        "image_latency_seconds": one_image * 10 / baud + compute})
+    return projection

@@ -6,6 +6,7 @@ are what the cases come from, and an output path option must be classified below
 one line on stderr naming the option, nothing on stdout, nothing written.
 """
 import argparse
+import importlib
 import io
 import json
 import math
@@ -32,7 +33,7 @@ OUTPUTS = {("golden", "-o"): "file", ("run", "-o"): "file", ("verilog", "-o"): "
            ("demo", "-o"): "design", ("bench", "-o"): "folder", ("train", "-o"): "folder",
            ("report", "-o"): "folder", ("build", "-o"): "folder", ("sim", "--work-dir"): "folder",
            ("demo", "--work-dir"): "folder", ("run", "--work-dir"): "folder"}
-INPUT_PATHS = {("run", "--inputs"), ("demo", "--config")}
+INPUT_PATHS = {("run", "--inputs"), ("demo", "--config"), ("run", "--limits"), ("build", "--limits")}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -103,6 +104,8 @@ WORK = ["nomac.hw.verilog_export.write_verilog", "nomac.sim.runner.simulate", "n
 def workspace(tmp_path, monkeypatch):
     """A folder with inputs and obstacles; the commands' work itself would fail the test at once
     (a refused command never gets there), except the golden model, which is quick."""
+    for target in WORK:          # every module first: one imported under a patch would keep it
+        importlib.import_module(target.rsplit(".", 1)[0])
     for target in WORK:
         def started(*args, _target=target, **kwargs):
             raise AssertionError(f"{_target} started: the bad input was not refused first")

@@ -82,7 +82,7 @@ class NetworkEngine(wiring.Component):
         step_addr = Signal(limits.table_addr_bits)             # word 0 of the running step
         word = Signal(range(STEP_WORDS + 1))
         step = Signal(range(limits.steps + 1))
-        step_cycles = Signal(CYCLE_BITS)
+        cycles_so_far = Signal(CYCLE_BITS)               # of the running step
         running = Signal()                                     # a step's unit owns the streams and the table port
         elements = Signal(range(max(limits.input_bytes, limits.output_bytes)))
 
@@ -103,7 +103,7 @@ class NetworkEngine(wiring.Component):
             m.d.comb += [cycles_write.addr.eq(host_cycles_write.addr), cycles_write.data.eq(host_cycles_write.data),
                          cycles_write.en.eq(1)]
         with m.Else():
-            m.d.comb += [cycles_write.addr.eq(step), cycles_write.data.eq(step_cycles + 1)]
+            m.d.comb += [cycles_write.addr.eq(step), cycles_write.data.eq(cycles_so_far + 1)]
 
         # The running step's unit gets the reader's bytes, the writer and the table port.
         for number, unit in units.items():
@@ -166,11 +166,11 @@ class NetworkEngine(wiring.Component):
                     m.d.comb += [reader.strides[k].eq(header[f"stride{k}"]) for k in range(READER_LOOPS)]
                     for number, unit in units.items():
                         m.d.comb += unit.start.eq(header.unit == number)
-                    m.d.sync += step_cycles.eq(0)
+                    m.d.sync += cycles_so_far.eq(0)
                     m.next = "run"
             with m.State("run"):
                 m.d.comb += running.eq(1)
-                m.d.sync += step_cycles.eq(step_cycles + 1)
+                m.d.sync += cycles_so_far.eq(cycles_so_far + 1)
                 with m.If(unit_done):
                     m.d.comb += cycles_write.en.eq(1)
                     m.d.sync += [step.eq(step + 1), step_addr.eq(step_addr + STEP_WORDS), word.eq(0)]

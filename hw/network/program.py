@@ -131,7 +131,7 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
                           "the network engine runs a whole model (a config with operator layers, docs/spec.md section 12)")
     sources = layer_inputs(config)
     layers = list(config.layers)
-    built = limits.units
+    built = [kind for kind in limits.units if kind in UNITS]
     for layer in layers:
         if layer.kind not in VIEWS and layer.kind not in built:
             raise ConfigError(where, f"layer '{layer.name}' kind", layer.kind,
