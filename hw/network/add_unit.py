@@ -13,28 +13,28 @@ multiplier, or two cycles per element of b.
 Three lock-step stages advance together while the output is free (the hw/operators/
 add.py pipeline, with the constants made parameters): the product (the buffer's
 registered read of a's product beside it), the sum of the two products, then the
-requantized result. The buffer's read is transparent to its write, so with E = 1 the
-b element right behind its a still finds a's product. Timetable, without stalls
-(clock edges counted from `start`'s as 0): input element k (from 0) is taken at edge
-k + 1, and the output made from an element of b is taken 3 edges after it, so the last
-(`done`) at edge 2*rows*E + 3.
+requantized result (the runtime requantizer of hw/network/requantize.py). The buffer's
+read is transparent to its write, so with E = 1 the b element right behind its a
+still finds a's product. Timetable, without stalls (clock edges counted from `start`'s
+as 0): input element k (from 0) is taken at edge k + 1, and the output made from an
+element of b is taken 3 edges after it, so the last (`done`) at edge 2*rows*E + 3.
 """
-from amaranth import C, Cat, Module, Mux, Signal, Value
+from amaranth import Module, Mux, Signal
 from amaranth.hdl import signed
 from amaranth.lib import memory, wiring
 
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
+from nomac.hw.network.requantize import requantize_runtime
 from nomac.hw.network.unit import Field, LimitError, UnitSignature, UnitStep, params_layout
 from nomac.hw.widths import signed_bits
 
-__all__ = ["FIELDS", "AddUnit", "add_step", "requantize_runtime"]
+__all__ = ["FIELDS", "AddUnit", "add_step"]
 
 FIELDS = (Field("rows", 16), Field("features", 16), Field("mult_a", 16), Field("mult_b", 16), Field("shift", 6))
 
 MULT_LIMIT = (1 << 16) - 1           # the multiplier fields' range (unsigned 16 bits)
 PRODUCT_BITS = signed_bits(INT8_LO * MULT_LIMIT, INT8_HI * MULT_LIMIT)
 SUM_BITS = signed_bits(2 * INT8_LO * MULT_LIMIT, 2 * INT8_HI * MULT_LIMIT)
-H_BITS = 9                            # floor(2a / 2^s) of every unsaturated result (requantize_runtime)
 
 
 def add_step(layer, rows: int, table_base: int, limits) -> UnitStep:
@@ -48,36 +48,6 @@ def add_step(layer, rows: int, table_base: int, limits) -> UnitStep:
     params = {"rows": rows, "features": layer.features, "mult_a": layer.mult_a, "mult_b": layer.mult_b,
               "shift": layer.shift}
     return UnitStep(params, [], 2 * elements, elements, 2 * elements, "2*T*E")
-
-
-def requantize_runtime(acc: Value, shift: Value) -> Value:
-    """sat8(rshift_round(acc, shift)) (docs/spec.md section 2) with `shift` a signal.
-
-    rshift_round(a, s) = floor((h + 1) / 2) with h = floor(2a / 2^s), for every s >= 0:
-    one arithmetic shift of 2a, no 2^(s-1) to decode. Unless the result saturates by
-    its sign, h fits 9 bits (-257 <= h <= 255 is what int8 needs), so the shifter makes
-    only those: its levels go largest first and each keeps just the bits the later
-    levels still need. A bit a level drops (one that stays above h's 9) must equal the
-    sign, or h does not fit; the drops are tested as they happen, so no wide shift is
-    built for that test. A shift of width - 1 or more gives h in {-1, 0}, so 0 (as the
-    definition does), and is clamped there.
-    """
-    doubled = Cat(C(0, 1), acc).as_signed()
-    sign = doubled[-1]
-    largest = len(doubled) - 1
-    amount = Mux(shift > largest, largest, shift)
-    bits, spills = list(doubled), C(0, 1)          # spills: a bit of h's place 8 or up differs from the sign
-    for level in reversed(range(largest.bit_length())):
-        step = 1 << level
-        kept = H_BITS + step - 1                   # the places h still depends on after this level
-        dropped = bits[kept:kept + step]           # those that stay put unless this level shifts
-        if dropped:
-            spills |= ~amount[level] & Cat(*(bit ^ sign for bit in dropped)).any()
-        bits = [Mux(amount[level], bits[j + step] if j + step < len(bits) else sign, bits[j])
-                for j in range(min(len(bits), kept))]
-    h = Cat(*bits, *[sign] * (H_BITS - len(bits)))[:H_BITS].as_signed()
-    in_range = ~spills & (h[-1] == sign) & (h != INT8_HI * 2 + 1)      # h = 255 rounds to 128
-    return Mux(in_range, (h + 1)[1:H_BITS].as_signed(), Mux(sign, INT8_LO, INT8_HI))
 
 
 class AddUnit(wiring.Component):

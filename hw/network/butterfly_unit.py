@@ -24,10 +24,11 @@ How, for `rows` input rows of q elements:
   -1 = 0b11), so shift_min is no parameter of the unit.
 - The accumulator is wide enough for any factor within the limits (features terms of
   128 * 2^32 onto an int32 bias), so no valid factor is refused for its sums. Every
-  factor but the last writes sat8(rshift_round(acc, out_shift)) (`shift_window`: a
-  shifter that keeps only the 9 bits the result needs; `saturate_window` rounds and
-  saturates them on their way out); the last factor of a layer with output "acc" writes
-  acc as 4 bytes, little-endian (refused unless it fits int32).
+  factor but the last writes sat8(rshift_round(acc, out_shift)) (hw/network/requantize.py:
+  its window goes to the output register, rounded and saturated on its way out); the
+  last factor of a layer with output "acc" writes acc as 4 bytes, little-endian (refused
+  unless it fits int32), from a byte shift register: acc itself is free for the next
+  output's sum while they leave.
 
 Pipeline, every register moving on `advance` (the output register can take a value or
 none is waiting for it): S0 walks (output, term) and addresses the row buffer and the
@@ -44,28 +45,27 @@ s >= 4, 3 more (the last output's other bytes); with s < 4 the bytes are the lim
 walk waits for the output register).
 """
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed
 from amaranth.lib import memory, wiring
 
 from nomac.hw.butterfly_stage import factor_term_bounds
+from nomac.hw.network.requantize import ACC_BYTES, WINDOW, saturate_window, shifted_window
 from nomac.hw.network.unit import (TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, params_layout,
                                    words_of_bytes)
 from nomac.hw.widths import prefix_sum_range, signed_bits
 from nomac.model.butterfly_spec import SHIFT_MIN_LIMIT
 
-__all__ = ["FIELDS", "BIAS_BYTES", "ACC_BYTES", "record_words", "weight_codes", "factor_table_words",
-           "unit_accumulator_bits", "shift_window", "saturate_window", "butterfly_steps", "ButterflyUnit"]
+__all__ = ["FIELDS", "BIAS_BYTES", "record_words", "weight_codes", "factor_table_words", "unit_accumulator_bits",
+           "butterfly_steps", "ButterflyUnit"]
 
 FIELDS = (Field("rows", 16), Field("q", 16), Field("r", 16), Field("s", 16), Field("t", 16),
           Field("shift_weights", 1), Field("output_acc", 1), Field("out_shift", 6), Field("table_base", 16))
 
 BIAS_BYTES = 4                         # a record's int32 bias
-ACC_BYTES = 4                          # a raw accumulator output: int32, little-endian
 SHIFT_AMOUNT_MAX = -SHIFT_MIN_LIMIT    # shift - shift_min of any valid shift factor
 INT32_BITS = 32
 FIELD_LIMIT = 1 << 16                  # counts and table bases are 16-bit fields
-RESULT_WINDOW = 9                      # bits of floor(2*acc / 2^out_shift) the int8 result needs
 FIRST_CODE_LANE = BIAS_BYTES           # the byte of a record's first word holding its first code
 
 
@@ -146,35 +146,6 @@ def butterfly_steps(layer, rows: int, table_base: int, limits) -> list[UnitStep]
         steps.append(UnitStep(params, table_words, rows * q, rows * p * out_bytes, bound, rule))
         base += len(table_words)
     return steps
-
-
-def shift_window(acc: Value, shift: Value) -> tuple[Value, Value]:
-    """The first half of sat8(rshift_round(acc, shift)) (docs/spec.md section 2) for a
-    run-time shift: (window, in_range), window = the 9 low bits of floor(2*acc / 2^shift).
-
-    rshift_round(a, s) = floor((floor(2a / 2^s) + 1) / 2), and the int8 result needs only
-    those 9 bits when floor(2a / 2^s) lies in -256..255 (`in_range`): the stages shift by
-    32, 16, .. 1 and after the stage of 2^k keep the 9 + 2^k - 1 bits the later stages can
-    still bring down; the value is in range when the bits they drop all equal the top
-    one they keep.
-    """
-    value = Cat(Const(0, 1), acc).as_signed()
-    kept_sign = []
-    for k in reversed(range(len(shift))):
-        value = Mux(shift[k], value >> (1 << k), value)
-        width = RESULT_WINDOW + (1 << k) - 1
-        if len(value) > width:
-            same = value[width - 1:]
-            kept_sign.append(same.all() | ~same.any())
-            value = value[:width].as_signed()
-    return value, Cat(kept_sign).all()
-
-
-def saturate_window(window: Value, in_range: Value, negative: Value) -> Value:
-    """The second half: floor((window + 1) / 2) when in range, else -128 or 127 by the sign
-    of acc (window 255 gives 128, which saturates too)."""
-    top = (1 << (RESULT_WINDOW - 1)) - 1
-    return Mux(in_range & (window != top), window[1:].as_signed() + window[0], Mux(negative, -128, 127))[:8]
 
 
 class ButterflyUnit(wiring.Component):
@@ -329,14 +300,14 @@ class ButterflyUnit(wiring.Component):
         out = Signal(ACC_BYTES * 8)
         left = Signal(range(ACC_BYTES + 1))                # bytes of `out` still to be taken
         final = Signal()
-        window, in_range = shift_window(acc, self.params.out_shift)
-        result = saturate_window(out[:RESULT_WINDOW], out[RESULT_WINDOW], out[RESULT_WINDOW + 1])
+        result = saturate_window(out[:WINDOW.size])
         take = self.o.valid & self.o.ready
         m.d.comb += [self.o.valid.eq(left != 0), self.o.payload.eq(Mux(self.params.output_acc, out[:8], result)),
                      can_load.eq((left == 0) | ((left == 1) & self.o.ready)),
                      self.done.eq(take & (left == 1) & final)]
         with m.If(summed & can_load):
-            m.d.sync += [out.eq(Mux(self.params.output_acc, acc[:ACC_BYTES * 8], Cat(window, in_range, acc[-1]))),
+            m.d.sync += [out.eq(Mux(self.params.output_acc, acc[:ACC_BYTES * 8],
+                                    shifted_window(acc, self.params.out_shift))),
                          left.eq(Mux(self.params.output_acc, ACC_BYTES, 1)), final.eq(final_sum)]
         with m.Elif(take):
             m.d.sync += [out.eq(out >> 8), left.eq(left - 1)]

@@ -24,29 +24,29 @@ drops only while a finished sum waits for the output register:
 - accumulate: acc = (first term ? bias : acc) + product, in `acc_bits` bits: any int32
   bias plus `limits.features` products of int8 values, so nothing within the limits
   wraps; the last term's sum goes to `result`;
-- output: the 9 bits of `result` that the output rule needs (`shifted_window`), or a raw
-  accumulator's next byte, move to the output register; rounding and saturation sit
-  between that register and `o`.
+- output: the window of `result` that the output rule needs, or that holds a raw
+  accumulator's next byte, moves to the output register; rounding and saturation sit
+  between that register and `o` (hw/network/requantize.py).
 
 The bias of output m is read in the first cycle after the one issuing term (m-1, 0) that
 reads no weight word: with D >= 2 that is term (m, 0)'s cycle at the latest; with D = 1 a
 term at lane 0 (one output in eight) waits a cycle for its bias.
 """
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed
 from amaranth.lib import memory, wiring
 
+from nomac.hw.network.requantize import ACC_BYTES, WINDOW, output_element, output_window
 from nomac.hw.network.unit import (TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, pack_words,
                                    params_layout, words_of_bytes)
 from nomac.hw.widths import signed_bits
 
-__all__ = ["FIELDS", "ACC_OUTPUT_BYTES", "DenseUnit", "dense_step", "dense_accumulator_bits"]
+__all__ = ["FIELDS", "DenseUnit", "dense_step", "dense_accumulator_bits"]
 
 FIELDS = (Field("rows", 16), Field("in_features", 16), Field("out_features", 16), Field("out_shift", 6),
           Field("acc_output", 1), Field("weights_base", 16), Field("bias_base", 16))
 
-ACC_OUTPUT_BYTES = 4            # a raw accumulator leaves as int32, little endian
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 BIASES_PER_WORD = 2
 
@@ -84,7 +84,7 @@ def dense_step(layer, rows: int, table_base: int, limits) -> UnitStep:
         bits = signed_bits(*_layer_accumulator_range(layer))
         if bits > 32:
             raise LimitError(layer.name, "accumulator bits (output acc)", bits, 32)
-    bytes_per_acc = ACC_OUTPUT_BYTES if acc_output else 1
+    bytes_per_acc = ACC_BYTES if acc_output else 1
     params = {"rows": rows, "in_features": D, "out_features": M, "out_shift": layer.out_shift,
               "acc_output": int(acc_output), "weights_base": table_base, "bias_base": table_base + weight_words}
     words = words_of_bytes(layer.weights.reshape(-1)) + pack_words(layer.bias, 32)
@@ -217,12 +217,12 @@ class DenseUnit(wiring.Component):
         acc_next = Mux(acc_first, bias, acc) + product
         result = Signal(signed(self.acc_bits))
         result_valid, result_final = Signal(), Signal()
-        byte_index = Signal(2)                            # the byte of a raw accumulator to move next
-        out_window, out_fits, out_sign = Signal(9), Signal(), Signal()
+        byte_index = Signal(range(ACC_BYTES))             # the byte of a raw accumulator to move next
+        out_window = Signal(WINDOW)
         out_valid, out_final = Signal(), Signal()
         move, last_byte = Signal(), Signal()
         m.d.comb += [move.eq(result_valid & (~out_valid | self.o.ready)),
-                     last_byte.eq(~p.acc_output | (byte_index == 3)),
+                     last_byte.eq(~p.acc_output | (byte_index == ACC_BYTES - 1)),
                      advance.eq(~(acc_term & acc_last & result_valid & ~(move & last_byte)))]
         with m.If(advance & acc_term):
             m.d.sync += acc.eq(acc_next)
@@ -231,18 +231,14 @@ class DenseUnit(wiring.Component):
         with m.Elif(move):
             m.d.sync += [result_valid.eq(~last_byte), byte_index.eq(byte_index + 1)]
 
-        # Output stage: a raw accumulator's byte j is the window at shift 8j.
-        window, out_of_range = shifted_window(m, result, Mux(p.acc_output, byte_index * 8, p.out_shift))
+        # Output stage: the element's window into the output register, rounded on its way to `o`.
         with m.If(move):
-            m.d.sync += [out_window.eq(window), out_fits.eq(~out_of_range), out_sign.eq(result[-1]),
+            m.d.sync += [out_window.eq(output_window(result, p.out_shift, p.acc_output, byte_index)),
                          out_valid.eq(1), out_final.eq(result_final & last_byte)]
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
-        round_up, quotient = out_window[0], out_window[1:].as_signed()
-        requantized = Mux(~out_fits, Mux(out_sign, -128, 127),
-                          Mux(round_up & (quotient == 127), 127, quotient + round_up))
         m.d.comb += [self.o.valid.eq(out_valid),
-                     self.o.payload.eq(Mux(p.acc_output, quotient, requantized)),
+                     self.o.payload.eq(output_element(out_window, p.acc_output)),
                      self.done.eq(self.o.valid & self.o.ready & out_final)]
 
         with m.If(self.start):
@@ -254,28 +250,3 @@ class DenseUnit(wiring.Component):
                          bias_read_done.eq(0), mul_term.eq(0), mul_bias.eq(0), acc_term.eq(0),
                          result_valid.eq(0), out_valid.eq(0)]
         return m
-
-
-def shifted_window(m, value, amount):
-    """Bits [amount - 1, amount + 7] of a signed `value` (bit -1 reads 0), and whether
-    value >> amount leaves the int8 range; a right shift by more than the width gives
-    the sign.
-
-    rshift_round(a, s) = (a >> s) + a[s-1], the half that rounds up being bit s-1
-    (docs/spec.md section 2), so these 9 bits and the flag are all the output rule needs.
-    A log shifter, widest step first, keeps at each step only the bits later steps can
-    still bring into the window; a bit it drops must equal the sign for a >> s to fit
-    int8 (so must the window's top bit, a[s+7]).
-    """
-    sign = value[-1]
-    bits = [Const(0, 1), *(value[j] for j in range(len(value)))]       # 2a: bit 0 is a[-1]
-    dropped = []
-    for k in reversed(range(len(amount))):
-        step, keep = 1 << k, 9 + (1 << k) - 1
-        moved = [Mux(amount[k], bits[j + step] if j + step < len(bits) else sign, bits[j])
-                 for j in range(len(bits))]
-        dropped += [bit ^ sign for bit in moved[keep:]]
-        bits = moved[:keep]
-    window = Signal(9)
-    m.d.comb += window.eq(Cat(*bits, *([sign] * (9 - len(bits)))))
-    return window, Cat(window[8] ^ sign, *dropped).any()

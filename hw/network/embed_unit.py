@@ -22,7 +22,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
-from nomac.hw.network.add_unit import requantize_runtime
+from nomac.hw.network.requantize import requantize_runtime
 from nomac.hw.network.unit import (TABLE_WORD_BITS, Field, LimitError, UnitSignature, UnitStep, pack_words,
                                    params_layout)
 from nomac.hw.widths import signed_bits

@@ -16,13 +16,13 @@ import numpy as np
 from nomac.base.errors import ConfigError
 from nomac.hw.network.program_format import (END, FIRST_STEP, HEADER_FIELDS, PROGRAM_FIELDS, READER_LOOPS, STEP_WORDS,
                                             step_words)
+from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import LimitError, NetworkLimits, UnitStep, pack_params
 from nomac.hw.network.units import UNITS
 from nomac.model.dataflow import is_dataflow, layer_inputs
 
 __all__ = ["Pattern", "Region", "ProgramStep", "NetworkProgram", "compile_program", "VIEWS"]
 
-ACC_BYTES = 4                     # a raw accumulator output: int32, little-endian
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ to zero by the sign's nonzero bit in the first stage), then negated as a one's c
 (an XOR with the sign's negative bit, in the last stage's LUT): -v = ~v + 1, and the "+1"
 of every negative term of an output is added to its bias when the step is compiled. A
 tree of kept two-input adders (carry chains) sums the four terms; one accumulator adds
-an output's ceil(D/4) tree sums to its bias; the int8 result is the add unit's run-time
-requantizer (hw/network/add_unit.py). Eight terms a cycle (the whole word, so the biases
-in a buffer of two more block RAMs) measured 1,149 LUT4 and 6 block RAMs against this
-one's 701 and 2: twice the speed was not worth 64 % more logic on the iCE40UP5K.
+an output's ceil(D/4) tree sums to its bias; the int8 result, or a raw acc's bytes, come
+from the held sum through the network units' run-time requantizer
+(hw/network/requantize.py). Eight terms a cycle (the whole word, so the biases in a
+buffer of two more block RAMs) measured 1,149 LUT4 and 6 block RAMs against this one's
+701 and 2: twice the speed was not worth 64 % more logic on the iCE40UP5K.
 
 Memory (lib.memory, block RAM): the input rows, two banks of ceil(features/4) words (to a
 power of two) of four int8; the next row is written, byte by byte, while the current one
@@ -35,7 +36,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import memory, wiring
 
-from nomac.hw.network.add_unit import requantize_runtime
+from nomac.hw.network.requantize import ACC_BYTES, output_element, output_window
 from nomac.hw.network.unit import Field, LimitError, UnitSignature, UnitStep, pack_words, params_layout
 from nomac.hw.widths import signed_bits
 
@@ -47,7 +48,6 @@ AMOUNT_BITS = 4
 MAX_SPAN = (1 << AMOUNT_BITS) - 1   # p1 - p0 <= 15: the 5-bit weights of DeepShift-Q (shift in -15..0)
 SIGN_SHIFT = AMOUNT_BITS            # sign in bits 4-5 of a term's byte: +1 = 0b01, -1 = 0b11, 0 = 0b00
 BIAS_BITS = 32                      # in the high half of an output's first word
-ACC_BYTES = BIAS_BITS // 8
 INT32_LO, INT32_HI = -(1 << 31), (1 << 31) - 1
 BLOCK_RAM = {"ram_style": "block"}
 
@@ -231,7 +231,7 @@ class ShiftUnit(wiring.Component):
         taken = self.o.valid & self.o.ready
         freed = taken & (~p.raw_acc | (byte == ACC_BYTES - 1))
         finishing = valid_c & last_c
-        result = Mux(p.raw_acc, held.word_select(byte, 8), requantize_runtime(held, p.out_shift))
+        result = output_element(output_window(held, p.out_shift, p.raw_acc, byte), p.raw_acc)
         m.d.comb += [stall.eq(finishing & holding & ~freed), self.o.valid.eq(holding), self.o.payload.eq(result)]
         with m.If(advance & valid_c):
             m.d.sync += acc.eq(acc_next)

@@ -3,9 +3,10 @@ parameters, its gateware and the function that makes a layer a step of it."""
 from dataclasses import dataclass
 from typing import Callable
 
-from nomac.hw.network import add_unit, butterfly_unit, dense_unit, embed_unit, gelu_unit, shift_unit
+from nomac.hw.network import (add_unit, attention_unit, butterfly_unit, dense_unit, embed_unit, gelu_unit, layernorm_unit, lut_unit,
+                               shift_unit)
 
-__all__ = ["UnitKind", "UNITS", "unit_of_number"]
+__all__ = ["UnitKind", "UNITS"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,12 @@ def _one(step):
 UNITS = {kind.kind: kind for kind in (
     UnitKind("gelu", 1, gelu_unit.FIELDS, gelu_unit.GeluUnit, _one(gelu_unit.gelu_step)),
     UnitKind("dense", 2, dense_unit.FIELDS, dense_unit.DenseUnit, _one(dense_unit.dense_step)),
+    UnitKind("lut", 3, lut_unit.FIELDS, lut_unit.LutUnit, _one(lut_unit.lut_step)),
     UnitKind("shift", 4, shift_unit.FIELDS, shift_unit.ShiftUnit, _one(shift_unit.shift_step)),
     UnitKind("butterfly", 5, butterfly_unit.FIELDS, butterfly_unit.ButterflyUnit, butterfly_unit.butterfly_steps),
+    UnitKind("layernorm", 6, layernorm_unit.FIELDS, layernorm_unit.LayerNormUnit, _one(layernorm_unit.layernorm_step)),
+    UnitKind("attention", 7, attention_unit.FIELDS, attention_unit.AttentionUnit, _one(attention_unit.attention_step)),
     UnitKind("add", 8, add_unit.FIELDS, add_unit.AddUnit, _one(add_unit.add_step)),
     UnitKind("embed", 9, embed_unit.FIELDS, embed_unit.EmbedUnit, _one(embed_unit.embed_step)),
 )}
 
-
-def unit_of_number(number: int) -> UnitKind:
-    return next(kind for kind in UNITS.values() if kind.number == number)

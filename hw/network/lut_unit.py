@@ -1,0 +1,436 @@
+"""The `lut` unit: product-quantization lookup-accumulate, as in MADDNESS and LUT-NN
+(docs/spec.md sections 7 and 16).
+
+Every `lut` layer of a network runs on this one unit. A step encodes each of `rows` rows
+of D int8 inputs to C codes (per subvector of V = D / C elements, the nearest of K
+prototypes by `l2` or `l1`, ties to the smallest k) and writes per row M outputs
+acc[m] = bias[m] + sum_c tables[c, code_c, m], as sat8(rshift_round(acc, out_shift)) or,
+with `acc_output`, as 4 bytes little endian (docs/spec.md section 2). A `tree` encoder
+is refused.
+
+The table port is the unit's only way to its arrays, and it reads one word of 8 table
+entries a cycle: the step's bound is rows * C * ceil(M / 8) cycles, unless encoding,
+input or output take longer. So the port carries table words only, once the step runs:
+
+- Copy: at step start the prototypes and the bias move from the table memory into a
+  local memory (block RAM, 32-bit words), one local word a cycle (two per table word).
+- Encoder: one beat a cycle reads a local word of 4 prototypes and x[c*V + v] from the
+  row buffer, and takes |x - p| in 4 lanes, the prototypes 4j .. 4j+3 of codebook c
+  (a codebook takes V * ceil(K / 4) beats). `l2` with V = 1 runs the same lanes: |x - p|
+  orders the prototypes exactly as (x - p)^2 does, ties included. `l2` with V >= 2
+  (`squared`) takes one prototype a beat through the unit's one squarer (V * K beats a
+  codebook). Lane sums over v, then an argmin (pairs of lanes, then the codebook's best
+  so far, strict `<` so the smallest k wins), then the code goes to one of two banks:
+  the next row is encoded while the lookup reads the current one. The encoder follows
+  the copy word by word and the input element by element.
+- Lookup: per row, groups g of 8 outputs, in each the codebooks c: the code is read,
+  then the table word tables[c, code, 8g .. 8g+7], then added into 8 accumulators of
+  table entries only (the bias comes later, so they need just the bits of
+  limits.codebooks int8 entries). A finished group moves to `holding`.
+- Output: `holding` shifts one sum a cycle to the output stage, which adds the output's
+  bias (read from the local memory the cycle before; the bias has the local read port
+  before the encoder) into `result`, while the next group accumulates. `result` leaves
+  through a windowed log shifter: rounded int8, or its 4 bytes.
+
+Everything but the encoder's pipeline moves with `advance`, which drops only while a
+finished group waits for `holding`; the encoder stalls only at its issue stage. Table
+memory layout, cycle timetable and limits: docs/spec.md section 16.5 (`lut`).
+"""
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, memory, wiring
+import numpy as np
+
+from nomac.hw.network.requantize import ACC_BYTES, WINDOW, output_element
+from nomac.hw.network.unit import (TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, pack_words,
+                                   params_layout, words_of_bytes)
+from nomac.hw.widths import signed_bits
+
+__all__ = ["FIELDS", "LutUnit", "lut_step", "local_memory_words"]
+
+FIELDS = (Field("rows", 16), Field("in_features", 16), Field("out_features", 16), Field("codebooks", 16),
+          Field("subvector", 16), Field("centroids", 16), Field("squared", 1), Field("out_shift", 6),
+          Field("acc_output", 1), Field("copy_base", 16), Field("copy_words", 16), Field("bias_local", 16),
+          Field("tables_base", 16))
+
+LANES = 4                       # prototype distances a beat (one 32-bit local word of int8 prototypes)
+ENTRIES_PER_WORD = TABLE_WORD_BYTES
+LOCAL_PER_TABLE_WORD = 2        # 32-bit local words in a 64-bit table word
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def local_memory_words(limits) -> int:
+    """32-bit words of the unit's local memory: the most prototype bytes (D * K, or D * 4
+    for K = 2 in the 4-lane packing) and an int32 bias per output, each in whole table words."""
+    prototype_words = _ceil_div(limits.features * max(limits.centroids, LANES), TABLE_WORD_BYTES)
+    bias_words = _ceil_div(limits.features, LOCAL_PER_TABLE_WORD)
+    return LOCAL_PER_TABLE_WORD * (prototype_words + bias_words)
+
+
+def _prototype_bytes(layer, squared: bool) -> np.ndarray:
+    """The prototypes in the order the encoder takes them: (c, k, v) one a beat when
+    `squared`, else (c, j, v, lane) with k = 4j + lane, prototypes past K zero."""
+    C, K, V = layer.codebooks, layer.centroids, layer.subvector_len
+    if squared:
+        return layer.prototypes.reshape(-1)
+    groups = _ceil_div(K, LANES)
+    padded = np.zeros((C, groups * LANES, V), dtype=np.int8)
+    padded[:, :K] = layer.prototypes
+    return padded.reshape(C, groups, LANES, V).transpose(0, 1, 3, 2).reshape(-1)
+
+
+def _result_range(layer) -> tuple[int, int]:
+    """Extremes of bias[m] + sum_c tables[c, code_c, m] over every code, from the layer's arrays."""
+    tables = layer.tables.astype(np.int64)
+    lo = layer.bias.astype(np.int64) + tables.min(axis=1).sum(axis=0)
+    hi = layer.bias.astype(np.int64) + tables.max(axis=1).sum(axis=0)
+    return int(lo.min()), int(hi.max())
+
+
+def lut_step(layer, rows: int, table_base: int, limits) -> UnitStep:
+    """The layer on `rows` rows: parameters, table words at `table_base` (prototypes and bias
+    to copy, then the tables), and the bound rows * max(C*ceil(M/8), encoder beats, D, out bytes)."""
+    D, M, C, K, V = layer.in_features, layer.out_features, layer.codebooks, layer.centroids, layer.subvector_len
+    if layer.encoder not in ("l2", "l1"):
+        raise LimitError(layer.name, "encoder", layer.encoder, "'l2' or 'l1' (the lut unit has no tree encoder)")
+    for what, value, limit in (("rows", rows, limits.tokens), ("in_features", D, limits.features),
+                               ("out_features", M, limits.features), ("codebooks", C, limits.codebooks),
+                               ("centroids", K, limits.centroids)):
+        if value > limit:
+            raise LimitError(layer.name, what, value, limit)
+    if rows < 1 or table_base < 0:
+        raise ValueError(f"lut step of layer '{layer.name}': rows = {rows}, table_base = {table_base}: "
+                         "need rows >= 1 and table_base >= 0")
+    acc_output = layer.output == "acc"
+    if acc_output:
+        bits = signed_bits(*_result_range(layer))
+        if bits > 32:
+            raise LimitError(layer.name, "accumulator bits (output acc, int32)", bits, 32)
+    squared = layer.encoder == "l2" and V >= 2
+    prototype_words = words_of_bytes(_prototype_bytes(layer, squared))
+    copy_words = prototype_words + pack_words(layer.bias, 32)
+    groups = _ceil_div(M, ENTRIES_PER_WORD)
+    tables = np.zeros((C, K, groups * ENTRIES_PER_WORD), dtype=np.int8)
+    tables[:, :, :M] = layer.tables
+    table_words = words_of_bytes(tables.reshape(C, K, groups, ENTRIES_PER_WORD).transpose(2, 0, 1, 3).reshape(-1))
+    # The tables start at a multiple of K, so a code is ORed into a table row's address.
+    padding = [0] * (-(table_base + len(copy_words)) % K)
+    tables_base = table_base + len(copy_words) + len(padding)
+    table_end = tables_base + len(table_words)
+    if table_end > limits.table_words:
+        raise LimitError(layer.name, "table memory words (end of its arrays)", table_end, limits.table_words)
+    params = {"rows": rows, "in_features": D, "out_features": M, "codebooks": C, "subvector": V, "centroids": K,
+              "squared": int(squared), "out_shift": layer.out_shift, "acc_output": int(acc_output),
+              "copy_base": table_base, "copy_words": len(copy_words),
+              "bias_local": LOCAL_PER_TABLE_WORD * len(prototype_words), "tables_base": tables_base}
+    out_bytes = ACC_BYTES * M if acc_output else M
+    encoder_beats = C * V * K if squared else C * V * _ceil_div(K, LANES)
+    bound = rows * max(C * groups, encoder_beats, D, out_bytes)
+    rule = "T*max(C*ceil(M/8), {}, D, {})".format("C*V*K" if squared else "C*V*ceil(K/4)",
+                                                   "4*M" if acc_output else "M")
+    return UnitStep(params, copy_words + padding + table_words, rows * D, rows * out_bytes, bound, rule)
+
+
+def _output_window(m: Module, result, shift, raw, byte):
+    """hw/network/requantize.py's WINDOW of an output element of `result`: requantized by
+    `shift`, or with `raw` its byte `byte` (the window at shift 8 * byte).
+
+    The same log shifter as `requantize.shifted_window` (h = floor(2a / 2^s) in 9 bits,
+    largest level first, each dropping the bits no later level can bring into h; every
+    dropped bit and h's top bit must equal the sign for the result to fit), but with one
+    multiplexer per level on the whole vector and each level a named signal: the
+    simulator then builds it in linear size (per-bit lists grow exponentially there). A
+    shift past the width fills h with the sign, so h is -1 or 0 and the result 0.
+    """
+    sign = result[-1]
+    amount = Mux(raw, Cat(Const(0, 3), byte), shift)
+    bits = Cat(Const(0, 1), result).as_signed()           # 2 * result
+    dropped = []
+    for level in reversed(range(len(amount))):
+        step, keep = 1 << level, 9 + (1 << level) - 1
+        moved = Mux(amount[level], bits >> step, bits)
+        if len(moved) > keep:
+            dropped.append(moved[keep:] ^ sign.replicate(len(moved) - keep))
+            moved = Cat(moved[:keep], sign)               # the sign on top again, for the next levels
+        bits = Signal(signed(len(moved)), name=f"shifted{level}")
+        m.d.comb += bits.eq(moved)
+    window = Signal(WINDOW)
+    m.d.comb += window.eq(Cat(bits[:9], ~Cat(bits[8] ^ sign, *dropped).any(), sign))
+    return window
+
+
+class LutUnit(wiring.Component):
+    """Copy, encoder, lookup and output stage on one table port; see the module docstring."""
+
+    def __init__(self, limits):
+        for what, value in (("tokens", limits.tokens), ("features", limits.features),
+                            ("codebooks", limits.codebooks), ("centroids", limits.centroids)):
+            if value >= 1 << 16:
+                raise ValueError(f"LutUnit: limits.{what} = {value}: must fit the 16-bit count fields")
+        if limits.table_words > 1 << 16:
+            raise ValueError(f"LutUnit: limits.table_words = {limits.table_words}: must fit the 16-bit table bases")
+        self.limits = limits
+        self.local_words = local_memory_words(limits)
+        # Table-entry sums of a group (no bias), and a sum plus its int32 bias: neither wraps.
+        self.sum_bits = signed_bits(-128 * limits.codebooks, 127 * limits.codebooks)
+        self.result_bits = signed_bits(INT32_MIN - 128 * limits.codebooks, INT32_MAX + 127 * limits.codebooks)
+        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+
+    def elaborate(self, platform):
+        m = Module()
+        p, limits = self.params, self.limits
+        features, tokens = limits.features, limits.tokens
+        code_bits = max(1, (limits.centroids - 1).bit_length())
+        codebook_bits = max(1, (limits.codebooks - 1).bit_length())
+
+        def narrow(value, limit: int):
+            """A 16-bit count field cut to the bits its limit needs (the step refuses more)."""
+            return value[:limit.bit_length()]
+
+        rows = narrow(p.rows, tokens)
+        D, M, V = narrow(p.in_features, features), narrow(p.out_features, features), narrow(p.subvector, features)
+        C, K = narrow(p.codebooks, limits.codebooks), narrow(p.centroids, limits.centroids)
+        k_step = Mux(p.squared, 1, LANES)                 # prototypes a beat
+
+        m.submodules.local = local = memory.Memory(shape=unsigned(32), depth=self.local_words, init=[])
+        local_write, local_read = local.write_port(), local.read_port()
+        m.submodules.row = row = memory.Memory(shape=signed(8), depth=features, init=[])
+        row_write, row_read = row.write_port(), row.read_port()
+        m.submodules.codes = codes = memory.Memory(shape=unsigned(code_bits), depth=2 << codebook_bits, init=[])
+        code_write, code_read = codes.write_port(), codes.read_port()
+
+        # Copy: local word n <- half n % 2 of table word copy_base + n // 2, one a cycle.
+        copying = Signal()
+        copy_index = Signal(range(self.local_words))      # the local word read from the table this cycle
+        copy_write = Signal()
+        copy_write_index = Signal(range(self.local_words))  # ... last cycle: written now, the ones below it before
+        copy_last = copy_index + 1 == Cat(Const(0, 1), p.copy_words)
+        copy_done = ~copying & ~copy_write
+        m.d.sync += [copy_write.eq(copying), copy_write_index.eq(copy_index)]
+        with m.If(copying):
+            m.d.sync += copy_index.eq(copy_index + 1)
+            with m.If(copy_last):
+                m.d.sync += copying.eq(0)
+        m.d.comb += [local_write.addr.eq(copy_write_index),
+                     local_write.data.eq(self.table.data.word_select(copy_write_index[0], 32)),
+                     local_write.en.eq(copy_write)]
+
+        # Input: the row being encoded, its elements as they come.
+        rows_to_take = Signal(range(tokens + 1))
+        received = Signal(range(features + 1))
+        release = Signal()                                # the encoder has issued the row's last beat
+        m.d.comb += [self.i.ready.eq((rows_to_take != 0) & (received != D)),
+                     row_write.addr.eq(received), row_write.data.eq(self.i.payload),
+                     row_write.en.eq(self.i.valid & self.i.ready)]
+        with m.If(release):
+            m.d.sync += received.eq(0)
+        with m.Elif(row_write.en):
+            m.d.sync += received.eq(received + 1)
+            with m.If(received + 1 == D):
+                m.d.sync += rows_to_take.eq(rows_to_take - 1)
+
+        # Code banks: `busy` from the encoder's first beat of a row, `ready` from the row's
+        # last code, both cleared when the lookup has read the bank's last code.
+        bank_busy = [Signal(name="bank_busy0"), Signal(name="bank_busy1")]
+        bank_ready = [Signal(name="bank_ready0"), Signal(name="bank_ready1")]
+
+        # Encoder issue: beat (c, k, v) reads local word `local_word` and x[c*V + v].
+        enc_rows_left = Signal(range(tokens + 1))
+        enc_bank = Signal()
+        enc_c, enc_k, enc_v = Signal(range(limits.codebooks)), Signal(code_bits), Signal(range(features))
+        x_index, x_base = Signal(range(features)), Signal(range(features))
+        beat = Signal(range(features * max(limits.centroids, LANES)))
+        port_taken = Signal()                             # the output stage has the local read port
+        v_last = enc_v + 1 == V
+        k_last = enc_k + k_step >= K
+        c_last = enc_c + 1 == C
+        row_last = v_last & k_last & c_last
+        first_beat = beat == 0
+        local_word = Mux(p.squared, beat[2:], beat)
+        issue = Signal()
+        m.d.comb += [issue.eq((enc_rows_left != 0) & (~first_beat | ~Mux(enc_bank, bank_busy[1], bank_busy[0]))
+                              & (x_index < received) & (local_word < copy_write_index) & ~port_taken),
+                     release.eq(issue & row_last),
+                     row_read.addr.eq(x_index), row_read.en.eq(issue)]
+        with m.If(issue):
+            m.d.sync += beat.eq(Mux(row_last, 0, beat + 1))
+            with m.If(v_last):
+                m.d.sync += enc_v.eq(0)
+                with m.If(k_last):
+                    following = Mux(c_last, 0, x_index + 1)
+                    m.d.sync += [enc_k.eq(0), enc_c.eq(Mux(c_last, 0, enc_c + 1)),
+                                 x_base.eq(following), x_index.eq(following)]
+                with m.Else():
+                    m.d.sync += [enc_k.eq(enc_k + k_step), x_index.eq(x_base)]
+            with m.Else():
+                m.d.sync += [enc_v.eq(enc_v + 1), x_index.eq(x_index + 1)]
+            for bank in (0, 1):
+                with m.If(first_beat & (enc_bank == bank)):
+                    m.d.sync += bank_busy[bank].eq(1)
+            with m.If(row_last):
+                m.d.sync += [enc_bank.eq(~enc_bank), enc_rows_left.eq(enc_rows_left - 1)]
+
+        def stage(name, valid, v_first, v_last):
+            """The next encoder stage's beat flags: whether a beat is in it, and its place in the subvector."""
+            flags = [Signal(name=f"{name}_{flag}") for flag in ("valid", "v_first", "v_last")]
+            m.d.sync += [flag.eq(value) for flag, value in zip(flags, (valid, v_first, v_last))]
+            return flags
+
+        # Terms |x - p| (lane 0 takes byte beat % 4 of the word when squared, and squares
+        # it: the unit's one multiplier).
+        term_valid, term_v_first, term_v_last = stage("term", issue, enc_v == 0, v_last)
+        term_byte = Signal(2)
+        m.d.sync += term_byte.eq(beat[:2])
+        x = row_read.data
+        prototypes = [Mux(p.squared, local_read.data.word_select(term_byte, 8), local_read.data[:8]).as_signed(),
+                      *(local_read.data[8 * lane:8 * lane + 8].as_signed() for lane in range(1, LANES))]
+        differences = [x - w for w in prototypes]
+        magnitudes = [((d.as_unsigned() ^ d[8].replicate(9)) + d[8])[:8] for d in differences]
+        terms = [Signal(16, name="term0"), *(Signal(8, name=f"term{lane}") for lane in range(1, LANES))]
+        m.d.sync += [terms[0].eq(Mux(p.squared, magnitudes[0] * magnitudes[0], magnitudes[0])),
+                     *(t.eq(a) for t, a in zip(terms[1:], magnitudes[1:]))]
+
+        # Lane distances summed over the subvector (lane 0 holds sums of squares).
+        dist_valid, dist_v_first, dist_v_last = stage("distance", term_valid, term_v_first, term_v_last)
+        lane_bits = (features * 255).bit_length()
+        distances = [Signal((features * 255 * 255).bit_length(), name="distance0"),
+                     *(Signal(lane_bits, name=f"distance{lane}") for lane in range(1, LANES))]
+        with m.If(dist_valid):
+            m.d.sync += [dist.eq(Mux(dist_v_first, term, dist + term)) for dist, term in zip(distances, terms)]
+
+        # Argmin: lanes in pairs (ties to the lower lane), then against the codebook's best
+        # so far (strict, so the smallest k wins a tie). Lanes 2, 3 exist for K >= 4.
+        argmin_valid = Signal()
+        m.d.sync += argmin_valid.eq(dist_valid & dist_v_last)
+        argmin_code = Signal(code_bits)                   # lane 0's prototype k
+        write_c, write_bank = Signal(range(limits.codebooks)), Signal()
+        argmin_k_last = argmin_code + k_step >= K
+        argmin_row_last = write_c + 1 == C
+        lane0 = distances[0][:lane_bits]
+        take1, take3 = distances[1] < lane0, distances[3] < distances[2]
+        low, high = Mux(take1, distances[1], lane0), Mux(take3, distances[3], distances[2])
+        take_high = (K != 2) & (high < low)
+        candidate = Signal.like(distances[0])
+        candidate_lane = Signal(2)
+        m.d.comb += [candidate.eq(Mux(p.squared, distances[0], Mux(take_high, high, low))),
+                     candidate_lane.eq(Mux(p.squared, 0, Mux(take_high, Cat(take3, 1), Cat(take1, 0))))]
+        best_distance, best_code = Signal.like(distances[0]), Signal(code_bits)
+        take = (argmin_code == 0) | (candidate < best_distance)
+        new_code = Mux(take, argmin_code | candidate_lane, best_code)
+        with m.If(argmin_valid):
+            m.d.sync += argmin_code.eq(Mux(argmin_k_last, 0, argmin_code + k_step))
+            with m.If(take):
+                m.d.sync += [best_distance.eq(candidate), best_code.eq(new_code)]
+            with m.If(argmin_k_last):
+                m.d.sync += write_c.eq(Mux(argmin_row_last, 0, write_c + 1))
+                with m.If(argmin_row_last):
+                    m.d.sync += write_bank.eq(~write_bank)
+                    for bank in (0, 1):
+                        with m.If(write_bank == bank):
+                            m.d.sync += bank_ready[bank].eq(1)
+        m.d.comb += [code_write.addr.eq(Cat(write_c, write_bank)), code_write.data.eq(new_code),
+                     code_write.en.eq(argmin_valid & argmin_k_last)]
+
+        # Lookup: per row, groups g of 8 outputs, in each the codebooks c.
+        lk_rows_left = Signal(range(tokens + 1))
+        lk_bank = Signal()
+        lk_g, lk_c = Signal(range(_ceil_div(features, ENTRIES_PER_WORD))), Signal(range(limits.codebooks))
+        entry_base = Signal(len(self.table.addr))         # tables_base + (g * C + c) * K of the word stage
+        advance = Signal()
+        lk_c_last = lk_c + 1 == C
+        g_last = Cat(Const(0, 3), lk_g + 1) >= M
+        running = (lk_rows_left != 0) & Mux(lk_bank, bank_ready[1], bank_ready[0]) & copy_done
+        m.d.comb += [code_read.addr.eq(Cat(lk_c, lk_bank)), code_read.en.eq(advance)]
+        word_valid, word_first, word_last, word_row_last = Signal(), Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [word_valid.eq(running), word_first.eq(lk_c == 0), word_last.eq(lk_c_last),
+                         word_row_last.eq(lk_c_last & g_last)]
+            with m.If(running):
+                m.d.sync += lk_c.eq(Mux(lk_c_last, 0, lk_c + 1))
+                with m.If(lk_c_last):
+                    m.d.sync += lk_g.eq(Mux(g_last, 0, lk_g + 1))
+                    with m.If(g_last):
+                        m.d.sync += [lk_bank.eq(~lk_bank), lk_rows_left.eq(lk_rows_left - 1)]
+                        for bank in (0, 1):
+                            with m.If(lk_bank == bank):
+                                m.d.sync += [bank_busy[bank].eq(0), bank_ready[bank].eq(0)]
+        # tables_base is a multiple of K, so row base + code is row base | code.
+        m.d.comb += [self.table.addr.eq(Mux(copying, p.copy_base + copy_index[1:], entry_base | code_read.data)),
+                     self.table.en.eq(copying | (advance & word_valid))]
+        with m.If(advance & word_valid):
+            m.d.sync += entry_base.eq(Mux(word_row_last, p.tables_base, entry_base + K))
+        acc_valid, acc_first, acc_last = Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [acc_valid.eq(word_valid), acc_first.eq(word_first), acc_last.eq(word_last)]
+
+        # Accumulate; a finished group moves to `holding`, which shifts one sum a cycle
+        # to the output stage (holding[0]) and takes the next group as it hands out its last.
+        entries = data.ArrayLayout(signed(8), ENTRIES_PER_WORD)(self.table.data)
+        accumulators = [Signal(signed(self.sum_bits), name=f"acc{r}") for r in range(ENTRIES_PER_WORD)]
+        holding = [Signal(signed(self.sum_bits), name=f"holding{r}") for r in range(ENTRIES_PER_WORD)]
+        holding_full = Signal()
+        sums = [Mux(acc_first, 0, acc) + entries[r] for r, acc in enumerate(accumulators)]
+        group_done = Signal()                             # a finished group moves to `holding` this cycle
+        m.d.comb += group_done.eq(advance & acc_valid & acc_last)
+        with m.If(advance & acc_valid):
+            m.d.sync += [acc.eq(s) for acc, s in zip(accumulators, sums)]
+
+        # Output: the bias of the next output is read (the local port's first claim) the
+        # cycle before `emit` adds it to holding[0] into `result`: when its sum is in
+        # holding next cycle and `result` is then free or on its last byte (from byte 2 on
+        # with acc), so the bias holds the port only while the output stream stalls.
+        # `result` leaves as int8 or as 4 bytes.
+        out_rows_left, out_m = Signal(range(tokens + 1)), Signal(range(features))
+        bias_pending = Signal()                           # local_read.data is the next output's bias
+        result = Signal(signed(self.result_bits))
+        result_valid, result_last = Signal(), Signal()
+        out_byte = Signal(2)
+        byte_last = ~p.acc_output | (out_byte == 3)
+        taken = self.o.valid & self.o.ready
+        emit, bias_read = Signal(), Signal()
+        out_last = out_m + 1 == M
+        group_end = out_last | (out_m[:3] == ENTRIES_PER_WORD - 1)
+        next_m = Mux(out_last, 0, out_m + 1)
+        m.d.comb += [emit.eq(holding_full & bias_pending & (~result_valid | (self.o.ready & byte_last))),
+                     advance.eq(~(acc_valid & acc_last & holding_full & ~(emit & group_end))),
+                     bias_read.eq((Mux(emit, ~group_end, holding_full) | group_done) & ~(bias_pending & ~emit)
+                                  & (~p.acc_output | Mux(emit, 0, ~result_valid | out_byte[1]))),
+                     port_taken.eq(bias_read | (bias_pending & ~emit)),
+                     local_read.addr.eq(Mux(bias_read, p.bias_local + Mux(emit, next_m, out_m), local_word)),
+                     local_read.en.eq(bias_read | issue)]
+        m.d.sync += bias_pending.eq(bias_read | (bias_pending & ~emit))
+        with m.If(group_done):
+            m.d.sync += [*(h.eq(s) for h, s in zip(holding, sums)), holding_full.eq(1)]
+        with m.Elif(emit):
+            m.d.sync += [h.eq(following) for h, following in zip(holding, [*holding[1:], 0])]
+            with m.If(group_end):
+                m.d.sync += holding_full.eq(0)
+        with m.If(emit):
+            m.d.sync += [result.eq(holding[0] + local_read.data.as_signed()), result_valid.eq(1),
+                         result_last.eq(out_last & (out_rows_left == 1)), out_byte.eq(0), out_m.eq(next_m)]
+            with m.If(out_last):
+                m.d.sync += out_rows_left.eq(out_rows_left - 1)
+        with m.Elif(taken & byte_last):
+            m.d.sync += result_valid.eq(0)
+        with m.Elif(taken):
+            m.d.sync += out_byte.eq(out_byte + 1)
+
+        # int8: sat8(rshift_round(result, out_shift)); acc: byte j of result (docs/spec.md section 2).
+        element = output_element(_output_window(m, result, p.out_shift, p.acc_output, out_byte), p.acc_output)
+        m.d.comb += [self.o.valid.eq(result_valid),
+                     self.o.payload.eq(element),
+                     self.done.eq(taken & byte_last & result_last)]
+
+        with m.If(self.start):
+            m.d.sync += [copying.eq(1), copy_index.eq(0), copy_write_index.eq(0), entry_base.eq(p.tables_base),
+                         rows_to_take.eq(rows), received.eq(0),
+                         enc_rows_left.eq(rows), enc_bank.eq(0), enc_c.eq(0), enc_k.eq(0), enc_v.eq(0),
+                         x_index.eq(0), x_base.eq(0), beat.eq(0), argmin_code.eq(0), write_c.eq(0), write_bank.eq(0),
+                         *(b.eq(0) for b in (*bank_busy, *bank_ready)),
+                         lk_rows_left.eq(rows), lk_bank.eq(0), lk_g.eq(0), lk_c.eq(0),
+                         holding_full.eq(0), out_rows_left.eq(rows), out_m.eq(0), result_valid.eq(0)]
+        return m
