@@ -141,7 +141,10 @@ def load_plan(path_or_name, linear_names=None) -> CompressionPlan:
     bundled = bundled_plans()
     path = bundled.get(str(path_or_name), Path(path_or_name))
     document = read_json(path, "plan", f"; bundled plans are {', '.join(bundled)}")
-    return plan_from_dict(document, str(path), linear_names)
+    # A bundled plan is named by its place in the repository, so what is made from it
+    # (a config's description) does not depend on where the checkout is.
+    where = f"model/vit/plans/{path.name}" if str(path_or_name) in bundled else str(path)
+    return plan_from_dict(document, where, linear_names)
 
 
 def plan_from_dict(document, where: str = "<plan>", linear_names=None) -> CompressionPlan:
