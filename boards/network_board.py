@@ -33,8 +33,11 @@ NETWORK_LAYER = "network"          # the board map's `layer` and `kind` on a net
 LIMITS_FORMAT = "nomac-network/1"  # hashed with the limits into their id
 OUT_BITS = 8                       # the network engine streams bytes out (accumulators as 4 bytes each)
 
-# The limits each board's network bitstream is built with by default.
-BOARD_LIMITS = {"icebreaker": NetworkLimits(), "ulx3s-85f": NetworkLimits()}
+# The limits each board's network bitstream is built with by default: the iCEBreaker's table
+# memory is its 4 SPRAMs (16K words) and it runs the shift and lut_train_ice40 models (no
+# butterfly unit); the ULX3S-85F's block RAM holds 32K words, for lut_train_v1_k8 and mixed.
+BOARD_LIMITS = {"icebreaker": NetworkLimits(units=tuple(kind for kind in NetworkLimits().units if kind != "butterfly")),
+                "ulx3s-85f": NetworkLimits(table_words=32768)}
 assert set(BOARD_LIMITS) == set(BOARDS), "every board needs its network limits"
 
 
