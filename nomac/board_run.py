@@ -23,7 +23,7 @@ from nomac.sim.cocotb_run import check_simulator
 from nomac.sim.simulated_board import (NETWORK_SIMULATOR, SimulatedBoard, network_core, project_network_throughput,
                                        project_throughput)
 
-__all__ = ["SIMULATED_TIMEOUT", "DEFAULT_VECTORS", "DIGITS_INPUT", "run_on_board", "network_inputs",
+__all__ = ["SIMULATED_TIMEOUT", "DEFAULT_VECTORS", "DIGITS_INPUT", "run_on_board", "network_inputs", "project_on_board",
            "run_network_on_board"]
 
 SIMULATED_TIMEOUT = 60.0     # a simulator runs a few ten thousand cycles a second: allow it time for a reply
@@ -134,3 +134,16 @@ def run_network_on_board(config, *, port: str | None = None, board: str = DEFAUL
                                                    table_bytes=report.load.bytes, images=report.images,
                                                    cycles_per_image=report.cycles_per_image)
     return report
+
+
+def project_on_board(report: NetworkRunReport, board: str, baud: int, clock_hz: int | None = None) -> dict:
+    """A simulated network run's images on `board` at `baud`: the run's frames on the wire
+    (its bytes per image) one after the other with the compute (its cycles per image at
+    `clock_hz`, default the board's oscillator clock; a PLL build runs faster, see its report.json)."""
+    spec = get_board(board)
+    clock_hz = spec.clock_hz if clock_hz is None else clock_hz
+    link = report.projection["wire_bytes_per_image"] * 10 / baud
+    compute = report.cycles_per_image / clock_hz
+    return {"board": board, "baud": baud, "clock_hz": clock_hz, "images_per_s": 1 / (link + compute),
+            "link_images_per_s": 1 / link, "compute_seconds_per_image": compute}
+

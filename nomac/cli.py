@@ -17,7 +17,10 @@ from pathlib import Path
 from nomac.base.errors import NomacError
 from nomac.base.output_files import check_file_target, check_folder_target, npy_name, save_npy
 
-DEMO_CONFIG = "lut_l2_small.json"
+DEMO_CONFIG = "lut_l2_small.json"          # nomac demo --engine
+DEMO_MODEL = "vit_lut_train_ice40.json"     # nomac demo: the whole tiny ViT (model/examples/vit.py)
+DEMO_IMAGES = 64
+DEMO_OUT = Path("build/demo")
 BENCH_CONFIGS = ("lut_l2_small.json", "lut_l1_small.json", "lut_tree_small.json")
 
 
@@ -142,10 +145,41 @@ def cmd_sim(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job: the bundled codebook config, written as Verilog and verified in simulation."""
+    """The main job: the bundled trained tiny ViT on the simulated network board over the digits
+    test images, every logit against the golden model, with accuracy, cycles per image and the
+    projected images/s on both boards. --engine: the single-engine demo instead (the bundled
+    codebook layer as Verilog, verified in simulation)."""
+    if args.engine:
+        return _demo_engine(args)
+    if args.out is not None:
+        raise NomacError(f"-o {args.out}: the Verilog folder of demo --engine; the network demo writes no files")
+    from nomac.board_run import project_on_board, run_network_on_board
+    from nomac.boards.devices import BOARDS, DEFAULT_BOARD
+    from nomac.model.dataflow import is_dataflow
+    args.config = args.config or bundled_config(DEMO_MODEL)
+    _check_work_dir(args)
+    config = _load(args)
+    if not is_dataflow(config):
+        raise NomacError(f"--config {args.config}: the demo runs a whole model (use --engine for one layer)")
+    print(f"nomac demo: {args.config} ({len(config.layers)} layers) on the simulated {DEFAULT_BOARD} network board",
+          flush=True)
+    report = run_network_on_board(config, board=DEFAULT_BOARD, count=args.images,
+                                  simulator=args.sim or "verilator", work_dir=args.work_dir)
+    print(report.summary())
+    for board in BOARDS:
+        for baud in (1_000_000, 3_000_000):
+            p = project_on_board(report, board, baud)
+            print(f"  projected on a {board} at {baud / 1e6:g} Mbaud and its {p['clock_hz'] / 1e6:g} MHz clock: "
+                  f"{p['images_per_s']:,.0f} images/s (link bound {p['link_images_per_s']:,.0f}, compute "
+                  f"{p['compute_seconds_per_image'] * 1e3:.2f} ms per image)")
+    return 0 if report.passed else 1
+
+
+def _demo_engine(args) -> int:
     from nomac.hw.verilog_export import check_verilog_target
     args.config = args.config or bundled_config(DEMO_CONFIG)
-    args.layer, args.hw, args.output = None, [], args.out
+    args.layer, args.hw, args.output = None, [], args.out or DEMO_OUT
+    args.sim = args.sim or "icarus"
     check_verilog_target(args.output)
     _check_work_dir(args)
     config = _load(args)
@@ -161,10 +195,18 @@ def cmd_bench(args) -> int:
     """Cycles per vector, block-RAM bound, resources and Fmax of each config's engine."""
     from nomac.benchmark import run_benchmark
     devices = args.device or ["ice40-up5k", "ecp5-85f"]
-    chosen = [flag for flag in ("butterfly", "compare", "operators") if getattr(args, flag)]
+    chosen = [flag for flag in ("butterfly", "compare", "operators", "network") if getattr(args, flag)]
     if len(chosen) > 1:
         raise NomacError(f"{' and '.join('--' + flag for flag in chosen)}: choose one benchmark")
     check_folder_target(args.out, "-o", is_previous_result=lambda folder: True)
+    _check_work_dir(args)
+    if args.network:
+        return _bench_network(args)
+    network_only = [option for option, value in (("--images", args.images), ("--limits", args.limits),
+                                                 ("--simulator", args.simulator), ("--work-dir", args.work_dir))
+                    if value is not None]
+    if network_only:
+        raise NomacError(f"{', '.join(network_only)}: only with --network (the whole-model benchmark)")
     if args.butterfly:
         from nomac.butterfly_benchmark import EXAMPLES, run_butterfly_benchmark
         configs = args.configs or [bundled_config(f"{stem}.json") for stem in EXAMPLES]
@@ -189,6 +231,18 @@ def cmd_bench(args) -> int:
     rows = run_benchmark(configs, devices, vectors=args.vectors, out_dir=args.out, synth=not args.no_synth,
                          progress=lambda text: print(text, flush=True))
     return 0 if all(row.mismatches == 0 for row in rows) else 1
+
+
+def _bench_network(args) -> int:
+    """`nomac bench --network`: each step of each whole model's program on the simulated network board."""
+    from nomac.boards.network_board import load_limits
+    from nomac.network_benchmark import DEFAULT_IMAGES, run_network_benchmark
+    from nomac.sim.simulated_board import NETWORK_SIMULATOR
+    limits = None if args.limits is None else load_limits(args.limits)
+    models = run_network_benchmark(args.configs or None, images=args.images or DEFAULT_IMAGES, out_dir=args.out,
+                                   limits=limits, simulator=args.simulator or NETWORK_SIMULATOR,
+                                   work_dir=args.work_dir, progress=lambda text: print(text, flush=True))
+    return 0 if all(model.passed for model in models) else 1
 
 
 def cmd_train(args) -> int:
@@ -312,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--hw", action="append", metavar="KEY=VALUE",
                              help="override a hardware choice, e.g. --hw memory=ram --hw table_reads=4")
 
-    def sim_options(command):
-        command.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
+    def sim_options(command, default="icarus"):
+        command.add_argument("--sim", choices=("icarus", "verilator"), default=default)
         command.add_argument("--vectors", type=positive_int, default=1000, help="random vectors (default 1000)")
         command.add_argument("--seed", type=non_negative_int, default=1)
         command.add_argument("--work-dir", type=Path, help="where builds and logs go (default ~/.cache/nomac/sim)")
@@ -335,11 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim_options(sim)
     sim.set_defaults(run=cmd_sim)
 
-    demo = commands.add_parser("demo", help="the main job: generate and verify the bundled example",
+    demo = commands.add_parser("demo", help="the main job: the bundled tiny ViT on the simulated network board",
                                description=cmd_demo.__doc__)
-    demo.add_argument("--config", type=Path, help=f"config to use (default: bundled {DEMO_CONFIG})")
-    demo.add_argument("-o", "--out", type=Path, default=Path("build/demo"), help="Verilog folder (default build/demo)")
-    sim_options(demo)
+    demo.add_argument("--config", type=Path,
+                      help=f"config to use (default: bundled {DEMO_MODEL}; with --engine {DEMO_CONFIG})")
+    demo.add_argument("--images", type=positive_int, default=DEMO_IMAGES,
+                      help=f"digits test images to run (default {DEMO_IMAGES})")
+    demo.add_argument("--engine", action="store_true", help="the single-engine demo: one layer's Verilog, simulated")
+    demo.add_argument("-o", "--out", type=Path, help=f"--engine: Verilog folder (default {DEMO_OUT})")
+    sim_options(demo, default=None)
     demo.set_defaults(run=cmd_demo)
 
     bench = commands.add_parser("bench", help="measure cycles/vector, resources and Fmax",
@@ -358,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the ViT's operators at the bundled tiny ViT's sizes (default: the bundled op_*.json)")
     bench.add_argument("--lanes", type=positive_int, action="append",
                        help="with --compare: output lanes of every engine (repeatable; default 2 and 4)")
+    bench.add_argument("--network", action="store_true",
+                       help="whole models on the simulated network board: each step's cycles vs its bound, "
+                            "images/s on each board (default: the bundled tiny ViTs, model/configs/vit_*.json)")
+    bench.add_argument("--images", type=positive_int,
+                       help="with --network: digits test images per model (default 16)")
+    bench.add_argument("--limits", type=Path,
+                       help="with --network: JSON of the NetworkLimits every board is built for (default: each "
+                            "board's own)")
+    bench.add_argument("--simulator", choices=("icarus", "verilator"),
+                       help="with --network: simulator of the network board (default verilator)")
+    bench.add_argument("--work-dir", type=Path,
+                       help="with --network: simulated boards' builds and logs (default ~/.cache/nomac/sim)")
     bench.add_argument("-o", "--out", type=Path, default=Path("build/bench"),
                        help="JSON/PNG folder (--compare writes into its sub-folder compare/)")
     bench.set_defaults(run=cmd_bench)

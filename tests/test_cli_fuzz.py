@@ -32,8 +32,9 @@ POSITIONALS = {"golden": [EXAMPLE, "inputs.npy", "-o", "out.npy"], "verilog": [E
 OUTPUTS = {("golden", "-o"): "file", ("run", "-o"): "file", ("verilog", "-o"): "design",
            ("demo", "-o"): "design", ("bench", "-o"): "folder", ("train", "-o"): "folder",
            ("report", "-o"): "folder", ("build", "-o"): "folder", ("sim", "--work-dir"): "folder",
-           ("demo", "--work-dir"): "folder", ("run", "--work-dir"): "folder"}
-INPUT_PATHS = {("run", "--inputs"), ("demo", "--config"), ("run", "--limits"), ("build", "--limits")}
+           ("demo", "--work-dir"): "folder", ("run", "--work-dir"): "folder", ("bench", "--work-dir"): "folder"}
+INPUT_PATHS = {("run", "--inputs"), ("demo", "--config"), ("run", "--limits"), ("build", "--limits"),
+               ("bench", "--limits")}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -97,7 +98,8 @@ def snapshot(folder: Path) -> dict:
 WORK = ["nomac.hw.verilog_export.write_verilog", "nomac.sim.runner.simulate", "nomac.benchmark.run_benchmark",
         "nomac.butterfly_benchmark.run_butterfly_benchmark", "nomac.equal_throughput.run_comparison",
         "nomac.model.vit.pipeline.run_plan", "nomac.model.vit.report.run_report",
-        "nomac.boards.build.build_bitstream", "nomac.board_run.run_on_board"]
+        "nomac.boards.build.build_bitstream", "nomac.board_run.run_on_board",
+        "nomac.network_benchmark.run_network_benchmark"]
 
 
 @pytest.fixture
