@@ -412,6 +412,17 @@ class BoardSession:
         return (result.astype(np.int8) if out_size == 1 else result), cycles
 
 
+def link_lines(link: LinkStatistics, counters) -> list[str]:
+    """A run summary's lines on the link's frames and the board's counters (None: not read)."""
+    lines = [f"  link: {link.frames} frames, {link.retries} retries, {link.bytes_sent} bytes out, "
+             f"{link.bytes_received} in"]
+    if counters is not None:
+        errors = counters.errors()
+        lines.append(f"  board counters: {counters.frames_ok} frames ok"
+                     + (", " + ", ".join(f"{k} {v}" for k, v in errors.items()) if errors else ", no errors"))
+    return lines
+
+
 @dataclass
 class RunReport:
     """What `run_config` did and measured."""
@@ -441,13 +452,8 @@ class RunReport:
                  f"verified by read-back CRC, {self.load.reloads} reloads, {self.load.seconds:.2f} s "
                  f"({self.load.bytes / max(self.load.seconds, 1e-9):,.0f} bytes/s wall clock)",
                  f"  vectors: {self.run_seconds:.2f} s ({self.vectors / max(self.run_seconds, 1e-9):,.1f} "
-                 f"vectors/s wall clock), {self.engine_cycles} engine cycles reported by the board",
-                 f"  link: {self.link.frames} frames, {self.link.retries} retries, {self.link.bytes_sent} bytes out, "
-                 f"{self.link.bytes_received} in"]
-        if self.counters is not None:
-            errors = self.counters.errors()
-            lines.append(f"  board counters: {self.counters.frames_ok} frames ok"
-                         + (", " + ", ".join(f"{k} {v}" for k, v in errors.items()) if errors else ", no errors"))
+                 f"vectors/s wall clock), {self.engine_cycles} engine cycles reported by the board"]
+        lines += link_lines(self.link, self.counters)
         if self.projection:
             p = self.projection
             lines.append(f"  at {p['baud']:,.0f} baud on a {p['clock_hz'] / 1e6:g} MHz {p['board']} (from simulated "

@@ -21,7 +21,7 @@ import numpy as np
 
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_map import BoardMap
-from nomac.boards.host import BoardConnection, BoardSession, LinkStatistics, LoadReport
+from nomac.boards.host import BoardConnection, BoardSession, LinkStatistics, LoadReport, link_lines
 from nomac.boards.network_board import limits_id
 from nomac.hw.network.program import NetworkProgram
 from nomac.hw.network.unit import NetworkLimits
@@ -124,13 +124,8 @@ class NetworkRunReport:
                   f"CRC, {self.load.reloads} reloads, {self.load.seconds:.2f} s",
                   f"  images: {self.run_seconds:.2f} s ({self.images / max(self.run_seconds, 1e-9):,.1f} images/s, "
                   f"{1e3 * self.run_seconds / self.images:.2f} ms per image wall clock), "
-                  f"{self.cycles_per_image:,.1f} engine cycles per image reported by the board",
-                  f"  link: {self.link.frames} frames, {self.link.retries} retries, {self.link.bytes_sent} bytes out, "
-                  f"{self.link.bytes_received} in"]
-        if self.counters is not None:
-            errors = self.counters.errors()
-            lines.append(f"  board counters: {self.counters.frames_ok} frames ok"
-                         + (", " + ", ".join(f"{k} {v}" for k, v in errors.items()) if errors else ", no errors"))
+                  f"{self.cycles_per_image:,.1f} engine cycles per image reported by the board"]
+        lines += link_lines(self.link, self.counters)
         if self.projection:
             p = self.projection
             lines.append(f"  at {p['baud']:,.0f} baud on a {p['clock_hz'] / 1e6:g} MHz {p['board']} (from simulated "
