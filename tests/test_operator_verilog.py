@@ -81,11 +81,13 @@ def test_the_manifest_counts_the_multipliers(case, designs):
 
 
 @pytest.mark.parametrize("command", [["build"], ["run", "--sim"]])
-def test_a_single_layer_board_refuses_an_operator_before_any_work(command, tmp_path, capsys):
+def test_an_operator_config_goes_to_the_network_board_which_refuses_it_before_any_work(command, tmp_path, capsys):
+    """A config with an operator is a whole model (docs/spec.md section 12): the network board
+    takes it, and refuses this one (64 output bytes) for the board's limits (40)."""
     out = tmp_path / "out"
     assert main([command[0], str(CONFIGS / "op_gelu.json"), *command[1:], *(["-o", str(out)] if command == ["build"]
                                                                               else [])]) == 2
-    assert "layer 'gelu' is a gelu operator; a board holds one lut, shift, dense or butterfly layer" in \
+    assert "layer 'gelu' output bytes = 64: must equal the network bitstream's output_bytes (40)" in \
         capsys.readouterr().err
     assert not out.exists()
 
