@@ -9,7 +9,6 @@ here, above boards/ and sim/. A chain of layers runs one layer on its single-lay
 board (`run_on_board`); a whole model (docs/spec.md section 12) runs on the network
 board (`run_network_on_board`), compiled for the limits the board is built with.
 """
-from nomac.base.errors import ConfigError
 from nomac.boards import board_options as options
 from nomac.boards.board_map import board_layer, board_map
 from nomac.boards.devices import DEFAULT_BOARD, get_board
@@ -17,8 +16,7 @@ from nomac.boards.host import (CLI_COMMAND, DEFAULT_RETRIES, DEFAULT_TIMEOUT, Bo
                                run_config, run_vectors)
 from nomac.boards.network_board import board_limits, check_units_built, network_board_map
 from nomac.boards.network_host import NetworkRunReport, run_network
-from nomac.hw.network.program import VIEWS, compile_program
-from nomac.hw.network.units import UNITS
+from nomac.hw.network.program import compile_program
 from nomac.sim.cocotb_run import check_simulator
 from nomac.sim.simulated_board import (NETWORK_SIMULATOR, SimulatedBoard, network_core, project_network_throughput,
                                        project_throughput)
@@ -40,13 +38,7 @@ def run_on_board(config, layer_name: str | None = None, *, port: str | None = No
     pseudo-terminal. With the simulated board the report also projects the throughput of
     the same frames at `baud` on `board` from the simulated cycle counts. Every argument is
     checked before a port is opened or the simulator started."""
-    spec = get_board(board)
-    baud = spec.default_baud if baud is None else baud
-    divisor = options.board_divisor(CLI_COMMAND, spec, baud)
-    if timeout is None:
-        timeout = DEFAULT_TIMEOUT if port is not None else SIMULATED_TIMEOUT
-    options.check_timeout(CLI_COMMAND, timeout)
-    options.check_retries(CLI_COMMAND, retries)
+    spec, baud, divisor, timeout = _link_options(board, baud, port, timeout, retries)
     vectors = run_vectors(vectors, count, seed, board_layer(config, layer_name).in_features)
     if port is not None:
         expected = board_map(config, layer_name, clock_hz=spec.clock_hz, divisor=divisor, max_payload=max_payload)
@@ -62,6 +54,19 @@ def run_on_board(config, layer_name: str | None = None, *, port: str | None = No
     report.projection = project_throughput(simulated.report, spec, baud, table_bytes=report.load.bytes,
                                            vectors=report.vectors)
     return report
+
+
+def _link_options(board: str, baud, port, timeout, retries):
+    """The board, its baud (default the board's), UART divisor and reply timeout (default by
+    real or simulated board), each checked: what every run on a board starts with."""
+    spec = get_board(board)
+    baud = spec.default_baud if baud is None else baud
+    divisor = options.board_divisor(CLI_COMMAND, spec, baud)
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT if port is not None else SIMULATED_TIMEOUT
+    options.check_timeout(CLI_COMMAND, timeout)
+    options.check_retries(CLI_COMMAND, retries)
+    return spec, baud, divisor, timeout
 
 
 def network_inputs(config, images=None, *, count: int | None = None, seed: int = 1):
@@ -98,20 +103,9 @@ def run_network_on_board(config, *, port: str | None = None, board: str = DEFAUL
     network board (Verilator unless `simulator` says "icarus"). The model is compiled for
     the limits first, so a model beyond them is refused before a port is opened or a
     simulator started, as is every bad argument; images: see `network_inputs`."""
-    spec = get_board(board)
-    baud = spec.default_baud if baud is None else baud
-    divisor = options.board_divisor(CLI_COMMAND, spec, baud)
-    if timeout is None:
-        timeout = DEFAULT_TIMEOUT if port is not None else SIMULATED_TIMEOUT
-    options.check_timeout(CLI_COMMAND, timeout)
-    options.check_retries(CLI_COMMAND, retries)
+    spec, baud, divisor, timeout = _link_options(board, baud, port, timeout, retries)
     options.check_seed(CLI_COMMAND, seed)
     limits = board_limits(board) if limits is None else limits
-    for layer in config.layers:
-        if layer.kind not in VIEWS and layer.kind not in UNITS:
-            raise ConfigError(config.source, f"layer '{layer.name}' kind", layer.kind,
-                              f"the network engine has no unit for it yet (units: {', '.join(UNITS)}; views: "
-                              f"{', '.join(VIEWS)})")
     program = compile_program(config, limits)
     images, labels, inputs = network_inputs(config, images, count=count, seed=seed)
     if port is not None:
