@@ -226,8 +226,9 @@ def build_network_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, 
                             out_dir=None, baud: int | None = None, max_payload: int | None = None,
                             timeout_bytes: int = DEFAULT_TIMEOUT_BYTES, seed: int = 1, first_mhz=None,
                             margin: Fraction = TIMING_MARGIN, progress=print) -> BuildReport:
-    """Build the network board for `board_name`'s `limits` (default: nomac.boards.network_board's
-    BOARD_LIMITS) into `out_dir`, at the highest PLL clock that meets timing; return the report.
+    """Build the network board for `board_name`'s `limits` (default: the board's limits for the
+    model, nomac.boards.network_board.board_limits) into `out_dir`, at the highest PLL clock
+    that meets timing; return the report.
 
     Before any work: the limits' units must all have gateware, whole-model `config` must
     compile for the limits (hw/network/program.compile_program), the table memory must fit
@@ -237,7 +238,7 @@ def build_network_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, 
     """
     board = get_board(board_name)
     device = board.device
-    limits = board_limits(board.name) if limits is None else limits
+    limits = board_limits(board.name, config) if limits is None else limits
     check_units_built(limits, "build")
     program = compile_program(config, limits)          # the model must fit the limits
     check_table_memory(device, limits)

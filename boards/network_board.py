@@ -8,7 +8,8 @@ of `input_bytes` int8 and an output of `output_bytes` bytes, and the id IDENTIFY
 reports is the limits' id (`limits_id`), which the host compares with the limits it
 compiled the model for (docs/spec.md sections 14-16).
 
-`BOARD_LIMITS` holds the limits each board is built with unless told otherwise;
+`BOARD_LIMITS` holds the limits each board is built with unless told otherwise (one
+entry per unit set, the model picks: `board_limits`);
 `load_limits` reads other limits from a JSON file of NetworkLimits fields.
 """
 import dataclasses
@@ -22,30 +23,44 @@ from nomac.boards.board_top import BoardCore
 from nomac.boards.devices import BOARDS
 from nomac.boards.link_protocol import element_bytes
 from nomac.hw.network.network_engine import NetworkEngine, network_memories
+from nomac.hw.network.program import VIEWS
 from nomac.hw.network.unit import NetworkLimits
 from nomac.hw.network.units import UNITS
 from nomac.model.json_files import read_json
 
-__all__ = ["NETWORK_LAYER", "LIMITS_FORMAT", "OUT_BITS", "BOARD_LIMITS", "board_limits", "limits_json", "limits_id",
+__all__ = ["NETWORK_LAYER", "LIMITS_FORMAT", "OUT_BITS", "BOARD_LIMITS", "unit_kinds", "board_limits", "limits_json", "limits_id",
            "load_limits", "check_units_built", "network_board_map", "network_board_core"]
 
 NETWORK_LAYER = "network"          # the board map's `layer` and `kind` on a network board
 LIMITS_FORMAT = "nomac-network/1"  # hashed with the limits into their id
 OUT_BITS = 8                       # the network engine streams bytes out (accumulators as 4 bytes each)
 
-# The limits each board's network bitstream is built with by default: the iCEBreaker's table
-# memory is its 4 SPRAMs (16K words) and it runs the shift and lut_train_ice40 models (no
-# butterfly unit); the ULX3S-85F's block RAM holds 32K words, for lut_train_v1_k8 and mixed.
-BOARD_LIMITS = {"icebreaker": NetworkLimits(units=tuple(kind for kind in NetworkLimits().units if kind != "butterfly")),
-                "ulx3s-85f": NetworkLimits(table_words=32768)}
+# The limits each board's network bitstream is built with by default, one entry per unit set;
+# a model gets the first entry whose units it needs (`board_limits`). The iCEBreaker's table
+# memory is its 4 SPRAMs (16K words) and a bitstream holds one matrix unit beside the operators
+# (the iCE40UP5K has room for no more): lut for lut_train_ice40, shift for the shift model. The
+# ULX3S-85F's block RAM holds 32K words and every unit, for lut_train_v1_k8 and mixed.
+_ICEBREAKER_OPERATORS = ("dense", "layernorm", "attention", "gelu", "add", "embed")
+BOARD_LIMITS = {"icebreaker": tuple(NetworkLimits(units=tuple(kind for kind in NetworkLimits().units
+                                                              if kind in (*_ICEBREAKER_OPERATORS, matrix)))
+                                    for matrix in ("lut", "shift")),
+                "ulx3s-85f": (NetworkLimits(table_words=32768),)}
 assert set(BOARD_LIMITS) == set(BOARDS), "every board needs its network limits"
 
 
-def board_limits(board: str) -> NetworkLimits:
-    """The limits `board`'s network bitstream is built with by default."""
+def unit_kinds(config) -> set:
+    """The layer kinds of whole-model `config` that take a unit (every kind but the views)."""
+    return {layer.kind for layer in config.layers if layer.kind not in VIEWS}
+
+
+def board_limits(board: str, config) -> NetworkLimits:
+    """The limits `board`'s network bitstream for `config` is built with: the first of the
+    board's BOARD_LIMITS that has a unit for every kind the model needs (none has: the first,
+    which the program compiler then refuses naming the kind)."""
     if board not in BOARD_LIMITS:
         raise NomacError(f"board {board!r}: no network limits; choose one of {', '.join(BOARD_LIMITS)}")
-    return BOARD_LIMITS[board]
+    needed = unit_kinds(config)
+    return next((limits for limits in BOARD_LIMITS[board] if needed <= set(limits.units)), BOARD_LIMITS[board][0])
 
 
 def limits_json(limits: NetworkLimits) -> dict:

@@ -99,13 +99,13 @@ def run_network_on_board(config, *, port: str | None = None, board: str = DEFAUL
                          retries: int = DEFAULT_RETRIES, simulator: str | None = None, work_dir=None,
                          progress=None) -> NetworkRunReport:
     """`nomac run` of a whole model: the network board on `port`, built for `limits` (default:
-    `board`'s, nomac.boards.network_board.BOARD_LIMITS), or without a port the simulated
+    `board`'s for the model, nomac.boards.network_board.board_limits), or without a port the simulated
     network board (Verilator unless `simulator` says "icarus"). The model is compiled for
     the limits first, so a model beyond them is refused before a port is opened or a
     simulator started, as is every bad argument; images: see `network_inputs`."""
     spec, baud, divisor, timeout = _link_options(board, baud, port, timeout, retries)
     options.check_seed(CLI_COMMAND, seed)
-    limits = board_limits(board) if limits is None else limits
+    limits = board_limits(board, config) if limits is None else limits
     program = compile_program(config, limits)
     images, labels, inputs = network_inputs(config, images, count=count, seed=seed)
     if port is not None:

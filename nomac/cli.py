@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--board", help="icebreaker (default) or ulx3s-85f")
     board.add_argument("--limits", type=Path,
                        help="whole model: JSON of the NetworkLimits to build the network board for "
-                            "(default: the board's)")
+                            "(default: the board's for the model's unit kinds)")
     board.add_argument("--baud", type=positive_int, help="UART baud rate (default 1000000)")
     board.add_argument("--max-payload", type=positive_int, help="longest frame payload (default 512, more if needed)")
     board.add_argument("--seed", type=non_negative_int, default=1, help="placement seed")
@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--board", help="icebreaker (default) or ulx3s-85f, as built")
     run.add_argument("--limits", type=Path,
                      help="whole model: JSON of the NetworkLimits the network board is built with "
-                          "(default: the board's)")
+                          "(default: the board's for the model's unit kinds)")
     run.add_argument("--baud", type=positive_int, help="UART baud rate, as built (default 1000000)")
     run.add_argument("--max-payload", type=positive_int, help="as built (default 512, more if needed)")
     run.add_argument("--vectors", type=positive_int,

@@ -10,8 +10,8 @@ image at the board's network clock and the images/s end to end at the issue's ba
 rates against the link bound (bytes per image on the wire x 10 / baud), by the
 projection of `nomac run` (nomac.board_run.project_on_board).
 
-A model runs on the network board built for each board's limits
-(nomac.boards.network_board.BOARD_LIMITS; one run serves boards with equal limits); a
+A model runs on the network board built for each board's limits for it
+(nomac.boards.network_board.board_limits; one run serves boards with equal limits); a
 board whose limits the model exceeds is reported with the compiler's refusal and gets
 no run. Writes network_cycles.md (the tables), network_cycles.json and
 network_cycles.png (measured against bound per step, a panel per model).
@@ -130,7 +130,7 @@ def measure_model(config, name: str, *, images: int, limits=None, clock_hz=None,
     figures = ModelFigures(name, config.config_id)
     groups = {}                         # limits -> the boards built for them that the model fits
     for board in BOARDS:
-        board_limit = board_limits(board) if limits is None else limits
+        board_limit = board_limits(board, config) if limits is None else limits
         try:
             compile_program(config, board_limit)
         except NomacError as error:

@@ -23,13 +23,14 @@ from nomac.board_run import run_network_on_board
 from nomac.boards import link_protocol as lp
 from nomac.boards.host import BoardConnection, WrongBitstream
 from nomac.boards.link_protocol import Command, Status
-from nomac.boards.network_board import (BOARD_LIMITS, limits_id, limits_json, load_limits, network_board_core,
-                                        network_board_map)
+from nomac.boards.network_board import (BOARD_LIMITS, board_limits, limits_id, limits_json, load_limits,
+                                        network_board_core, network_board_map)
 from nomac.boards.network_host import NetworkSession, run_network
 from nomac.cli import main
 from nomac.hw.network.program import compile_program
 from nomac.hw.network.unit import NetworkLimits
 from nomac.model.config import load_config, make_config, save_config
+from nomac.model.examples.vit import bundled_vit
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.golden import run_golden
 from nomac.model.operator_layers import GeluLayer, PatchesLayer, SelectTokenLayer
@@ -105,6 +106,21 @@ def test_the_board_map_comes_from_the_limits_and_carries_their_id():
     others.add(limits_id(NetworkLimits(**{**limits_json(LIMITS), "units": ("gelu", "add")})))
     assert len(others) == 5 and expected not in others
     assert set(BOARD_LIMITS) == {"icebreaker", "ulx3s-85f"}
+
+
+def test_a_model_gets_the_first_bitstream_of_its_board_with_every_unit_it_needs():
+    operators = {"dense", "layernorm", "attention", "gelu", "add", "embed"}
+    lut_board, shift_board = BOARD_LIMITS["icebreaker"]
+    assert (set(lut_board.units), set(shift_board.units)) == (operators | {"lut"}, operators | {"shift"})
+    models = {plan: load_config(bundled_vit(plan)) for plan in ("lut_train_ice40", "shift", "mixed")}
+    assert board_limits("icebreaker", models["lut_train_ice40"]) == lut_board
+    assert board_limits("icebreaker", models["shift"]) == shift_board
+    # mixed needs lut, shift and butterfly: no iCEBreaker bitstream has them, the compiler says which
+    assert board_limits("icebreaker", models["mixed"]) == lut_board
+    with pytest.raises(ConfigError, match="layer 'b0_proj' kind = 'butterfly': the network bitstream has units "
+                                          "for dense, lut,"):
+        compile_program(models["mixed"], lut_board)
+    assert all(board_limits("ulx3s-85f", model) == NetworkLimits(table_words=32768) for model in models.values())
 
 
 def test_limits_files_are_read_and_checked(tmp_path):
