@@ -19,22 +19,28 @@ input or output take longer. So the port carries table words only, once the step
   (a codebook takes V * ceil(K / 4) beats). `l2` with V = 1 runs the same lanes: |x - p|
   orders the prototypes exactly as (x - p)^2 does, ties included. `l2` with V >= 2
   (`squared`) takes one prototype a beat through the unit's one squarer (V * K beats a
-  codebook). Lane sums over v, then an argmin (pairs of lanes, then the codebook's best
-  so far, strict `<` so the smallest k wins), then the code goes to one of two banks:
-  the next row is encoded while the lookup reads the current one. The encoder follows
-  the copy word by word and the input element by element.
+  codebook). Lane sums over v, then an argmin in two stages (pairs of lanes; then the
+  pairs' winner against the codebook's best so far, strict `<` so the smallest k wins),
+  then the code goes to one of two banks: the next row is encoded while the lookup reads
+  the current one. The encoder follows the copy word by word and the input element by
+  element.
 - Lookup: per row, groups g of 8 outputs, in each the codebooks c: the code is read,
   then the table word tables[c, code, 8g .. 8g+7], then added into 8 accumulators of
   table entries only (the bias comes later, so they need just the bits of
-  limits.codebooks int8 entries). A finished group moves to `holding`.
+  limits.codebooks int8 entries). A finished group moves to `holding`, and the
+  accumulators restart from 0 (their flip-flops' reset, no adder input multiplexer).
 - Output: `holding` shifts one sum a cycle to the output stage, which adds the output's
   bias (read from the local memory the cycle before; the bias has the local read port
-  before the encoder) into `result`, while the next group accumulates. `result` leaves
-  through a windowed log shifter: rounded int8, or its 4 bytes.
+  before the encoder, claimed as if the output stream takes what it is offered) into
+  `result`, while the next group accumulates. `result` leaves through a windowed log
+  shifter at a registered shift: rounded int8, or its 4 bytes.
 
 Everything but the encoder's pipeline moves with `advance`, which drops only while a
-finished group waits for `holding`; the encoder stalls only at its issue stage. Table
-memory layout, cycle timetable and limits: docs/spec.md section 16.5 (`lut`).
+finished group waits for `holding`; the encoder stalls only at its issue stage. For the
+clock (this unit used to set the iCE40's), the argmin has no two comparators in a row,
+the encoder's and the input's last-element flags are registers rather than compares,
+and the output stream's `ready` does not reach the encoder. Table memory layout, cycle
+timetable and limits: docs/spec.md section 16.5 (`lut`).
 """
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
@@ -135,9 +141,9 @@ def lut_step(layer, rows: int, table_base: int, limits) -> UnitStep:
     return UnitStep(params, copy_words + padding + table_words, rows * D, rows * out_bytes, bound, rule)
 
 
-def _output_window(m: Module, result, shift, raw, byte):
-    """hw/network/requantize.py's WINDOW of an output element of `result`: requantized by
-    `shift`, or with `raw` its byte `byte` (the window at shift 8 * byte).
+def _output_window(m: Module, result, amount):
+    """hw/network/requantize.py's WINDOW of an output element of `result` at shift `amount`:
+    requantized by out_shift, or a raw byte j (the window at shift 8j).
 
     The same log shifter as `requantize.shifted_window` (h = floor(2a / 2^s) in 9 bits,
     largest level first, each dropping the bits no later level can bring into h; every
@@ -147,7 +153,6 @@ def _output_window(m: Module, result, shift, raw, byte):
     shift past the width fills h with the sign, so h is -1 or 0 and the result 0.
     """
     sign = result[-1]
-    amount = Mux(raw, Cat(Const(0, 3), byte), shift)
     bits = Cat(Const(0, 1), result).as_signed()           # 2 * result
     dropped = []
     for level in reversed(range(len(amount))):
@@ -222,16 +227,17 @@ class LutUnit(wiring.Component):
         # Input: the row being encoded, its elements as they come.
         rows_to_take = Signal(range(tokens + 1))
         received = Signal(range(features + 1))
+        row_in, next_last = Signal(), Signal()            # all D are in; the next element is the row's last
         release = Signal()                                # the encoder has issued the row's last beat
-        m.d.comb += [self.i.ready.eq((rows_to_take != 0) & (received != D)),
+        m.d.comb += [self.i.ready.eq((rows_to_take != 0) & ~row_in),
                      row_write.addr.eq(received), row_write.data.eq(self.i.payload),
                      row_write.en.eq(self.i.valid & self.i.ready)]
+        with m.If(row_write.en):                          # never with `release`: the row is all in
+            m.d.sync += [received.eq(received + 1), next_last.eq(received + 2 == D)]
+            with m.If(next_last):
+                m.d.sync += [rows_to_take.eq(rows_to_take - 1), row_in.eq(1)]
         with m.If(release):
-            m.d.sync += received.eq(0)
-        with m.Elif(row_write.en):
-            m.d.sync += received.eq(received + 1)
-            with m.If(received + 1 == D):
-                m.d.sync += rows_to_take.eq(rows_to_take - 1)
+            m.d.sync += [received.eq(0), row_in.eq(0), next_last.eq(D == 1)]
 
         # Code banks: `busy` from the encoder's first beat of a row, `ready` from the row's
         # last code, both cleared when the lookup has read the bank's last code.
@@ -245,29 +251,30 @@ class LutUnit(wiring.Component):
         x_index, x_base = Signal(range(features)), Signal(range(features))
         beat = Signal(range(features * max(limits.centroids, LANES)))
         port_taken = Signal()                             # the output stage has the local read port
-        v_last = enc_v + 1 == V
-        k_last = enc_k + k_step >= K
-        c_last = enc_c + 1 == C
+        # Whether the beat is its subvector's, codebook's, row's last or a row's first: flags
+        # kept with the counters, so that `issue` does not wait for adders and comparators.
+        v_last, k_last, c_last = Signal(name="v_last"), Signal(name="k_last"), Signal(name="c_last")
+        first_beat = Signal()
         row_last = v_last & k_last & c_last
-        first_beat = beat == 0
         local_word = Mux(p.squared, beat[2:], beat)
         issue = Signal()
         m.d.comb += [issue.eq((enc_rows_left != 0) & (~first_beat | ~Mux(enc_bank, bank_busy[1], bank_busy[0]))
                               & (x_index < received) & (local_word < copy_write_index) & ~port_taken),
                      release.eq(issue & row_last),
-                     row_read.addr.eq(x_index), row_read.en.eq(issue)]
+                     row_read.addr.eq(x_index)]
         with m.If(issue):
-            m.d.sync += beat.eq(Mux(row_last, 0, beat + 1))
+            m.d.sync += [beat.eq(Mux(row_last, 0, beat + 1)), first_beat.eq(row_last)]
             with m.If(v_last):
-                m.d.sync += enc_v.eq(0)
+                m.d.sync += [enc_v.eq(0), v_last.eq(V == 1)]
                 with m.If(k_last):
                     following = Mux(c_last, 0, x_index + 1)
-                    m.d.sync += [enc_k.eq(0), enc_c.eq(Mux(c_last, 0, enc_c + 1)),
+                    m.d.sync += [enc_k.eq(0), enc_c.eq(Mux(c_last, 0, enc_c + 1)), k_last.eq(k_step >= K),
+                                 c_last.eq(Mux(c_last, C == 1, enc_c + 2 == C)),
                                  x_base.eq(following), x_index.eq(following)]
                 with m.Else():
-                    m.d.sync += [enc_k.eq(enc_k + k_step), x_index.eq(x_base)]
+                    m.d.sync += [enc_k.eq(enc_k + k_step), k_last.eq(enc_k + 2 * k_step >= K), x_index.eq(x_base)]
             with m.Else():
-                m.d.sync += [enc_v.eq(enc_v + 1), x_index.eq(x_index + 1)]
+                m.d.sync += [enc_v.eq(enc_v + 1), v_last.eq(enc_v + 2 == V), x_index.eq(x_index + 1)]
             for bank in (0, 1):
                 with m.If(first_beat & (enc_bank == bank)):
                     m.d.sync += bank_busy[bank].eq(1)
@@ -288,38 +295,46 @@ class LutUnit(wiring.Component):
         x = row_read.data
         prototypes = [Mux(p.squared, local_read.data.word_select(term_byte, 8), local_read.data[:8]).as_signed(),
                       *(local_read.data[8 * lane:8 * lane + 8].as_signed() for lane in range(1, LANES))]
-        differences = [x - w for w in prototypes]
-        magnitudes = [((d.as_unsigned() ^ d[8].replicate(9)) + d[8])[:8] for d in differences]
-        terms = [Signal(16, name="term0"), *(Signal(8, name=f"term{lane}") for lane in range(1, LANES))]
+        # |x - w| as the non-negative one of x - w and w - x: two subtractions side by side.
+        magnitudes = [Mux((x - w)[8], w - x, x - w)[:8] for w in prototypes]
+        terms = [Signal(16, name="term0", reset_less=True),
+                 *(Signal(8, name=f"term{lane}", reset_less=True) for lane in range(1, LANES))]
         m.d.sync += [terms[0].eq(Mux(p.squared, magnitudes[0] * magnitudes[0], magnitudes[0])),
                      *(t.eq(a) for t, a in zip(terms[1:], magnitudes[1:]))]
 
         # Lane distances summed over the subvector (lane 0 holds sums of squares).
         dist_valid, dist_v_first, dist_v_last = stage("distance", term_valid, term_v_first, term_v_last)
         lane_bits = (features * 255).bit_length()
-        distances = [Signal((features * 255 * 255).bit_length(), name="distance0"),
-                     *(Signal(lane_bits, name=f"distance{lane}") for lane in range(1, LANES))]
+        distances = [Signal((features * 255 * 255).bit_length(), name="distance0", reset_less=True),
+                     *(Signal(lane_bits, name=f"distance{lane}", reset_less=True) for lane in range(1, LANES))]
         with m.If(dist_valid):
             m.d.sync += [dist.eq(Mux(dist_v_first, term, dist + term)) for dist, term in zip(distances, terms)]
 
-        # Argmin: lanes in pairs (ties to the lower lane), then against the codebook's best
-        # so far (strict, so the smallest k wins a tie). Lanes 2, 3 exist for K >= 4.
+        # Argmin, two stages so that no path has two comparators in a row. Pairs: lanes 0, 1
+        # and lanes 2, 3 (ties to the lower lane; lanes 2, 3 exist for K >= 4, lane 0 alone
+        # when squared). Best: the pairs' winner against the codebook's best so far (strict,
+        # so the smallest k wins a tie), its three comparisons side by side.
+        pair_valid = Signal()
+        m.d.sync += pair_valid.eq(dist_valid & dist_v_last)
+        lane0 = distances[0][:lane_bits]
+        low, high = Signal.like(distances[0]), Signal(lane_bits, reset_less=True)
+        low_lane, high_lane = Signal(), Signal()
+        take1, take3 = distances[1] < lane0, distances[3] < distances[2]
+        with m.If(pair_valid):
+            m.d.sync += [low.eq(Mux(p.squared, distances[0], Mux(take1, distances[1], lane0))),
+                         low_lane.eq(~p.squared & take1),
+                         high.eq(Mux(take3, distances[3], distances[2])), high_lane.eq(take3)]
         argmin_valid = Signal()
-        m.d.sync += argmin_valid.eq(dist_valid & dist_v_last)
+        m.d.sync += argmin_valid.eq(pair_valid)
         argmin_code = Signal(code_bits)                   # lane 0's prototype k
         write_c, write_bank = Signal(range(limits.codebooks)), Signal()
         argmin_k_last = argmin_code + k_step >= K
         argmin_row_last = write_c + 1 == C
-        lane0 = distances[0][:lane_bits]
-        take1, take3 = distances[1] < lane0, distances[3] < distances[2]
-        low, high = Mux(take1, distances[1], lane0), Mux(take3, distances[3], distances[2])
-        take_high = (K != 2) & (high < low)
-        candidate = Signal.like(distances[0])
-        candidate_lane = Signal(2)
-        m.d.comb += [candidate.eq(Mux(p.squared, distances[0], Mux(take_high, high, low))),
-                     candidate_lane.eq(Mux(p.squared, 0, Mux(take_high, Cat(take3, 1), Cat(take1, 0))))]
-        best_distance, best_code = Signal.like(distances[0]), Signal(code_bits)
-        take = (argmin_code == 0) | (candidate < best_distance)
+        best_distance, best_code = Signal.like(distances[0]), Signal(code_bits, reset_less=True)
+        take_high = ~p.squared & (K != 2) & (high < low[:lane_bits])
+        candidate = Mux(take_high, high, low)
+        candidate_lane = Mux(take_high, Cat(high_lane, 1), Cat(low_lane, 0))
+        take = (argmin_code == 0) | Mux(take_high, high < best_distance, low < best_distance)
         new_code = Mux(take, argmin_code | candidate_lane, best_code)
         with m.If(argmin_valid):
             m.d.sync += argmin_code.eq(Mux(argmin_k_last, 0, argmin_code + k_step))
@@ -345,9 +360,9 @@ class LutUnit(wiring.Component):
         g_last = Cat(Const(0, 3), lk_g + 1) >= M
         running = (lk_rows_left != 0) & Mux(lk_bank, bank_ready[1], bank_ready[0]) & copy_done
         m.d.comb += [code_read.addr.eq(Cat(lk_c, lk_bank)), code_read.en.eq(advance)]
-        word_valid, word_first, word_last, word_row_last = Signal(), Signal(), Signal(), Signal()
+        word_valid, word_last, word_row_last = Signal(), Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [word_valid.eq(running), word_first.eq(lk_c == 0), word_last.eq(lk_c_last),
+            m.d.sync += [word_valid.eq(running), word_last.eq(lk_c_last),
                          word_row_last.eq(lk_c_last & g_last)]
             with m.If(running):
                 m.d.sync += lk_c.eq(Mux(lk_c_last, 0, lk_c + 1))
@@ -363,20 +378,25 @@ class LutUnit(wiring.Component):
                      self.table.en.eq(copying | (advance & word_valid))]
         with m.If(advance & word_valid):
             m.d.sync += entry_base.eq(Mux(word_row_last, p.tables_base, entry_base + K))
-        acc_valid, acc_first, acc_last = Signal(), Signal(), Signal()
+        acc_valid, acc_last = Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [acc_valid.eq(word_valid), acc_first.eq(word_first), acc_last.eq(word_last)]
+            m.d.sync += [acc_valid.eq(word_valid), acc_last.eq(word_last)]
 
         # Accumulate; a finished group moves to `holding`, which shifts one sum a cycle
         # to the output stage (holding[0]) and takes the next group as it hands out its last.
+        # The accumulators are cleared as their group leaves (the flip-flops' own reset).
         entries = data.ArrayLayout(signed(8), ENTRIES_PER_WORD)(self.table.data)
-        accumulators = [Signal(signed(self.sum_bits), name=f"acc{r}") for r in range(ENTRIES_PER_WORD)]
-        holding = [Signal(signed(self.sum_bits), name=f"holding{r}") for r in range(ENTRIES_PER_WORD)]
+        accumulators = [Signal(signed(self.sum_bits), name=f"acc{r}", reset_less=True) for r in range(ENTRIES_PER_WORD)]
+        holding = [Signal(signed(self.sum_bits), name=f"holding{r}", reset_less=True) for r in range(ENTRIES_PER_WORD)]
         holding_full = Signal()
-        sums = [Mux(acc_first, 0, acc) + entries[r] for r, acc in enumerate(accumulators)]
+        sums = [acc + entries[r] for r, acc in enumerate(accumulators)]
         group_done = Signal()                             # a finished group moves to `holding` this cycle
         m.d.comb += group_done.eq(advance & acc_valid & acc_last)
-        with m.If(advance & acc_valid):
+        clear_accumulators = Signal()
+        m.d.comb += clear_accumulators.eq(self.start | group_done)
+        with m.If(clear_accumulators):
+            m.d.sync += [acc.eq(0) for acc in accumulators]
+        with m.Elif(advance & acc_valid):
             m.d.sync += [acc.eq(s) for acc, s in zip(accumulators, sums)]
 
         # Output: the bias of the next output is read (the local port's first claim) the
@@ -384,25 +404,38 @@ class LutUnit(wiring.Component):
         # holding next cycle and `result` is then free or on its last byte (from byte 2 on
         # with acc), so the bias holds the port only while the output stream stalls.
         # `result` leaves as int8 or as 4 bytes.
-        out_rows_left, out_m = Signal(range(tokens + 1)), Signal(range(features))
+        out_rows_left = Signal(range(tokens + 1))
+        outputs_left = Signal(range(features))            # the row's outputs after the next one
+        group_place = Signal(3)                           # the next output's place in its group
+        bias_local = p.bias_local[:len(local_read.addr)]
+        bias_address = Signal.like(local_read.addr)       # the next output's bias: bias_local + m
         bias_pending = Signal()                           # local_read.data is the next output's bias
-        result = Signal(signed(self.result_bits))
+        result = Signal(signed(self.result_bits), reset_less=True)
         result_valid, result_last = Signal(), Signal()
         out_byte = Signal(2)
+        window_shift = Signal(6, reset_less=True)         # out_shift, or 8 * out_byte with acc
         byte_last = ~p.acc_output | (out_byte == 3)
         taken = self.o.valid & self.o.ready
-        emit, bias_read = Signal(), Signal()
-        out_last = out_m + 1 == M
-        group_end = out_last | (out_m[:3] == ENTRIES_PER_WORD - 1)
-        next_m = Mux(out_last, 0, out_m + 1)
-        m.d.comb += [emit.eq(holding_full & bias_pending & (~result_valid | (self.o.ready & byte_last))),
-                     advance.eq(~(acc_valid & acc_last & holding_full & ~(emit & group_end))),
-                     bias_read.eq((Mux(emit, ~group_end, holding_full) | group_done) & ~(bias_pending & ~emit)
-                                  & (~p.acc_output | Mux(emit, 0, ~result_valid | out_byte[1]))),
-                     port_taken.eq(bias_read | (bias_pending & ~emit)),
-                     local_read.addr.eq(Mux(bias_read, p.bias_local + Mux(emit, next_m, out_m), local_word)),
-                     local_read.en.eq(bias_read | issue)]
-        m.d.sync += bias_pending.eq(bias_read | (bias_pending & ~emit))
+        emit, emit_if_taken = Signal(), Signal()
+        out_last, group_end = Signal(), Signal()          # the next output is its row's, its group's last
+        following_bias = Mux(out_last, bias_local, bias_address + 1)
+        # The bias has the port (and is pending next cycle): while a pending bias waits for
+        # `emit`, and to read the next output's bias, as `emit` takes an int8 output with more
+        # in holding or a group arriving, or, with nothing pending, while holding is full or a
+        # group arrives (with acc from the result's byte 2 on). The claim is made as if the
+        # output stream takes what it is offered, so that its `ready` does not reach the
+        # encoder; when it does not, the address keeps the pending bias, or, if the encoder
+        # had the port, the bias is read again.
+        arriving = acc_valid & acc_last
+        m.d.comb += [emit_if_taken.eq(holding_full & bias_pending & (~result_valid | byte_last)),
+                     emit.eq(emit_if_taken & (~result_valid | self.o.ready)),
+                     advance.eq(~(arriving & holding_full & ~(emit & group_end))),
+                     port_taken.eq(Mux(bias_pending,
+                                       ~emit_if_taken | (~p.acc_output & (~group_end | arriving)),
+                                       (holding_full | arriving) & (~p.acc_output | ~result_valid | out_byte[1]))),
+                     # Read every cycle: a pending bias is read again until `emit` takes it.
+                     local_read.addr.eq(Mux(port_taken, Mux(emit, following_bias, bias_address), local_word))]
+        m.d.sync += bias_pending.eq(port_taken)
         with m.If(group_done):
             m.d.sync += [*(h.eq(s) for h, s in zip(holding, sums)), holding_full.eq(1)]
         with m.Elif(emit):
@@ -411,26 +444,35 @@ class LutUnit(wiring.Component):
                 m.d.sync += holding_full.eq(0)
         with m.If(emit):
             m.d.sync += [result.eq(holding[0] + local_read.data.as_signed()), result_valid.eq(1),
-                         result_last.eq(out_last & (out_rows_left == 1)), out_byte.eq(0), out_m.eq(next_m)]
+                         result_last.eq(out_last & (out_rows_left == 1)), out_byte.eq(0),
+                         window_shift.eq(Mux(p.acc_output, 0, p.out_shift)), bias_address.eq(following_bias),
+                         outputs_left.eq(Mux(out_last, M - 1, outputs_left - 1)),
+                         group_place.eq(Mux(out_last, 0, group_place + 1)),
+                         out_last.eq(Mux(out_last, M == 1, outputs_left == 1)),
+                         group_end.eq(Mux(out_last, M == 1,
+                                          (outputs_left == 1) | (group_place == ENTRIES_PER_WORD - 2)))]
             with m.If(out_last):
                 m.d.sync += out_rows_left.eq(out_rows_left - 1)
         with m.Elif(taken & byte_last):
             m.d.sync += result_valid.eq(0)
         with m.Elif(taken):
-            m.d.sync += out_byte.eq(out_byte + 1)
+            m.d.sync += [out_byte.eq(out_byte + 1), window_shift.eq(window_shift + 8)]
 
         # int8: sat8(rshift_round(result, out_shift)); acc: byte j of result (docs/spec.md section 2).
-        element = output_element(_output_window(m, result, p.out_shift, p.acc_output, out_byte), p.acc_output)
+        element = output_element(_output_window(m, result, window_shift), p.acc_output)
         m.d.comb += [self.o.valid.eq(result_valid),
                      self.o.payload.eq(element),
                      self.done.eq(taken & byte_last & result_last)]
 
         with m.If(self.start):
             m.d.sync += [copying.eq(1), copy_index.eq(0), copy_write_index.eq(0), entry_base.eq(p.tables_base),
-                         rows_to_take.eq(rows), received.eq(0),
+                         rows_to_take.eq(rows), received.eq(0), row_in.eq(0), next_last.eq(D == 1),
                          enc_rows_left.eq(rows), enc_bank.eq(0), enc_c.eq(0), enc_k.eq(0), enc_v.eq(0),
+                         v_last.eq(V == 1), k_last.eq(k_step >= K), c_last.eq(C == 1), first_beat.eq(1),
                          x_index.eq(0), x_base.eq(0), beat.eq(0), argmin_code.eq(0), write_c.eq(0), write_bank.eq(0),
                          *(b.eq(0) for b in (*bank_busy, *bank_ready)),
                          lk_rows_left.eq(rows), lk_bank.eq(0), lk_g.eq(0), lk_c.eq(0),
-                         holding_full.eq(0), out_rows_left.eq(rows), out_m.eq(0), result_valid.eq(0)]
+                         holding_full.eq(0), out_rows_left.eq(rows), outputs_left.eq(M - 1), group_place.eq(0),
+                         out_last.eq(M == 1), group_end.eq(M == 1),
+                         bias_address.eq(bias_local), result_valid.eq(0)]
         return m
