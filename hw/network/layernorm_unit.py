@@ -18,11 +18,11 @@ its statistics and row n-1 goes out (a 3-slot row buffer of E*x in block RAM):
          statistics at the same clock edge.
   stats  r = isqrt(V * 4^G), 2 root bits a cycle (shift-subtract over V's pairs and
          then G zero pairs; V is gathered as V * 4^a, a = 0 or 1, so that they fill
-         whole cycles), then inv = floor(2^32 / r): one cycle of 2 restoring steps
-         (while 3r is formed), then radix-4 restoring division, 4 quotient bits a cycle
-         (4w - r, 4w - 2r, 4w - 3r side by side: the cycle is as long as the root's),
-         starting at the first quotient bits r allows (r >= 2^(31 - 4c), decided from
-         the root before its last 2 bits).
+         whole cycles; while r is 0, a cycle whose next 4 pairs are 0 consumes all 4),
+         then inv = floor(2^32 / r) by restoring division, 2 quotient bits a cycle (two
+         steps in series, as long as the root's), starting at the first quotient bits r
+         allows (c cycles for r >= 2^(32 - 2c) + 4, decided from the root before its
+         last 2 bits).
   out    a lock-step pipeline that advances on `~o.valid | o.ready`: issue (row buffer
          read) -> d = E*x - S, n = rshift_round(d * inv, 32 - 2G) -> y = sat8(
          rshift_round(n * weight + bias, out_shift)) (the runtime requantizer of
@@ -30,17 +30,19 @@ its statistics and row n-1 goes out (a 3-slot row buffer of E*x in block RAM):
          made. A row's element 0 is issued in the statistics' last cycle.
 
 Rows stream one an E cycles, so a step takes rows*E plus one latency: E cycles in, the
-statistics (of the row whose division is longest) and 3 out. That latency is what
-separates a step from its bound rows*E, so the statistics make 4 quotient bits a cycle
-(a root step's subtrahend changes every step: 2 root bits a cycle) and the stages hand
-over without idle cycles; more bits a cycle would lengthen the clock period. V = 0 (a
+statistics (of the row whose statistics are longest) and 3 out. That latency is what
+separates a step from its bound rows*E, so the statistics make 2 bits a cycle and the
+stages hand over without idle cycles: 1 bit a cycle would not keep up with rows of 32,
+more would lengthen the clock period, and radix-4 division (4w - r, 4w - 2r, 4w - 3r
+side by side) costs three comparators and 3r for a cycle or two a row. V = 0 (a
 row of equal values, r = 0) needs no case in the arithmetic: every d = 0 and the
 division's meaningless quotient is multiplied by 0 (spec 13.3, step 4); the division
 then takes its shortest plan.
 
 Multipliers (`nomac.hw.multiplier_count`): 3. x * 4^a times the cross term (10 x 15 bits
 signed at E <= 32, 1 DSP of 16 x 16), d * inv (14 bits signed x 32 unsigned, 2 DSPs) and
-n * weight (12 x 16 signed, 1 DSP). E*x is 6 gated shifted adds in LUTs (E <= 32).
+n * weight (12 x 16 signed, 1 DSP). E*x is 5 gated shifted adds and a multiplexer (E = 32)
+in LUTs.
 
 Table memory: one word per feature e at table_base + e, weight[e] (int16) in bits 0..15
 and bias[e] (int32) in bits 32..63: one read per output element, so no register keeps
@@ -48,14 +50,15 @@ a word for later elements (E words, against 0.75 E packed four weights or two bi
 word).
 
 Timetable, no stalls, in clock edges after the one that takes `start` (n_s =
-`root_cycles`(pairs, G), n_q = `quotient_cycles`(r)): element j of the step is taken at edge
+`root_cycles`(pairs, G, V), n_q = `quotient_cycles`(r)): element j of the step is taken at edge
 j + 1; row k's statistics start at S_k = max((k+1)E + 1, I_(k-1)) (its last add, or the
 edge row k-1 leaves the statistics) and its element 0 is issued at I_k = max(S_k + n_s +
 n_q, I_(k-1) + E), the others one an edge; an element is taken 3 edges after its issue.
 While S_k = (k+1)E + 1 for every row (the statistics keep up, as at E = 32), the step
-takes I_(rows-1) + E + 2 cycles. At E = 32, G = 7: n_s = 10, n_q = 5 for r in [2^15,
-2^19) and 6 in [2^11, 2^15) (the trained tiny ViT's rows have r of 15 to 18 bits), so 17
-rows take 594 or 595 cycles, bound 544, and 1 row 82 or 83 (bound 32).
+takes I_(rows-1) + E + 2 cycles. At E = 32, G = 7 the trained tiny ViTs' rows have r of 14
+to 18 bits: n_s + n_q = 10 + 8 (r >= 2^16 + 4) or 9 + 9 (V * 4^a below 2^18, r >= 2^14 + 4)
+or 10 + 9, so 17 rows take 597 or 598 cycles (bound 544, +10 % is 598.4), and 1 row 85 or 86
+(bound 32); a row of r below 2^14 (a spread below 4) can cost a cycle or two more.
 """
 from dataclasses import dataclass
 from functools import cache
@@ -79,8 +82,9 @@ FIELDS = (Field("rows", 16), Field("features", 16), Field("norm_bits", 4), Field
 
 RECIPROCAL_BITS = 32            # inv = floor(2^32 / r), docs/spec.md section 13.3 step 4
 ROOT_BITS_PER_CYCLE = 2
-QUOTIENT_BITS_PER_CYCLE = 4     # two radix-4 digits
-FIRST_QUOTIENT_BITS = 2         # the cycle that forms 3r makes two restoring steps
+QUOTIENT_BITS_PER_CYCLE = 2     # restoring steps a cycle
+MAX_QUOTIENT_CYCLES = RECIPROCAL_BITS // QUOTIENT_BITS_PER_CYCLE    # r >= 2: inv <= 2^31 has 32 bits
+SKIP_PAIRS = 4                  # a root cycle over leading zero pairs consumes 4 of them
 SLOTS = 3                       # rows in the row buffer: in, stats, out
 WEIGHT_BITS, BIAS_LANE = 16, 32       # weight in bits 0..15 of a feature's word, bias in 32..63
 
@@ -137,27 +141,37 @@ class LayerNormUnitWidths:
         return -(-self.variance.width // 2)
 
 
-def root_cycles(variance_pairs: int, norm_bits: int) -> int:
-    """Cycles of r = isqrt(V * 4^G): V's pairs and G zero pairs, ROOT_BITS_PER_CYCLE a cycle."""
-    return -(-(variance_pairs + norm_bits) // ROOT_BITS_PER_CYCLE)
+def _placement(variance_pairs: int, norm_bits: int) -> int:
+    """a in V * 4^a, so that V's pairs and G zero pairs fill whole cycles of ROOT_BITS_PER_CYCLE."""
+    full = -(-(variance_pairs + norm_bits) // ROOT_BITS_PER_CYCLE)
+    return ROOT_BITS_PER_CYCLE - 1 - (ROOT_BITS_PER_CYCLE * full - variance_pairs - norm_bits)
 
 
-def _radix4_cycles(root: int) -> int:
-    """Radix-4 cycles after the first: the fewest c with r >= 2^(31 - 4c), so that the
-    quotient has at most 2 + 4c bits and 2^(30 - 4c) is the remainder before them;
-    8 (2 + 32 bits, from remainder 0 and the numerator's 1 among them) for r < 8; 1 for
-    r = 0 (V = 0: the quotient is multiplied by d = 0)."""
-    if root == 0:
-        return 1
-    for c in range(1, 8):
-        if root >= 1 << (RECIPROCAL_BITS - 1 - QUOTIENT_BITS_PER_CYCLE * c):
-            return c
-    return 8
+def root_cycles(variance_pairs: int, norm_bits: int, variance: int | None = None) -> int:
+    """Cycles of r = isqrt(V * 4^G): V's pairs and G zero pairs, ROOT_BITS_PER_CYCLE a cycle
+    (for variance None: what the unit counts down from), less a cycle for every SKIP_PAIRS
+    leading zero pairs of V * 4^a (in variance_pairs + 1 pairs) while r is still 0 and at
+    least 3 cycles remain: such a cycle consumes them all."""
+    full = -(-(variance_pairs + norm_bits) // ROOT_BITS_PER_CYCLE)
+    if variance is None:
+        return full
+    placed = variance << 2 * _placement(variance_pairs, norm_bits)
+    zero_pairs = ROOT_BITS_PER_CYCLE * full if variance == 0 else variance_pairs + 1 - -(-placed.bit_length() // 2)
+    return full - min(zero_pairs // SKIP_PAIRS, (full - 1) // 2)
 
 
 def quotient_cycles(root: int) -> int:
-    """Cycles of inv = floor(2^32 / r): the one of 2 restoring steps and the radix-4 ones."""
-    return 1 + _radix4_cycles(root)
+    """Cycles of inv = floor(2^32 / r), 2 quotient bits a cycle: the fewest c with r >= 2^(32 -
+    2c) + 4 (r > 2^(32 - 2c), as far as r without its last 2 bits tells: the quotient then has
+    at most 2c bits and 2^(32 - 2c) is the remainder before them), else 16 (the 32 bits of
+    inv, from remainder 1, for r < 8); 1 for r = 0 (V = 0: the quotient is multiplied
+    by d = 0)."""
+    if root == 0:
+        return 1
+    for c in range(1, MAX_QUOTIENT_CYCLES):
+        if root >= (1 << (RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE * c)) + 4:
+            return c
+    return MAX_QUOTIENT_CYCLES
 
 
 def layernorm_step(layer, rows: int, table_base: int, limits) -> UnitStep:
@@ -177,10 +191,14 @@ def layernorm_step(layer, rows: int, table_base: int, limits) -> UnitStep:
     return UnitStep(params, table_words, rows * E, rows * E, rows * E, "rows*E")
 
 
-def _times_count(value, count):
-    """value * count for an unsigned count of a few bits (E <= limits.model_features):
-    one shifted copy of value per bit of count, gated by the bit, summed as a balanced
-    tree in LUTs (a multiply by a runtime value this small needs no DSP block)."""
+def _times_count(value, count, limit: int):
+    """value * count for an unsigned count of a few bits, at most `limit` (E <= limits.model_features):
+    one shifted copy of value per bit of count, gated by the bit, summed as a balanced tree in
+    LUTs (a multiply by a runtime value this small needs no DSP block). When limit is a power of
+    two its bit is set only in count = limit, so that copy is a multiplexer, not one more adder."""
+    top = limit.bit_length() - 1
+    if top and limit == 1 << top:
+        return Mux(count[top], value << top, _times_count(value, count[:top], limit - 1))
     return balanced_sum([Mux(count[i], value << i, 0) for i in range(len(count))])
 
 
@@ -211,8 +229,7 @@ class LayerNormUnit(wiring.Component):
         with m.Switch(G):
             for g in range(1, MAX_NORM_BITS + 1):
                 with m.Case(g):
-                    lead = k * root_cycles(pairs, g) - pairs - g      # zero pairs above V's
-                    m.d.sync += [placement.eq(k - 1 - lead), root_cycle_count.eq(root_cycles(pairs, g) - 1)]
+                    m.d.sync += [placement.eq(_placement(pairs, g)), root_cycle_count.eq(root_cycles(pairs, g) - 1)]
 
         m.submodules.row_buffer = row_buffer = memory.Memory(shape=w.scaled, depth=SLOTS << index_bits, init=[],
                                                              attrs=BLOCK_RAM)
@@ -243,7 +260,7 @@ class LayerNormUnit(wiring.Component):
         sum_before, variance_before = Mux(starts_row, 0, row_sum), Mux(starts_row, 0, row_variance)
         scaled, cross, term = Signal(w.scaled), Signal(w.cross), Signal(w.term)
         next_sum, next_variance = Signal(w.sum), Signal(w.partial_variance)
-        m.d.comb += [scaled.eq(_times_count(held, E)),
+        m.d.comb += [scaled.eq(_times_count(held, E, E_max)),
                      cross.eq(scaled - held - (sum_before << 1)),
                      term.eq(Mux(placement, held << 2, held) * cross),
                      next_sum.eq(sum_before + Mux(in_full, 0, held)),
@@ -258,9 +275,9 @@ class LayerNormUnit(wiring.Component):
                 m.d.sync += add_index.eq(add_index + 1)
 
         # stats: r = isqrt(V * 4^G), then inv = floor(2^32 / r)
-        IDLE, ROOT, QUOTIENT_START, QUOTIENT, READY = range(5)
-        phase = Signal(range(5))
-        cycle = Signal(range(max(8, root_cycles(pairs, MAX_NORM_BITS))))
+        IDLE, ROOT, QUOTIENT, READY = range(4)
+        phase = Signal(range(4))
+        cycle = Signal(range(max(MAX_QUOTIENT_CYCLES, root_cycles(pairs, MAX_NORM_BITS))))
         stats_sum, stats_slot = Signal(w.sum), Signal(range(SLOTS))
         out_take = Signal()
         stats_free = (phase == IDLE) | out_take
@@ -273,25 +290,25 @@ class LayerNormUnit(wiring.Component):
         pending = Signal(2 * (pairs + k - 1))       # the radicand's next pairs on top
         remainder = Signal(w.root_bits + 1)
         root = Signal(w.root_bits)
-        divided = Signal(w.root_bits + 1)           # the division's remainder, below r
-        triple = Signal(w.root_bits + 2)            # 3r
+        divided = Signal(w.root_bits)               # the division's remainder, below r
         quotient = Signal(RECIPROCAL_BITS)
-        first_remainder, numerator_bit = Signal.like(divided), Signal()
-        radix4_count = Signal.like(cycle)
+        first_remainder = Signal.like(divided)
+        quotient_count = Signal.like(cycle)
         flat_row = Signal()                         # V = 0: r = 0, every d = 0, any quotient will do
 
-        # the division's plan, from r without its last ROOT_BITS_PER_CYCLE bits (the last cycle's)
+        # the division's plan, from r without its last ROOT_BITS_PER_CYCLE bits (the last cycle's):
+        # c cycles when r >= 2^(32 - 2c) + 4 (known_root > 2^(30 - 2c)), from remainder 2^(32 - 2c)
         known_root = root[:w.root_bits - k]
-        m.d.comb += [first_remainder.eq(0), numerator_bit.eq(1), radix4_count.eq(7)]
-        for c in reversed(range(1, 8)):
-            threshold = RECIPROCAL_BITS - 1 - QUOTIENT_BITS_PER_CYCLE * c - k
+        m.d.comb += [first_remainder.eq(1), quotient_count.eq(MAX_QUOTIENT_CYCLES - 1)]
+        for c in reversed(range(1, MAX_QUOTIENT_CYCLES)):
+            threshold = RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE * c - k
             if threshold < len(known_root):
-                with m.If(known_root[threshold:] != 0):
-                    m.d.comb += [first_remainder.eq(1 << (RECIPROCAL_BITS - FIRST_QUOTIENT_BITS -
-                                                          QUOTIENT_BITS_PER_CYCLE * c)),
-                                 numerator_bit.eq(0), radix4_count.eq(c - 1)]
+                above = known_root[threshold + 1:] != 0 if threshold + 1 < len(known_root) else Const(0)
+                with m.If(above | known_root[threshold] & (known_root[:threshold] != 0)):
+                    m.d.comb += [first_remainder.eq(1 << (RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE * c)),
+                                 quotient_count.eq(c - 1)]
         with m.If(flat_row):
-            m.d.comb += [first_remainder.eq(0), numerator_bit.eq(0), radix4_count.eq(0)]
+            m.d.comb += [first_remainder.eq(0), quotient_count.eq(0)]
 
         # each step's results are signals, so that the next step's expressions refer to them
         r, q, pend = remainder, root, pending       # square root: one pair of the radicand a step
@@ -305,40 +322,36 @@ class LayerNormUnit(wiring.Component):
             pend = (pend << 2)[:len(pending)]
         next_remainder, next_root, next_pending = r, q, pend
 
-        r, q = divided, quotient    # the first restoring steps; quotient holds the numerator's 1 if it is among them
-        for step in range(FIRST_QUOTIENT_BITS):
-            shifted = (r << 1) | (quotient[0] if step == FIRST_QUOTIENT_BITS - 1 else 0)
-            fits = shifted >= root
-            r_next = Signal.like(divided, name=f"first_divided_{step}")
-            m.d.comb += r_next.eq(Mux(fits, shifted - root, shifted))
-            r = r_next
-            q = Cat(fits, q[:step] if step else Const(0, 0))
-        first_divided, first_quotient = r, q
-
-        r, q = divided, quotient                    # radix-4: 4w - jr for j = 1, 2, 3 side by side
-        for step in range(QUOTIENT_BITS_PER_CYCLE // 2):
-            widened = r << 2
-            differences = [widened - multiple for multiple in (root, root << 1, triple)]
-            fits = [~difference[-1] for difference in differences]
+        # restoring division, one quotient bit a step; in the root's last cycle (`plan`) the last
+        # step's result is the plan's first remainder, chosen beside the steps' path (its borrow
+        # then selects nothing), so that no multiplexer follows the last step's
+        plan = (phase == ROOT) & (cycle == 0)
+        r, q = divided, quotient
+        for step in range(QUOTIENT_BITS_PER_CYCLE):
+            shifted = r << 1                        # the numerator's bits below 2^(32 - 2c) are 0
+            difference = shifted - root             # its top bit is the borrow
+            fits = ~difference[-1]
             r_next, q_next = Signal.like(divided, name=f"divided_{step}"), Signal.like(quotient, name=f"quotient_{step}")
-            m.d.comb += [r_next.eq(Mux(fits[1], Mux(fits[2], differences[2], differences[1]),
-                                       Mux(fits[0], differences[0], widened))),
-                         q_next.eq(Cat(fits[0] & ~fits[1] | fits[2], fits[1], q))]
+            if step < QUOTIENT_BITS_PER_CYCLE - 1:
+                m.d.comb += r_next.eq(Mux(fits, difference, shifted))
+            else:
+                m.d.comb += r_next.eq(Mux(fits & ~plan, difference, Mux(plan, first_remainder, shifted)))
+            m.d.comb += q_next.eq((q << 1) | fits)
             r, q = r_next, q_next
         next_divided, next_quotient = r, q
+        with m.If(plan | (phase == QUOTIENT)):
+            m.d.sync += divided.eq(next_divided)
 
         with m.Switch(phase):
             with m.Case(ROOT):
-                m.d.sync += [remainder.eq(next_remainder), root.eq(next_root), pending.eq(next_pending),
-                             cycle.eq(cycle - 1)]
+                # r = 0 so far and the next SKIP_PAIRS pairs 0: the steps leave the remainder and r 0
+                skip = (root == 0) & (pending[-2 * SKIP_PAIRS:] == 0) & (cycle >= 2)
+                m.d.sync += [remainder.eq(next_remainder), root.eq(next_root),
+                             pending.eq(Mux(skip, pending << 2 * SKIP_PAIRS, next_pending)), cycle.eq(cycle - 1 - skip)]
                 with m.If(cycle == 0):
-                    m.d.sync += [phase.eq(QUOTIENT_START), divided.eq(first_remainder),
-                                 quotient.eq(numerator_bit), cycle.eq(radix4_count)]
-            with m.Case(QUOTIENT_START):
-                m.d.sync += [divided.eq(first_divided), quotient.eq(first_quotient), triple.eq(root + (root << 1)),
-                             phase.eq(QUOTIENT)]
+                    m.d.sync += [phase.eq(QUOTIENT), quotient.eq(0), cycle.eq(quotient_count)]
             with m.Case(QUOTIENT):
-                m.d.sync += [divided.eq(next_divided), quotient.eq(next_quotient), cycle.eq(cycle - 1)]
+                m.d.sync += [quotient.eq(next_quotient), cycle.eq(cycle - 1)]
                 with m.If(cycle == 0):
                     m.d.sync += phase.eq(READY)
         with m.If(out_take):
