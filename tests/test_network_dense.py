@@ -59,7 +59,8 @@ def stall_free_cycles(layer, rows: int) -> int:
     if layer.output == "acc":
         assert D >= 4, "four bytes an accumulator keep up with the loop only from D = 4"
         return terms + 8
-    waits = rows * -(-M // 8) - 1 if D == 1 else 0        # lane-0 terms waiting for their bias
+    # with D = 1 each lane-0 term but the step's last waits a cycle for the next output's bias
+    waits = rows * -(-M // 8) - ((M - 1) % 8 == 0) if D == 1 else 0
     return terms + waits + 5
 
 
@@ -109,7 +110,8 @@ def test_random_steps_match_golden(seed):
 
 @pytest.mark.parametrize("D, M, rows, output, gap, backpressure", [
     (1, 1, 1, "int8", 0, 0),              # shapes of 1
-    (1, 17, 3, "int8", 0, 0),             # D = 1: bias waits at lane 0
+    (1, 17, 3, "int8", 0, 0),             # D = 1: bias waits at lane 0, the last term not
+    (1, 10, 2, "int8", 0, 0),             # D = 1, the last term at lane 1
     (2, 1, 17, "int8", 0, 0),             # every row chased as it arrives
     (96, 96, 1, "int8", 0, 0),            # the limits' widest row, both ways
     (96, 2, 17, "acc", 0, 0),             # every token, the widest row

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from nomac.hw.network.gelu_unit import FIELDS, GeluUnit, gelu_step
-from nomac.hw.network.unit import NetworkLimits
+from nomac.hw.network.unit import LimitError, NetworkLimits
 from nomac.model.golden import FORWARD
 from nomac.model.operator_layers import GeluLayer
 from network_units import run_step
@@ -15,7 +15,11 @@ def gelu_layer(features: int, seed: int):
     return GeluLayer.from_json("case", {"name": "g", "kind": "gelu", "features": features}, {"table": table})
 
 
-@pytest.mark.parametrize("rows, features, gap, backpressure", [(1, 256, 0, 0), (17, 64, 0.3, 0.3), (3, 5, 0.5, 0.7)])
+@pytest.mark.parametrize("rows, features, gap, backpressure", [
+    (1, 256, 0, 0), (17, 64, 0.3, 0.3), (3, 5, 0.5, 0.7),
+    (17, 96, 0, 0),                     # the limits' most elements: the counter's full range
+    (1, 1, 0, 0), (1, 1, 0.5, 0.7),     # shapes of 1: `done` on the step's only element
+])
 def test_gelu_unit_matches_golden(rows, features, gap, backpressure):
     layer = gelu_layer(features, seed=rows)
     x = np.random.default_rng(features).integers(-128, 128, (rows, features)).astype(np.int8)
@@ -27,3 +31,11 @@ def test_gelu_unit_matches_golden(rows, features, gap, backpressure):
     assert outputs == FORWARD["gelu"](layer, x).reshape(-1).tolist()
     if not gap and not backpressure:
         assert cycles == [rows * features + 1] * 2        # one element a cycle, the read's one stage
+
+
+def test_gelu_step_refuses_more_elements_than_its_counter_holds():
+    """The unit counts elements in tokens * features of the limits (17 * 96 by default)."""
+    limits = NetworkLimits()
+    gelu_step(gelu_layer(96, seed=0), 17, 0, limits)
+    with pytest.raises(LimitError, match="elements = 1633: exceeds the network's limit 1632"):
+        gelu_step(gelu_layer(1633, seed=0), 1, 0, limits)

@@ -87,7 +87,7 @@ class AddUnit(wiring.Component):
         # Stage 1: the element's product on the one multiplier; for b, a's product is read beside it.
         product_valid, product_on_b, product_last = Signal(), Signal(), Signal()
         product_column = Signal.like(column)
-        product = Signal(signed(PRODUCT_BITS))
+        product = Signal(signed(PRODUCT_BITS), reset_less=True)     # the multiplier's own output register
         with m.If(advance):
             m.d.sync += [product_valid.eq(taken), product_on_b.eq(on_b), product_last.eq(taken & final),
                          product_column.eq(column),
@@ -98,7 +98,7 @@ class AddUnit(wiring.Component):
 
         # Stage 2: a * mult_a + b * mult_b.
         sum_valid, sum_last = Signal(), Signal()
-        total = Signal(signed(SUM_BITS))
+        total = Signal(signed(SUM_BITS), reset_less=True)
         with m.If(advance):
             m.d.sync += [sum_valid.eq(product_valid & product_on_b), sum_last.eq(product_last),
                          total.eq(product + read.data)]

@@ -18,19 +18,20 @@ drops only while a finished sum waits for the output register:
 
 - issue: term (m, d), x[d] read from the row buffer. A cycle whose term is the first of
   a weight word (lane 0) reads that word from the table, any other cycle may read the
-  bias of the next output to start, so the one table port serves both;
+  bias of the output after the current one, so the one table port serves both;
 - multiply: x[d] times the term's weight, lane 0 straight from the port, later lanes from
   `rest`, which keeps the word; a bias read lands in `bias`;
-- accumulate: acc = (first term ? bias : acc) + product, in `acc_bits` bits: any int32
-  bias plus `limits.features` products of int8 values, so nothing within the limits
-  wraps; the last term's sum goes to `result`;
+- accumulate: acc + product, in `acc_bits` bits: any int32 bias plus `limits.features`
+  products of int8 values, so nothing within the limits wraps; the last term's sum goes
+  to `result` while acc takes the next output's bias (so no multiplexer sits in front
+  of the adder); bias[0], the step's first read, goes to acc before the first term;
 - output: the window of `result` that the output rule needs, or that holds a raw
   accumulator's next byte, moves to the output register; rounding and saturation sit
   between that register and `o` (hw/network/requantize.py).
 
-The bias of output m is read in the first cycle after the one issuing term (m-1, 0) that
-reads no weight word: with D >= 2 that is term (m, 0)'s cycle at the latest; with D = 1 a
-term at lane 0 (one output in eight) waits a cycle for its bias.
+The bias of output m+1 is read in the first cycle from the one issuing term (m, 0) on
+that reads no weight word, and term (m, D-1) waits for it: with D >= 2 it never waits;
+with D = 1 a term at lane 0 (one output in eight) waits a cycle, but the step's last.
 """
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal
@@ -109,7 +110,10 @@ class DenseUnit(wiring.Component):
         m = Module()
         p, limits = self.params, self.limits
         features = limits.features
-        D, M = p.in_features, p.out_features
+        # dense_step refuses D, M > features and rows > tokens: compare only the bits those need
+        count_bits = features.bit_length()
+        D, M = p.in_features[:count_bits], p.out_features[:count_bits]
+        rows = p.rows[:limits.tokens.bit_length()]
         bank_bits = max(1, (features - 1).bit_length())
         m.submodules.row_buffer = row_buffer = memory.Memory(shape=signed(8), depth=2 << bank_bits, init=[])
         row_write, row_read = row_buffer.write_port(), row_buffer.read_port()
@@ -135,35 +139,37 @@ class DenseUnit(wiring.Component):
         # Issue stage: term (out_index, in_index) of the row in bank `drain`.
         drain = Signal()
         out_index, in_index = Signal(range(features)), Signal(range(features))
-        in_first, in_last, out_last = Signal(), Signal(), Signal()
+        in_last, out_last = Signal(), Signal()
         lane = Signal(3)                                  # the term's byte in its weight word
         weight_addr = Signal(len(self.table.addr))        # the next weight word to read
         issue_rows_left = Signal(range(limits.tokens + 1))
+        primed = Signal()                                 # bias[0] is read: the step's first read
         bias_index = Signal(range(features))              # the output whose bias is read next,
         bias_addr = Signal(len(self.table.addr))          # ... its word,
         bias_read_done = Signal()                         # ... and whether it has been read
         row_last = in_last & out_last
         issuing = issue_rows_left != 0
         last_row = issue_rows_left == 1
+        final_output = last_row & out_last               # no bias is read for an output after it
         # x[in_index] is in: its bank is full, or it is the bank being filled and the input
         # is past in_index (never behind it: a term waits for its x)
         x_written = Mux(drain, full[1], full[0]) | ((fill == drain) & (fill_count != in_index))
         # A lane-0 cycle reads the weight word (needed if its term issues, harmless if not),
-        # unless the term waits for its bias; any other cycle may read a bias. Neither read
-        # depends on `term`, so the table port is driven from registers.
+        # unless the term waits for a bias; any other cycle may read a bias. An output's last
+        # term waits until the next output's bias is read (that cycle at the latest), as the
+        # accumulator takes that bias when it adds the last term. Neither read depends on
+        # `term`, so the table port is driven from registers.
         term, weight_read, bias_read = Signal(), Signal(), Signal()
-        bias_first = in_first & ~bias_read_done
-        m.d.comb += [term.eq(issuing & x_written & (~bias_first | (lane != 0))),
-                     weight_read.eq((lane == 0) & ~bias_first),
-                     # after the last output's first term no bias is left to read
-                     bias_read.eq(~bias_read_done & issuing & ~(last_row & ~in_first & out_last)
-                                  & ((lane != 0) | in_first)),
+        bias_wait = in_last & ~bias_read_done & ~final_output
+        m.d.comb += [term.eq(issuing & primed & x_written & (~bias_wait | (lane != 0))),
+                     weight_read.eq(primed & (lane == 0) & ~bias_wait),
+                     bias_read.eq(issuing & (~primed | (~bias_read_done & ~final_output & ((lane != 0) | in_last)))),
                      row_read.addr.eq(Cat(in_index, drain)),
                      row_read.en.eq(advance),
                      self.table.en.eq(advance & issuing & (weight_read | bias_read)),
                      self.table.addr.eq(Mux(weight_read, weight_addr, bias_addr))]
         with m.If(advance & term):
-            m.d.sync += [in_index.eq(Mux(in_last, 0, in_index + 1)), in_first.eq(in_last),
+            m.d.sync += [in_index.eq(Mux(in_last, 0, in_index + 1)),
                          in_last.eq(Mux(in_last, D == 1, in_index + 2 == D)), lane.eq(lane + 1)]
             with m.If(lane == 0):
                 m.d.sync += weight_addr.eq(weight_addr + 1)
@@ -174,8 +180,10 @@ class DenseUnit(wiring.Component):
                 m.d.sync += [drain.eq(~drain), issue_rows_left.eq(issue_rows_left - 1),
                              lane.eq(0), weight_addr.eq(p.weights_base)]
         with m.If(advance):
-            with m.If(term & in_first):
-                m.d.sync += bias_read_done.eq(0)       # its bias is consumed; the next output's is due
+            with m.If(bias_read & ~primed):
+                m.d.sync += primed.eq(1)
+            with m.Elif(term & in_last):
+                m.d.sync += bias_read_done.eq(0)       # the bias read is consumed; the next one is due
             with m.Elif(bias_read):
                 m.d.sync += bias_read_done.eq(1)
             with m.If(bias_read):
@@ -189,33 +197,34 @@ class DenseUnit(wiring.Component):
                 m.d.sync += full[bank].eq(0)
 
         # Multiply stage: the word read at lane 0 is on the port; later lanes come from `rest`.
-        mul_term, mul_fresh, mul_first, mul_last, mul_final = (Signal(name=f"mul_{n}") for n in
-                                                               ("term", "fresh", "first", "last", "final"))
+        mul_term, mul_fresh, mul_prime, mul_last, mul_final = (Signal(name=f"mul_{n}") for n in
+                                                               ("term", "fresh", "prime", "last", "final"))
         mul_bias, mul_bias_lane = Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [mul_term.eq(term), mul_fresh.eq(lane == 0), mul_first.eq(in_first),
+            m.d.sync += [mul_term.eq(term), mul_fresh.eq(lane == 0), mul_prime.eq(bias_read & ~primed),
                          mul_last.eq(in_last), mul_final.eq(row_last & last_row),
                          mul_bias.eq(bias_read), mul_bias_lane.eq(bias_index[0])]
-        rest = Signal(64 - 8)                             # the word's lanes still to come, lane 1 at the bottom
-        bias = Signal(signed(32))
+        rest = Signal(64 - 8, reset_less=True)            # the word's lanes still to come, lane 1 at the bottom
+        bias = Signal(signed(32), reset_less=True)
         weight = Signal(signed(8))
         m.d.comb += weight.eq(Mux(mul_fresh, self.table.data[:8], rest[:8]))
-        product = Signal(signed(16))
-        acc_term, acc_first, acc_last, acc_final = (Signal(name=f"acc_{n}") for n in
-                                                    ("term", "first", "last", "final"))
+        product = Signal(signed(16), reset_less=True)
+        acc_term, acc_prime, acc_last, acc_final = (Signal(name=f"acc_{n}") for n in
+                                                    ("term", "prime", "last", "final"))
         with m.If(advance):
             m.d.sync += [product.eq(weight * row_read.data),
-                         acc_term.eq(mul_term), acc_first.eq(mul_first), acc_last.eq(mul_last),
+                         acc_term.eq(mul_term), acc_prime.eq(mul_prime), acc_last.eq(mul_last),
                          acc_final.eq(mul_final)]
             with m.If(mul_term):
                 m.d.sync += rest.eq(Mux(mul_fresh, self.table.data[8:], rest[8:]))
             with m.If(mul_bias):
                 m.d.sync += bias.eq(self.table.data.word_select(mul_bias_lane, 32))
 
-        # Accumulate stage: the last term's sum goes to `result`.
-        acc = Signal(signed(self.acc_bits))
-        acc_next = Mux(acc_first, bias, acc) + product
-        result = Signal(signed(self.acc_bits))
+        # Accumulate stage: the last term's sum goes to `result` and the next output's bias
+        # to `acc` (bias[0] at the step's start), so no multiplexer sits in front of the adder.
+        acc = Signal(signed(self.acc_bits), reset_less=True)
+        acc_next = acc + product
+        result = Signal(signed(self.acc_bits), reset_less=True)
         result_valid, result_final = Signal(), Signal()
         byte_index = Signal(range(ACC_BYTES))             # the byte of a raw accumulator to move next
         out_window = Signal(WINDOW)
@@ -224,8 +233,8 @@ class DenseUnit(wiring.Component):
         m.d.comb += [move.eq(result_valid & (~out_valid | self.o.ready)),
                      last_byte.eq(~p.acc_output | (byte_index == ACC_BYTES - 1)),
                      advance.eq(~(acc_term & acc_last & result_valid & ~(move & last_byte)))]
-        with m.If(advance & acc_term):
-            m.d.sync += acc.eq(acc_next)
+        with m.If(advance & (acc_term | acc_prime)):
+            m.d.sync += acc.eq(Mux(acc_last | ~acc_term, bias, acc_next))
         with m.If(advance & acc_term & acc_last):
             m.d.sync += [result.eq(acc_next), result_valid.eq(1), result_final.eq(acc_final), byte_index.eq(0)]
         with m.Elif(move):
@@ -242,11 +251,12 @@ class DenseUnit(wiring.Component):
                      self.done.eq(self.o.valid & self.o.ready & out_final)]
 
         with m.If(self.start):
-            m.d.sync += [fill.eq(0), fill_count.eq(0), fill_last.eq(D == 1), fill_rows_left.eq(p.rows),
+            m.d.sync += [fill.eq(0), fill_count.eq(0), fill_last.eq(D == 1), fill_rows_left.eq(rows),
                          full[0].eq(0), full[1].eq(0),
-                         drain.eq(0), out_index.eq(0), in_index.eq(0), in_first.eq(1), in_last.eq(D == 1),
+                         drain.eq(0), out_index.eq(0), in_index.eq(0), in_last.eq(D == 1),
                          out_last.eq(M == 1), lane.eq(0), weight_addr.eq(p.weights_base),
-                         issue_rows_left.eq(p.rows), bias_index.eq(0), bias_addr.eq(p.bias_base),
-                         bias_read_done.eq(0), mul_term.eq(0), mul_bias.eq(0), acc_term.eq(0),
+                         issue_rows_left.eq(rows), bias_index.eq(0), bias_addr.eq(p.bias_base),
+                         primed.eq(0), bias_read_done.eq(0), mul_term.eq(0), mul_prime.eq(0), mul_bias.eq(0),
+                         acc_term.eq(0), acc_prime.eq(0),
                          result_valid.eq(0), out_valid.eq(0)]
         return m

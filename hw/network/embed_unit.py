@@ -97,15 +97,15 @@ class EmbedUnit(wiring.Component):
 
         # Stage 1: x' * mult on the one multiplier, beside the word of the offset.
         product_valid, product_last, product_lane = Signal(), Signal(), Signal()
-        product = Signal(signed(PRODUCT_BITS))
+        product = Signal(signed(PRODUCT_BITS), reset_less=True)     # the multiplier's own output register
         with m.If(advance):
             m.d.sync += [product_valid.eq(issue), product_last.eq(issue & final), product_lane.eq(offset_lane),
-                         product.eq(Mux(class_token, 0, self.i.payload * p.mult))]
+                         product.eq(Mux(class_token, 0, self.i.payload) * p.mult)]
 
         # Stage 2: x' * mult + offset.
         offsets = data.ArrayLayout(signed(OFFSET_BITS), OFFSETS_PER_WORD)(self.table.data)
         sum_valid, sum_last = Signal(), Signal()
-        total = Signal(signed(SUM_BITS))
+        total = Signal(signed(SUM_BITS), reset_less=True)
         with m.If(advance):
             m.d.sync += [sum_valid.eq(product_valid), sum_last.eq(product_last),
                          total.eq(product + offsets[product_lane])]
