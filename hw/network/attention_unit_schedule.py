@@ -9,9 +9,11 @@ A step has two phases. *Load*: the T*3E input elements, one a cycle, are packed 
 words of U elements, each head's slice of q, k and v starting a new word (G = ceil(dh / U)
 words a slice, the last one's unused lanes zero). *Compute*: rows (query i, head h) in
 output order, R = T*H of them, each in three passes over its T keys: S (T*G score items),
-E (T exp-table items) and C (G context groups of P item slots: T keys, padded to P =
-max(T, U + 4, 7) slots so that a group's U sums leave the shared rescale before the next
-group's arrive and a group reads back a probability only after the first group wrote it).
+E (T exp-table items, each followed by an empty slot: the shared 16 x 16 multiplier takes two
+cycles a product) and C (G context groups of P item slots: T keys, padded to P = max(T,
+2U + 5, 7) slots so that a group's U sums leave the shared rescale before the next group's
+arrive and a group reads back a probability only after the first group wrote it; the first
+group's slots, which make the probabilities on the shared multiplier, are doubled too).
 The passes run as S(0) E(0) | S(1) C(0) E(1) | ... | S(R-1) C(R-2) E(R-1) | C(R-1): Z's
 reciprocal runs while the next row's scores are computed, and E(r+1) finds the scores of
 S(r+1) written because C(r) lies between them.
@@ -34,27 +36,28 @@ EXP_ENTRY_BITS = 16          # an exp_table entry in the table memory
 MULT_BITS = 16               # score_mult and out_mult: the unit's multiplier takes 16 bits unsigned
 Q_MAX_PRODUCT, Q_MIN_PRODUCT = 128 * 128, -128 * 127        # int8 * int8
 P_MAX_PRODUCT, P_MIN_PRODUCT = 255 * 127, -255 * 128        # uint8 probability * int8
-# The pipeline behind the issue stage (stage 0): row memory read (1), the shared multiplier's
-# operands and the sequence memories' addresses (2), its product and the words (3), the kept
-# bits of the runtime shift, the lanes' operands and the table address (4), the lanes'
-# products and e (5), sums and e, p written back, the row maximum, a group's sums held (6).
+# The pipeline behind the issue stage (stage 0): row memory read and the shared multiplier's
+# high half (1), its low half and the sequence memories' addresses (2), its product and the
+# words (3), the kept bits of the runtime shift, the lanes' operands and the table address (4),
+# the lanes' products and e (5), sums and e, p written back, the row maximum, a group's sums
+# held (6).
 STAGES = 6
 # The last E item's e reaches Z in stage 5; the reciprocal takes Z in the cycle after its
 # stage 5 and is done `Reciprocal.cycles` later; C may issue from the cycle its `done` is high.
 RECIPROCAL_START_DELAY = 6
-# One quotient bit a cycle, all 33 (any exp_table: Z down to 1): at the tiny ViT's size C(r)
-# waits 5 cycles a row for it after S(r+1)'s T*G = 34 score cycles. Two bits a cycle would hide
-# it (7455 cycles instead of 7806) but the two chained compare-subtracts become the unit's
-# longest path (iCE40UP5K: 30 instead of 37 MHz), so a step would take longer.
+# One quotient bit a cycle, all 33 (any exp_table: Z down to 1): hidden behind S(r+1) when
+# T*G >= 40 (the tiny ViT on U = 2: 68). Two bits a cycle make the two chained compare-subtracts
+# the unit's longest path (iCE40UP5K: 30 instead of 37 MHz at U = 4).
 RECIPROCAL_BITS_PER_CYCLE = 1
-BOUND_RULE = "T*3E + ceil(2*T*T*E/U) + H*T*T"
+BOUND_RULE = "T*3E + ceil(2*T*T*E/U) + 3*H*T*T"
 
 
 def least_context_period(lanes: int) -> int:
-    """P = max(T, this): a group's U sums leave the held register (U + 4 slots: the next
-    group's last four slots may be E items) and its p is written (stage 6) before the next
-    group reads it back."""
-    return max(lanes + 4, STAGES + 1)
+    """P = max(T, this): a group's U sums leave the held register, two cycles each, before
+    the next group's are held (2U + 5 slots: free from the cycle after its stage 6, and the
+    E items after the last group take the multiplier from their issue), and its p is written
+    (stage 6) before the next group reads it back."""
+    return max(2 * lanes + 5, STAGES + 1)
 
 
 def head_words(head_dim: int, lanes: int) -> int:
@@ -63,11 +66,13 @@ def head_words(head_dim: int, lanes: int) -> int:
 
 
 def bound_of(tokens: int, features: int, heads: int, lanes: int) -> int:
-    """T*3E + ceil(2*T*T*E/U) + H*T*T: every input element read at one a cycle (the first
+    """T*3E + ceil(2*T*T*E/U) + 3*H*T*T: every input element read at one a cycle (the first
     row needs every key), the T*T*E multiplies of the scores and as many of the context on U
-    multipliers, and one pass over each row's T scores for max, exp and sum."""
+    multipliers, and for each row's key two cycles of the 16 x 16 shared multiplier for its
+    exp index and one for the second half of its probability (the first half overlaps the
+    lanes' context products)."""
     T, E, H, U = tokens, features, heads, lanes
-    return T * 3 * E + ceil(2 * T * T * E / U) + H * T * T
+    return T * 3 * E + ceil(2 * T * T * E / U) + 3 * H * T * T
 
 
 @dataclass(frozen=True)
@@ -186,21 +191,25 @@ class AttentionUnitTimetable:
         holding an E item) from the cycle after they are held on.
         """
         T, G, P, R, n = self.tokens, self.groups, self.context_period, self.rows, self.tail_lanes
-        score, context = T * G, G * P
+        score, context = T * G, (G + 1) * P                     # the first group's slots take two cycles
         load = 3 * T * self.heads * self.head_dim              # elements taken at edges 1..load
-        last_exp = load + score + STAGES + T                   # S(0) from load + 1, then the drain
+        last_exp = load + score + STAGES + 2 * T - 1           # S(0) from load + 1, the drain, E(0)'s T pairs
         held_free = 0
         for r in range(R):
             recip_done = last_exp + RECIPROCAL_START_DELAY + self.reciprocal_cycles
-            after = last_exp + 1 + (score if r + 1 < R else 0)  # S(r+1) between E(r) and C(r)
+            after = last_exp + 2 + (score if r + 1 < R else 0)  # S(r+1) between E(r) and C(r)
             first_context = max(after, recip_done, held_free)
-            last_key = first_context + context - 1 - (P - T)    # the last group's last real key
+            last_key = first_context + (2 * (T - 1) if G == 1 else G * P + T - 1)    # the last real key
             if r + 1 == R:
-                # its sums held after stage 6, through the multiplier (2), stages 3 and 4, the
-                # output register and the skid's output register: taken 4 cycles after the last
-                # leaves stage 2.
-                return last_key + STAGES + n + 4
-            last_exp = first_context + context + T - 1          # E(r+1): no S item left in flight
-            padding_free = max(0, P - T - 4)                    # padding slots from stage 2's reach on
-            nth_free = last_key + 4 + n if n <= padding_free else last_exp + n - padding_free
-            held_free = nth_free + 3
+                # its sums held after stage 6, two cycles each on the multiplier, then stages 3
+                # and 4, the output register and the skid's output register: taken 4 cycles after
+                # the last one's second multiplier cycle.
+                return last_key + STAGES + 2 * n + 4
+            exp_first = first_context + context                 # E(r+1): no S item left in flight
+            last_exp = exp_first + 2 * T - 2
+            # The held sums' pairs start from the cycle after their stage 6 up to the one before
+            # E(r+1)'s first issue, then again once its last item has left stage 2.
+            held_from = last_key + STAGES + 1
+            before = max(0, (exp_first - held_from + 1) // 2)
+            last_pair = held_from + 2 * (n - 1) if n <= before else exp_first + 2 * T + 1 + 2 * (n - before - 1)
+            held_free = last_pair + 2
