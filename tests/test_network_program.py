@@ -5,8 +5,8 @@ import pytest
 
 from nomac.base.errors import ConfigError
 from nomac.hw.network.program import Pattern, compile_program
-from nomac.hw.network.program_format import HEADER_FIELDS, STEP_WORDS
-from nomac.hw.network.unit import NetworkLimits, params_layout
+from nomac.hw.network.program_format import HEADER_WORD_FIELDS, HEADER_WORDS, STEP_WORDS
+from nomac.hw.network.unit import NetworkLimits
 from nomac.model.config import make_config
 from nomac.model.int_ops import image_patches
 from nomac.model.operator_layers import GeluLayer, PatchesLayer, SelectTokenLayer
@@ -41,22 +41,47 @@ def test_regions_are_reused_once_read_and_never_overlap_what_a_step_reads():
     assert len(program.table_words) == 1 + STEP_WORDS * 7 + 6 * 32       # header, 6 steps and END, 6 tables
 
 
+def header_values(words):
+    """The header fields of a step's first HEADER_WORDS words, as docs/spec.md section 16.3 lays them out."""
+    values = {}
+    for word, fields in zip(words, HEADER_WORD_FIELDS):
+        for n, field in enumerate(fields):
+            values[field.name] = (word >> (16 * n)) & 0xFFFF
+    return values
+
+
 def test_the_program_words_hold_each_steps_header():
     config = make_config([patches(4, 4, 2), gelu("g", 4)])
     program = compile_program(config, NetworkLimits(input_bytes=16, output_bytes=16, units=("gelu",)))
-    bits = sum(word << (64 * k) for k, word in enumerate(program.table_words[1:1 + STEP_WORDS]))
-    layout, values, offset = params_layout(HEADER_FIELDS), {}, 0
-    for field in HEADER_FIELDS:
-        raw = (bits >> offset) & ((1 << field.bits) - 1)
-        values[field.name] = raw - (raw >> (field.bits - 1) << field.bits) if field.signed else raw
-        offset += field.bits
-    assert offset == layout.size
+    values = header_values(program.table_words[1:1 + STEP_WORDS])
     step = program.steps[0]
     assert values["unit"] == 1 and values["writer_count"] == 16 and values["writer_base"] == step.writes.base
+    assert values["reader_base"] == program.input.base
     assert [values[f"count{k}"] for k in range(4)] == [2, 2, 2, 2]
-    assert [values[f"stride{k}"] for k in range(4)] == [8, 2, 4, 1]
-    assert list(program.table_words[1 + STEP_WORDS:1 + 2 * STEP_WORDS]) == [0] * STEP_WORDS     # END
-    assert program.table_words[0] == program.input.base | program.output.base << 16 | 16 << 32
+    # strides (8, 2, 4, 1): jump k = stride k - sum over inner loops of (count - 1) * stride, mod 2^16
+    assert [values[f"jump{k}"] for k in range(4)] == [8 - 2 - 4 - 1, 2 - 4 - 1 + (1 << 16), 4 - 1, 1]
+    end = header_values(program.table_words[1 + STEP_WORDS:1 + 2 * STEP_WORDS])        # END reads the output
+    assert end == {"writer_base": 0, "writer_count": 0, "reader_base": program.output.base, "unit": 0,
+                   "count0": 1, "count1": 1, "count2": 1, "count3": 16, "jump3": 1,
+                   **{f"jump{k}": (0 - 15) % (1 << 16) for k in range(3)}}        # strides (0, 0, 0, 1)
+    assert program.table_words[1 + STEP_WORDS + HEADER_WORDS:1 + 2 * STEP_WORDS] == (0,) * (STEP_WORDS - HEADER_WORDS)
+    assert program.table_words[0] == program.input.base | 16 << 16
+
+
+@pytest.mark.parametrize("pattern", [Pattern(10, (1, 2, 2, 3), (0, 5, -4, 1)), Pattern(0, (2, 2, 2, 2), (8, 2, 4, 1)),
+                                     Pattern(40, (3, 1, 2, 4), (-12, 7, 5, -1)), Pattern(5, (1, 1, 1, 1), (0, 0, 0, 1))])
+def test_the_jumps_walk_the_patterns_addresses(pattern):
+    """The reader's rule (docs/spec.md section 16.3): the innermost loop not at its last index
+    advances, the address moves by its jump, the loops inside it restart."""
+    index, address, walked = [0] * 4, pattern.base, [pattern.base]
+    while True:
+        k = max((k for k in range(4) if index[k] < pattern.counts[k] - 1), default=None)
+        if k is None:
+            break
+        index[k + 1:], index[k] = [0] * (3 - k), index[k] + 1
+        address = (address + pattern.jumps()[k]) % (1 << 16)
+        walked.append(address)
+    assert walked == pattern.addresses()
 
 
 @pytest.mark.parametrize("config, limits, message", [

@@ -7,15 +7,17 @@ To a board it is an engine like a layer's (hw/engine.py): input vectors (an imag
 then the arrays, 64-bit words) and `step_cycles` (what each step of the last run took).
 So the board's command handler and host load and run it unchanged.
 
-Per vector: read the program header (word 0), write the input bytes at its input base,
-run the steps, stream the output region out. Per step the sequencer reads the step's
-STEP_WORDS words, starts the reader, the writer and the step's unit together, routes
-the reader's bytes to that unit, its output to the writer and the table port to it, and
+Per vector: read the program header (word 0: the input's region) into the writer, write
+the input bytes there, run the steps, stream the END step's reader pattern (the output
+region) out. Per step the sequencer reads the step's STEP_WORDS words (the reader and
+writer take their header words as they arrive; the unit number and the parameters stay
+in the step register), starts the reader and the step's unit together, routes the
+reader's bytes to that unit, its output to the writer and the table port to it, and
 when the unit is done stores the step's cycles (from its start to its done) and goes on,
 until a step whose unit is END.
 """
 import numpy as np
-from amaranth import Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed
 from amaranth.lib import data, memory, wiring
 
@@ -23,15 +25,15 @@ from nomac.hw.engine import EngineSignature
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.network.activation_streams import ActivationReader, ActivationWriter
 from nomac.hw.network.table_memory import TableMemory
-from nomac.hw.network.program_format import (FIRST_STEP, HEADER_FIELDS, PROGRAM_FIELDS, READER_LOOPS,
-                                             STEP_WORDS)
-from nomac.hw.network.unit import PARAMS_BITS, TABLE_WORD_BITS, NetworkLimits, params_layout
+from nomac.hw.network.program_format import FIRST_STEP, HEADER_WORD_FIELDS, HEADER_WORDS, STEP_WORDS, count_bits
+from nomac.hw.network.unit import TABLE_WORD_BITS, NetworkLimits, params_layout
 from nomac.hw.network.units import UNITS
 from nomac.hw.parameter_memory import ParameterMemory
 
 __all__ = ["CYCLE_BITS", "network_memories", "NetworkEngine"]
 
-CYCLE_BITS = 32                   # a step's cycle count in `step_cycles`
+CYCLE_BITS = 32                   # a `step_cycles` word
+COUNTED_CYCLE_BITS = 16           # a step's cycles as counted, saturating (the word's high bits are 0)
 
 
 def network_memories(limits: NetworkLimits) -> list:
@@ -65,26 +67,25 @@ class NetworkEngine(wiring.Component):
         m.submodules.activations = activations = memory.Memory(shape=8, depth=limits.activation_bytes, init=[])
         m.submodules.step_cycles = cycles = memory.Memory(shape=CYCLE_BITS, depth=limits.steps, init=[])
         table_port, tables_write = tables.read, tables.write
-        act_read, act_write = activations.read_port(), activations.write_port()
-        cycles_read, cycles_write = cycles.read_port(), cycles.write_port()
-        m.submodules.reader = reader = ActivationReader(limits.activation_addr_bits)
-        m.submodules.writer = writer = ActivationWriter(limits.activation_addr_bits)
+        # No cycle reads the address it writes (docs/spec.md section 16.2), so the read ports
+        # may be transparent: that spares the logic that keeps old data on a collision.
+        act_write, cycles_write = activations.write_port(), cycles.write_port()
+        act_read = activations.read_port(transparent_for=(act_write,))
+        cycles_read = cycles.read_port(transparent_for=(cycles_write,))
+        m.submodules.reader = reader = ActivationReader(limits.activation_addr_bits, count_bits(limits))
+        m.submodules.writer = writer = ActivationWriter(limits.activation_addr_bits, count_bits(limits))
         units = {}
         for kind in self.kinds:
             units[kind.number] = m.submodules[f"{kind.kind}_unit"] = kind.unit(limits)
 
-        words = Signal(TABLE_WORD_BITS * STEP_WORDS)          # the running step's words
-        header_layout = params_layout(HEADER_FIELDS)
-        header = data.View(header_layout, words[:header_layout.size])
-        params = words[-PARAMS_BITS:]
-        program_layout = params_layout(PROGRAM_FIELDS)
-        program = Signal(program_layout)                       # word 0, read as a vector arrives
-        step_addr = Signal(limits.table_addr_bits)             # word 0 of the running step
+        numbers = list(units)
+        step_units = Signal(len(units))                        # one-hot: the running step's unit (none: END)
+        params = Signal(max(unit.params.shape().size for unit in units.values()))   # ... and its parameters
+        table_addr = Signal(limits.table_addr_bits)            # the next program word to read
         word = Signal(range(STEP_WORDS + 1))
         step = Signal(range(limits.steps + 1))
-        cycles_so_far = Signal(CYCLE_BITS)               # of the running step
-        running = Signal()                                     # a step's unit owns the streams and the table port
-        elements = Signal(range(max(limits.input_bytes, limits.output_bytes)))
+        cycles_so_far = Signal(COUNTED_CYCLE_BITS)             # of the running step, counting its done edge
+        m.d.comb += [reader.word.eq(table_port.data), writer.word.eq(table_port.data)]
 
         # Host ports (used only while idle): writes go straight to the memories, reads share
         # the table port and the cycles port; the sequencer writes a step's cycles when no
@@ -103,34 +104,42 @@ class NetworkEngine(wiring.Component):
             m.d.comb += [cycles_write.addr.eq(host_cycles_write.addr), cycles_write.data.eq(host_cycles_write.data),
                          cycles_write.en.eq(1)]
         with m.Else():
-            m.d.comb += [cycles_write.addr.eq(step), cycles_write.data.eq(cycles_so_far + 1)]
+            m.d.comb += [cycles_write.addr.eq(step), cycles_write.data.eq(cycles_so_far)]
 
-        # The running step's unit gets the reader's bytes, the writer and the table port.
+        # The running step's unit gets the reader's bytes, the writer and the table port (the
+        # others see no valid input and offer no output, so they may see the shared signals).
+        selected = {number: step_units[n] for n, number in enumerate(numbers)}
         for number, unit in units.items():
-            selected = running & (header.unit == number)
             m.d.comb += [unit.params.as_value().eq(params[:unit.params.shape().size]),
-                         unit.table.data.eq(table_port.data),
-                         unit.i.payload.eq(reader.o.payload), unit.i.valid.eq(reader.o.valid & selected)]
-            with m.If(selected):
-                m.d.comb += [reader.o.ready.eq(unit.i.ready), writer.i.valid.eq(unit.o.valid),
-                             writer.i.payload.eq(unit.o.payload), unit.o.ready.eq(writer.i.ready),
-                             table_port.addr.eq(unit.table.addr), table_port.en.eq(unit.table.en)]
-        unit_done = Signal()
-        for number, unit in units.items():
-            with m.If(header.unit == number):
-                m.d.comb += unit_done.eq(unit.done)
+                         unit.table.data.eq(table_port.data), unit.i.payload.eq(reader.o.payload),
+                         unit.i.valid.eq(reader.o.valid & selected[number]), unit.o.ready.eq(writer.i.ready)]
 
+        def of_running(member):
+            """`member` of the running step's unit."""
+            return _one_hot_mux([(member(unit), selected[number]) for number, unit in units.items()])
+        unit_done, unit_table_en, unit_table_addr = (of_running(lambda unit: unit.done),
+                                                     of_running(lambda unit: unit.table.en),
+                                                     of_running(lambda unit: unit.table.addr))
+        unit_output_valid, unit_output, unit_input_ready = (of_running(lambda unit: unit.o.valid),
+                                                            of_running(lambda unit: unit.o.payload),
+                                                            of_running(lambda unit: unit.i.ready))
+
+        # The table port: the running unit's, else the host's while idle, else the sequencer's
+        # (`table_addr`, 0 while idle: the program header), in a two-level mux.
+        units_own_table, host_owns_table, sequencer_reads = Signal(), Signal(), Signal()
+        m.d.comb += [table_port.addr.eq(Mux(units_own_table, unit_table_addr,
+                                            Mux(host_owns_table, host_tables_read.addr, table_addr))),
+                     table_port.en.eq(Mux(units_own_table, unit_table_en,
+                                          Mux(host_owns_table, host_tables_read.en, sequencer_reads)))]
         with m.FSM():
             with m.State("idle"):
-                m.d.comb += [self.idle.eq(1), table_port.addr.eq(host_tables_read.addr),
-                             table_port.en.eq(host_tables_read.en)]
+                m.d.comb += [self.idle.eq(1), host_owns_table.eq(~self.i.valid)]
                 with m.If(self.i.valid):
-                    m.d.comb += [table_port.addr.eq(0), table_port.en.eq(1)]
+                    m.d.comb += sequencer_reads.eq(1)
+                    m.d.sync += table_addr.eq(FIRST_STEP)
                     m.next = "header"
             with m.State("header"):
-                word0 = data.View(program_layout, table_port.data[:program_layout.size])
-                m.d.comb += [writer.start.eq(1), writer.base.eq(word0.input_base), writer.count.eq(limits.input_bytes)]
-                m.d.sync += [program.eq(word0), elements.eq(0)]
+                m.d.comb += writer.load.eq(1)
                 m.next = "input"
             with m.State("input"):
                 # The image's bytes to the activation memory; a `last` away from the final byte is
@@ -138,53 +147,65 @@ class NetworkEngine(wiring.Component):
                 m.d.comb += [writer.i.payload.eq(self.i.payload.data[0]), writer.i.valid.eq(self.i.valid),
                              self.i.ready.eq(writer.i.ready)]
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += elements.eq(elements + 1)
-                    with m.If(self.i.payload.last != (elements == limits.input_bytes - 1)):
+                    with m.If(self.i.payload.last != writer.last):
                         m.d.sync += self.framing_error.eq(1)
-                    with m.If(elements == limits.input_bytes - 1):
-                        m.d.sync += [step.eq(0), step_addr.eq(FIRST_STEP), word.eq(0)]
+                    with m.If(writer.last):
+                        m.d.sync += [step.eq(0), word.eq(0)]
                         m.next = "load"
             with m.State("load"):
-                m.d.comb += [table_port.addr.eq(step_addr + word), table_port.en.eq(word < STEP_WORDS)]
+                m.d.comb += sequencer_reads.eq(word < STEP_WORDS)
+                with m.If(word < STEP_WORDS):
+                    m.d.sync += table_addr.eq(table_addr + 1)
                 m.d.sync += word.eq(word + 1)
-                for k in range(STEP_WORDS):
-                    with m.If(word == k + 1):
-                        m.d.sync += words[k * TABLE_WORD_BITS:(k + 1) * TABLE_WORD_BITS].eq(table_port.data)
+                with m.If(word == 1):
+                    number = data.View(params_layout(HEADER_WORD_FIELDS[0]), table_port.data).unit
+                    m.d.comb += writer.load.eq(1)
+                    # the compiler names only units of the build: their numbers' bits suffice
+                    m.d.sync += step_units.eq(Cat(number[:max(numbers).bit_length()] == n for n in numbers))
+                for k in range(HEADER_WORDS):
+                    m.d.comb += reader.load[k].eq(word == k + 1)
+                for k in range(HEADER_WORDS, STEP_WORDS):
+                    low = (k - HEADER_WORDS) * TABLE_WORD_BITS
+                    if low < len(params):
+                        with m.If(word == k + 1):
+                            m.d.sync += params[low:low + TABLE_WORD_BITS].eq(table_port.data)
                 with m.If(word == STEP_WORDS):
                     m.next = "dispatch"
             with m.State("dispatch"):
-                with m.If(header.unit == 0):
-                    m.d.comb += [reader.start.eq(1), reader.base.eq(program.output_base)]
-                    m.d.comb += [reader.counts[k].eq(1) for k in range(READER_LOOPS - 1)]
-                    m.d.comb += [reader.counts[-1].eq(program.output_bytes), reader.strides[-1].eq(1)]
-                    m.d.sync += elements.eq(0)
+                m.d.comb += reader.start.eq(1)
+                with m.If(step_units == 0):           # END
                     m.next = "output"
                 with m.Else():
-                    m.d.comb += [reader.start.eq(1), reader.base.eq(header.reader_base), writer.start.eq(1),
-                                 writer.base.eq(header.writer_base), writer.count.eq(header.writer_count)]
-                    m.d.comb += [reader.counts[k].eq(header[f"count{k}"]) for k in range(READER_LOOPS)]
-                    m.d.comb += [reader.strides[k].eq(header[f"stride{k}"]) for k in range(READER_LOOPS)]
                     for number, unit in units.items():
-                        m.d.comb += unit.start.eq(header.unit == number)
-                    m.d.sync += cycles_so_far.eq(0)
+                        m.d.comb += unit.start.eq(selected[number])
+                    m.d.sync += [cycles_so_far.eq(1), units_own_table.eq(1)]
                     m.next = "run"
             with m.State("run"):
-                m.d.comb += running.eq(1)
-                m.d.sync += cycles_so_far.eq(cycles_so_far + 1)
+                m.d.comb += [reader.o.ready.eq(unit_input_ready), writer.i.valid.eq(unit_output_valid),
+                             writer.i.payload.eq(unit_output)]
+                with m.If(~cycles_so_far.all()):
+                    m.d.sync += cycles_so_far.eq(cycles_so_far + 1)
                 with m.If(unit_done):
                     m.d.comb += cycles_write.en.eq(1)
-                    m.d.sync += [step.eq(step + 1), step_addr.eq(step_addr + STEP_WORDS), word.eq(0)]
+                    m.d.sync += [step.eq(step + 1), word.eq(0), units_own_table.eq(0)]
                     m.next = "load"
             with m.State("output"):
                 m.d.comb += [self.o.payload.data[0].eq(reader.o.payload), self.o.valid.eq(reader.o.valid),
-                             self.o.payload.last.eq(elements == limits.output_bytes - 1),
-                             reader.o.ready.eq(self.o.ready)]
-                with m.If(self.o.valid & self.o.ready):
-                    m.d.sync += elements.eq(elements + 1)
-                    with m.If(elements == limits.output_bytes - 1):
-                        m.next = "idle"
+                             self.o.payload.last.eq(reader.last), reader.o.ready.eq(self.o.ready)]
+                with m.If(self.o.valid & self.o.ready & reader.last):
+                    m.d.sync += table_addr.eq(0)
+                    m.next = "idle"
         return m
 
     def _ports(self, parameter_memory):
         """The host's (write, read-back) ports of one of `memories`."""
         return getattr(self, parameter_memory.write_name), getattr(self, parameter_memory.read_name)
+
+
+def _one_hot_mux(choices):
+    """The value of the (value, select) pairs whose select is high (at most one is), as an
+    AND-OR: cheaper than a mux tree on a unit number."""
+    result = Const(0)
+    for value, select in choices:
+        result = result | (value.as_unsigned() & select.replicate(len(value)))
+    return result

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.hw.network.program_format import (END, FIRST_STEP, HEADER_FIELDS, PROGRAM_FIELDS, READER_LOOPS, STEP_WORDS,
-                                            step_words)
+from nomac.hw.network.program_format import (END, FIRST_STEP, PROGRAM_FIELDS, READER_LOOPS, STEP_WORDS, step_words)
 from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import LimitError, NetworkLimits, UnitStep, pack_params
 from nomac.hw.network.units import UNITS
@@ -48,6 +47,12 @@ class Pattern:
         """Every address in order (the compiler's own check, and the tests')."""
         index = np.indices(self.counts).reshape(READER_LOOPS, -1)
         return (self.base + np.asarray(self.strides) @ index).tolist()
+
+    def jumps(self) -> tuple:
+        """What the reader adds to the address when loop k advances and the loops inside it
+        restart: stride k less the inner loops' run, modulo 2^16."""
+        return tuple((self.strides[k] - sum((c - 1) * s for c, s in zip(self.counts[k + 1:], self.strides[k + 1:])))
+                     % (1 << 16) for k in range(READER_LOOPS))
 
 
 def _patches_view(layer, source: Region) -> Pattern:
@@ -185,6 +190,7 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
         reads = _reads(layer, sources[layer.name], stored[layer.name], views, regions)
         for part, unit_step in enumerate(unit_steps):
             assert int(np.prod(reads.counts)) == unit_step.in_elements, (layer.name, reads, unit_step.in_elements)
+            assert max(reads.counts) <= limits.activation_bytes, (layer.name, reads)     # each byte read once
             final = part == len(unit_steps) - 1
             name = layer.name if final else f"{layer.name}#{part}"
             writes = memory.allocate(name, unit_step.out_elements, layer.name)
@@ -202,11 +208,11 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
         raise LimitError(layers[-1].name, "program steps", len(steps), limits.steps)
     if table_base > limits.table_words:
         raise LimitError(layers[-1].name, "table memory words", table_base, limits.table_words)
-    program = [pack_params(PROGRAM_FIELDS, {"input_base": regions["input"].base, "output_base": regions[last.name].base,
-                                            "output_bytes": output_bytes})]
+    program = [pack_params(PROGRAM_FIELDS, {"input_base": regions["input"].base, "input_bytes": widths["input"]})]
     for step in steps:
-        program.extend(step_words(_header(step), pack_params(UNITS[step.kind].fields, step.unit_step.params)))
-    program.extend(step_words(_end_header(), 0))
+        program.extend(step_words(_header(UNITS[step.kind].number, step.reads, step.writes),
+                                  pack_params(UNITS[step.kind].fields, step.unit_step.params)))
+    program.extend(step_words(_header(END, Pattern.contiguous(regions[last.name]), Region(0, 0)), 0))
     return NetworkProgram(tuple(steps), tuple(program + arrays), regions["input"], regions[last.name],
                           last.output == "acc", last.out_features, memory.peak)
 
@@ -223,13 +229,9 @@ def _reads(layer, names, stored_names, views, regions) -> Pattern:
     return Pattern.contiguous(regions[name])
 
 
-def _header(step: ProgramStep) -> dict:
-    header = {"unit": UNITS[step.kind].number, "reader_base": step.reads.base,
-              "writer_base": step.writes.base, "writer_count": step.writes.size}
-    header.update({f"count{k}": c for k, c in enumerate(step.reads.counts)})
-    header.update({f"stride{k}": s for k, s in enumerate(step.reads.strides)})
+def _header(unit: int, reads: Pattern, writes: Region) -> dict:
+    """A step's header fields (an END step's reads are the output region, its writes none)."""
+    header = {"unit": unit, "reader_base": reads.base, "writer_base": writes.base, "writer_count": writes.size}
+    header.update({f"count{k}": c for k, c in enumerate(reads.counts)})
+    header.update({f"jump{k}": j for k, j in enumerate(reads.jumps())})
     return header
-
-
-def _end_header() -> dict:
-    return {f.name: END if f.name == "unit" else 0 for f in HEADER_FIELDS}
