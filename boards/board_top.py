@@ -79,7 +79,7 @@ class BoardCore(wiring.Component):
         m.submodules.receiver = receiver = UARTReceiver(board.divisor)
         m.submodules.transmitter = transmitter = UARTTransmitter(board.divisor)
         m.submodules.decoder = decoder = FrameDecoder(board.max_payload, board.timeout_cycles)
-        m.submodules.encoder = encoder = FrameEncoder()
+        m.submodules.encoder = encoder = FrameEncoder(board.max_payload)
         m.submodules.handler = handler = CommandHandler(board, self.engine.signature)
         m.submodules.engine = self.engine
         m.submodules.payload = payload = memory.Memory(shape=8, depth=board.max_payload, init=[])
@@ -93,7 +93,8 @@ class BoardCore(wiring.Component):
         connect(m, handler.reply, encoder.reply)
         connect(m, handler.data, encoder.data)
         connect(m, encoder.o, transmitter.i)
-        m.d.comb += [handler.head.eq(decoder.head),
+        connect(m, encoder.crc, decoder.crc)
+        m.d.comb += [handler.head.eq(decoder.head), handler.head_zero.eq(decoder.head_zero),
                      handler.events.uart_error.eq(receiver.frame_error),
                      handler.events.garbage.eq(decoder.garbage),
                      handler.events.overrun.eq(decoder.overrun),

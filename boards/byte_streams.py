@@ -4,9 +4,9 @@ The link moves bytes; the engine takes and gives vector beats and holds its
 tables in words. These small components convert, each with one job and a
 `lib.stream` on its byte side, so the command handler only wires them up:
 
-- `ByteReader`: bytes [first, first+count) of a byte memory, in order;
-- `ByteWriter`: a byte stream written to a byte memory from address 0;
-- `WordReader` / `WordWriter`: the words of one of several memories as little-endian
+- `ByteReader`: bytes [first, end) of one of several byte memories, in order;
+- `ByteWriter`: a byte stream written to one of several byte memories from address 0;
+- `WordPorts`: the words of one of several memories read or written as little-endian
   bytes (each memory's word bytes, a power of two: link_protocol.word_bytes);
 - `BytesToBeats` / `BeatsToBytes`: vectors as element bytes <-> vector-stream beats
   (docs/spec.md section 3: lane 0 is the lowest element, unused lanes of a vector's final
@@ -29,45 +29,64 @@ def _addr_width(depth: int) -> int:
 
 
 class ByteReader(wiring.Component):
-    """Streams `count` bytes from address `first` when `start` pulses; one byte per cycle."""
+    """Streams the bytes at addresses [first, end) of the `select`ed byte memory when `start`
+    pulses; one byte per cycle. One read port per memory, `memory0`, `memory1`, ... (of the
+    `depths`); only the selected one sees `en`. One reader serves every byte memory of the
+    board, since no command reads two at once. (An end, not a count: the handler has the
+    end addresses at hand, not the counts.)"""
 
-    def __init__(self, depth: int):
-        self.depth = depth
-        super().__init__({"start": In(1), "first": In(range(depth)), "count": In(range(depth + 1)),
-                          "memory": In(memory.ReadPort.Signature(addr_width=_addr_width(depth), shape=8)),
-                          "o": Out(stream.Signature(8)), "busy": Out(1)})
+    def __init__(self, depths: list):
+        self.depths = list(depths)
+        deepest = max(self.depths)
+        members = {"start": In(1), "first": In(range(deepest + 1)), "end": In(range(deepest + 1)),
+                   "select": In(range(len(self.depths))), "o": Out(stream.Signature(8)), "busy": Out(1)}
+        for k, depth in enumerate(self.depths):
+            members[f"memory{k}"] = In(memory.ReadPort.Signature(addr_width=_addr_width(depth), shape=8))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        addr = Signal(_addr_width(self.depth))
-        left = Signal(range(self.depth + 1))
-        have = Signal()                     # memory.data holds a byte not yet taken
-        fetch = (left != 0) & (~have | self.o.ready)
-        m.d.comb += [self.memory.addr.eq(addr), self.memory.en.eq(fetch),
-                     self.o.valid.eq(have), self.o.payload.eq(self.memory.data),
-                     self.busy.eq((left != 0) | have)]
+        deepest = max(self.depths)
+        addr = Signal(range(deepest + 1))
+        have = Signal()                     # the selected memory's data holds a byte not yet taken
+        end = Signal.like(self.end)
+        more = addr != end
+        fetch = more & (~have | self.o.ready)
+        ports = [getattr(self, f"memory{k}") for k in range(len(self.depths))]
+        for k, port in enumerate(ports):
+            m.d.comb += [port.addr.eq(addr), port.en.eq(fetch & (self.select == k))]
+        m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(Array(port.data for port in ports)[self.select]),
+                     self.busy.eq(more | have)]
         m.d.sync += have.eq(fetch | (have & ~self.o.ready))
         with m.If(fetch):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+            m.d.sync += addr.eq(addr + 1)
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.first), left.eq(self.count), have.eq(0)]
+            m.d.sync += [addr.eq(self.first), end.eq(self.end), have.eq(0)]
         return m
 
 
 class ByteWriter(wiring.Component):
-    """Writes the bytes of `i` to addresses 0, 1, ... (from the last `start` pulse); `written` counts them."""
+    """Writes the bytes of `i` to addresses 0, 1, ... of the `select`ed byte memory (from the
+    last `start` pulse, up to its depth); `written` counts them. One write port per memory,
+    `memory0`, `memory1`, ... (of the `depths`); only the selected one sees `en`."""
 
-    def __init__(self, depth: int):
-        self.depth = depth
-        super().__init__({"start": In(1), "i": In(stream.Signature(8)),
-                          "memory": In(memory.WritePort.Signature(addr_width=_addr_width(depth), shape=8)),
-                          "written": Out(range(depth + 1))})
+    def __init__(self, depths: list):
+        self.depths = list(depths)
+        members = {"start": In(1), "select": In(range(len(self.depths))), "i": In(stream.Signature(8)),
+                   "written": Out(range(max(self.depths) + 1))}
+        for k, depth in enumerate(self.depths):
+            members[f"memory{k}"] = In(memory.WritePort.Signature(addr_width=_addr_width(depth), shape=8))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         fire = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(self.written < self.depth), self.memory.addr.eq(self.written),
-                     self.memory.data.eq(self.i.payload), self.memory.en.eq(fire)]
+        depth = Array(Const(depth, len(self.written)) for depth in self.depths)[self.select]
+        m.d.comb += self.i.ready.eq(self.written < depth)
+        for k in range(len(self.depths)):
+            port = getattr(self, f"memory{k}")
+            m.d.comb += [port.addr.eq(self.written), port.data.eq(self.i.payload),
+                         port.en.eq(fire & (self.select == k))]
         with m.If(fire):
             m.d.sync += self.written.eq(self.written + 1)
         with m.If(self.start):
@@ -75,79 +94,64 @@ class ByteWriter(wiring.Component):
         return m
 
 
-class WordReader(wiring.Component):
-    """Streams words [first, first+count) of the `select`ed memory, each as its word bytes
-    (a power of two, little-endian). One read port per memory, `memory0`, `memory1`, ...;
-    only the selected one sees `en`. The port keeps reading the same address until the
-    word's last byte is taken (an engine's read-back port shares the datapath's port, so
-    its data only holds while `en` does); bytes are picked straight from its data, so
-    no word is copied into a register."""
+class WordPorts(wiring.Component):
+    """The words of the `select`ed memory as little-endian bytes (each memory's word bytes, a
+    power of two), read or written from word `first` on; one address register for both, as
+    no command does both. One read port per memory, `read0`, `read1`, ..., and one write
+    port, `write0`, ...; only the selected memory's see `en`.
+
+    `start` with `write` low streams words [first, end) on `o`. The read port keeps reading
+    the same address until the word's last byte is taken (an engine's read-back port shares
+    the datapath's port, so its data only holds while `en` does); bytes are picked straight
+    from its data, so no word is copied into a register. `end` may be the depth, one past
+    the last address.
+
+    `start` with `write` high collects the bytes of `i` into words written at `first`,
+    `first` + 1, ... Bytes shift in from the top of one register, so each memory's word is a
+    fixed slice of it: no multiplexer.
+    """
 
     def __init__(self, addr_width: int, word_bits: list):
         self.addr_width, self.word_bits = addr_width, list(word_bits)
         self.word_bytes = [word_bytes(bits) for bits in self.word_bits]
-        members = {"start": In(1), "first": In(addr_width), "count": In(addr_width + 1),
-                   "select": In(range(len(self.word_bits))), "o": Out(stream.Signature(8)), "busy": Out(1)}
-        for k, bits in enumerate(self.word_bits):
-            members[f"memory{k}"] = In(memory.ReadPort.Signature(addr_width=addr_width, shape=bits))
-        super().__init__(members)
-
-    def elaborate(self, platform):
-        m = Module()
-        addr = Signal(self.addr_width)
-        left = Signal(self.addr_width + 1)
-        loading, have = Signal(), Signal()
-        index = Signal(range(max(self.word_bytes)))
-        fetch = (left != 0) & ~loading & ~have
-        picks, lasts = [], []
-        for k, size in enumerate(self.word_bytes):
-            port = getattr(self, f"memory{k}")
-            m.d.comb += [port.addr.eq(addr), port.en.eq((fetch | loading | have) & (self.select == k))]
-            padded = Cat(port.data, Const(0, 8 * size - len(port.data)))
-            picks.append(padded.word_select(index[:max(1, (size - 1).bit_length())], 8) if size > 1 else padded)
-            lasts.append(Const(size - 1, len(index)))
-        m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(Array(picks)[self.select]),
-                     self.busy.eq((left != 0) | loading | have)]
-        m.d.sync += loading.eq(fetch)
-        with m.If(loading):
-            m.d.sync += [have.eq(1), index.eq(0)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == Array(lasts)[self.select]):
-                m.d.sync += [have.eq(0), addr.eq(addr + 1), left.eq(left - 1)]
-        with m.If(self.start):
-            m.d.sync += [addr.eq(self.first), left.eq(self.count), have.eq(0), loading.eq(0)]
-        return m
-
-
-class WordWriter(wiring.Component):
-    """Collects the bytes of `i` into words of the `select`ed memory (its word bytes, a power
-    of two, little-endian) and writes them at `first`, `first`+1, ... Bytes shift in from the
-    top of one register, so each memory's word is a fixed slice of it: no multiplexer."""
-
-    def __init__(self, addr_width: int, word_bits: list):
-        self.addr_width, self.word_bits = addr_width, list(word_bits)
-        self.word_bytes = [word_bytes(bits) for bits in self.word_bits]
-        members = {"start": In(1), "first": In(addr_width), "select": In(range(len(self.word_bits))),
+        members = {"start": In(1), "write": In(1), "first": In(addr_width + 1), "end": In(addr_width + 1),
+                   "select": In(range(len(self.word_bits))), "o": Out(stream.Signature(8)),
                    "i": In(stream.Signature(8)), "busy": Out(1)}
         for k, bits in enumerate(self.word_bits):
-            members[f"memory{k}"] = In(memory.WritePort.Signature(addr_width=addr_width, shape=bits))
+            members[f"read{k}"] = In(memory.ReadPort.Signature(addr_width=addr_width, shape=bits))
+        for k, bits in enumerate(self.word_bits):
+            members[f"write{k}"] = In(memory.WritePort.Signature(addr_width=addr_width, shape=bits))
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         widest = max(self.word_bytes)
-        addr = Signal(self.addr_width)
+        addr = Signal(self.addr_width + 1)
+        end = Signal.like(self.end)
+        reading, loading, have = Signal(), Signal(), Signal()
+        index = Signal(range(widest))       # the byte of the word taken or received next
         word = Signal(8 * widest)
-        index = Signal(range(widest))
         pending = Signal()                  # a whole word waits to be written (next cycle)
+        more = reading & (addr != end)
+        fetch = more & ~loading & ~have
         last = Array(Const(size - 1, len(index)) for size in self.word_bytes)[self.select]
+        picks = []
         for k, (size, bits) in enumerate(zip(self.word_bytes, self.word_bits)):
-            port = getattr(self, f"memory{k}")
-            m.d.comb += [port.addr.eq(addr), port.data.eq(word[8 * (widest - size):][:bits]),
-                         port.en.eq(pending & (self.select == k))]
-        m.d.comb += [self.i.ready.eq(1), self.busy.eq(pending)]
-        m.d.sync += pending.eq(0)
+            read, write = getattr(self, f"read{k}"), getattr(self, f"write{k}")
+            m.d.comb += [read.addr.eq(addr), read.en.eq((fetch | loading | have) & (self.select == k)),
+                         write.addr.eq(addr), write.data.eq(word[8 * (widest - size):][:bits]),
+                         write.en.eq(pending & (self.select == k))]
+            padded = Cat(read.data, Const(0, 8 * size - len(read.data)))
+            picks.append(padded.word_select(index[:max(1, (size - 1).bit_length())], 8) if size > 1 else padded)
+        m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(Array(picks)[self.select]),
+                     self.i.ready.eq(1), self.busy.eq(more | loading | have | pending)]
+        m.d.sync += [loading.eq(fetch), pending.eq(0)]
+        with m.If(loading):
+            m.d.sync += [have.eq(1), index.eq(0)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == last):
+                m.d.sync += [have.eq(0), addr.eq(addr + 1)]
         with m.If(pending):
             m.d.sync += addr.eq(addr + 1)
         with m.If(self.i.valid):
@@ -155,7 +159,8 @@ class WordWriter(wiring.Component):
             with m.If(index == last):
                 m.d.sync += [index.eq(0), pending.eq(1)]
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.first), index.eq(0), pending.eq(0)]
+            m.d.sync += [addr.eq(self.first), end.eq(self.end), reading.eq(~self.write), index.eq(0),
+                         have.eq(0), loading.eq(0), pending.eq(0)]
         return m
 
 

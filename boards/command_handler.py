@@ -20,10 +20,9 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.boards.board_map import BoardMap
-from nomac.boards.byte_streams import (BeatsToBytes, ByteReader, BytesToBeats, ByteWriter, WordReader,
-                                       WordWriter)
+from nomac.boards.byte_streams import BeatsToBytes, ByteReader, BytesToBeats, ByteWriter, WordPorts
 from nomac.boards.event_counters import EventCounters
-from nomac.boards.link_gateware import CRC, HEAD_BYTES, FrameInfo, ReplyInfo
+from nomac.boards.link_gateware import HEAD_BYTES, SerialCRC, STATUS_BITS, FrameInfo, ReplyInfo, length_bits
 from nomac.boards.link_protocol import (ALL_MEMORIES, COUNTER_BITS, COUNTERS, CRC_REPLY, MEMORY_CRC, MEMORY_REQUEST,
                                         OUTPUTS_REQUEST, RUN_REPLY, COUNT_REQUEST, Command, Counters,
                                         Identity, Status)
@@ -58,16 +57,11 @@ class Events(data.StructLayout):
 @dataclass
 class _DataPaths:
     """The byte streams between the link, the buffers and the engine (one elaboration's)."""
-    payload_reader: ByteReader
-    input_writer: ByteWriter
-    input_reader: ByteReader
-    output_writer: ByteWriter
-    output_reader: ByteReader
-    region_crc: CRC
-    word_reader: WordReader | None          # None: the engine has no RAM memory
-    word_writer: WordWriter | None
-    region: Signal                          # the memory index the word reader and writer use
-    all_regions: Signal                     # a CRC over every memory is running
+    byte_reader: ByteReader                 # the payload (WRITE, WRITE_INPUTS), inputs (RUN), outputs (READ_OUTPUTS)
+    byte_writer: ByteWriter                 # the inputs (WRITE_INPUTS), outputs (RUN)
+    region_crc: SerialCRC
+    words: WordPorts | None                 # None: the engine has no RAM memory
+    region: Signal                          # the memory index the word ports use
 
 
 @dataclass
@@ -77,7 +71,6 @@ class _ReplySource:
     source: Signal
     info_index: Signal
     counter_loaded: Signal
-    crc_value: Signal
     cycles: Signal
 
 
@@ -92,32 +85,57 @@ class _ExactlyOnce:
 
 
 class _Request:
-    """A request's fields (docs/spec.md section 14.5) as views of the head bytes, and the
-    memory range they name, for the checks and the commands.
+    """A request's fields (docs/spec.md section 14.5) as views of the head bytes, and what the
+    checks and the commands derive from them, each only as wide as the board map bounds it.
 
-    `words_bytes` is count * the selected memory's word bytes; `region_ok` says whether
-    the memory index and [addr, addr + count) are inside the engine's memories.
+    A frame that passed the decoder is at most max_payload long, so a count that would
+    make it longer is only flagged (`words_few`, `vectors_few`, `count_few`) and the
+    arithmetic runs on the low bits: `words_bytes` is count * the selected memory's word
+    bytes (when `words_few`), `end` is addr + count (when `in_span`); `first` and `count`
+    are READ_OUTPUTS' (`first` also the WRITE_INPUTS and RUN count), below 2^bits(batch).
     """
 
-    def __init__(self, cmd, head, regions, region: Signal):
+    def __init__(self, head, head_zero, board: BoardMap, region: Signal):
+        regions = board.regions
+
+        def zero_above(first_byte, size, bit):
+            """Whether the little-endian field of head bytes [first_byte, +size) is below 2^bit:
+            whole bytes above `bit` by the decoder's zero flags, so their registers go unused."""
+            terms = []
+            for k in range(size):
+                if 8 * k >= bit:
+                    terms.append(head_zero[first_byte + k])
+                elif 8 * k + 8 > bit:
+                    terms.append(head[first_byte + k][bit - 8 * k:] == 0)
+            return Cat(*terms).all() if terms else Const(1, 1)
+
         self.memory = head[0]
         self.addr = Cat(*(head[k] for k in range(1, 5)))
         self.words = Cat(*(head[k] for k in range(5, 9)))
-        self.vectors = Cat(head[0], head[1])                    # WRITE_INPUTS, RUN count; READ_OUTPUTS first
-        self.out_count = Cat(head[2], head[3])                  # READ_OUTPUTS count
-        self.words_fit = self.words[16:] == 0
-        self.every_region = (cmd == Command.CRC) & (self.memory == ALL_MEMORIES)
+        vectors = Cat(head[0], head[1])                         # WRITE_INPUTS, RUN count; READ_OUTPUTS first
+        out_count = Cat(head[2], head[3])                       # READ_OUTPUTS count
+        self.addr_zero, self.words_zero = zero_above(1, 4, 0), zero_above(5, 4, 0)
+        self.all_memories = self.memory == ALL_MEMORIES
+        batch_bits = board.batch.bit_length()
+        self.vectors_few, self.count_few = zero_above(0, 2, batch_bits), zero_above(2, 2, batch_bits)
+        self.first, self.count = vectors[:batch_bits], out_count[:batch_bits]
+        self.outputs_end = self.first + self.count
+        bits = length_bits(board.max_payload)
+        self.words_few = zero_above(5, 4, bits)
         if regions:
             span = max(r.depth for r in regions).bit_length()           # bits of the largest depth
             chosen = self.memory[:len(region)] if len(region) else Const(0, 1)
             self.depths = Array(Const(r.depth, span) for r in regions)
             shift_bits = max(r.word_bytes for r in regions).bit_length()
             shifts = Array(Const(r.word_bytes.bit_length() - 1, shift_bits) for r in regions)
-            self.words_bytes = self.words[:16] << shifts[chosen]        # word bytes are powers of two
-            self.region_ok = ((self.memory < len(regions)) & (self.addr[span:] == 0) & (self.words[span:] == 0) &
-                              (self.addr[:span] + self.words[:span] <= self.depths[chosen]))
+            self.words_bytes = self.words[:bits] << shifts[chosen]       # word bytes are powers of two
+            self.end = self.addr[:span] + self.words[:span]
+            in_span = zero_above(1, 4, span) & zero_above(5, 4, span)
+            fits = Cat(*(self.end <= r.depth for r in regions))
+            self.region_ok = (self.memory < len(regions)) & in_span & fits.bit_select(chosen, 1)
         else:
             self.words_bytes = Const(0, 1)
+            self.end = Const(0, 1)
             self.region_ok = Const(0, 1)
 
 
@@ -133,8 +151,8 @@ class CommandHandler(wiring.Component):
 
     Members
     -------
-    frame, head, payload : the decoded frame, its first HEAD_BYTES payload bytes and a
-        read port on its whole payload (held until `frame.ready`).
+    frame, head, head_zero, payload : the decoded frame, its first HEAD_BYTES payload bytes,
+        which of them are zero, and a read port on its whole payload (held until `frame.ready`).
     reply, data : the reply header and its data bytes, for the frame encoder.
     engine : :py:`In(engine)`, the engine's ports.
     events : byte-level events for the counters.
@@ -148,11 +166,12 @@ class CommandHandler(wiring.Component):
             raise ValueError(f"CommandHandler: the engine's RAM memories {names} are not the board's regions "
                              f"{[region.name for region in board.regions]}")
         super().__init__({
-            "frame": In(stream.Signature(FrameInfo())),
+            "frame": In(stream.Signature(FrameInfo(board.max_payload))),
             "head": In(data.ArrayLayout(8, HEAD_BYTES)),
+            "head_zero": In(HEAD_BYTES),
             "payload": In(memory.ReadPort.Signature(addr_width=max(1, (board.max_payload - 1).bit_length()),
                                                     shape=8)),
-            "reply": Out(stream.Signature(ReplyInfo())),
+            "reply": Out(stream.Signature(ReplyInfo(board.max_payload))),
             "data": Out(stream.Signature(8)),
             "engine": In(engine),
             "events": In(Events()),
@@ -164,18 +183,31 @@ class CommandHandler(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         frame = self.frame.payload
-        paths = self._data_paths(m)
-        counters, verdict_events = self._counters(m)
-        request = _Request(frame.cmd, self.head, self.board.regions, paths.region)
+        # The command decoded once, in CHECK, for the data paths and the reply: their paths
+        # start at a flip-flop, not at a comparison of the frame's cmd.
+        command = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}
+        paths = self._data_paths(m, command)
+        counters = self._counters(m)
+        request = _Request(self.head, self.head_zero, self.board, paths.region)
+        # The memory range's sums and comparisons are registered every cycle: the head bytes
+        # hold from the payload's end on, so they are settled when the frame is offered (after
+        # its CRC bytes), and CHECK's path starts at these registers.
+        if self.board.regions:
+            for name in ("end", "words_bytes", "region_ok"):
+                value = getattr(request, name)
+                registered = Signal(len(value), name=f"request_{name}")
+                m.d.sync += registered.eq(value)
+                setattr(request, name, registered)
         status, data_length = self._checks(m, request)
-        checked_status = Signal(8)
-        checked_length = Signal(16)
-        once = self._exactly_once(m, checked_status)
-        m.d.comb += verdict_events.eq(Mux(once.dispatching, Const(1, len(Status)) << once.verdict[:3], 0))
-        reply = self._reply_source(m, paths, counters)
+        reply = self._reply_source(m, paths, counters, command)
+        once = self._exactly_once(m, status)
+        self._ranges(m, request, paths, once.dispatching, command)
+        m.d.comb += [counters.event0.valid.eq(once.dispatching), counters.event0.index.eq(reply.header.status)]
+        # The reply's cmd and seq are the frame's, which stays offered until the reply is out.
+        m.d.comb += [reply.header.cmd.eq(frame.cmd), reply.header.seq.eq(frame.seq)]
 
-        # The command sequence: CHECK registers the checks' result, DISPATCH gives the
-        # verdict and starts an accepted command, which runs in COPY, CRC or RUN (or
+        # The command sequence: CHECK registers the verdict (the checks' status, or DUPLICATE),
+        # DISPATCH gives it and starts an accepted command, which runs in COPY, CRC or RUN (or
         # streams its reply data), REPLY hands the reply over and releases the frame.
         with m.FSM():
             with m.State("IDLE"):
@@ -183,36 +215,42 @@ class CommandHandler(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [checked_status.eq(status), checked_length.eq(data_length)]
+                m.d.sync += [reply.header.status.eq(once.verdict), reply.header.length.eq(data_length),
+                             *(flag.eq(frame.cmd == c) for c, flag in command.items())]
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.engine.idle):        # memory ports and buffers are free once the engine is
-                    verdict = once.verdict
-                    m.d.sync += [reply.header.cmd.eq(frame.cmd), reply.header.seq.eq(frame.seq),
-                                 reply.header.status.eq(verdict),
-                                 reply.header.length.eq(Mux(verdict == Status.OK, checked_length, 0)),
-                                 reply.source.eq(Source.INFO), reply.info_index.eq(0),
-                                 paths.region.eq(request.memory), reply.counter_loaded.eq(0)]
-                    m.d.comb += [self.executed.eq(verdict == Status.OK), self.rejected.eq(verdict != Status.OK),
+                    accepted = reply.header.status == Status.OK
+                    m.d.sync += [reply.source.eq(Source.INFO), reply.info_index.eq(0),
+                                 paths.region.eq(Mux(request.all_memories, 0, request.memory)),
+                                 reply.counter_loaded.eq(0)]
+                    with m.If(~accepted):
+                        m.d.sync += reply.header.length.eq(0)
+                    m.d.comb += [self.executed.eq(accepted), self.rejected.eq(~accepted),
                                  once.dispatching.eq(1)]
                     m.next = "REPLY"
-                    with m.If(verdict == Status.OK):
+                    with m.If(accepted):
                         with m.If(once.changes_state):
                             m.d.sync += [once.last_seq.eq(frame.seq), once.last_seq_valid.eq(1)]
-                        self._start(m, request, paths, reply, once)
+                        self._start(m, request, paths, reply, once, command)
             with m.State("COPY"):
                 m.d.comb += self.busy.eq(1)
-                writing = paths.word_writer.busy if paths.word_writer is not None else Const(0, 1)
-                with m.If(~paths.payload_reader.busy & ~writing):
+                writing = paths.words.busy if paths.words is not None else Const(0, 1)
+                with m.If(~paths.byte_reader.busy & ~writing):
                     m.next = "REPLY"
             with m.State("CRC"):
                 m.d.comb += self.busy.eq(1)
-                self._crc_regions(m, request, paths, reply)
+                self._crc_regions(m, request, paths)
+            with m.State("CRC_NEXT"):           # the next memory: its start comes from a state, not from `busy`
+                m.d.comb += self.busy.eq(1)
+                if paths.words is not None:
+                    m.d.comb += paths.words.start.eq(1)
+                m.next = "CRC"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += reply.cycles.eq(reply.cycles + 1)
-                with m.If(paths.output_writer.written == times(request.vectors, self.board.out_vector_bytes)):
+                with m.If(paths.byte_writer.written == times(request.first, self.board.out_vector_bytes)):
                     m.next = "REPLY"
             with m.State("REPLY"):
                 m.d.comb += [self.busy.eq(1), self.reply.valid.eq(1), self.frame.ready.eq(self.reply.ready)]
@@ -220,78 +258,87 @@ class CommandHandler(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _data_paths(self, m) -> _DataPaths:
-        """The input and output buffers with their byte streams to the engine, the payload
-        reader, and the word reader and writer on the selected memory's ports (the other
-        memories see their enables low)."""
+    def _data_paths(self, m, command) -> _DataPaths:
+        """The input and output buffers with their byte streams to the engine, the byte reader
+        and writer on the payload and the buffers, and the word ports on the
+        selected memory's ports (the other memories see their enables low)."""
         board = self.board
         in_bytes, out_bytes = board.batch * board.in_vector_bytes, board.batch * board.out_vector_bytes
         signature = self.engine_signature
         m.submodules.inputs = inputs = memory.Memory(shape=8, depth=in_bytes, init=[])
         m.submodules.outputs = outputs = memory.Memory(shape=8, depth=out_bytes, init=[])
-        m.submodules.payload_reader = payload_reader = ByteReader(board.max_payload)
-        m.submodules.input_writer = input_writer = ByteWriter(in_bytes)
-        m.submodules.input_reader = input_reader = ByteReader(in_bytes)
+        m.submodules.byte_reader = byte_reader = ByteReader([board.max_payload, in_bytes, out_bytes])
+        m.submodules.byte_writer = byte_writer = ByteWriter([in_bytes, out_bytes])
         m.submodules.to_beats = to_beats = BytesToBeats(board.in_elements, signature.in_lanes, signature.in_shape)
         m.submodules.to_bytes = to_bytes = BeatsToBytes(board.out_elements, signature.out_lanes, signature.out_shape)
-        m.submodules.output_writer = output_writer = ByteWriter(out_bytes)
-        m.submodules.output_reader = output_reader = ByteReader(out_bytes)
-        m.submodules.region_crc = region_crc = CRC(MEMORY_CRC)
+        m.submodules.region_crc = region_crc = SerialCRC(MEMORY_CRC)
 
-        connect(m, payload_reader.memory, flipped(self.payload))
-        connect(m, input_writer.memory, inputs.write_port())
-        connect(m, input_reader.memory, inputs.read_port())
-        connect(m, input_reader.o, to_beats.i)
+        # No command uses two byte memories to read or two to write, so one reader and one
+        # writer serve them all, their memory chosen by the command.
+        running = command[Command.RUN]
+        m.d.comb += [byte_reader.select.eq(Mux(running, 1, Mux(command[Command.READ_OUTPUTS], 2, 0))),
+                     byte_writer.select.eq(running)]
+        connect(m, byte_reader.memory0, flipped(self.payload))
+        connect(m, byte_reader.memory1, inputs.read_port())
+        connect(m, byte_reader.memory2, outputs.read_port())
+        connect(m, byte_writer.memory0, inputs.write_port())
+        connect(m, byte_writer.memory1, outputs.write_port())
         connect(m, to_beats.o, flipped(self.engine.i))
         connect(m, flipped(self.engine.o), to_bytes.i)
-        connect(m, to_bytes.o, output_writer.i)
-        connect(m, output_writer.memory, outputs.write_port())
-        connect(m, output_reader.memory, outputs.read_port())
+        m.d.comb += [to_beats.i.payload.eq(byte_reader.o.payload), to_beats.i.valid.eq(byte_reader.o.valid & running),
+                     to_bytes.o.ready.eq(byte_writer.i.ready & running),
+                     byte_writer.i.payload.eq(Mux(running, to_bytes.o.payload, byte_reader.o.payload)),
+                     byte_writer.i.valid.eq(Mux(running, to_bytes.o.valid,
+                                                byte_reader.o.valid & command[Command.WRITE_INPUTS]))]
 
         regions = board.regions
         region = Signal(range(max(1, len(regions))))
-        word_reader = word_writer = None
+        words = None
         if regions:
             addr_width = max(max(1, (r.depth - 1).bit_length()) for r in regions)
-            m.submodules.word_reader = word_reader = WordReader(addr_width, [r.word_bits for r in regions])
-            m.submodules.word_writer = word_writer = WordWriter(addr_width, [r.word_bits for r in regions])
-            m.d.comb += [word_reader.select.eq(region), word_writer.select.eq(region)]
+            m.submodules.words = words = WordPorts(addr_width, [r.word_bits for r in regions])
+            m.d.comb += [words.select.eq(region), words.write.eq(command[Command.WRITE])]
             for index, ram in enumerate(signature.ram_memories):
                 write, read = self.engine.write_port(ram), self.engine.read_port(ram)
-                ours_w, ours_r = getattr(word_writer, f"memory{index}"), getattr(word_reader, f"memory{index}")
+                ours_w, ours_r = getattr(words, f"write{index}"), getattr(words, f"read{index}")
                 m.d.comb += [write.addr.eq(ours_w.addr), write.data.eq(ours_w.data), write.en.eq(ours_w.en),
                              read.addr.eq(ours_r.addr), read.en.eq(ours_r.en), ours_r.data.eq(read.data)]
 
-        # The payload reader feeds the word writer (WRITE) or the input buffer (WRITE_INPUTS).
-        to_words = self.frame.payload.cmd == Command.WRITE
-        m.d.comb += [input_writer.i.payload.eq(payload_reader.o.payload),
-                     input_writer.i.valid.eq(payload_reader.o.valid & ~to_words),
-                     payload_reader.o.ready.eq(Mux(to_words, 1, input_writer.i.ready))]
-        if word_writer is not None:
-            m.d.comb += [word_writer.i.payload.eq(payload_reader.o.payload),
-                         word_writer.i.valid.eq(payload_reader.o.valid & to_words)]
-        all_regions = Signal()
-        return _DataPaths(payload_reader, input_writer, input_reader, output_writer, output_reader, region_crc,
-                          word_reader, word_writer, region, all_regions)
+        # The payload feeds the word writer (WRITE) or the input buffer (WRITE_INPUTS), the input
+        # buffer the engine (RUN), the output buffer the reply (READ_OUTPUTS: `_reply_source`).
+        to_words = command[Command.WRITE]
+        m.d.comb += byte_reader.o.ready.eq(Mux(to_words, 1, Mux(running, to_beats.i.ready,
+                                                                Mux(command[Command.WRITE_INPUTS], byte_writer.i.ready,
+                                                                    self.data.ready))))
+        if words is not None:
+            m.d.comb += [words.i.payload.eq(byte_reader.o.payload), words.i.valid.eq(byte_reader.o.valid & to_words)]
+        return _DataPaths(byte_reader, byte_writer, region_crc, words, region)
 
     def _counters(self, m):
-        """The counters of link_protocol.COUNTERS: the verdicts in Status order (`verdict_events`,
-        one bit per status), then the byte events."""
-        m.submodules.counters = counters = EventCounters(len(COUNTERS), COUNTER_BITS)
-        verdict_events = Signal(len(Status))
-        m.d.comb += counters.events.eq(Cat(verdict_events, self.events.uart_error, self.events.overrun,
-                                           self.events.garbage))
-        return counters, verdict_events
+        """The counters of link_protocol.COUNTERS: the verdicts in Status order (`event0`, set by
+        the caller), then the byte events (`event1`: a byte is one of them at most); after them,
+        the IDENTIFY reply's bytes in counter words (little-endian, as the counters are sent)."""
+        identity = self.board.identity().pack()
+        size = COUNTER_BITS // 8
+        words = [int.from_bytes(identity[k:k + size], "little") for k in range(0, len(identity), size)]
+        m.submodules.counters = counters = EventCounters(len(COUNTERS), COUNTER_BITS, words, sources=2)
+        events = self.events
+        m.d.comb += [counters.event1.valid.eq(events.uart_error | events.overrun | events.garbage),
+                     counters.event1.index.eq(Mux(events.uart_error, COUNTERS.index("uart_errors"),
+                                                  Mux(events.overrun, COUNTERS.index("overruns"),
+                                                      COUNTERS.index("garbage_bytes"))))]
+        return counters
 
     def _checks(self, m, request: _Request):
         """The status of a frame by the checks of docs/spec.md section 14.4, in that order (the
-        first that fails gives it), and the length of its reply data if it is OK."""
+        first that fails gives it), and the length of its reply data if it is OK. The frame is
+        at most max_payload long, so a count whose data would not fit it is too many."""
         board, frame = self.board, self.frame.payload
         cmd, length = frame.cmd, frame.length
         request_bytes = MEMORY_REQUEST.size
-        words = request.words
-        status = Signal(8)
-        data_length = Signal(16)
+        words_bytes = request.words_bytes
+        status = Signal(STATUS_BITS)
+        data_length = Signal(len(length))
         with m.If(frame.status != Status.OK):                       # 1. the frame
             m.d.comb += status.eq(frame.status)
         with m.Else():
@@ -305,40 +352,39 @@ class CommandHandler(wiring.Component):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     with m.Elif(~request.region_ok):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
-                    with m.Elif((words == 0) | ~request.words_fit | (length != request_bytes + request.words_bytes)):
+                    with m.Elif(request.words_zero | ~request.words_few | (length != request_bytes + words_bytes)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                 with m.Case(Command.READ, Command.CRC):
                     with m.If(length != request_bytes):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(request.every_region):
-                        with m.If((request.addr != 0) | (words != 0)):
+                    with m.Elif((cmd == Command.CRC) & request.all_memories):
+                        with m.If(~request.addr_zero | ~request.words_zero):
                             m.d.comb += status.eq(Status.BAD_ADDRESS)
                     with m.Elif(~request.region_ok):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
-                    with m.Elif((words == 0) | ((cmd == Command.READ) &
-                                                (~request.words_fit |
-                                                 (1 + request.words_bytes > board.max_payload)))):
+                    with m.Elif(request.words_zero | ((cmd == Command.READ) &
+                                                      (~request.words_few | (words_bytes > board.max_payload - 1)))):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    m.d.comb += data_length.eq(Mux(cmd == Command.READ, request.words_bytes, CRC_REPLY.size))
+                    m.d.comb += data_length.eq(Mux(cmd == Command.READ, words_bytes, CRC_REPLY.size))
                 with m.Case(Command.WRITE_INPUTS):
-                    with m.If((length < COUNT_REQUEST.size) | (request.vectors == 0) |
-                              (length != COUNT_REQUEST.size + times(request.vectors, board.in_vector_bytes))):
+                    with m.If((length < COUNT_REQUEST.size) | (request.first == 0) | ~request.vectors_few |
+                              (length != COUNT_REQUEST.size + times(request.first, board.in_vector_bytes))):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                 with m.Case(Command.RUN):
                     with m.If(length != COUNT_REQUEST.size):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif((request.vectors == 0) | (request.vectors > board.batch)):
+                    with m.Elif((request.first == 0) | ~request.vectors_few | (request.first > board.batch)):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
                     m.d.comb += data_length.eq(RUN_REPLY.size)
                 with m.Case(Command.READ_OUTPUTS):
-                    out_count = request.out_count
                     with m.If(length != OUTPUTS_REQUEST.size):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif((out_count == 0) | (request.vectors + out_count > board.batch)):
+                    with m.Elif((request.count == 0) | ~request.vectors_few | ~request.count_few |
+                                (request.outputs_end > board.batch)):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
-                    with m.Elif(1 + times(out_count, board.out_vector_bytes) > board.max_payload):
+                    with m.Elif(request.count > (board.max_payload - 1) // board.out_vector_bytes):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    m.d.comb += data_length.eq(times(out_count, board.out_vector_bytes))
+                    m.d.comb += data_length.eq(times(request.count, board.out_vector_bytes))
                 with m.Default():                                   # 2. the command
                     m.d.comb += status.eq(Status.UNKNOWN_COMMAND)
         return status, data_length
@@ -346,125 +392,129 @@ class CommandHandler(wiring.Component):
     def _exactly_once(self, m, checked_status) -> _ExactlyOnce:
         """4. Exactly once: a state-changing frame carrying the sequence number of the last one
         executed is a retry of it (its reply was lost) and is not executed again. The verdict
-        is the checked status, or DUPLICATE for such a retry."""
+        is the checked status, or DUPLICATE for such a retry (CHECK registers it: the last
+        sequence number only changes in DISPATCH)."""
         frame = self.frame.payload
         cmd = frame.cmd
         last_seq = Signal(8)
         last_seq_valid = Signal()
         changes_state = (cmd == Command.WRITE) | (cmd == Command.WRITE_INPUTS) | (cmd == Command.RUN)
         duplicate = changes_state & last_seq_valid & (last_seq == frame.seq)
-        verdict = Signal(8)
+        verdict = Signal(STATUS_BITS)
         m.d.comb += verdict.eq(Mux((checked_status == Status.OK) & duplicate, Status.DUPLICATE, checked_status))
         dispatching = Signal()
         return _ExactlyOnce(changes_state, last_seq, last_seq_valid, verdict, dispatching)
 
-    def _reply_source(self, m, paths: _DataPaths, counters) -> _ReplySource:
-        """The reply's data bytes: picked by index from the identity, the counters, the CRC or
-        the cycle count (INFO), or streamed from the memory words or the output buffer."""
-        board = self.board
+    def _reply_source(self, m, paths: _DataPaths, counters, command) -> _ReplySource:
+        """The reply's data bytes: picked by index from the counter memory's words (identity,
+        counters), the CRC or the cycle count (INFO), or streamed from the memory words or the
+        output buffer."""
         reply = self.reply.payload
         source = Signal(Source)
         info_index = Signal(range(Identity.LAYOUT.size + 1))
-        crc_value = Signal(32)
         cycles = Signal(_CYCLE_BITS)
         # Each reply's bytes are picked by index first and the reply chosen last: choosing
         # among whole replies first would multiplex every bit of the longest one.
-        identity = Array(Const(byte, 8) for byte in board.identity().pack())
         info_byte = Signal(8)
         info_valid = Signal(init=1)
-        # STATUS: each counter is fetched from the counter memory for its two bytes
-        counter_value, counter_loaded = Signal(COUNTER_BITS), Signal(range(len(COUNTERS) + 1))
+        # IDENTIFY, STATUS: each word is fetched from the counter memory for its two bytes
+        # (IDENTIFY's are the constants after the counters)
+        counter_value = Signal(COUNTER_BITS)
+        counter_loaded = Signal()                        # counter_value is the word of info_index
         counter = info_index[1:]
-        with m.Switch(reply.cmd):
-            with m.Case(Command.IDENTIFY):
-                m.d.comb += info_byte.eq(identity[info_index])
-            with m.Case(Command.STATUS):
-                with m.If(counter == len(COUNTERS)):
-                    m.d.comb += info_byte.eq(Cat(self.engine.framing_error, self.engine.idle))
-                with m.Else():
-                    m.d.comb += [info_byte.eq(counter_value.word_select(info_index[0], 8)),
-                                 info_valid.eq(counter_loaded == counter + 1)]
-                    with m.If((counter_loaded != counter + 1) & (source == Source.INFO) & self.reply.valid):
-                        m.d.comb += [counters.read_en.eq(1), counters.read_index.eq(counter)]
-                    with m.If(counters.read_valid):
-                        m.d.sync += [counter_value.eq(counters.read_value), counter_loaded.eq(counter + 1)]
-            with m.Case(Command.CRC):
-                m.d.comb += info_byte.eq(crc_value.word_select(info_index[:2], 8))
-            with m.Case(Command.RUN):
-                m.d.comb += info_byte.eq(cycles.word_select(info_index[:2], 8))
+        with m.If(command[Command.IDENTIFY] | command[Command.STATUS]):
+            with m.If(command[Command.STATUS] & (counter == len(COUNTERS))):
+                m.d.comb += info_byte.eq(Cat(self.engine.framing_error, self.engine.idle))
+            with m.Else():
+                m.d.comb += [info_byte.eq(counter_value.word_select(info_index[0], 8)),
+                             info_valid.eq(counter_loaded)]
+                with m.If(self.data.ready & counter_loaded & info_index[0]):       # its last byte goes
+                    m.d.sync += counter_loaded.eq(0)
+                with m.If(~counter_loaded & (source == Source.INFO) & self.reply.valid):
+                    m.d.comb += [counters.read_en.eq(1),
+                                 counters.read_index.eq(Mux(command[Command.IDENTIFY],
+                                                            counter + len(COUNTERS), counter))]
+                with m.If(counters.read_valid):
+                    m.d.sync += [counter_value.eq(counters.read_value), counter_loaded.eq(1)]
+        with m.Elif(command[Command.CRC]):
+            m.d.comb += info_byte.eq(paths.region_crc.value.word_select(info_index[:2], 8))
+        with m.Elif(command[Command.RUN]):
+            m.d.comb += info_byte.eq(cycles.word_select(info_index[:2], 8))
         with m.Switch(source):
             with m.Case(Source.INFO):
                 m.d.comb += [self.data.valid.eq(info_valid), self.data.payload.eq(info_byte)]
                 with m.If(self.data.valid & self.data.ready):
                     m.d.sync += info_index.eq(info_index + 1)
             with m.Case(Source.WORDS):
-                if paths.word_reader is not None:
-                    connect(m, paths.word_reader.o, flipped(self.data))
+                if paths.words is not None:
+                    connect(m, paths.words.o, flipped(self.data))
             with m.Case(Source.OUTPUTS):
-                connect(m, paths.output_reader.o, flipped(self.data))
-        if paths.word_reader is not None:
-            m.d.comb += [paths.region_crc.byte.eq(paths.word_reader.o.payload)]
-        return _ReplySource(reply, source, info_index, counter_loaded, crc_value, cycles)
+                m.d.comb += [self.data.valid.eq(paths.byte_reader.o.valid),
+                             self.data.payload.eq(paths.byte_reader.o.payload)]
+        return _ReplySource(reply, source, info_index, counter_loaded, cycles)
 
-    def _start(self, m, request: _Request, paths: _DataPaths, reply: _ReplySource, once: _ExactlyOnce):
-        """DISPATCH of an accepted frame: start its command's data path and pick the next state."""
-        board = self.board
-        cmd, length = self.frame.payload.cmd, self.frame.payload.length
-        payload_reader, word_reader, word_writer = paths.payload_reader, paths.word_reader, paths.word_writer
-        with m.Switch(cmd):
-            with m.Case(Command.IDENTIFY):
-                m.d.sync += once.last_seq_valid.eq(0)
-            with m.Case(Command.WRITE):
-                m.d.comb += [payload_reader.start.eq(1), payload_reader.first.eq(MEMORY_REQUEST.size),
-                             payload_reader.count.eq(length - MEMORY_REQUEST.size)]
-                if word_writer is not None:
-                    m.d.comb += [word_writer.start.eq(1), word_writer.first.eq(request.addr)]
-                m.next = "COPY"
-            with m.Case(Command.WRITE_INPUTS):
-                m.d.comb += [payload_reader.start.eq(1),
-                             payload_reader.first.eq(COUNT_REQUEST.size),
-                             payload_reader.count.eq(length - COUNT_REQUEST.size),
-                             paths.input_writer.start.eq(1)]
-                m.next = "COPY"
-            with m.Case(Command.READ, Command.CRC):
-                if word_reader is not None:
-                    m.d.comb += [word_reader.start.eq(1), word_reader.first.eq(request.addr),
-                                 word_reader.count.eq(request.words)]
-                    with m.If(request.every_region):
-                        m.d.comb += [word_reader.first.eq(0), word_reader.count.eq(request.depths[0])]
-                        m.d.sync += paths.region.eq(0)
-                m.d.sync += paths.all_regions.eq(request.every_region)
-                m.d.comb += paths.region_crc.clear.eq(1)
-                with m.If(cmd == Command.READ):
-                    m.d.sync += reply.source.eq(Source.WORDS)
-                with m.Else():
-                    m.next = "CRC"
-            with m.Case(Command.RUN):
-                m.d.comb += [paths.input_reader.start.eq(1), paths.input_reader.first.eq(0),
-                             paths.input_reader.count.eq(times(request.vectors, board.in_vector_bytes)),
-                             paths.output_writer.start.eq(1)]
-                m.d.sync += reply.cycles.eq(0)
-                m.next = "RUN"
-            with m.Case(Command.READ_OUTPUTS):
-                m.d.comb += [paths.output_reader.start.eq(1),
-                             paths.output_reader.first.eq(times(request.vectors, board.out_vector_bytes)),
-                             paths.output_reader.count.eq(times(request.out_count, board.out_vector_bytes))]
-                m.d.sync += reply.source.eq(Source.OUTPUTS)
+    def _start(self, m, request: _Request, paths: _DataPaths, reply: _ReplySource, once: _ExactlyOnce, command):
+        """DISPATCH of an accepted frame: start its command's data path and pick the next state
+        (the paths' addresses are set by `_ranges`, whatever the state)."""
+        byte_reader, words = paths.byte_reader, paths.words
+        with m.If(command[Command.IDENTIFY]):
+            m.d.sync += once.last_seq_valid.eq(0)
+        with m.Elif(command[Command.WRITE]):
+            m.d.comb += byte_reader.start.eq(1)
+            if words is not None:
+                m.d.comb += words.start.eq(1)
+            m.next = "COPY"
+        with m.Elif(command[Command.WRITE_INPUTS]):
+            m.d.comb += [byte_reader.start.eq(1), paths.byte_writer.start.eq(1)]
+            m.next = "COPY"
+        with m.Elif(command[Command.READ] | command[Command.CRC]):
+            if words is not None:
+                m.d.comb += words.start.eq(1)
+            m.d.comb += paths.region_crc.clear.eq(1)
+            with m.If(command[Command.READ]):
+                m.d.sync += reply.source.eq(Source.WORDS)
+            with m.Else():
+                m.next = "CRC"
+        with m.Elif(command[Command.RUN]):
+            m.d.comb += [byte_reader.start.eq(1), paths.byte_writer.start.eq(1)]
+            m.d.sync += reply.cycles.eq(0)
+            m.next = "RUN"
+        with m.Elif(command[Command.READ_OUTPUTS]):
+            m.d.comb += byte_reader.start.eq(1)
+            m.d.sync += reply.source.eq(Source.OUTPUTS)
 
-    def _crc_regions(self, m, request: _Request, paths: _DataPaths, reply: _ReplySource):
-        """The CRC state: the words stream through the CRC, memory after memory for ALL_MEMORIES."""
-        word_reader, region_crc, region = paths.word_reader, paths.region_crc, paths.region
-        if word_reader is not None:
-            m.d.comb += [word_reader.o.ready.eq(1), region_crc.en.eq(word_reader.o.valid)]
-            with m.If(~word_reader.busy):
-                with m.If(paths.all_regions & (region != len(self.board.regions) - 1)):
+    def _ranges(self, m, request: _Request, paths: _DataPaths, dispatching: Value, command):
+        """The address ranges the data paths latch on `start`, by command, not by state. CRC of
+        ALL_MEMORIES starts memory 0 when dispatching, then memory `region` in CRC_NEXT."""
+        board, frame = self.board, self.frame.payload
+        in_bytes, out_bytes = board.in_vector_bytes, board.out_vector_bytes
+        with m.If(command[Command.WRITE]):
+            m.d.comb += [paths.byte_reader.first.eq(MEMORY_REQUEST.size), paths.byte_reader.end.eq(frame.length)]
+        with m.Elif(command[Command.WRITE_INPUTS]):
+            m.d.comb += [paths.byte_reader.first.eq(COUNT_REQUEST.size), paths.byte_reader.end.eq(frame.length)]
+        with m.Elif(command[Command.RUN]):
+            m.d.comb += [paths.byte_reader.first.eq(0), paths.byte_reader.end.eq(times(request.first, in_bytes))]
+        with m.Else():                          # READ_OUTPUTS
+            m.d.comb += [paths.byte_reader.first.eq(times(request.first, out_bytes)),
+                         paths.byte_reader.end.eq(times(request.outputs_end, out_bytes))]
+        if paths.words is not None:
+            starting = Mux(dispatching, 0, paths.region)              # the memory a start now reads
+            m.d.comb += [paths.words.first.eq(Mux(request.all_memories, 0, request.addr)),
+                         paths.words.end.eq(Mux(request.all_memories, request.depths[starting], request.end))]
+
+    def _crc_regions(self, m, request: _Request, paths: _DataPaths):
+        """The CRC state: the words stream through the CRC, memory after memory for ALL_MEMORIES
+        (CRC_NEXT starts the next one); the CRC register then holds the reply's value until the
+        next READ or CRC."""
+        words, region_crc, region = paths.words, paths.region_crc, paths.region
+        if words is not None:
+            all_memories = request.all_memories
+            connect(m, words.o, region_crc.i)
+            with m.If(~words.busy):
+                with m.If(all_memories & (region != len(self.board.regions) - 1)):
                     m.d.sync += region.eq(region + 1)
-                    m.d.comb += [word_reader.start.eq(1), word_reader.first.eq(0),
-                                 word_reader.count.eq(request.depths[region + 1])]
+                    m.next = "CRC_NEXT"
                 with m.Else():
-                    m.d.sync += reply.crc_value.eq(region_crc.value)
                     m.next = "REPLY"
         else:
-            m.d.sync += reply.crc_value.eq(region_crc.value)
             m.next = "REPLY"
-

@@ -10,8 +10,9 @@ done with it; bytes arriving meanwhile are dropped and counted (`overrun`), so a
 frame's payload is never overwritten while it is used.
 
 The encoder sends a reply: START, header, status, the data bytes from a stream,
-CRC. Both CRCs are the bitwise definitions of link_protocol.CrcSpec unrolled over
-one byte per cycle; tests compare them with binascii and zlib.
+CRC. The frame CRC is the bitwise definition of link_protocol.CrcSpec unrolled over
+one byte per cycle; the memory CRC (`SerialCRC`) takes a bit per cycle. Tests compare
+them with binascii and zlib.
 """
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
@@ -20,6 +21,13 @@ from amaranth.lib.wiring import In, Out
 from nomac.boards.link_protocol import FRAME_CRC, MEMORY_REQUEST, REPLY, START, CrcSpec, Status
 
 HEAD_BYTES = MEMORY_REQUEST.size     # the longest command parameters (memory index, address, count)
+STATUS_BITS = max(Status).bit_length()
+
+
+def length_bits(max_payload: int) -> int:
+    """Bits of a length the link gateware holds: a frame longer than max_payload is rejected
+    as soon as its length field is in, and no reply is longer."""
+    return max_payload.bit_length()
 
 
 def crc_next(m: Module, spec: CrcSpec, register: Value, byte: Value) -> Signal:
@@ -61,18 +69,57 @@ class CRC(wiring.Component):
         return m
 
 
-class FrameInfo(data.StructLayout):
-    """A received frame as the decoder offers it (the payload itself is in the buffer)."""
+class SerialCRC(wiring.Component):
+    """A CRC register fed a bit per cycle: a byte on `i` is taken after its eighth bit (so it
+    must stay on `i` meanwhile, as a stream's payload does). `clear` restarts it; `value` is
+    the CRC so far. One XOR per tap of the polynomial instead of the byte-wide XOR tree of
+    `CRC`, for a CRC that runs while no byte arrives (the memory CRC of the CRC command)."""
+
+    def __init__(self, spec: CrcSpec):
+        self.spec = spec
+        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "value": Out(spec.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, width = self.spec, self.spec.width
+        poly = int(f"{spec.poly:0{width}b}"[::-1], 2) if spec.reflected else spec.poly
+        register = Signal(width, init=spec.init)
+        bit = Signal(3)                                  # the bit of the byte on `i` this cycle
+        data_bit = self.i.payload.bit_select(bit if spec.reflected else ~bit, 1)
+        if spec.reflected:
+            feedback = register[0] ^ data_bit
+            shifted = Cat(register[1:], Const(0, 1))
+        else:
+            feedback = register[width - 1] ^ data_bit
+            shifted = Cat(Const(0, 1), register[:width - 1])
+        m.d.comb += [self.i.ready.eq(bit == 7), self.value.eq(register ^ spec.xorout)]
+        with m.If(self.clear):
+            m.d.sync += [register.eq(spec.init), bit.eq(0)]
+        with m.Elif(self.i.valid):
+            m.d.sync += [register.eq(shifted ^ (feedback.replicate(width) & Const(poly, width))), bit.eq(bit + 1)]
+        return m
+
+
+class FrameCRCPort(wiring.Signature):
+    """The frame CRC register as a user drives it: `clear`, `en` with `byte`, and its `value`."""
 
     def __init__(self):
-        super().__init__({"cmd": 8, "seq": 8, "length": 16, "status": 8})
+        super().__init__({"clear": Out(1), "en": Out(1), "byte": Out(8), "value": In(16)})
+
+
+class FrameInfo(data.StructLayout):
+    """A received frame as the decoder offers it (the payload itself is in the buffer);
+    `length` is meaningful only when `status` is OK (then it is at most max_payload)."""
+
+    def __init__(self, max_payload: int):
+        super().__init__({"cmd": 8, "seq": 8, "length": length_bits(max_payload), "status": STATUS_BITS})
 
 
 class ReplyInfo(data.StructLayout):
     """A reply as the encoder takes it: `length` data bytes follow the status on the data stream."""
 
-    def __init__(self):
-        super().__init__({"cmd": 8, "seq": 8, "status": 8, "length": 16})
+    def __init__(self, max_payload: int):
+        super().__init__({"cmd": 8, "seq": 8, "status": STATUS_BITS, "length": length_bits(max_payload)})
 
 
 class FrameDecoder(wiring.Component):
@@ -84,25 +131,38 @@ class FrameDecoder(wiring.Component):
         self.max_payload, self.timeout_cycles = max_payload, timeout_cycles
         super().__init__({
             "i": In(stream.Signature(8, always_ready=True)),
-            "frame": Out(stream.Signature(FrameInfo())),
+            "frame": Out(stream.Signature(FrameInfo(max_payload))),
             "head": Out(data.ArrayLayout(8, HEAD_BYTES)),
+            "head_zero": Out(HEAD_BYTES, init=(1 << HEAD_BYTES) - 1),   # which head bytes are zero
             "buffer": In(memory.WritePort.Signature(addr_width=(max_payload - 1).bit_length(), shape=8)),
             "garbage": Out(1),           # pulses: a byte outside any frame
             "overrun": Out(1),           # pulses: a byte dropped while a frame waits for the handler
             "busy": Out(1),              # inside a frame, or holding one
+            "crc": In(FrameCRCPort()),   # the encoder's use of the CRC register while a frame is held
         })
 
     def elaborate(self, platform):
         m = Module()
         byte, got = self.i.payload, self.i.valid
         info = self.frame.payload
-        register = Signal(16)
-        updated = crc_next(m, FRAME_CRC, register, byte)
+        bits = len(info.length)
+        # One CRC register for both directions: a reply is only sent while a frame is held, so
+        # in DONE the register is the encoder's (`crc`), which clears it before its first byte.
+        m.submodules.crc = crc = CRC(FRAME_CRC)
+        holding = Signal()
+        register = crc.value
+        m.d.comb += [crc.byte.eq(Mux(holding, self.crc.byte, byte)), self.crc.value.eq(crc.value)]
         index = Signal(range(self.max_payload + 1))
-        crc_low = Signal(8)
+        crc_wrong = Signal()                             # the CRC's low byte did not match
         quiet = Signal(range(self.timeout_cycles + 1))
         position = Signal(HEAD_BYTES)                    # one-hot: the head byte the next payload byte fills
-        length = Cat(info.length[:8], byte)              # in LENGTH_HIGH: the whole length field
+        # In LENGTH_HIGH: the whole length field is above max_payload. Its low byte is in
+        # `length` (or, below 256, what does not fit it is flagged as too high).
+        low_too_high = Signal()
+        if bits >= 8:
+            too_long = Cat(info.length[:8], byte) > self.max_payload
+        else:
+            too_long = low_too_high | (byte != 0) | (info.length > self.max_payload)
 
         m.d.comb += [self.buffer.addr.eq(index), self.buffer.data.eq(byte)]
         m.d.sync += quiet.eq(Mux(got, 0, Mux(quiet == self.timeout_cycles, quiet, quiet + 1)))
@@ -110,7 +170,8 @@ class FrameDecoder(wiring.Component):
         def field(next_state, *updates, checked=True):
             """One frame byte: record it (and add it to the CRC) and go on, or give up after the timeout."""
             with m.If(got):
-                m.d.sync += [*updates, *([register.eq(updated)] if checked else [])]
+                m.d.sync += updates
+                m.d.comb += crc.en.eq(checked)
                 m.next = next_state
             with m.Elif(quiet == self.timeout_cycles):
                 m.d.sync += info.status.eq(Status.TIMEOUT)
@@ -120,8 +181,8 @@ class FrameDecoder(wiring.Component):
             with m.State("HUNT"):
                 with m.If(got):
                     with m.If(byte == START):
-                        m.d.sync += [register.eq(FRAME_CRC.init), info.cmd.eq(0), info.seq.eq(0),
-                                     info.length.eq(0)]
+                        m.d.sync += [info.cmd.eq(0), info.seq.eq(0)]
+                        m.d.comb += crc.clear.eq(1)
                         m.next = "CMD"
                     with m.Else():
                         m.d.comb += self.garbage.eq(1)
@@ -130,31 +191,34 @@ class FrameDecoder(wiring.Component):
             with m.State("SEQ"):
                 field("LENGTH_LOW", info.seq.eq(byte))
             with m.State("LENGTH_LOW"):
-                field("LENGTH_HIGH", info.length[:8].eq(byte))
+                field("LENGTH_HIGH", info.length.eq(byte[:bits]),
+                      *([low_too_high.eq(byte[bits:] != 0)] if bits < 8 else []))
             with m.State("LENGTH_HIGH"):
-                field("PAYLOAD", info.length[8:].eq(byte), index.eq(0), position.eq(1))
-                with m.If(got & (length == 0)):
+                field("PAYLOAD", *([info.length[8:].eq(byte)] if bits > 8 else []), index.eq(0), position.eq(1))
+                with m.If(got & (info.length[:8] == 0) & (byte == 0)):
                     m.next = "CRC_LOW"
-                with m.If(got & (length > self.max_payload)):
+                with m.If(got & too_long):
                     m.d.sync += info.status.eq(Status.BAD_LENGTH)
                     m.next = "DONE"
             with m.State("PAYLOAD"):
-                field("PAYLOAD", index.eq(index + 1), position.eq(position << 1))
+                following = index + 1
+                field("PAYLOAD", index.eq(following), position.eq(position << 1))
                 with m.If(got):
                     m.d.comb += self.buffer.en.eq(1)
                     for k in range(HEAD_BYTES):
                         with m.If(position[k]):
-                            m.d.sync += self.head[k].eq(byte)
-                    with m.If(index == info.length - 1):
+                            m.d.sync += [self.head[k].eq(byte), self.head_zero[k].eq(byte == 0)]
+                    with m.If(following == info.length):
                         m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
-                field("CRC_HIGH", crc_low.eq(byte), checked=False)
+                field("CRC_HIGH", crc_wrong.eq(byte != register[:8]), checked=False)
             with m.State("CRC_HIGH"):
                 field("DONE", checked=False)
                 with m.If(got):
-                    m.d.sync += info.status.eq(Mux(Cat(crc_low, byte) == register, Status.OK, Status.BAD_CRC))
+                    m.d.sync += info.status.eq(Mux(crc_wrong | (byte != register[8:]), Status.BAD_CRC, Status.OK))
             with m.State("DONE"):
-                m.d.comb += [self.frame.valid.eq(1), self.overrun.eq(got)]
+                m.d.comb += [self.frame.valid.eq(1), self.overrun.eq(got), holding.eq(1)]
+                m.d.comb += [crc.clear.eq(self.crc.clear), crc.en.eq(self.crc.en)]
                 with m.If(self.frame.ready):
                     m.next = "HUNT"
         m.d.comb += self.busy.eq(~fsm.ongoing("HUNT"))
@@ -163,30 +227,40 @@ class FrameDecoder(wiring.Component):
 
 class FrameEncoder(wiring.Component):
     """Sends the reply on `reply` with its `length` data bytes from `data`; `reply` is taken when
-    the last CRC byte leaves, so the handler keeps its data source running until then."""
+    the last CRC byte leaves, so the handler keeps its data source running until then. The
+    CRC register is the decoder's (`crc`): a reply is sent only while the decoder holds the
+    frame it answers; the encoder clears it while it waits for a reply."""
 
-    def __init__(self):
-        super().__init__({"reply": In(stream.Signature(ReplyInfo())),
+    def __init__(self, max_payload: int):
+        self.max_payload = max_payload
+        super().__init__({"reply": In(stream.Signature(ReplyInfo(max_payload))),
                           "data": In(stream.Signature(8)),
                           "o": Out(stream.Signature(8)),
+                          "crc": Out(FrameCRCPort()),
                           "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         info = self.reply.payload
-        m.submodules.crc = crc = CRC(FRAME_CRC)
-        left = Signal(16)
+        # The CRC register adds a sent byte a cycle later (a register between the handshake and
+        # the CRC's enable): the transmitter takes the next byte 10 bit times later at the soonest.
+        crc = wiring.Signature({"en": Out(1), "byte": Out(8)}).create()
+        m.d.sync += [self.crc.en.eq(crc.en), self.crc.byte.eq(crc.byte)]
+        left = Signal.like(info.length)
+        payload_length = Cat(info.length + 1, Const(0, 16))          # the status byte, then the data
         sent = self.o.valid & self.o.ready
         m.d.comb += crc.byte.eq(self.o.payload)
 
         def send(value, next_state, checked=True):
-            m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(value), crc.en.eq(sent & checked)]
-            with m.If(sent):
+            """A byte of the encoder's own: valid at once, so taken when the transmitter is ready
+            (no path from the data stream to the state)."""
+            m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(value), crc.en.eq(self.o.ready & checked)]
+            with m.If(self.o.ready):
                 m.next = next_state
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += crc.clear.eq(1)
+                m.d.comb += self.crc.clear.eq(1)
                 with m.If(self.reply.valid):
                     m.next = "START"
             with m.State("START"):
@@ -196,13 +270,13 @@ class FrameEncoder(wiring.Component):
             with m.State("SEQ"):
                 send(info.seq, "LENGTH_LOW")
             with m.State("LENGTH_LOW"):
-                send((info.length + 1)[:8], "LENGTH_HIGH")
+                send(payload_length[:8], "LENGTH_HIGH")
             with m.State("LENGTH_HIGH"):
-                send((info.length + 1)[8:16], "STATUS")
+                send(payload_length[8:16], "STATUS")
             with m.State("STATUS"):
                 send(info.status, "CRC_LOW")
                 m.d.sync += left.eq(info.length)
-                with m.If(sent & (info.length != 0)):
+                with m.If(self.o.ready & (info.length != 0)):
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += [self.o.valid.eq(self.data.valid), self.o.payload.eq(self.data.payload),
@@ -212,9 +286,9 @@ class FrameEncoder(wiring.Component):
                     with m.If(left == 1):
                         m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
-                send(crc.value[:8], "CRC_HIGH", checked=False)
+                send(self.crc.value[:8], "CRC_HIGH", checked=False)
             with m.State("CRC_HIGH"):
-                send(crc.value[8:], "IDLE", checked=False)
-                m.d.comb += self.reply.ready.eq(sent)
+                send(self.crc.value[8:], "IDLE", checked=False)
+                m.d.comb += self.reply.ready.eq(self.o.ready)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

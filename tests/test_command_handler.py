@@ -89,6 +89,8 @@ def exchange(frames) -> list[Reply]:
         ctx.set(dut.engine.idle, 1)
         for frame in frames:
             ctx.set(dut.head, list(frame.head.ljust(HEAD_BYTES, b"\0")))
+            ctx.set(dut.head_zero, sum(1 << k for k, byte in enumerate(frame.head.ljust(HEAD_BYTES, b"\0"))
+                                       if byte == 0))
             ctx.set(dut.frame.payload, {"cmd": frame.cmd, "seq": frame.seq, "length": frame.length,
                                         "status": frame.status})
             ctx.set(dut.frame.valid, 1)

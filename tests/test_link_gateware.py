@@ -18,7 +18,7 @@ from lut_cases import LutCase
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_top import BoardCore
 from nomac.boards.byte_streams import BeatsToBytes, BytesToBeats
-from nomac.boards.link_gateware import CRC, FrameDecoder
+from nomac.boards.link_gateware import CRC, FrameDecoder, SerialCRC
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
 
 
@@ -118,6 +118,32 @@ def test_crc_units_match_binascii_and_zlib():
                 assert ctx.get(crc.value) == reference(data[:n + 1])
 
         run(crc, bench)
+
+
+@pytest.mark.parametrize("spec, reference", [(lp.MEMORY_CRC, zlib.crc32),
+                                             (lp.FRAME_CRC, lambda d: binascii.crc_hqx(d, 0xFFFF))])
+def test_serial_crc_takes_a_byte_per_eight_cycles_and_matches_the_reference(spec, reference):
+    rng = random.Random(12)
+    data = bytes([0x00, 0xFF, 0x80, 0x01] + [rng.randrange(256) for _ in range(12)])
+    crc = SerialCRC(spec)
+
+    async def bench(ctx):
+        ctx.set(crc.clear, 1)
+        await ctx.tick()
+        ctx.set(crc.clear, 0)
+        assert ctx.get(crc.value) == reference(b"")
+        for n, byte in enumerate(data):
+            ctx.set(crc.i.payload, byte)
+            ctx.set(crc.i.valid, 1)
+            for cycle in range(8):
+                _, _, ready = await ctx.tick().sample(crc.i.ready)
+                assert ready == (cycle == 7)
+            if n % 3 == 2:                                  # a gap between bytes
+                ctx.set(crc.i.valid, 0)
+                await ctx.tick().repeat(2)
+            assert ctx.get(crc.value) == reference(data[:n + 1])
+
+    run(crc, bench)
 
 
 def test_bytes_to_beats_frames_vectors_with_zeroed_unused_lanes():
@@ -274,10 +300,13 @@ def test_board_core_answers_identify_write_read_and_crc():
         lp.encode_frame(lp.Command.WRITE, 5, lp.MEMORY_REQUEST.pack(tables.index, 22, 4) + bytes(8)),
         lp.encode_frame(0x3F, 6),
         lp.encode_frame(lp.Command.STATUS, 7),
+        lp.encode_frame(lp.Command.READ, 8, lp.MEMORY_REQUEST.pack(tables.index, 0, tables.depth)),
     ])
     assert [(r.cmd, r.seq, r.status) for r in replies] == [
         (0x81, 1, 0), (0x83, 2, 0), (0x84, 3, 0), (0x85, 4, 0), (0x83, 5, lp.Status.BAD_ADDRESS),
-        (0xBF, 6, lp.Status.UNKNOWN_COMMAND), (0x82, 7, 0)]
+        (0xBF, 6, lp.Status.UNKNOWN_COMMAND), (0x82, 7, 0), (0x84, 8, 0)]
+    # the frames after the WRITE (other lengths, other commands) wrote nothing
+    assert lp.unpack_words(replies[7].data, 16) == [0] * 3 + words[3:7] + [0] * (tables.depth - 7)
     assert lp.Counters.unpack(replies[6].data) == lp.Counters(
         frames_ok=5, bad_crc=0, bad_length=0, unknown_command=1, bad_address=1, timeouts=0, duplicates=0,
         uart_errors=0, overruns=0, garbage_bytes=0, engine_framing_error=False, engine_idle=True)
