@@ -60,6 +60,9 @@ class SynthesisReport:
     per cell type for the engine alone. `fmax_mhz` is nextpnr's achieved frequency for
     the engine clock inside `TimingHarness` (None when place-and-route was skipped);
     `pnr_utilization` is nextpnr's count of the whole harness, engine included.
+    `logic_cells` (iCE40 only, with place-and-route) counts the engine alone's logic cells
+    after nextpnr packs its LUT4s, flip-flops and carries together: what the device's
+    5,280 bound, since a flip-flop or carry that shares no cell with a LUT takes one.
     """
     device: str
     luts: int
@@ -75,6 +78,7 @@ class SynthesisReport:
     seconds: float = 0.0
     pnr_utilization: dict = field(default_factory=dict)
     fallbacks: list = field(default_factory=list)   # runs that needed the classic-ABC LUT mapping
+    logic_cells: int | None = None
 
     COLUMNS = (("design", "<", 16), ("device", "<", 11), ("LUT4", ">", 7), ("FF", ">", 6),
                ("BRAM", ">", 5), ("DSP", ">", 4), ("Fmax MHz", ">", 9), ("time s", ">", 7))
@@ -177,13 +181,19 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
     engine_il = work / f"{stem}engine.il"
     engine_il.write_text(rtlil.convert(FlatPorts(engine), name="engine"))
     stat_json = work / f"{stem}engine-stat.json"
+    engine_json = work / f"{stem}engine.json"
     fallbacks = []
     logs["synth"] = _synthesize_netlist(yosys, work, f"{stem}engine", target, synth, engine_il.name, "engine",
-                                        [f"tee -q -o {stat_json.name} stat -json"], fallbacks)
+                                        [f"tee -q -o {stat_json.name} stat -json", f"write_json {engine_json.name}"],
+                                        fallbacks)
     cells = cells_by_type(stat_json, "engine")
 
-    fmax = pnr_utilization = None
+    fmax = pnr_utilization = logic_cells = None
     mhz = target_mhz if target_mhz is not None else target.default_target_mhz
+    if place_and_route and target.family == "ice40":
+        logs["pack"] = work / f"{stem}pack.log"
+        _run(nextpnr, ["--json", engine_json.name, *target.nextpnr_args, "--pack-only"], work, logs["pack"])
+        logic_cells = _packed_logic_cells(logs["pack"])
     if place_and_route:
         harness = TimingHarness(engine)
         harness_il = work / f"{stem}harness.il"
@@ -207,7 +217,15 @@ def synthesize(component_or_layer, device: str, *, work_dir=None, seed: int = 1,
         tools={"yosys": tool_version(yosys, "-V"),
                **({"nextpnr": tool_version(nextpnr, "--version")} if nextpnr else {})},
         logs=logs, target_mhz=mhz if place_and_route else None, seed=seed if place_and_route else None,
-        seconds=seconds, pnr_utilization=pnr_utilization or {}, fallbacks=fallbacks)
+        seconds=seconds, pnr_utilization=pnr_utilization or {}, fallbacks=fallbacks, logic_cells=logic_cells)
+
+
+def _packed_logic_cells(log: Path) -> int:
+    """ICESTORM_LC in use, from the utilisation nextpnr-ice40 prints after packing."""
+    found = re.findall(r"ICESTORM_LC:\s+(\d+)/", log.read_text(errors="replace"))
+    if not found:
+        raise NomacError(f"synthesis: nextpnr printed no ICESTORM_LC count (log {log})")
+    return int(found[-1])
 
 
 def _engine_of(component_or_layer) -> wiring.Component:
