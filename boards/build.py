@@ -28,6 +28,7 @@ computed for each pass's clock; the report gives the PLL, every pass, and the li
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -51,8 +52,8 @@ from nomac.model.config import Config
 from nomac.model.dataflow import is_dataflow
 from nomac.base.output_files import write_json
 
-__all__ = ["TOP", "TIMING_MARGIN", "MAX_PASSES", "SPRAM_CELLS", "BuildReport", "build_bitstream",
-           "build_network_bitstream", "program_board"]
+__all__ = ["TOP", "TIMING_MARGIN", "MAX_PASSES", "SPRAM_CELLS", "BuildReport", "overfull_resources",
+           "build_bitstream", "build_network_bitstream", "program_board"]
 
 TOP = "nomac_board"
 _LOG_TAIL_LINES = 30
@@ -129,6 +130,16 @@ def _tool_environment(board: Board) -> dict:
     return {**os.environ, **{tool_env_var(tool): find_tool(tool) for tool in tools}}
 
 
+def overfull_resources(log_text: str) -> list[tuple[str, int, int]]:
+    """(cell type, used, available) of every resource over 100 % in nextpnr's last device
+    utilisation table in a log (empty when all fit or the log has none)."""
+    tables = log_text.split("Device utilisation:")
+    if len(tables) < 2:
+        return []
+    rows = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", tables[-1], re.M)
+    return [(cell, int(used), int(there)) for cell, used, there in rows if int(used) > int(there)]
+
+
 def _place_and_route(top, board: Board, out: Path, env: dict, seed: int, log_name: str = "build.log") -> _Placed:
     """Run `top` through the platform's build script in `out` (yosys, nextpnr, packer); the
     tools' output goes to `log_name`. NomacError when a tool fails or reports no clock."""
@@ -151,7 +162,13 @@ def _place_and_route(top, board: Board, out: Path, env: dict, seed: int, log_nam
         shutil.copyfile(out / f"{TOP}.tim", log.with_suffix(".tim"))
     bitstream = out / f"{TOP}{device.bitstream_suffix}"
     if result.returncode != 0 or not bitstream.exists():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+        text = log.read_text(errors="replace")
+        overfull = overfull_resources(text)
+        if overfull:
+            raise NomacError(f"build for {board.name}: the design does not fit the {device.name}: "
+                             + ", ".join(f"{cell} {used} of {there}" for cell, used, there in overfull)
+                             + f" (nextpnr's device utilisation, log {log})")
+        tail = "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])
         raise NomacError(f"build for {board.name} failed (exit {result.returncode}, log {log}):\n{tail}")
 
     cells = cells_by_type(out / f"{TOP}.stat.json", TOP)

@@ -17,7 +17,7 @@ import pytest
 
 from nomac import cli
 from nomac.base.errors import NomacError
-from nomac.boards.build import build_bitstream, build_network_bitstream
+from nomac.boards.build import build_bitstream, build_network_bitstream, overfull_resources
 from nomac.boards.network_board import limits_id
 from nomac.hw.network.unit import NetworkLimits
 from nomac.hw.network.units import UNITS
@@ -155,6 +155,33 @@ def test_icebreaker_passes_follow_the_fmax_and_set_pll_and_uart(tmp_path, monkey
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["pll"]["output_hz"] == 39e6 and saved["network"]["limits"]["units"] == ["gelu"]
     assert json.loads((tmp_path / "board.json").read_text())["divisor"] == 39
+
+
+NEXTPNR_OVERFULL_LOG = """Info: Device utilisation:
+Info: \t         ICESTORM_LC:    8213/   5280   155%
+Info: \t        ICESTORM_RAM:      31/     30   103%
+Info: \t               SB_IO:       7/     39    17%
+Info: \t        ICESTORM_DSP:      11/      8   137%
+Info: \t      ICESTORM_SPRAM:       4/      4   100%
+
+ERROR: Unable to place cell 'dsp', no BELs remaining to implement cell type 'ICESTORM_DSP'
+"""
+
+
+def test_a_design_too_big_for_the_device_names_every_resource_it_overfills(tmp_path, monkeypatch):
+    """nextpnr's utilisation table (the format it prints) becomes one error naming each full resource."""
+    def failing_build(args, cwd=None, stdout=None, **kwargs):
+        if args[:1] != ["sh"]:
+            return subprocess.CompletedProcess(args, 0, stdout="Yosys 0.70\n(Version 0.11)\n", stderr="")
+        stdout.write(NEXTPNR_OVERFULL_LOG)
+        return subprocess.CompletedProcess(args, 1)
+    monkeypatch.setattr(subprocess, "run", failing_build)
+    with pytest.raises(NomacError, match=r"build for icebreaker: the design does not fit the ice40-up5k: "
+                                         r"ICESTORM_LC 8213 of 5280, ICESTORM_RAM 31 of 30, ICESTORM_DSP 11 of 8 "
+                                         r"\(nextpnr's device utilisation, log .*build.pass1.log\)"):
+        build_network_bitstream(make_config([gelu("g", 8, 3)]), "icebreaker", limits=TINY_LIMITS,
+                                out_dir=tmp_path, **QUIET)
+    assert overfull_resources("Info: Device utilisation:\nInfo: \t ICESTORM_LC: 10/ 5280 0%\n") == []
 
 
 def test_ulx3s_takes_a_whole_hz_pll_clock_the_uart_divides(tmp_path, monkeypatch):
