@@ -96,7 +96,7 @@ def test_the_board_map_comes_from_the_limits_and_carries_their_id():
     document = {"format": "nomac-network/1", "limits": {
         "tokens": 4, "features": 16, "model_features": 16, "heads": 4, "codebooks": 64, "centroids": 16,
         "table_words": 512, "activation_bytes": 256, "steps": 8, "input_bytes": 64, "output_bytes": 16,
-        "units": ["gelu"]}}
+        "attention_lanes": 2, "units": ["gelu"]}}
     expected = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
     assert board.config_id == limits_id(LIMITS) == expected
     assert board.identity().config_id == expected
@@ -120,7 +120,8 @@ def test_a_model_gets_the_first_bitstream_of_its_board_with_every_unit_it_needs(
     with pytest.raises(ConfigError, match="layer 'b0_proj' kind = 'butterfly': the network bitstream has units "
                                           "for dense, lut,"):
         compile_program(models["mixed"], lut_board)
-    assert all(board_limits("ulx3s-85f", model) == NetworkLimits(table_words=32768) for model in models.values())
+    assert all(board_limits("ulx3s-85f", model) == NetworkLimits(table_words=32768, attention_lanes=4)
+               for model in models.values())
 
 
 def test_limits_files_are_read_and_checked(tmp_path):

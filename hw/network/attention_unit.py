@@ -42,13 +42,13 @@ from nomac.base.errors import ConfigError
 from nomac.hw.network.attention_unit_schedule import (BOUND_RULE, EXP_ENTRY_BITS, EXP_INDEX_MAX, MULT_BITS,
                                                       PROB_MAX, PROB_SHIFT, STAGES, AttentionUnitSizes,
                                                       AttentionUnitTimetable, head_words, least_context_period)
-from nomac.hw.network.unit import (TABLE_WORD_BITS, Field, LimitError, UnitSignature, UnitStep, pack_words,
-                                   params_layout)
+from nomac.hw.network.unit import (TABLE_WORD_BITS, Field, LimitError, NetworkLimits, UnitSignature, UnitStep,
+                                   pack_words, params_layout)
 from nomac.hw.requantize import balanced_sum
 
 __all__ = ["FIELDS", "DEFAULT_LANES", "AttentionUnit", "attention_step"]
 
-DEFAULT_LANES = 2                 # the U lane multipliers (with the shared one, 3 of the iCE40UP5K's 8 DSPs)
+DEFAULT_LANES = NetworkLimits.attention_lanes   # U = 2: with the shared multiplier 3 of the iCE40UP5K's 8 DSPs
 EXP_TABLE_WORDS = 256 * EXP_ENTRY_BITS // TABLE_WORD_BITS
 
 FIELDS = (Field("tokens", 16), Field("heads", 16), Field("head_words", 16), Field("tail_lanes", 16),

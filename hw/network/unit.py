@@ -38,7 +38,8 @@ class NetworkLimits:
     add and embed rows. heads, codebooks, centroids: attention heads, lut codebooks C and
     prototypes K. table_words / activation_bytes: the two memories' sizes. steps: the
     program's most steps. input_bytes / output_bytes: a model's input (an image) and output
-    (int8 values, or 4-byte accumulators) on the board's vector streams. units: the layer
+    (int8 values, or 4-byte accumulators) on the board's vector streams. attention_lanes: the
+    attention unit's lane multipliers U (its speed against DSP blocks). units: the layer
     kinds that have a unit in the bitstream.
     """
     tokens: int = 17
@@ -52,6 +53,7 @@ class NetworkLimits:
     steps: int = 64
     input_bytes: int = 64
     output_bytes: int = 40
+    attention_lanes: int = 2
     units: tuple = ("dense", "lut", "shift", "butterfly", "layernorm", "attention", "gelu", "add", "embed")
 
     def __post_init__(self):

@@ -12,12 +12,12 @@ __all__ = ["UnitKind", "UNITS"]
 @dataclass(frozen=True)
 class UnitKind:
     """number: the `unit` field of a step (docs/spec.md section 16); fields: its parameters;
-    unit: the component class, built from NetworkLimits; steps: (layer, rows, table_base,
+    unit: makes the component from NetworkLimits; steps: (layer, rows, table_base,
     limits) -> list of UnitStep (one per step the layer takes)."""
     kind: str
     number: int
     fields: tuple
-    unit: type
+    unit: Callable
     steps: Callable
 
 
@@ -32,7 +32,10 @@ UNITS = {kind.kind: kind for kind in (
     UnitKind("shift", 4, shift_unit.FIELDS, shift_unit.ShiftUnit, _one(shift_unit.shift_step)),
     UnitKind("butterfly", 5, butterfly_unit.FIELDS, butterfly_unit.ButterflyUnit, butterfly_unit.butterfly_steps),
     UnitKind("layernorm", 6, layernorm_unit.FIELDS, layernorm_unit.LayerNormUnit, _one(layernorm_unit.layernorm_step)),
-    UnitKind("attention", 7, attention_unit.FIELDS, attention_unit.AttentionUnit, _one(attention_unit.attention_step)),
+    UnitKind("attention", 7, attention_unit.FIELDS,
+             lambda limits: attention_unit.AttentionUnit(limits, limits.attention_lanes),
+             lambda layer, rows, table_base, limits: [
+                 attention_unit.attention_step(layer, rows, table_base, limits, limits.attention_lanes)]),
     UnitKind("add", 8, add_unit.FIELDS, add_unit.AddUnit, _one(add_unit.add_step)),
     UnitKind("embed", 9, embed_unit.FIELDS, embed_unit.EmbedUnit, _one(embed_unit.embed_step)),
 )}
