@@ -163,11 +163,12 @@ def _place_and_route(top, board: Board, out: Path, env: dict, seed: int, log_nam
     bitstream = out / f"{TOP}{device.bitstream_suffix}"
     if result.returncode != 0 or not bitstream.exists():
         text = log.read_text(errors="replace")
-        overfull = overfull_resources(text)
+        nextpnr_log = out / f"{TOP}.tim"                 # nextpnr's own log: the utilisation table is there
+        overfull = overfull_resources(nextpnr_log.read_text(errors="replace") if nextpnr_log.exists() else text)
         if overfull:
             raise NomacError(f"build for {board.name}: the design does not fit the {device.name}: "
                              + ", ".join(f"{cell} {used} of {there}" for cell, used, there in overfull)
-                             + f" (nextpnr's device utilisation, log {log})")
+                             + f" (nextpnr's device utilisation, log {nextpnr_log})")
         tail = "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])
         raise NomacError(f"build for {board.name} failed (exit {result.returncode}, log {log}):\n{tail}")
 

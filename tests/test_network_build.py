@@ -173,12 +173,13 @@ def test_a_design_too_big_for_the_device_names_every_resource_it_overfills(tmp_p
     def failing_build(args, cwd=None, stdout=None, **kwargs):
         if args[:1] != ["sh"]:
             return subprocess.CompletedProcess(args, 0, stdout="Yosys 0.70\n(Version 0.11)\n", stderr="")
-        stdout.write(NEXTPNR_OVERFULL_LOG)
+        stdout.write("ERROR: Unable to place cell 'dsp'\n")
+        (Path(cwd) / "nomac_board.tim").write_text(NEXTPNR_OVERFULL_LOG)
         return subprocess.CompletedProcess(args, 1)
     monkeypatch.setattr(subprocess, "run", failing_build)
     with pytest.raises(NomacError, match=r"build for icebreaker: the design does not fit the ice40-up5k: "
                                          r"ICESTORM_LC 8213 of 5280, ICESTORM_RAM 31 of 30, ICESTORM_DSP 11 of 8 "
-                                         r"\(nextpnr's device utilisation, log .*build.pass1.log\)"):
+                                         r"\(nextpnr's device utilisation, log .*nomac_board.tim\)"):
         build_network_bitstream(make_config([gelu("g", 8, 3)]), "icebreaker", limits=TINY_LIMITS,
                                 out_dir=tmp_path, **QUIET)
     assert overfull_resources("Info: Device utilisation:\nInfo: \t ICESTORM_LC: 10/ 5280 0%\n") == []
