@@ -88,7 +88,7 @@ def files(tmp_path):
 def test_the_board_map_comes_from_the_limits_and_carries_their_id():
     board = network_board_map(LIMITS, clock_hz=12_000_000, divisor=12)
     assert [(r.index, r.name, r.depth, r.word_bits, r.word_bytes) for r in board.regions] == \
-        [(0, "tables", 512, 64, 8), (1, "step_cycles", 8, 32, 4)]
+        [(0, "tables", 512, 64, 8), (1, "step_cycles", 8, 16, 2)]
     assert (board.in_vector_bytes, board.out_vector_bytes, board.out_bits) == (64, 16, 8)
     assert (board.max_payload, board.batch) == (512, (512 - 2) // 64)
     assert board.layer == board.kind == "network"

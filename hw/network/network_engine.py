@@ -32,8 +32,7 @@ from nomac.hw.parameter_memory import ParameterMemory
 
 __all__ = ["CYCLE_BITS", "network_memories", "NetworkEngine"]
 
-CYCLE_BITS = 32                   # a `step_cycles` word
-COUNTED_CYCLE_BITS = 16           # a step's cycles as counted, saturating (the word's high bits are 0)
+CYCLE_BITS = 16                   # a `step_cycles` word: a step's cycles, saturating (one EBR of 256 words)
 
 
 def network_memories(limits: NetworkLimits) -> list:
@@ -84,7 +83,7 @@ class NetworkEngine(wiring.Component):
         table_addr = Signal(limits.table_addr_bits)            # the next program word to read
         word = Signal(range(STEP_WORDS + 1))
         step = Signal(range(limits.steps + 1))
-        cycles_so_far = Signal(COUNTED_CYCLE_BITS)             # of the running step, counting its done edge
+        cycles_so_far = Signal(CYCLE_BITS)             # of the running step, counting its done edge
         m.d.comb += [reader.word.eq(table_port.data), writer.word.eq(table_port.data)]
 
         # Host ports (used only while idle): writes go straight to the memories, reads share
