@@ -10,7 +10,7 @@ import random
 
 from amaranth.sim import Simulator
 
-from nomac.hw.network.unit import pack_params
+from nomac.hw.network.unit import pack_params, with_shared_multiplier
 
 
 def run_step(unit, fields, step, inputs, *, table_base: int = 0, steps: int = 1, **options):
@@ -92,7 +92,7 @@ def run_steps(unit, fields, runs, *, seed: int = 0, gap: float = 0.0, backpressu
             ctx.set(unit.o.ready, 0)
             results["outputs"].append(outputs)
 
-    sim = Simulator(unit)
+    sim = Simulator(with_shared_multiplier(unit))
     sim.add_clock(1e-6)
     sim.add_process(table_memory)
     sim.add_testbench(control)

@@ -12,6 +12,8 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from nomac.hw.flat_verilog import flat_rtlil
+from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.activation_streams import ActivationReader
 from nomac.hw.network.network_engine import NetworkEngine
 from nomac.hw.network.program import Pattern, compile_program
@@ -128,3 +130,9 @@ def test_the_reader_streams_a_patterns_bytes_one_a_cycle(pattern, backpressure):
     sim.add_testbench(bench)
     sim.run()
     assert taken == [contents[a] for a in pattern.addresses()]
+
+
+def test_the_units_that_multiply_one_pair_a_cycle_share_one_multiplier():
+    """dense, lut's squarer, add and embed: one unit runs at a time, so one multiplier (one DSP) serves them."""
+    engine = NetworkEngine(NetworkLimits(units=("dense", "lut", "add", "embed")))
+    assert count_multipliers(flat_rtlil(engine, "engine"), "engine") == 1

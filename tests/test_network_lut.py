@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from nomac.hw.flat_verilog import flat_rtlil
 from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.lut_unit import FIELDS, LutUnit, local_memory_words, lut_step
-from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params
+from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, with_shared_multiplier
 from nomac.model.config import load_config
 from nomac.model.golden import FORWARD
 from nomac.model.lut_spec import LutLayer
@@ -226,7 +226,7 @@ def run_back_to_back(unit, steps):
             assert not pending
             results.append(outputs)
 
-    sim = Simulator(unit)
+    sim = Simulator(with_shared_multiplier(unit))
     sim.add_clock(1e-6)
     sim.add_process(table_memory)
     sim.add_testbench(control)
@@ -262,8 +262,10 @@ def test_rows_below_one_are_a_compiler_error():
         lut_step(lut_layer(4, 4, 2, 2), 0, 0, LIMITS)
 
 
-def test_one_multiplier_the_squarer():
-    assert count_multipliers(flat_rtlil(LutUnit(LIMITS), "lut_unit"), "lut_unit") == 1
+def test_its_one_multiply_is_on_the_networks_shared_multiplier():
+    unit = LutUnit(LIMITS)
+    assert "multiplier" in unit.signature.members
+    assert count_multipliers(flat_rtlil(unit, "lut_unit"), "lut_unit") == 0
 
 
 @pytest.mark.slow

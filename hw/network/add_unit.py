@@ -55,7 +55,7 @@ class AddUnit(wiring.Component):
 
     def __init__(self, limits):
         self.limits = limits
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -88,10 +88,10 @@ class AddUnit(wiring.Component):
         product_valid, product_on_b, product_last = Signal(), Signal(), Signal()
         product_column = Signal.like(column)
         product = Signal(signed(PRODUCT_BITS), reset_less=True)     # the multiplier's own output register
+        m.d.comb += [self.multiplier.a.eq(self.i.payload), self.multiplier.b.eq(Mux(on_b, p.mult_b, p.mult_a))]
         with m.If(advance):
             m.d.sync += [product_valid.eq(taken), product_on_b.eq(on_b), product_last.eq(taken & final),
-                         product_column.eq(column),
-                         product.eq(self.i.payload * Mux(on_b, p.mult_b, p.mult_a))]
+                         product_column.eq(column), product.eq(self.multiplier.p)]
         m.d.comb += [read.addr.eq(column), read.en.eq(advance),
                      write.addr.eq(product_column), write.data.eq(product),
                      write.en.eq(advance & product_valid & ~product_on_b)]

@@ -104,7 +104,7 @@ class DenseUnit(wiring.Component):
                 raise ValueError(f"DenseUnit: limits.{what} = {value}: must be at most {most} (16-bit fields)")
         self.limits = limits
         self.acc_bits = dense_accumulator_bits(limits.features)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -211,8 +211,9 @@ class DenseUnit(wiring.Component):
         product = Signal(signed(16), reset_less=True)
         acc_term, acc_prime, acc_last, acc_final = (Signal(name=f"acc_{n}") for n in
                                                     ("term", "prime", "last", "final"))
+        m.d.comb += [self.multiplier.a.eq(weight), self.multiplier.b.eq(row_read.data)]
         with m.If(advance):
-            m.d.sync += [product.eq(weight * row_read.data),
+            m.d.sync += [product.eq(self.multiplier.p),
                          acc_term.eq(mul_term), acc_prime.eq(mul_prime), acc_last.eq(mul_last),
                          acc_final.eq(mul_final)]
             with m.If(mul_term):

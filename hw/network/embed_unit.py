@@ -62,7 +62,7 @@ class EmbedUnit(wiring.Component):
 
     def __init__(self, limits):
         self.limits = limits
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -98,9 +98,10 @@ class EmbedUnit(wiring.Component):
         # Stage 1: x' * mult on the one multiplier, beside the word of the offset.
         product_valid, product_last, product_lane = Signal(), Signal(), Signal()
         product = Signal(signed(PRODUCT_BITS), reset_less=True)     # the multiplier's own output register
+        m.d.comb += [self.multiplier.a.eq(Mux(class_token, 0, self.i.payload)), self.multiplier.b.eq(p.mult)]
         with m.If(advance):
             m.d.sync += [product_valid.eq(issue), product_last.eq(issue & final), product_lane.eq(offset_lane),
-                         product.eq(Mux(class_token, 0, self.i.payload) * p.mult)]
+                         product.eq(self.multiplier.p)]
 
         # Stage 2: x' * mult + offset.
         offsets = data.ArrayLayout(signed(OFFSET_BITS), OFFSETS_PER_WORD)(self.table.data)

@@ -183,7 +183,7 @@ class LutUnit(wiring.Component):
         # Table-entry sums of a group (no bias), and a sum plus its int32 bias: neither wraps.
         self.sum_bits = signed_bits(-128 * limits.codebooks, 127 * limits.codebooks)
         self.result_bits = signed_bits(INT32_MIN - 128 * limits.codebooks, INT32_MAX + 127 * limits.codebooks)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -299,7 +299,8 @@ class LutUnit(wiring.Component):
         magnitudes = [Mux((x - w)[8], w - x, x - w)[:8] for w in prototypes]
         terms = [Signal(16, name="term0", reset_less=True),
                  *(Signal(8, name=f"term{lane}", reset_less=True) for lane in range(1, LANES))]
-        m.d.sync += [terms[0].eq(Mux(p.squared, magnitudes[0] * magnitudes[0], magnitudes[0])),
+        m.d.comb += [self.multiplier.a.eq(magnitudes[0]), self.multiplier.b.eq(magnitudes[0])]
+        m.d.sync += [terms[0].eq(Mux(p.squared, self.multiplier.p, magnitudes[0])),
                      *(t.eq(a) for t, a in zip(terms[1:], magnitudes[1:]))]
 
         # Lane distances summed over the subvector (lane 0 holds sums of squares).

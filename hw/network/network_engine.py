@@ -26,7 +26,7 @@ from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.network.activation_streams import ActivationReader, ActivationWriter
 from nomac.hw.network.table_memory import TableMemory
 from nomac.hw.network.program_format import FIRST_STEP, HEADER_WORD_FIELDS, HEADER_WORDS, STEP_WORDS, count_bits
-from nomac.hw.network.unit import TABLE_WORD_BITS, NetworkLimits, params_layout
+from nomac.hw.network.unit import TABLE_WORD_BITS, NetworkLimits, SharedMultiplier, params_layout
 from nomac.hw.network.units import UNITS
 from nomac.hw.parameter_memory import ParameterMemory
 
@@ -112,6 +112,15 @@ class NetworkEngine(wiring.Component):
             m.d.comb += [unit.params.as_value().eq(params[:unit.params.shape().size]),
                          unit.table.data.eq(table_port.data), unit.i.payload.eq(reader.o.payload),
                          unit.i.valid.eq(reader.o.valid & selected[number]), unit.o.ready.eq(writer.i.ready)]
+
+        # The shared multiplier (docs/spec.md section 16.4): the running unit's operands.
+        multiplying = [(unit, selected[number]) for number, unit in units.items()
+                       if "multiplier" in unit.signature.members]
+        if multiplying:
+            m.submodules.multiplier = multiplier = SharedMultiplier()
+            m.d.comb += [multiplier.a.eq(_one_hot_mux([(unit.multiplier.a, select) for unit, select in multiplying])),
+                         multiplier.b.eq(_one_hot_mux([(unit.multiplier.b, select) for unit, select in multiplying])),
+                         *(unit.multiplier.p.eq(multiplier.p) for unit, _ in multiplying)]
 
         def of_running(member):
             """`member` of the running step's unit."""

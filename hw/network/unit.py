@@ -15,6 +15,7 @@ follow from the parameters.
 """
 from dataclasses import dataclass, fields
 
+from amaranth import Module
 from amaranth.hdl import signed, unsigned
 
 from nomac.base.errors import ConfigError
@@ -22,7 +23,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["TABLE_WORD_BITS", "TABLE_WORD_BYTES", "PARAMS_BITS", "NetworkLimits", "LimitError", "UnitStep", "Field",
-           "params_layout", "pack_params", "TableReadSignature", "UnitSignature", "pack_words", "words_of_bytes"]
+           "params_layout", "pack_params", "TableReadSignature", "MultiplierSignature",
+           "SharedMultiplier", "with_shared_multiplier", "UnitSignature", "pack_words", "words_of_bytes"]
 
 TABLE_WORD_BITS = 64          # four 16-bit SPRAMs side by side on the iCE40UP5K
 TABLE_WORD_BYTES = TABLE_WORD_BITS // 8
@@ -168,6 +170,49 @@ class TableReadSignature(wiring.Signature):
         super().__init__({"addr": Out(addr_bits), "en": Out(1), "data": In(TABLE_WORD_BITS)})
 
 
+class MultiplierSignature(wiring.Signature):
+    """A unit's use of the network's one shared multiplier (seen from the unit).
+
+    The units that multiply one pair a cycle (dense, lut's squarer, add, embed) share one
+    DSP block: only one unit runs at a time (docs/spec.md section 16.4).
+
+    Members
+    -------
+    a : Out(signed(9))
+        An int8 or a uint8.
+    b : Out(signed(17))
+        An int8, a uint8 or a uint16 (a dyadic multiplier).
+    p : In(signed(26))
+        a * b in the same cycle (the unit registers it).
+    """
+
+    def __init__(self):
+        super().__init__({"a": Out(signed(9)), "b": Out(signed(17)), "p": In(signed(26))})
+
+
+class SharedMultiplier(wiring.Component):
+    """p = a * b: the multiplier behind every unit's MultiplierSignature port."""
+
+    def __init__(self):
+        super().__init__(MultiplierSignature().flip())
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.p.eq(self.a * self.b)
+        return m
+
+
+def with_shared_multiplier(unit: wiring.Component):
+    """`unit` alone, with a multiplier of its own if it uses the shared one (for tests and
+    out-of-context synthesis; the network engine shares one among its units)."""
+    if "multiplier" not in unit.signature.members:
+        return unit
+    m = Module()
+    m.submodules.unit, m.submodules.multiplier = unit, multiplier = unit, SharedMultiplier()
+    wiring.connect(m, unit.multiplier, multiplier)
+    return m
+
+
 class UnitSignature(wiring.Signature):
     """Signature of a unit (seen from the unit).
 
@@ -185,9 +230,14 @@ class UnitSignature(wiring.Signature):
         The step's output elements, in the kind's output order.
     table : Out(TableReadSignature)
         Reads of the table memory (shapes' arrays at the bases in `params`).
+    multiplier : Out(MultiplierSignature)
+        Only with `multiplier`: the shared multiplier.
     """
 
-    def __init__(self, layout: data.StructLayout, limits: NetworkLimits):
-        super().__init__({"params": In(layout), "start": In(1), "done": Out(1),
-                          "i": In(stream.Signature(signed(8))), "o": Out(stream.Signature(signed(8))),
-                          "table": Out(TableReadSignature(limits.table_addr_bits))})
+    def __init__(self, layout: data.StructLayout, limits: NetworkLimits, multiplier: bool = False):
+        members = {"params": In(layout), "start": In(1), "done": Out(1),
+                   "i": In(stream.Signature(signed(8))), "o": Out(stream.Signature(signed(8))),
+                   "table": Out(TableReadSignature(limits.table_addr_bits))}
+        if multiplier:
+            members["multiplier"] = Out(MultiplierSignature())
+        super().__init__(members)
