@@ -10,7 +10,15 @@ import random
 
 from amaranth.sim import Simulator
 
+from nomac.hw.flat_verilog import flat_rtlil
+from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.unit import pack_params, with_shared_multiplier
+
+
+def assert_multiplies_on_the_shared_multiplier(unit):
+    """`unit` has a port to the network's shared multiplier and no multiplier of its own."""
+    assert "multiplier" in unit.signature.members
+    assert count_multipliers(flat_rtlil(unit, "unit"), "unit") == 0
 
 
 def run_step(unit, fields, step, inputs, *, table_base: int = 0, steps: int = 1, **options):

@@ -2,13 +2,11 @@
 import numpy as np
 import pytest
 
-from nomac.hw.flat_verilog import flat_rtlil
-from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.add_unit import FIELDS, AddUnit, add_step
 from nomac.hw.network.unit import LimitError, NetworkLimits, params_layout
 from nomac.model.golden import FORWARD
 from nomac.model.operator_layers import AddLayer
-from network_units import run_step, run_steps
+from network_units import assert_multiplies_on_the_shared_multiplier, run_step, run_steps
 
 LIMITS = NetworkLimits()
 
@@ -105,9 +103,7 @@ def test_add_step_refuses_what_the_unit_cannot_run(features, rows, mult_a, mult_
 
 
 def test_its_one_multiply_is_on_the_networks_shared_multiplier():
-    unit = AddUnit(LIMITS)
-    assert "multiplier" in unit.signature.members
-    assert count_multipliers(flat_rtlil(unit, "add_unit"), "add_unit") == 0
+    assert_multiplies_on_the_shared_multiplier(AddUnit(LIMITS))
 
 
 @pytest.mark.slow

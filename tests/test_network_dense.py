@@ -15,7 +15,7 @@ from nomac.hw.network.unit import LimitError, NetworkLimits
 from nomac.model.dense_golden import dense_accumulate
 from nomac.model.dense_spec import DenseLayer
 from nomac.model.golden import FORWARD
-from network_units import run_step
+from network_units import assert_multiplies_on_the_shared_multiplier, run_step
 
 LIMITS = NetworkLimits()
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -232,3 +232,7 @@ def test_accepts_what_it_need_not_refuse():
 def test_unit_refuses_limits_beyond_its_fields():
     with pytest.raises(ValueError, match="features"):
         DenseUnit(NetworkLimits(features=1 << 16))
+
+
+def test_its_one_multiply_is_on_the_networks_shared_multiplier():
+    assert_multiplies_on_the_shared_multiplier(DenseUnit(LIMITS))

@@ -4,13 +4,11 @@ position embedding."""
 import numpy as np
 import pytest
 
-from nomac.hw.flat_verilog import flat_rtlil
-from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.embed_unit import FIELDS, EmbedUnit, embed_step
 from nomac.hw.network.unit import LimitError, NetworkLimits, pack_words, params_layout
 from nomac.model.golden import FORWARD
 from nomac.model.operator_layers import EmbedLayer
-from network_units import run_step, run_steps
+from network_units import assert_multiplies_on_the_shared_multiplier, run_step, run_steps
 
 LIMITS = NetworkLimits()
 INT32_LO, INT32_HI = -(1 << 31), (1 << 31) - 1
@@ -133,9 +131,7 @@ def test_embed_step_refuses_what_the_unit_cannot_run(tokens, features, mult, tab
 
 
 def test_its_one_multiply_is_on_the_networks_shared_multiplier():
-    unit = EmbedUnit(LIMITS)
-    assert "multiplier" in unit.signature.members
-    assert count_multipliers(flat_rtlil(unit, "embed_unit"), "embed_unit") == 0
+    assert_multiplies_on_the_shared_multiplier(EmbedUnit(LIMITS))
 
 
 @pytest.mark.slow

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from nomac.hw.flat_verilog import flat_rtlil
-from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.lut_unit import FIELDS, LutUnit, local_memory_words, lut_step
 from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, with_shared_multiplier
 from nomac.model.config import load_config
 from nomac.model.golden import FORWARD
 from nomac.model.lut_spec import LutLayer
-from network_units import run_step
+from network_units import assert_multiplies_on_the_shared_multiplier, run_step
 
 LIMITS = NetworkLimits()
 CONFIGS = Path(__file__).resolve().parents[1] / "model" / "configs"
@@ -263,9 +261,7 @@ def test_rows_below_one_are_a_compiler_error():
 
 
 def test_its_one_multiply_is_on_the_networks_shared_multiplier():
-    unit = LutUnit(LIMITS)
-    assert "multiplier" in unit.signature.members
-    assert count_multipliers(flat_rtlil(unit, "lut_unit"), "lut_unit") == 0
+    assert_multiplies_on_the_shared_multiplier(LutUnit(LIMITS))
 
 
 @pytest.mark.slow
