@@ -37,14 +37,15 @@ OUT_BITS = 8                       # the network engine streams bytes out (accum
 
 # The limits each board's network bitstream is built with by default, one entry per unit set;
 # a model gets the first entry whose units it needs (`board_limits`). The iCEBreaker's table
-# memory is its 4 SPRAMs (16K words) and a bitstream holds one matrix unit beside the operators
-# (the iCE40UP5K has room for no more): lut for lut_train_ice40, shift for the shift model. The
-# ULX3S-85F's block RAM holds 32K words and every unit, for lut_train_v1_k8 and mixed, with
-# attention on 4 lanes (its DSP blocks are plenty).
-_ICEBREAKER_OPERATORS = ("dense", "layernorm", "attention", "gelu", "add", "embed")
+# memory is its 4 SPRAMs (16K words) and a bitstream holds the operators and one matrix unit
+# (the iCE40UP5K has room for no more): lut for lut_train_ice40_all (no dense layer either),
+# dense and shift for the shift model (a dense patch embedding). The ULX3S-85F's block RAM holds
+# 32K words and every unit, for lut_train_v1_k8 and mixed, with attention on 4 lanes (its DSP
+# blocks are plenty).
+_ICEBREAKER_OPERATORS = ("layernorm", "attention", "gelu", "add", "embed")
 BOARD_LIMITS = {"icebreaker": tuple(NetworkLimits(units=tuple(kind for kind in NetworkLimits().units
-                                                              if kind in (*_ICEBREAKER_OPERATORS, matrix)))
-                                    for matrix in ("lut", "shift")),
+                                                              if kind in (*_ICEBREAKER_OPERATORS, *matrix)))
+                                    for matrix in (("lut",), ("dense", "shift"))),
                 "ulx3s-85f": (NetworkLimits(table_words=32768, attention_lanes=4),)}
 assert set(BOARD_LIMITS) == set(BOARDS), "every board needs its network limits"
 

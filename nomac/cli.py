@@ -18,7 +18,7 @@ from nomac.base.errors import NomacError
 from nomac.base.output_files import check_file_target, check_folder_target, npy_name, save_npy
 
 DEMO_CONFIG = "lut_l2_small.json"          # nomac demo --engine
-DEMO_MODEL = "vit_lut_train_ice40.json"     # nomac demo: the whole tiny ViT (model/examples/vit.py)
+DEMO_MODEL = "vit_lut_train_ice40_all.json" # nomac demo: the whole tiny ViT (model/examples/vit.py)
 DEMO_IMAGES = 64
 DEMO_OUT = Path("build/demo")
 BENCH_CONFIGS = ("lut_l2_small.json", "lut_l1_small.json", "lut_tree_small.json")

@@ -38,7 +38,7 @@ def test_the_demo_and_the_shift_model_run_bit_exactly_on_their_boards(tmp_path, 
     assert main(["demo", "--images", "16", "--work-dir", str(tmp_path / "sim")]) == 0
     text = capsys.readouterr().out
     data = load_dataset("digits")
-    golden = run_golden(load_config(bundled_vit("lut_train_ice40")), data.int8("test")[:16])
+    golden = run_golden(load_config(bundled_vit("lut_train_ice40_all")), data.int8("test")[:16])
     accuracy = 100 * float((golden.argmax(axis=1) == data.labels["test"][:16]).mean())
     assert "16 images (digits test split), 0 images (0 logits) differ from the golden model" in text
     assert f"accuracy: board {accuracy:.2f} %, golden {accuracy:.2f} %" in text
@@ -49,7 +49,7 @@ def test_the_demo_and_the_shift_model_run_bit_exactly_on_their_boards(tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("plan, board", [("lut_train_ice40", "icebreaker"), ("shift", "icebreaker"),
+@pytest.mark.parametrize("plan, board", [("lut_train_ice40_all", "icebreaker"), ("shift", "icebreaker"),
                                          ("lut_train_v1_k8", "ulx3s-85f"), ("mixed", "ulx3s-85f")])
 def test_every_bundled_model_on_the_whole_test_split(plan, board, tmp_path, capsys):
     run_model(bundled_vit(plan), tmp_path, capsys, 359, board)
@@ -57,9 +57,9 @@ def test_every_bundled_model_on_the_whole_test_split(plan, board, tmp_path, caps
 
 @pytest.mark.slow
 def test_a_model_retrained_with_another_seed_runs_on_the_same_build(tmp_path, capsys):
-    assert main(["train", "--plan", "lut_train_ice40", "--seed", "1", "--float-epochs", "4", "--epochs", "1",
+    assert main(["train", "--plan", "lut_train_ice40_all", "--seed", "1", "--float-epochs", "4", "--epochs", "1",
                  "-o", str(tmp_path / "vit"), "--quiet"]) == 0
     capsys.readouterr()
-    run_model(bundled_vit("lut_train_ice40"), tmp_path, capsys, 16)
-    run_model(tmp_path / "vit" / "lut_train_ice40_seed1.json", tmp_path, capsys, 16)
+    run_model(bundled_vit("lut_train_ice40_all"), tmp_path, capsys, 16)
+    run_model(tmp_path / "vit" / "lut_train_ice40_all_seed1.json", tmp_path, capsys, 16)
     assert len(list((tmp_path / "sim" / "builds").iterdir())) == 1

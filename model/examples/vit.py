@@ -6,8 +6,9 @@ the float teacher once, then each plan, in a scratch folder; only the exported c
 are kept. Training is seeded and single-threaded, so running it twice writes
 byte-identical files (about 7 minutes on one core).
 
-- `lut_train_ice40`: every block Linear `lut`, tables within an iCE40UP5K's SPRAM (the
-  iCEBreaker's network board).
+- `lut_train_ice40_all`: every Linear `lut` (the patch embedding and the head too), tables
+  within an iCE40UP5K's SPRAM (the iCEBreaker's network board, whose lut bitstream has no
+  dense unit).
 - `shift`: DeepShift weights everywhere but the patch embedding (iCEBreaker).
 - `lut_train_v1_k8`: the best integer LUT plan (ULX3S-85F).
 - `mixed`: lut, butterfly, shift and dense in one model (ULX3S-85F).
@@ -26,7 +27,7 @@ from nomac.model.vit.pipeline import run_plan
 __all__ = ["PLANS", "SEED", "bundled_vit", "build_examples"]
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
-PLANS = ("lut_train_ice40", "shift", "lut_train_v1_k8", "mixed")
+PLANS = ("lut_train_ice40_all", "shift", "lut_train_v1_k8", "mixed")
 SEED = 0
 
 
