@@ -8,6 +8,7 @@ tables in words. These small components convert, each with one job and a
 - `ByteWriter`: a byte stream written to one of several byte memories from address 0;
 - `WordPorts`: the words of one of several memories read or written as little-endian
   bytes (each memory's word bytes, a power of two: link_protocol.word_bytes);
+- `BufferMemory`: a memory with one write and one read port that never meet at an address;
 - `BytesToBeats` / `BeatsToBytes`: vectors as element bytes <-> vector-stream beats
   (docs/spec.md section 3: lane 0 is the lowest element, unused lanes of a vector's final
   beat are zero, `last` on the final beat); output elements wider than a byte go as
@@ -15,17 +16,52 @@ tables in words. These small components convert, each with one job and a
 
 Memory read ports have one cycle of latency and keep their data while `en` is low.
 """
-from amaranth import Array, Cat, Const, Module, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.back import rtlil
 from amaranth.hdl import Shape, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.boards.link_gateware import below
 from nomac.boards.link_protocol import element_bytes, word_bytes
 from nomac.hw.vector_stream import vector_stream
 
 
 def _addr_width(depth: int) -> int:
     return max(1, (depth - 1).bit_length())
+
+
+class BufferMemory(wiring.Component):
+    """A block RAM with a `write` and a `read` port (the ports of `lib.memory`) for a user that
+    never reads an address in the cycle it writes it (the board's buffers and counters:
+    each is written and read in different phases, or cycles).
+
+    A `lib.memory` read port in the write port's domain promises the old word on such a
+    collision, which the iCE40 block RAM does not, so yosys adds an emulation (about 27
+    flip-flops and 19 LUTs per memory). Here the read is asynchronous and its data
+    register our own: yosys merges it into the block RAM and, told by `no_rw_check` that
+    collisions do not happen, adds nothing. The data register keeps its word while `en` is
+    low, as a read port's does, and like the block RAM's output has no reset and no initial
+    value (an `init` of x for yosys: a 0 would cost a flip-flop and a LUT per bit); it is
+    only used after a read."""
+
+    def __init__(self, *, shape, depth: int, init=()):
+        self.shape, self.depth, self.init = shape, depth, list(init)
+        width = _addr_width(depth)
+        super().__init__({"write": Out(memory.WritePort.Signature(addr_width=width, shape=shape)),
+                          "read": Out(memory.ReadPort.Signature(addr_width=width, shape=shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.words = words = memory.Memory(shape=self.shape, depth=self.depth, init=self.init,
+                                                   attrs={"no_rw_check": 1})
+        write, read = words.write_port(), words.read_port(domain="comb")
+        data = Signal.like(self.read.data, reset_less=True, attrs={"init": rtlil.Undef(len(self.read.data))})
+        m.d.comb += [write.addr.eq(self.write.addr), write.data.eq(self.write.data), write.en.eq(self.write.en),
+                     read.addr.eq(self.read.addr), self.read.data.eq(data)]
+        with m.If(self.read.en):
+            m.d.sync += data.eq(read.data)
+        return m
 
 
 class ByteReader(wiring.Component):
@@ -81,8 +117,7 @@ class ByteWriter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fire = self.i.valid & self.i.ready
-        depth = Array(Const(depth, len(self.written)) for depth in self.depths)[self.select]
-        m.d.comb += self.i.ready.eq(self.written < depth)
+        m.d.comb += self.i.ready.eq(Array(below(self.written, depth) for depth in self.depths)[self.select])
         for k in range(len(self.depths)):
             port = getattr(self, f"memory{k}")
             m.d.comb += [port.addr.eq(self.written), port.data.eq(self.i.payload),
@@ -100,15 +135,15 @@ class WordPorts(wiring.Component):
     no command does both. One read port per memory, `read0`, `read1`, ..., and one write
     port, `write0`, ...; only the selected memory's see `en`.
 
-    `start` with `write` low streams words [first, end) on `o`. The read port keeps reading
-    the same address until the word's last byte is taken (an engine's read-back port shares
-    the datapath's port, so its data only holds while `en` does); bytes are picked straight
-    from its data, so no word is copied into a register. `end` may be the depth, one past
-    the last address.
+    Both directions go through one shift register of the widest word, which moves a byte
+    down whenever a byte is taken from `o` or received on `i`, so no byte is picked by a
+    multiplexer. `start` with `write` low streams words [first, end) on `o`: each word is
+    read (the port's `en` stays high until its data is in), loaded into the bottom of the
+    register and sent from its lowest byte. `end` may be the depth, one past the last address.
 
     `start` with `write` high collects the bytes of `i` into words written at `first`,
-    `first` + 1, ... Bytes shift in from the top of one register, so each memory's word is a
-    fixed slice of it: no multiplexer.
+    `first` + 1, ... Bytes shift in at the top of the register, so each memory's word is a
+    fixed slice of it.
     """
 
     def __init__(self, addr_width: int, word_bits: list):
@@ -135,29 +170,27 @@ class WordPorts(wiring.Component):
         more = reading & (addr != end)
         fetch = more & ~loading & ~have
         last = Array(Const(size - 1, len(index)) for size in self.word_bytes)[self.select]
-        picks = []
+        taken = self.o.valid & self.o.ready
         for k, (size, bits) in enumerate(zip(self.word_bytes, self.word_bits)):
             read, write = getattr(self, f"read{k}"), getattr(self, f"write{k}")
-            m.d.comb += [read.addr.eq(addr), read.en.eq((fetch | loading | have) & (self.select == k)),
+            m.d.comb += [read.addr.eq(addr), read.en.eq((fetch | loading) & (self.select == k)),
                          write.addr.eq(addr), write.data.eq(word[8 * (widest - size):][:bits]),
                          write.en.eq(pending & (self.select == k))]
-            padded = Cat(read.data, Const(0, 8 * size - len(read.data)))
-            picks.append(padded.word_select(index[:max(1, (size - 1).bit_length())], 8) if size > 1 else padded)
-        m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(Array(picks)[self.select]),
+            with m.If(loading & (self.select == k)):
+                m.d.sync += word.eq(read.data)
+        m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(word[:8]),
                      self.i.ready.eq(1), self.busy.eq(more | loading | have | pending)]
         m.d.sync += [loading.eq(fetch), pending.eq(0)]
+        with m.If(taken | self.i.valid):
+            m.d.sync += [word.eq(Cat(word[8:], self.i.payload)), index.eq(index + 1)]
         with m.If(loading):
             m.d.sync += [have.eq(1), index.eq(0)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == last):
-                m.d.sync += [have.eq(0), addr.eq(addr + 1)]
+        with m.If(taken & (index == last)):
+            m.d.sync += [have.eq(0), addr.eq(addr + 1)]
         with m.If(pending):
             m.d.sync += addr.eq(addr + 1)
-        with m.If(self.i.valid):
-            m.d.sync += [word.eq(Cat(word[8:], self.i.payload)), index.eq(index + 1)]
-            with m.If(index == last):
-                m.d.sync += [index.eq(0), pending.eq(1)]
+        with m.If(self.i.valid & (index == last)):
+            m.d.sync += [index.eq(0), pending.eq(1)]
         with m.If(self.start):
             m.d.sync += [addr.eq(self.first), end.eq(self.end), reading.eq(~self.write), index.eq(0),
                          have.eq(0), loading.eq(0), pending.eq(0)]
@@ -165,7 +198,8 @@ class WordPorts(wiring.Component):
 
 
 class BytesToBeats(wiring.Component):
-    """Vectors of `elements` int8 bytes -> beats of `lanes` elements."""
+    """Vectors of `elements` int8 bytes -> beats of `lanes` elements (one lane: each byte is
+    its beat, passed straight through, with `last` on a vector's final element)."""
 
     def __init__(self, elements: int, lanes: int, element_shape=signed(8)):
         self.elements, self.lanes = elements, lanes
@@ -176,9 +210,15 @@ class BytesToBeats(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        element = Signal(range(self.elements))
+        if self.lanes == 1:
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready),
+                         self.o.payload.data.eq(self.i.payload), self.o.payload.last.eq(element == self.elements - 1)]
+            with m.If(self.o.valid & self.o.ready):
+                m.d.sync += element.eq(Mux(element == self.elements - 1, 0, element + 1))
+            return m
         beat = Signal(8 * self.lanes)
         lane = Signal(range(self.lanes))
-        element = Signal(range(self.elements))
         full, last = Signal(), Signal()
         m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full),
                      self.o.payload.data.eq(beat), self.o.payload.last.eq(last)]
@@ -197,7 +237,8 @@ class BytesToBeats(wiring.Component):
 class BeatsToBytes(wiring.Component):
     """Beats of `lanes` elements -> each element as `element_bytes(width)` little-endian bytes.
 
-    Elements are counted, so the unused lanes of a vector's final beat are skipped.
+    Elements are counted, so the unused lanes of a vector's final beat are skipped. One lane
+    of byte elements: each beat is its byte, passed straight through.
     """
 
     def __init__(self, elements: int, lanes: int, element_shape):
@@ -209,6 +250,10 @@ class BeatsToBytes(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width, size = self.element_shape.width, self.element_bytes
+        if self.lanes == 1 and size == 1:
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready),
+                         self.o.payload.eq(self.i.payload.data)]
+            return m
         beat = Signal(width * self.lanes)
         lane = Signal(range(self.lanes))
         element = Signal(range(self.elements))

@@ -20,9 +20,9 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.boards.board_map import BoardMap
-from nomac.boards.byte_streams import BeatsToBytes, ByteReader, BytesToBeats, ByteWriter, WordPorts
+from nomac.boards.byte_streams import BeatsToBytes, BufferMemory, ByteReader, BytesToBeats, ByteWriter, WordPorts
 from nomac.boards.event_counters import EventCounters
-from nomac.boards.link_gateware import HEAD_BYTES, SerialCRC, STATUS_BITS, FrameInfo, ReplyInfo, length_bits
+from nomac.boards.link_gateware import HEAD_BYTES, SerialCRC, STATUS_BITS, FrameInfo, ReplyInfo, below, length_bits
 from nomac.boards.link_protocol import (ALL_MEMORIES, COUNTER_BITS, COUNTERS, CRC_REPLY, MEMORY_CRC, MEMORY_REQUEST,
                                         OUTPUTS_REQUEST, RUN_REPLY, COUNT_REQUEST, Command, Counters,
                                         Identity, Status)
@@ -70,7 +70,6 @@ class _ReplySource:
     header: data.View
     source: Signal
     info_index: Signal
-    counter_loaded: Signal
     cycles: Signal
 
 
@@ -131,8 +130,8 @@ class _Request:
             self.words_bytes = self.words[:bits] << shifts[chosen]       # word bytes are powers of two
             self.end = self.addr[:span] + self.words[:span]
             in_span = zero_above(1, 4, span) & zero_above(5, 4, span)
-            fits = Cat(*(self.end <= r.depth for r in regions))
-            self.region_ok = (self.memory < len(regions)) & in_span & fits.bit_select(chosen, 1)
+            fits = Cat(*(below(self.end, r.depth + 1) for r in regions))
+            self.region_ok = below(self.memory, len(regions)) & in_span & fits.bit_select(chosen, 1)
         else:
             self.words_bytes = Const(0, 1)
             self.end = Const(0, 1)
@@ -223,8 +222,7 @@ class CommandHandler(wiring.Component):
                 with m.If(self.engine.idle):        # memory ports and buffers are free once the engine is
                     accepted = reply.header.status == Status.OK
                     m.d.sync += [reply.source.eq(Source.INFO), reply.info_index.eq(0),
-                                 paths.region.eq(Mux(request.all_memories, 0, request.memory)),
-                                 reply.counter_loaded.eq(0)]
+                                 paths.region.eq(Mux(request.all_memories, 0, request.memory))]
                     with m.If(~accepted):
                         m.d.sync += reply.header.length.eq(0)
                     m.d.comb += [self.executed.eq(accepted), self.rejected.eq(~accepted),
@@ -265,8 +263,8 @@ class CommandHandler(wiring.Component):
         board = self.board
         in_bytes, out_bytes = board.batch * board.in_vector_bytes, board.batch * board.out_vector_bytes
         signature = self.engine_signature
-        m.submodules.inputs = inputs = memory.Memory(shape=8, depth=in_bytes, init=[])
-        m.submodules.outputs = outputs = memory.Memory(shape=8, depth=out_bytes, init=[])
+        m.submodules.inputs = inputs = BufferMemory(shape=8, depth=in_bytes)
+        m.submodules.outputs = outputs = BufferMemory(shape=8, depth=out_bytes)
         m.submodules.byte_reader = byte_reader = ByteReader([board.max_payload, in_bytes, out_bytes])
         m.submodules.byte_writer = byte_writer = ByteWriter([in_bytes, out_bytes])
         m.submodules.to_beats = to_beats = BytesToBeats(board.in_elements, signature.in_lanes, signature.in_shape)
@@ -279,10 +277,10 @@ class CommandHandler(wiring.Component):
         m.d.comb += [byte_reader.select.eq(Mux(running, 1, Mux(command[Command.READ_OUTPUTS], 2, 0))),
                      byte_writer.select.eq(running)]
         connect(m, byte_reader.memory0, flipped(self.payload))
-        connect(m, byte_reader.memory1, inputs.read_port())
-        connect(m, byte_reader.memory2, outputs.read_port())
-        connect(m, byte_writer.memory0, inputs.write_port())
-        connect(m, byte_writer.memory1, outputs.write_port())
+        connect(m, byte_reader.memory1, inputs.read)
+        connect(m, byte_reader.memory2, outputs.read)
+        connect(m, byte_writer.memory0, inputs.write)
+        connect(m, byte_writer.memory1, outputs.write)
         connect(m, to_beats.o, flipped(self.engine.i))
         connect(m, flipped(self.engine.o), to_bytes.i)
         m.d.comb += [to_beats.i.payload.eq(byte_reader.o.payload), to_beats.i.valid.eq(byte_reader.o.valid & running),
@@ -348,7 +346,7 @@ class CommandHandler(wiring.Component):
                     m.d.comb += data_length.eq(Mux(cmd == Command.IDENTIFY, Identity.LAYOUT.size,
                                                    Counters.LAYOUT.size))
                 with m.Case(Command.WRITE):
-                    with m.If(length < request_bytes):
+                    with m.If(below(length, request_bytes)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     with m.Elif(~request.region_ok):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
@@ -363,26 +361,26 @@ class CommandHandler(wiring.Component):
                     with m.Elif(~request.region_ok):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
                     with m.Elif(request.words_zero | ((cmd == Command.READ) &
-                                                      (~request.words_few | (words_bytes > board.max_payload - 1)))):
+                                                      (~request.words_few | ~below(words_bytes, board.max_payload)))):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     m.d.comb += data_length.eq(Mux(cmd == Command.READ, words_bytes, CRC_REPLY.size))
                 with m.Case(Command.WRITE_INPUTS):
-                    with m.If((length < COUNT_REQUEST.size) | (request.first == 0) | ~request.vectors_few |
+                    with m.If(below(length, COUNT_REQUEST.size) | (request.first == 0) | ~request.vectors_few |
                               (length != COUNT_REQUEST.size + times(request.first, board.in_vector_bytes))):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                 with m.Case(Command.RUN):
                     with m.If(length != COUNT_REQUEST.size):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif((request.first == 0) | ~request.vectors_few | (request.first > board.batch)):
+                    with m.Elif((request.first == 0) | ~request.vectors_few | ~below(request.first, board.batch + 1)):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
                     m.d.comb += data_length.eq(RUN_REPLY.size)
                 with m.Case(Command.READ_OUTPUTS):
                     with m.If(length != OUTPUTS_REQUEST.size):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     with m.Elif((request.count == 0) | ~request.vectors_few | ~request.count_few |
-                                (request.outputs_end > board.batch)):
+                                ~below(request.outputs_end, board.batch + 1)):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
-                    with m.Elif(request.count > (board.max_payload - 1) // board.out_vector_bytes):
+                    with m.Elif(~below(request.count, (board.max_payload - 1) // board.out_vector_bytes + 1)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     m.d.comb += data_length.eq(times(request.count, board.out_vector_bytes))
                 with m.Default():                                   # 2. the command
@@ -407,8 +405,8 @@ class CommandHandler(wiring.Component):
 
     def _reply_source(self, m, paths: _DataPaths, counters, command) -> _ReplySource:
         """The reply's data bytes: picked by index from the counter memory's words (identity,
-        counters), the CRC or the cycle count (INFO), or streamed from the memory words or the
-        output buffer."""
+        counters) or the cycle count, shifted out of the CRC register (INFO), or streamed from
+        the memory words or the output buffer."""
         reply = self.reply.payload
         source = Signal(Source)
         info_index = Signal(range(Identity.LAYOUT.size + 1))
@@ -417,27 +415,22 @@ class CommandHandler(wiring.Component):
         # among whole replies first would multiplex every bit of the longest one.
         info_byte = Signal(8)
         info_valid = Signal(init=1)
-        # IDENTIFY, STATUS: each word is fetched from the counter memory for its two bytes
-        # (IDENTIFY's are the constants after the counters)
-        counter_value = Signal(COUNTER_BITS)
-        counter_loaded = Signal()                        # counter_value is the word of info_index
+        # IDENTIFY, STATUS: each byte's word is read from the counter memory when the encoder is
+        # ready for the byte, and taken from the memory's data in the cycle it arrives (the
+        # transmitter stays ready until given a byte), so no word is copied into a register
+        # (IDENTIFY's words are the constants after the counters)
         counter = info_index[1:]
         with m.If(command[Command.IDENTIFY] | command[Command.STATUS]):
             with m.If(command[Command.STATUS] & (counter == len(COUNTERS))):
                 m.d.comb += info_byte.eq(Cat(self.engine.framing_error, self.engine.idle))
             with m.Else():
-                m.d.comb += [info_byte.eq(counter_value.word_select(info_index[0], 8)),
-                             info_valid.eq(counter_loaded)]
-                with m.If(self.data.ready & counter_loaded & info_index[0]):       # its last byte goes
-                    m.d.sync += counter_loaded.eq(0)
-                with m.If(~counter_loaded & (source == Source.INFO) & self.reply.valid):
-                    m.d.comb += [counters.read_en.eq(1),
-                                 counters.read_index.eq(Mux(command[Command.IDENTIFY],
-                                                            counter + len(COUNTERS), counter))]
-                with m.If(counters.read_valid):
-                    m.d.sync += [counter_value.eq(counters.read_value), counter_loaded.eq(1)]
+                m.d.comb += [info_byte.eq(counters.read_value.word_select(info_index[0], 8)),
+                             info_valid.eq(counters.read_valid),
+                             counters.read_en.eq(self.data.ready & (source == Source.INFO)),
+                             counters.read_index.eq(Mux(command[Command.IDENTIFY], counter + len(COUNTERS), counter))]
         with m.Elif(command[Command.CRC]):
-            m.d.comb += info_byte.eq(paths.region_crc.value.word_select(info_index[:2], 8))
+            m.d.comb += [info_byte.eq(paths.region_crc.value[:8]),
+                         paths.region_crc.shift.eq(self.data.ready & (source == Source.INFO))]
         with m.Elif(command[Command.RUN]):
             m.d.comb += info_byte.eq(cycles.word_select(info_index[:2], 8))
         with m.Switch(source):
@@ -451,7 +444,7 @@ class CommandHandler(wiring.Component):
             with m.Case(Source.OUTPUTS):
                 m.d.comb += [self.data.valid.eq(paths.byte_reader.o.valid),
                              self.data.payload.eq(paths.byte_reader.o.payload)]
-        return _ReplySource(reply, source, info_index, counter_loaded, cycles)
+        return _ReplySource(reply, source, info_index, cycles)
 
     def _start(self, m, request: _Request, paths: _DataPaths, reply: _ReplySource, once: _ExactlyOnce, command):
         """DISPATCH of an accepted frame: start its command's data path and pick the next state

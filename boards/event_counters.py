@@ -16,9 +16,11 @@ The block RAM has room to spare, so it also holds `constants`: words after the
 counters, set when the memory is configured, never written, read like the counters
 (the board's IDENTIFY reply, which then needs no logic of its own).
 """
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from nomac.boards.byte_streams import BufferMemory
 
 
 class EventCounters(wiring.Component):
@@ -40,9 +42,9 @@ class EventCounters(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.words = words = memory.Memory(shape=self.bits, depth=self.count + len(self.constants),
-                                                   init=[0] * self.count + self.constants)
-        read, write = words.read_port(), words.write_port()
+        m.submodules.words = words = BufferMemory(shape=self.bits, depth=self.count + len(self.constants),
+                                                  init=[0] * self.count + self.constants)
+        read, write = words.read, words.write
         events = [getattr(self, f"event{k}") for k in range(self.sources)]
         pending = [Signal(name=f"pending{k}") for k in range(self.sources)]
         indices = [Signal(range(self.count), name=f"index{k}") for k in range(self.sources)]
@@ -67,6 +69,7 @@ class EventCounters(wiring.Component):
         m.d.comb += [self.read_value.eq(read.data), read.en.eq(0), write.data.eq(0),
                      self.ready.eq(clearing == self.count)]
         current = read.data
+        following = current + 1                          # its carry-out, OR-ed in, holds a full counter
         with m.FSM():
             with m.State("CLEAR"):
                 m.d.comb += [write.addr.eq(clearing), write.en.eq(1)]
@@ -86,7 +89,7 @@ class EventCounters(wiring.Component):
                 m.next = "IDLE"
             with m.State("INCREMENT"):
                 m.d.comb += [write.addr.eq(target), write.en.eq(1),
-                             write.data.eq(current + Mux(current == (1 << self.bits) - 1, 0, 1)),
+                             write.data.eq(following[:self.bits] | following[self.bits].replicate(self.bits)),
                              served.eq(Const(1, self.sources) << source)]
                 m.next = "IDLE"
         return m

@@ -30,6 +30,21 @@ def length_bits(max_payload: int) -> int:
     return max_payload.bit_length()
 
 
+def below(value: Value, bound: int) -> Value:
+    """value < bound, a constant, in a few LUTs instead of the carry chain (a logic cell per
+    bit) yosys makes of a comparison: value is below the bound when, at some 1 bit of the
+    bound, value has a 0 and above that bit the bound's bits."""
+    value = Value.cast(value)
+    width = len(value)
+    if bound <= 0:
+        return Const(0, 1)
+    if bound >> width:
+        return Const(1, 1)
+    terms = [~value[i] & (value[i + 1:] == bound >> (i + 1)) if i + 1 < width else ~value[i]
+             for i in range(width) if bound >> i & 1]
+    return Cat(*terms).any()
+
+
 def crc_next(m: Module, spec: CrcSpec, register: Value, byte: Value) -> Signal:
     """The CRC register after one more byte: the bitwise definition, unrolled into XORs.
 
@@ -73,11 +88,13 @@ class SerialCRC(wiring.Component):
     """A CRC register fed a bit per cycle: a byte on `i` is taken after its eighth bit (so it
     must stay on `i` meanwhile, as a stream's payload does). `clear` restarts it; `value` is
     the CRC so far. One XOR per tap of the polynomial instead of the byte-wide XOR tree of
-    `CRC`, for a CRC that runs while no byte arrives (the memory CRC of the CRC command)."""
+    `CRC`, for a CRC that runs while no byte arrives (the memory CRC of the CRC command).
+    `shift` moves `value` down a byte, so a reply sends it from `value[:8]` with no byte
+    multiplexer (a register bit's LUT is otherwise mostly unused)."""
 
     def __init__(self, spec: CrcSpec):
         self.spec = spec
-        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "value": Out(spec.width)})
+        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "shift": In(1), "value": Out(spec.width)})
 
     def elaborate(self, platform):
         m = Module()
@@ -97,6 +114,8 @@ class SerialCRC(wiring.Component):
             m.d.sync += [register.eq(spec.init), bit.eq(0)]
         with m.Elif(self.i.valid):
             m.d.sync += [register.eq(shifted ^ (feedback.replicate(width) & Const(poly, width))), bit.eq(bit + 1)]
+        with m.Elif(self.shift):
+            m.d.sync += register.eq(((register ^ spec.xorout) >> 8) ^ spec.xorout)
         return m
 
 
@@ -155,14 +174,13 @@ class FrameDecoder(wiring.Component):
         index = Signal(range(self.max_payload + 1))
         crc_wrong = Signal()                             # the CRC's low byte did not match
         quiet = Signal(range(self.timeout_cycles + 1))
-        position = Signal(HEAD_BYTES)                    # one-hot: the head byte the next payload byte fills
         # In LENGTH_HIGH: the whole length field is above max_payload. Its low byte is in
         # `length` (or, below 256, what does not fit it is flagged as too high).
         low_too_high = Signal()
         if bits >= 8:
-            too_long = Cat(info.length[:8], byte) > self.max_payload
+            too_long = ~below(Cat(info.length[:8], byte), self.max_payload + 1)
         else:
-            too_long = low_too_high | (byte != 0) | (info.length > self.max_payload)
+            too_long = low_too_high | (byte != 0) | ~below(info.length, self.max_payload + 1)
 
         m.d.comb += [self.buffer.addr.eq(index), self.buffer.data.eq(byte)]
         m.d.sync += quiet.eq(Mux(got, 0, Mux(quiet == self.timeout_cycles, quiet, quiet + 1)))
@@ -194,7 +212,7 @@ class FrameDecoder(wiring.Component):
                 field("LENGTH_HIGH", info.length.eq(byte[:bits]),
                       *([low_too_high.eq(byte[bits:] != 0)] if bits < 8 else []))
             with m.State("LENGTH_HIGH"):
-                field("PAYLOAD", *([info.length[8:].eq(byte)] if bits > 8 else []), index.eq(0), position.eq(1))
+                field("PAYLOAD", *([info.length[8:].eq(byte)] if bits > 8 else []), index.eq(0))
                 with m.If(got & (info.length[:8] == 0) & (byte == 0)):
                     m.next = "CRC_LOW"
                 with m.If(got & too_long):
@@ -202,11 +220,11 @@ class FrameDecoder(wiring.Component):
                     m.next = "DONE"
             with m.State("PAYLOAD"):
                 following = index + 1
-                field("PAYLOAD", index.eq(following), position.eq(position << 1))
+                field("PAYLOAD", index.eq(following))
                 with m.If(got):
                     m.d.comb += self.buffer.en.eq(1)
                     for k in range(HEAD_BYTES):
-                        with m.If(position[k]):
+                        with m.If(index == k):
                             m.d.sync += [self.head[k].eq(byte), self.head_zero[k].eq(byte == 0)]
                     with m.If(following == info.length):
                         m.next = "CRC_LOW"

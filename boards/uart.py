@@ -28,7 +28,8 @@ class UARTReceiver(wiring.Component):
     """Bytes from the `rx` line on `o`.
 
     `o` has no backpressure (`always_ready`): a byte is valid for one cycle (in the
-    middle of its stop bit), whoever wants it takes it then. `frame_error` pulses
+    middle of its stop bit), whoever wants it takes it then; its payload is the shift
+    register itself, so it holds until the next byte's start bit. `frame_error` pulses
     instead when a byte's stop bit is low (the byte is dropped); the receiver then
     waits for the line to go idle. `busy`: inside a byte.
     """
@@ -46,8 +47,10 @@ class UARTReceiver(wiring.Component):
         line = Signal(init=1)
         m.submodules.sync = FFSynchronizer(self.rx, line, init=1)
         timer = Signal(range(self.divisor))
-        shift = Signal(8)
-        bit = Signal(range(8))
+        # The data bits come in at the top; a 1 put there at the start bit reaches bit 0 with the
+        # eighth, so no counter of bits is needed.
+        shift = Signal(9)
+        m.d.comb += self.o.payload.eq(shift[1:])
         m.d.sync += [self.o.valid.eq(0), self.frame_error.eq(0)]
         with m.If(timer != 0):
             m.d.sync += timer.eq(timer - 1)
@@ -58,20 +61,20 @@ class UARTReceiver(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 with m.If(timer == 0):
-                    m.d.sync += [timer.eq(self.divisor - 1), bit.eq(0)]
+                    m.d.sync += [timer.eq(self.divisor - 1), shift.eq(1 << 8)]
                     with m.If(line):                      # a glitch, not a start bit
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "DATA"
             with m.State("DATA"):
                 with m.If(timer == 0):
-                    m.d.sync += [shift.eq(Cat(shift[1:], line)), bit.eq(bit + 1), timer.eq(self.divisor - 1)]
-                    with m.If(bit == 7):
+                    m.d.sync += [shift.eq(Cat(shift[1:], line)), timer.eq(self.divisor - 1)]
+                    with m.If(shift[1]):
                         m.next = "STOP"
             with m.State("STOP"):
                 with m.If(timer == 0):
                     with m.If(line):
-                        m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1)]
+                        m.d.sync += self.o.valid.eq(1)
                         m.next = "IDLE"
                     with m.Else():
                         m.d.sync += self.frame_error.eq(1)
@@ -93,17 +96,20 @@ class UARTTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        frame = Signal(10, init=0x3FF)      # start, 8 data bits LSB first, stop; shifted out from bit 0
-        left = Signal(range(11))            # bits still to send, the current one included
+        # Start, 8 data bits LSB first, stop, then a marker 1, shifted out from bit 0 with zeros
+        # behind: the marker alone left is the idle line, and no counter of bits is needed.
+        frame = Signal(11, init=1)
         timer = Signal(range(self.divisor))
         bit_ends = timer == 0
-        m.d.comb += [self.tx.eq(frame[0]), self.busy.eq(left != 0),
-                     self.i.ready.eq((left == 0) | ((left == 1) & bit_ends))]
-        with m.If(left != 0):
+        idle = frame[1:] == 0
+        stop = frame[1] & (frame[2:] == 0)              # the stop bit is on the line
+        m.d.comb += [self.tx.eq(frame[0]), self.busy.eq(~idle),
+                     self.i.ready.eq(idle | (stop & bit_ends))]
+        with m.If(~idle):
             with m.If(bit_ends):
-                m.d.sync += [frame.eq(Cat(frame[1:], 1)), left.eq(left - 1), timer.eq(self.divisor - 1)]
+                m.d.sync += [frame.eq(frame[1:]), timer.eq(self.divisor - 1)]
             with m.Else():
                 m.d.sync += timer.eq(timer - 1)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [frame.eq(Cat(0, self.i.payload, 1)), left.eq(10), timer.eq(self.divisor - 1)]
+            m.d.sync += [frame.eq(Cat(0, self.i.payload, 1, 1)), timer.eq(self.divisor - 1)]
         return m

@@ -21,6 +21,7 @@ from amaranth.sim import Simulator
 from lut_cases import LutCase
 from nomac.boards.board_map import board_layer, board_map
 from nomac.boards.command_handler import CommandHandler
+from nomac.boards.event_counters import EventCounters
 from nomac.boards.link_gateware import HEAD_BYTES
 from nomac.boards.link_protocol import Command, Status
 from nomac.hw.engine_kinds import build_engine
@@ -248,3 +249,35 @@ def test_the_engine_must_have_the_boards_memories():
     Fragment.get(rom_engine, None)
     with pytest.raises(ValueError, match=r"the engine's RAM memories \[\] are not the board's regions"):
         CommandHandler(BOARD, rom_engine.signature)
+
+
+def test_event_counters_saturate_at_their_width_and_keep_their_constants():
+    """Events raised from both sources, more than a 3-bit counter holds: each counter stops at 7;
+    the constants after the counters read back unchanged."""
+    counters = EventCounters(2, 3, constants=[5, 6], sources=2)
+
+    async def read(ctx, index):
+        ctx.set(counters.read_en, 1)
+        ctx.set(counters.read_index, index)
+        await ctx.tick().until(counters.read_valid)
+        value = ctx.get(counters.read_value)
+        ctx.set(counters.read_en, 0)
+        return value
+
+    async def bench(ctx):
+        await ctx.tick().until(counters.ready)
+        for n in range(10):
+            ctx.set(counters.event0.valid, 1)
+            ctx.set(counters.event0.index, 0)
+            ctx.set(counters.event1.valid, n < 6)
+            ctx.set(counters.event1.index, 1)
+            await ctx.tick()
+            ctx.set(counters.event0.valid, 0)
+            ctx.set(counters.event1.valid, 0)
+            await ctx.tick().repeat(5)
+            assert [await read(ctx, k) for k in range(4)] == [min(n + 1, 7), min(n + 1, 6), 5, 6]
+
+    simulator = Simulator(counters)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()

@@ -11,14 +11,14 @@ import zlib
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed
+from amaranth.hdl import ClockDomain, Module, Signal, signed
 from amaranth.sim import Simulator
 
 from lut_cases import LutCase
 from nomac.boards import link_protocol as lp
 from nomac.boards.board_top import BoardCore
 from nomac.boards.byte_streams import BeatsToBytes, BytesToBeats
-from nomac.boards.link_gateware import CRC, FrameDecoder, SerialCRC
+from nomac.boards.link_gateware import CRC, FrameDecoder, SerialCRC, below
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
 
 
@@ -125,6 +125,21 @@ def test_crc_units_match_binascii_and_zlib():
         run(crc, bench)
 
 
+def test_below_compares_with_every_constant_bound():
+    value = Signal(4)
+    bounds = range(-1, 19)
+    checks = [below(value, bound) for bound in bounds]
+
+    async def bench(ctx):
+        for v in range(16):
+            ctx.set(value, v)
+            assert [ctx.get(check) for check in checks] == [int(v < bound) for bound in bounds]
+
+    simulator = Simulator(Module())
+    simulator.add_testbench(bench)
+    simulator.run()
+
+
 @pytest.mark.parametrize("spec, reference", [(lp.MEMORY_CRC, zlib.crc32),
                                              (lp.FRAME_CRC, lambda d: binascii.crc_hqx(d, 0xFFFF))])
 def test_serial_crc_takes_a_byte_per_eight_cycles_and_matches_the_reference(spec, reference):
@@ -144,12 +159,24 @@ def test_serial_crc_takes_a_byte_per_eight_cycles_and_matches_the_reference(spec
                 ctx.set(crc.i.valid, 0)
                 await ctx.tick().repeat(2)
             assert ctx.get(crc.value) == reference(data[:n + 1])
+        ctx.set(crc.i.valid, 0)
+        value = reference(data)
+        for _ in range(spec.width // 8):                    # `shift` sends the value from its low byte
+            assert ctx.get(crc.value) & 0xFF == value & 0xFF
+            ctx.set(crc.shift, 1)
+            await ctx.tick()
+            value >>= 8
+        ctx.set(crc.shift, 0)
 
     run(crc, bench)
 
 
-def test_bytes_to_beats_frames_vectors_with_zeroed_unused_lanes():
-    dut = BytesToBeats(elements=5, lanes=3)
+@pytest.mark.parametrize("lanes, expected", [
+    (3, [([1, -2, 3], 0), ([-4, 5, 0], 1), ([-128, 127, 0], 0), ([9, -9, 0], 1)]),
+    (1, [([value], int(k == 4)) for vector in ([1, -2, 3, -4, 5], [-128, 127, 0, 9, -9])
+         for k, value in enumerate(vector)])])
+def test_bytes_to_beats_frames_vectors_with_zeroed_unused_lanes(lanes, expected):
+    dut = BytesToBeats(elements=5, lanes=lanes)
     vectors = [[1, -2, 3, -4, 5], [-128, 127, 0, 9, -9]]
     beats = []
 
@@ -174,12 +201,14 @@ def test_bytes_to_beats_frames_vectors_with_zeroed_unused_lanes():
     simulator.add_testbench(bench)
     simulator.add_testbench(monitor, background=True)
     simulator.run_until(1e-6)
-    assert beats == [([1, -2, 3], 0), ([-4, 5, 0], 1), ([-128, 127, 0], 0), ([9, -9, 0], 1)]
+    assert beats == expected
 
 
-def test_beats_to_bytes_sign_extends_wide_elements_and_skips_unused_lanes():
-    dut = BeatsToBytes(elements=3, lanes=2, element_shape=signed(19))
-    beats = [([-2, 0x20000], 0), ([5, 0], 1)]
+@pytest.mark.parametrize("lanes, width, beats, expected", [
+    (2, 19, [([-2, 0x20000], 0), ([5, 0], 1)], [0xFE, 0xFF, 0xFF, 0x00, 0x00, 0x02, 0x05, 0x00, 0x00]),
+    (1, 8, [([-2], 0), ([127], 0), ([-128], 1)], [0xFE, 0x7F, 0x80])])
+def test_beats_to_bytes_sign_extends_wide_elements_and_skips_unused_lanes(lanes, width, beats, expected):
+    dut = BeatsToBytes(elements=3, lanes=lanes, element_shape=signed(width))
     got = []
 
     async def bench(ctx):
@@ -197,12 +226,15 @@ def test_beats_to_bytes_sign_extends_wide_elements_and_skips_unused_lanes():
             if valid:
                 got.append(byte)
 
-    simulator = Simulator(dut)
+    top = Module()                      # one lane of bytes has no registers, so no domain of its own
+    top.domains.sync = ClockDomain()
+    top.submodules.dut = dut
+    simulator = Simulator(top)
     simulator.add_clock(1e-8)
     simulator.add_testbench(bench)
     simulator.add_testbench(monitor, background=True)
     simulator.run_until(1e-6)
-    assert bytes(got) == bytes([0xFE, 0xFF, 0xFF, 0x00, 0x00, 0x02, 0x05, 0x00, 0x00])
+    assert bytes(got) == bytes(expected)
 
 
 def test_frame_decoder_statuses_head_and_payload():
