@@ -17,7 +17,8 @@ from nomac.hw.multiplier_count import count_multipliers
 from nomac.hw.network.activation_streams import ActivationReader
 from nomac.hw.network.network_engine import NetworkEngine
 from nomac.hw.network.program import Pattern, compile_program
-from nomac.hw.network.program_format import HEADER_WORDS, step_words
+from nomac.hw.network.program_format import (HEADER_WORDS, JUMPING_LOOPS, PARAMS_WORDS, count_bits, count_limits,
+                                             step_words)
 from nomac.hw.network.unit import NetworkLimits
 from nomac.model.config import make_config
 from nomac.model.golden import run_golden
@@ -46,6 +47,16 @@ def test_views_and_a_shared_unit_match_the_golden():
     assert cycles[0] == [24 + 3, 24 + 3, 8 + 3]
 
 
+def test_a_one_byte_model_ends_its_input_on_the_byte_taken_while_idle():
+    config = make_config([gelu("g", 1, 4)])
+    limits = NetworkLimits(activation_bytes=2, input_bytes=1, output_bytes=1, steps=1, units=("gelu",))
+    program = compile_program(config, limits)
+    x = np.array([[-128], [127], [0]], np.int8)
+    outputs, cycles = run_program(NetworkEngine(limits), program, x)
+    assert outputs.tolist() == run_golden(config, x).tolist()
+    assert cycles == [[1 + 3]] * 3
+
+
 def add(name, inputs, features):
     return AddLayer.from_json("case", {"name": name, "kind": "add", "features": features, "inputs": inputs,
                                        "mult_a": 23406, "mult_b": 28087, "shift": 15}, {})
@@ -67,9 +78,9 @@ def test_an_add_read_backwards_with_gaps_and_backpressure_matches_the_golden():
 class ReaderOnMemory(wiring.Component):
     """The activation reader on a block RAM that holds `contents`."""
 
-    def __init__(self, contents, addr_bits: int, count_bits: int):
+    def __init__(self, contents, addr_bits: int, count_bits: tuple):
         self.contents, self.addr_bits, self.count_bits = contents, addr_bits, count_bits
-        super().__init__({"word": In(64), "load": In(HEADER_WORDS), "start": In(1), "last": Out(1),
+        super().__init__({"word": In(64), "load": In(HEADER_WORDS), "last": Out(1),
                           "o": Out(stream.Signature(signed(8)))})
 
     def elaborate(self, platform):
@@ -77,8 +88,7 @@ class ReaderOnMemory(wiring.Component):
         m.submodules.reader = reader = ActivationReader(self.addr_bits, self.count_bits)
         m.submodules.bytes = ram = memory.Memory(shape=signed(8), depth=1 << self.addr_bits, init=self.contents)
         port = ram.read_port()
-        m.d.comb += [reader.word.eq(self.word), reader.load.eq(self.load), reader.start.eq(self.start),
-                     self.last.eq(reader.last), port.addr.eq(reader.mem.addr), port.en.eq(reader.mem.en),
+        m.d.comb += [reader.word.eq(self.word), reader.load.eq(self.load), self.last.eq(reader.last), port.addr.eq(reader.mem.addr), port.en.eq(reader.mem.en),
                      reader.mem.data.eq(port.data)]
         wiring.connect(m, wiring.flipped(self.o), reader.o)
         return m
@@ -90,26 +100,30 @@ class ReaderOnMemory(wiring.Component):
     (Pattern(0, (2, 3, 2, 2), (12, 2, 6, 1)), 0.0),                # patches of a 4 x 6 image
     (Pattern(0, (2, 3, 2, 2), (12, 2, 6, 1)), 0.5),
     (Pattern(200, (1, 3, 2, 5), (0, 5, -200, 1)), 0.7),            # an add, b before a
-    (Pattern(102, (2, 2, 3, 1), (-100, 7, -1, 0)), 0.3),           # negative strides down to address 0
+    (Pattern(102, (1, 2, 3, 1), (0, -100, -1, 0)), 0.3),           # negative strides down to address 0
+    (Pattern(9, (2, 3, 2, 1), (2, 1, -1, 0)), 0.0),                # loop 0 of jump 1 around a count-1 loop 3
+    (Pattern(0, (12, 2, 2, 2), (8, 2, 4, 1)), 0.2),                # the outer loops' largest counts: patches,
+    (Pattern(0, (2, 12, 2, 2), (48, 2, 24, 1)), 0.0),
+    (Pattern(5, (1, 2, 12, 10), (0, 120, 10, 1)), 0.0),
 ])
 def test_the_reader_streams_a_patterns_bytes_one_a_cycle(pattern, backpressure):
     contents = np.random.default_rng(4).integers(-128, 128, 256).tolist()
-    dut = ReaderOnMemory(contents, addr_bits=8, count_bits=9)
-    header = {"unit": 0, "reader_base": pattern.base, "writer_base": 0, "writer_count": 0,
-              **{f"count{k}": c for k, c in enumerate(pattern.counts)},
-              **{f"jump{k}": j for k, j in enumerate(pattern.jumps())}}
-    words = step_words(header, 0)[:HEADER_WORDS]
+    limits = NetworkLimits(tokens=4, features=12, activation_bytes=256)       # outer counts up to 12
+    assert all(count <= limit for count, limit in zip(pattern.counts, count_limits(limits)))
+    assert all(pattern.jumps()[k] == 1 or pattern.counts[k] == 1 for k in (0, 3))     # the rule of 16.3
+    dut = ReaderOnMemory(contents, addr_bits=8, count_bits=count_bits(limits))
+    header = {"unit": 0, "reader_base": pattern.base, "writer_base": 0,
+              **{f"count{k}_less_2": (c - 2) % (1 << 16) for k, c in enumerate(pattern.counts)},
+              **{f"jump{k}": pattern.jumps()[k] for k in JUMPING_LOOPS}}
+    words = step_words(header, 0)[PARAMS_WORDS:PARAMS_WORDS + HEADER_WORDS]
     rng, taken = random.Random(2), []
 
     async def bench(ctx):
         for n, word in enumerate(words):
             ctx.set(dut.word, word)
             ctx.set(dut.load, 1 << n)
-            await ctx.tick()
+            await ctx.tick()                                      # the last: the start edge
         ctx.set(dut.load, 0)
-        ctx.set(dut.start, 1)
-        await ctx.tick()                                          # the start edge
-        ctx.set(dut.start, 0)
         edges = 0
         while len(taken) < len(pattern.addresses()):
             ready = backpressure == 0 or rng.random() >= backpressure

@@ -5,7 +5,7 @@ import pytest
 
 from nomac.base.errors import ConfigError
 from nomac.hw.network.program import Pattern, compile_program
-from nomac.hw.network.program_format import HEADER_WORD_FIELDS, HEADER_WORDS, STEP_WORDS
+from nomac.hw.network.program_format import HEADER_WORD_FIELDS, HEADER_WORDS, PARAMS_WORDS, STEP_WORDS
 from nomac.hw.network.unit import NetworkLimits
 from nomac.model.config import make_config
 from nomac.model.int_ops import image_patches
@@ -38,13 +38,13 @@ def test_regions_are_reused_once_read_and_never_overlap_what_a_step_reads():
         read = set(step.reads.addresses())
         assert not read & set(range(step.writes.base, step.writes.base + step.writes.size))
     assert program.activation_bytes == 80            # two rows of 40 in turn
-    assert len(program.table_words) == 1 + STEP_WORDS * 7 + 6 * 32       # header, 6 steps and END, 6 tables
+    assert len(program.table_words) == STEP_WORDS * 7 + 6 * 32       # 6 steps and END, 6 tables
 
 
 def header_values(words):
-    """The header fields of a step's first HEADER_WORDS words, as docs/spec.md section 16.3 lays them out."""
+    """The header fields of a step's STEP_WORDS words, as docs/spec.md section 16.3 lays them out."""
     values = {}
-    for word, fields in zip(words, HEADER_WORD_FIELDS):
+    for word, fields in zip(words[PARAMS_WORDS:PARAMS_WORDS + HEADER_WORDS], HEADER_WORD_FIELDS):
         for n, field in enumerate(fields):
             values[field.name] = (word >> (16 * n)) & 0xFFFF
     return values
@@ -53,23 +53,26 @@ def header_values(words):
 def test_the_program_words_hold_each_steps_header():
     config = make_config([patches(4, 4, 2), gelu("g", 4)])
     program = compile_program(config, NetworkLimits(input_bytes=16, output_bytes=16, units=("gelu",)))
-    values = header_values(program.table_words[1:1 + STEP_WORDS])
+    words = program.table_words[:STEP_WORDS]
+    values = header_values(words)
     step = program.steps[0]
-    assert values["unit"] == 1 and values["writer_count"] == 16 and values["writer_base"] == step.writes.base
-    assert values["reader_base"] == program.input.base
-    assert [values[f"count{k}"] for k in range(4)] == [2, 2, 2, 2]
+    assert program.input.base == 0 and values["reader_base"] == 0
+    assert values["unit"] == 1 and values["writer_base"] == step.writes.base == 16
+    assert words[:PARAMS_WORDS] == (4 * 4 | step.table_base << 16, 0, 0, 0)       # gelu: elements, table_base
+    assert [values[f"count{k}_less_2"] for k in range(4)] == [0, 0, 0, 0]           # counts (2, 2, 2, 2)
     # strides (8, 2, 4, 1): jump k = stride k - sum over inner loops of (count - 1) * stride, mod 2^16
-    assert [values[f"jump{k}"] for k in range(4)] == [8 - 2 - 4 - 1, 2 - 4 - 1 + (1 << 16), 4 - 1, 1]
-    end = header_values(program.table_words[1 + STEP_WORDS:1 + 2 * STEP_WORDS])        # END reads the output
-    assert end == {"writer_base": 0, "writer_count": 0, "reader_base": program.output.base, "unit": 0,
-                   "count0": 1, "count1": 1, "count2": 1, "count3": 16, "jump3": 1,
-                   **{f"jump{k}": (0 - 15) % (1 << 16) for k in range(3)}}        # strides (0, 0, 0, 1)
-    assert program.table_words[1 + STEP_WORDS + HEADER_WORDS:1 + 2 * STEP_WORDS] == (0,) * (STEP_WORDS - HEADER_WORDS)
-    assert program.table_words[0] == program.input.base | 16 << 16
+    assert program.steps[0].reads.jumps() == (8 - 2 - 4 - 1, 2 - 4 - 1 + (1 << 16), 4 - 1, 1)
+    assert [values["jump1"], values["jump2"]] == [2 - 4 - 1 + (1 << 16), 4 - 1]
+    assert words[PARAMS_WORDS + HEADER_WORDS:] == (0,)
+    end_words = program.table_words[STEP_WORDS:2 * STEP_WORDS]                     # END reads the output
+    assert header_values(end_words) == {"writer_base": 0, "reader_base": program.output.base, "unit": 0,
+                                        "count0_less_2": 0xFFFF, "count1_less_2": 0xFFFF, "count2_less_2": 0xFFFF,
+                                        "count3_less_2": 14, "jump1": (0 - 15) % (1 << 16), "jump2": (0 - 15) % (1 << 16)}
+    assert end_words[:PARAMS_WORDS] + end_words[PARAMS_WORDS + HEADER_WORDS:] == (0,) * (STEP_WORDS - HEADER_WORDS)
 
 
 @pytest.mark.parametrize("pattern", [Pattern(10, (1, 2, 2, 3), (0, 5, -4, 1)), Pattern(0, (2, 2, 2, 2), (8, 2, 4, 1)),
-                                     Pattern(40, (3, 1, 2, 4), (-12, 7, 5, -1)), Pattern(5, (1, 1, 1, 1), (0, 0, 0, 1))])
+                                     Pattern(40, (3, 1, 2, 4), (-12, 7, -5, -1)), Pattern(5, (1, 1, 1, 1), (0, 0, 0, 1))])
 def test_the_jumps_walk_the_patterns_addresses(pattern):
     """The reader's rule (docs/spec.md section 16.3): the innermost loop not at its last index
     advances, the address moves by its jump, the loops inside it restart."""
@@ -88,7 +91,10 @@ def test_the_jumps_walk_the_patterns_addresses(pattern):
     (lambda: make_config([gelu("g", 64)]), NetworkLimits(activation_bytes=100, input_bytes=64, output_bytes=64, units=("gelu",)),
      "layer 'g': activation memory bytes = 128: exceeds the network's limit 100"),
     (lambda: make_config([gelu("g", 64)]), NetworkLimits(table_words=40, input_bytes=64, output_bytes=64, units=("gelu",)),
-     "layer 'g': table memory words = 47: exceeds the network's limit 40"),
+     "layer 'g': table memory words = 48: exceeds the network's limit 40"),
+    (lambda: make_config([patches(4, 24, 1), gelu("g", 1)]),          # reads counts (4, 24, 1, 1)
+     NetworkLimits(tokens=6, features=16, input_bytes=96, output_bytes=96, units=("gelu",)),
+     "layer 'g': reader loop 1 count = 24: exceeds the network's limit 16"),
     (lambda: make_config([gelu("g", 64)]), NetworkLimits(input_bytes=64, output_bytes=64, units=("dense",)),
      "layer 'g' kind = 'gelu': the network bitstream has units for dense"),
     (lambda: make_config([patches(4, 4, 2), SelectTokenLayer.from_json(

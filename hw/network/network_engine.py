@@ -7,32 +7,41 @@ To a board it is an engine like a layer's (hw/engine.py): input vectors (an imag
 then the arrays, 64-bit words) and `step_cycles` (what each step of the last run took).
 So the board's command handler and host load and run it unchanged.
 
-Per vector: read the program header (word 0: the input's region) into the writer, write
-the input bytes there, run the steps, stream the END step's reader pattern (the output
-region) out. Per step the sequencer reads the step's STEP_WORDS words (the reader and
-writer take their header words as they arrive; the unit number and the parameters stay
-in the step register), starts the reader and the step's unit together, routes the
-reader's bytes to that unit, its output to the writer and the table port to it, and
-when the unit is done stores the step's cycles (from its start to its done) and goes on,
-until a step whose unit is END.
+Per vector: write the input bytes at address 0 (the writer is there since reset or the
+last END), run the steps, stream the END step's reader pattern (the output region) out. Per
+step the sequencer reads the step's STEP_WORDS - 1 words, one a cycle, its program
+counter's low bits saying which word is on the port (the reader and writer take their
+header words as they arrive; the unit's parameters and number stay in the step
+register); the edge that takes the last header word starts the reader and the step's
+unit. It routes the reader's bytes to that unit, its output to the writer and the table
+port to it, and when the unit is done stores the step's cycles (from its start to its
+done) at the program counter's high bits, the step's number, and goes on, until a step
+whose unit is END.
 """
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Signal
 from amaranth.hdl import signed
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import memory, wiring
 
 from nomac.hw.engine import EngineSignature
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.network.activation_streams import ActivationReader, ActivationWriter
 from nomac.hw.network.table_memory import TableMemory
-from nomac.hw.network.program_format import FIRST_STEP, HEADER_WORD_FIELDS, HEADER_WORDS, STEP_WORDS, count_bits
-from nomac.hw.network.unit import TABLE_WORD_BITS, NetworkLimits, SharedMultiplier, params_layout
+from nomac.hw.network.program_format import (HEADER_WORDS, PARAMS_WORDS, REGIONS, STEP_WORDS, count_bits,
+                                              header_fields, program_words)
+from nomac.hw.network.unit import TABLE_WORD_BITS, NetworkLimits, SharedMultiplier
 from nomac.hw.network.units import UNITS
 from nomac.hw.parameter_memory import ParameterMemory
 
 __all__ = ["CYCLE_BITS", "network_memories", "NetworkEngine"]
 
 CYCLE_BITS = 16                   # a `step_cycles` word: a step's cycles, saturating (one EBR of 256 words)
+# No cycle reads the address it writes (docs/spec.md section 16.2), so a collision may be
+# left undefined (yosys's `no_rw_check`): with a read port of our own register behind an
+# asynchronous one (`_read_port`) the block RAM needs no logic that makes it transparent
+# or keeps old data.
+NO_COLLISION = {"no_rw_check": 1}
+WORD_BITS = (STEP_WORDS - 1).bit_length()          # the program counter's bits below the step's number
 
 
 def network_memories(limits: NetworkLimits) -> list:
@@ -63,27 +72,28 @@ class NetworkEngine(wiring.Component):
         limits = self.limits
         tables_memory, cycles_memory = self.memories
         m.submodules.tables = tables = self.table_memory
-        m.submodules.activations = activations = memory.Memory(shape=8, depth=limits.activation_bytes, init=[])
-        m.submodules.step_cycles = cycles = memory.Memory(shape=CYCLE_BITS, depth=limits.steps, init=[])
+        m.submodules.activations = activations = memory.Memory(shape=8, depth=limits.activation_bytes, init=[],
+                                                               attrs=NO_COLLISION)
+        m.submodules.step_cycles = cycles = memory.Memory(shape=CYCLE_BITS, depth=limits.steps, init=[],
+                                                          attrs=NO_COLLISION)
         table_port, tables_write = tables.read, tables.write
-        # No cycle reads the address it writes (docs/spec.md section 16.2), so the read ports
-        # may be transparent: that spares the logic that keeps old data on a collision.
         act_write, cycles_write = activations.write_port(), cycles.write_port()
-        act_read = activations.read_port(transparent_for=(act_write,))
-        cycles_read = cycles.read_port(transparent_for=(cycles_write,))
+        act_read, cycles_read = _read_port(m, activations), _read_port(m, cycles)
         m.submodules.reader = reader = ActivationReader(limits.activation_addr_bits, count_bits(limits))
-        m.submodules.writer = writer = ActivationWriter(limits.activation_addr_bits, count_bits(limits))
+        m.submodules.writer = writer = ActivationWriter(limits.activation_addr_bits)
         units = {}
         for kind in self.kinds:
             units[kind.number] = m.submodules[f"{kind.kind}_unit"] = kind.unit(limits)
 
         numbers = list(units)
-        step_units = Signal(len(units))                        # one-hot: the running step's unit (none: END)
-        params = Signal(max(unit.params.shape().size for unit in units.values()))   # ... and its parameters
-        table_addr = Signal(limits.table_addr_bits)            # the next program word to read
-        word = Signal(range(STEP_WORDS + 1))
-        step = Signal(range(limits.steps + 1))
-        cycles_so_far = Signal(CYCLE_BITS)             # of the running step, counting its done edge
+        # The step register (loaded before a step starts: no reset): one-hot, the step's unit
+        # (none: END), and its parameters.
+        step_units = Signal(len(units), reset_less=True)
+        params = Signal(max(unit.params.shape().size for unit in units.values()), reset_less=True)
+        # The program word to read: the step's number above the word's index in the step.
+        program_counter = Signal(range(program_words(limits)))
+        word, step = program_counter[:WORD_BITS], program_counter[WORD_BITS:]
+        cycles_so_far = Signal(CYCLE_BITS, reset_less=True)     # of the running step, counting its done edge
         m.d.comb += [reader.word.eq(table_port.data), writer.word.eq(table_port.data)]
 
         # Host ports (used only while idle): writes go straight to the memories, reads share
@@ -105,13 +115,14 @@ class NetworkEngine(wiring.Component):
         with m.Else():
             m.d.comb += [cycles_write.addr.eq(step), cycles_write.data.eq(cycles_so_far)]
 
-        # The running step's unit gets the reader's bytes, the writer and the table port (the
-        # others see no valid input and offer no output, so they may see the shared signals).
+        # The step's unit gets the reader's bytes and the table port (the others see no valid
+        # input and offer no output, so they may see the shared signals); the writer takes
+        # a byte every cycle, so every unit's output is always ready.
         selected = {number: step_units[n] for n, number in enumerate(numbers)}
         for number, unit in units.items():
             m.d.comb += [unit.params.as_value().eq(params[:unit.params.shape().size]),
                          unit.table.data.eq(table_port.data), unit.i.payload.eq(reader.o.payload),
-                         unit.i.valid.eq(reader.o.valid & selected[number]), unit.o.ready.eq(writer.i.ready)]
+                         unit.i.valid.eq(reader.o.valid & selected[number]), unit.o.ready.eq(1)]
 
         # The shared multiplier (docs/spec.md section 16.4): the running unit's operands.
         multiplying = [(unit, selected[number]) for number, unit in units.items()
@@ -125,89 +136,101 @@ class NetworkEngine(wiring.Component):
         def of_running(member):
             """`member` of the running step's unit."""
             return _one_hot_mux([(member(unit), selected[number]) for number, unit in units.items()])
-        unit_done, unit_table_en, unit_table_addr = (of_running(lambda unit: unit.done),
-                                                     of_running(lambda unit: unit.table.en),
-                                                     of_running(lambda unit: unit.table.addr))
-        unit_output_valid, unit_output, unit_input_ready = (of_running(lambda unit: unit.o.valid),
-                                                            of_running(lambda unit: unit.o.payload),
-                                                            of_running(lambda unit: unit.i.ready))
+        unit_done, unit_output_valid, unit_output, unit_input_ready = (
+            of_running(lambda unit: unit.done), of_running(lambda unit: unit.o.valid),
+            of_running(lambda unit: unit.o.payload), of_running(lambda unit: unit.i.ready))
 
-        # The table port: the running unit's, else the host's while idle, else the sequencer's
-        # (`table_addr`, 0 while idle: the program header), in a two-level mux.
-        units_own_table, host_owns_table, sequencer_reads = Signal(), Signal(), Signal()
-        m.d.comb += [table_port.addr.eq(Mux(units_own_table, unit_table_addr,
-                                            Mux(host_owns_table, host_tables_read.addr, table_addr))),
-                     table_port.en.eq(Mux(units_own_table, unit_table_en,
-                                          Mux(host_owns_table, host_tables_read.en, sequencer_reads)))]
+        # The table port's owner: the running unit, the host while idle, the sequencer while
+        # it loads a step (at `program_counter`).
+        running, host_owns_table, loading = Signal(), Signal(), Signal()
+        owners = [(unit.table, selected[number] & running) for number, unit in units.items()]
+        m.d.comb += [table_port.addr.eq(_one_hot_mux([(table.addr, select) for table, select in owners]
+                                                     + [(host_tables_read.addr, host_owns_table),
+                                                        (program_counter, loading)])),
+                     table_port.en.eq(_one_hot_mux([(table.en, select) for table, select in owners]
+                                                   + [(host_tables_read.en, host_owns_table)]) | loading)]
+
+        # The edge that takes a step's last header word starts it (END: no unit).
+        starting = loading & (word == STEP_WORDS - 1)
+        m.d.comb += [unit.start.eq(selected[number] & starting) for number, unit in units.items()]
+
+        def take_input():
+            """The image's bytes to the activation memory from address 0; a `last` away from the
+            final byte is a framing error, and the count, not `last`, ends the vector."""
+            # the input's addresses, 0 .. input_bytes - 1, fit in the writer address's low bits
+            final = writer.mem.addr[:max(1, (limits.input_bytes - 1).bit_length())] == limits.input_bytes - 1
+            m.d.comb += [writer.i.payload.eq(self.i.payload.data[0]), writer.i.valid.eq(self.i.valid),
+                         self.i.ready.eq(1)]
+            with m.If(self.i.valid):
+                with m.If(self.i.payload.last != final):
+                    m.d.sync += self.framing_error.eq(1)
+                with m.If(final):
+                    m.next = "load"
+
         with m.FSM():
             with m.State("idle"):
-                m.d.comb += [self.idle.eq(1), host_owns_table.eq(~self.i.valid)]
+                m.d.comb += [self.idle.eq(1), host_owns_table.eq(1)]
                 with m.If(self.i.valid):
-                    m.d.comb += sequencer_reads.eq(1)
-                    m.d.sync += table_addr.eq(FIRST_STEP)
-                    m.next = "header"
-            with m.State("header"):
-                m.d.comb += writer.load.eq(1)
-                m.next = "input"
+                    m.next = "input"
+                take_input()
             with m.State("input"):
-                # The image's bytes to the activation memory; a `last` away from the final byte is
-                # a framing error, and the count, not `last`, ends the vector.
-                m.d.comb += [writer.i.payload.eq(self.i.payload.data[0]), writer.i.valid.eq(self.i.valid),
-                             self.i.ready.eq(writer.i.ready)]
-                with m.If(self.i.valid & self.i.ready):
-                    with m.If(self.i.payload.last != writer.last):
-                        m.d.sync += self.framing_error.eq(1)
-                    with m.If(writer.last):
-                        m.d.sync += [step.eq(0), word.eq(0)]
-                        m.next = "load"
+                take_input()
             with m.State("load"):
-                m.d.comb += sequencer_reads.eq(word < STEP_WORDS)
-                with m.If(word < STEP_WORDS):
-                    m.d.sync += table_addr.eq(table_addr + 1)
-                m.d.sync += word.eq(word + 1)
-                with m.If(word == 1):
-                    number = data.View(params_layout(HEADER_WORD_FIELDS[0]), table_port.data).unit
-                    m.d.comb += writer.load.eq(1)
-                    # the compiler names only units of the build: their numbers' bits suffice
-                    m.d.sync += step_units.eq(Cat(number[:max(numbers).bit_length()] == n for n in numbers))
-                for k in range(HEADER_WORDS):
-                    m.d.comb += reader.load[k].eq(word == k + 1)
-                for k in range(HEADER_WORDS, STEP_WORDS):
-                    low = (k - HEADER_WORDS) * TABLE_WORD_BITS
+                # Word k of the step is read at word == k and on the port at word == k + 1.
+                m.d.comb += loading.eq(1)
+                with m.If(word != STEP_WORDS - 1):
+                    m.d.sync += program_counter.eq(program_counter + 1)
+                for k in range(PARAMS_WORDS):
+                    low = k * TABLE_WORD_BITS
                     if low < len(params):
                         with m.If(word == k + 1):
                             m.d.sync += params[low:low + TABLE_WORD_BITS].eq(table_port.data)
-                with m.If(word == STEP_WORDS):
-                    m.next = "dispatch"
-            with m.State("dispatch"):
-                m.d.comb += reader.start.eq(1)
-                with m.If(step_units == 0):           # END
-                    m.next = "output"
-                with m.Else():
-                    for number, unit in units.items():
-                        m.d.comb += unit.start.eq(selected[number])
-                    m.d.sync += [cycles_so_far.eq(1), units_own_table.eq(1)]
-                    m.next = "run"
+                for k in range(HEADER_WORDS):
+                    m.d.comb += reader.load[k].eq(word == PARAMS_WORDS + k + 1)
+                with m.If(word == PARAMS_WORDS + REGIONS + 1):
+                    number = header_fields(table_port.data, REGIONS).unit
+                    m.d.comb += writer.load.eq(1)
+                    # the compiler names only units of the build: their numbers' bits suffice
+                    m.d.sync += step_units.eq(Cat(number[:max(numbers).bit_length()] == n for n in numbers))
+                with m.If(starting):
+                    with m.If(step_units == 0):           # END
+                        m.next = "output"
+                    with m.Else():
+                        m.d.sync += cycles_so_far.eq(1)
+                        m.next = "run"
             with m.State("run"):
-                m.d.comb += [reader.o.ready.eq(unit_input_ready), writer.i.valid.eq(unit_output_valid),
-                             writer.i.payload.eq(unit_output)]
+                m.d.comb += [running.eq(1), reader.o.ready.eq(unit_input_ready),
+                             writer.i.valid.eq(unit_output_valid), writer.i.payload.eq(unit_output)]
                 with m.If(~cycles_so_far.all()):
                     m.d.sync += cycles_so_far.eq(cycles_so_far + 1)
                 with m.If(unit_done):
                     m.d.comb += cycles_write.en.eq(1)
-                    m.d.sync += [step.eq(step + 1), word.eq(0), units_own_table.eq(0)]
+                    m.d.sync += program_counter.eq(program_counter + 1)
                     m.next = "load"
             with m.State("output"):
                 m.d.comb += [self.o.payload.data[0].eq(reader.o.payload), self.o.valid.eq(reader.o.valid),
                              self.o.payload.last.eq(reader.last), reader.o.ready.eq(self.o.ready)]
                 with m.If(self.o.valid & self.o.ready & reader.last):
-                    m.d.sync += table_addr.eq(0)
+                    m.d.sync += program_counter.eq(0)
                     m.next = "idle"
         return m
 
     def _ports(self, parameter_memory):
         """The host's (write, read-back) ports of one of `memories`."""
         return getattr(self, parameter_memory.write_name), getattr(self, parameter_memory.read_name)
+
+
+def _read_port(m: Module, ram: memory.Memory) -> wiring.PureInterface:
+    """A synchronous read port of `ram` (addr, en, data: the word at the `addr` of the last
+    edge with `en` high) as an asynchronous port and a register, which yosys folds into the
+    block RAM's own read register."""
+    port = ram.read_port(domain="comb")
+    read = wiring.Signature({"addr": wiring.Out(port.addr.shape()), "en": wiring.Out(1),
+                             "data": wiring.In(ram.shape)}).create()
+    m.d.comb += port.addr.eq(read.addr)
+    with m.If(read.en):
+        m.d.sync += read.data.eq(port.data)
+    return read
 
 
 def _one_hot_mux(choices):

@@ -6,15 +6,15 @@ writer fills and the unit's parameters. `patches` and `select_token` only reorde
 pick elements, so they take no step: they are *views*, and the step that reads one reads
 its source through the view's address pattern. Every other value gets a region of the
 activation memory, allocated first-fit and freed after its last reader, so a step never
-writes over what it reads. The table memory image holds the program from word 0 and then
-every step's arrays.
+writes over what it reads; the input's, the first, is at address 0. The table memory
+image holds the program from word 0 and then every step's arrays.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from nomac.base.errors import ConfigError
-from nomac.hw.network.program_format import (END, FIRST_STEP, PROGRAM_FIELDS, READER_LOOPS, STEP_WORDS, step_words)
+from nomac.hw.network.program_format import END, JUMPING_LOOPS, READER_LOOPS, STEP_WORDS, count_limits, step_words
 from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import LimitError, NetworkLimits, UnitStep, pack_params
 from nomac.hw.network.units import UNITS
@@ -49,8 +49,8 @@ class Pattern:
         return (self.base + np.asarray(self.strides) @ index).tolist()
 
     def jumps(self) -> tuple:
-        """What the reader adds to the address when loop k advances and the loops inside it
-        restart: stride k less the inner loops' run, modulo 2^16."""
+        """What the address moves by when loop k advances and the loops inside it restart:
+        stride k less the inner loops' run, modulo 2^16."""
         return tuple((self.strides[k] - sum((c - 1) * s for c, s in zip(self.counts[k + 1:], self.strides[k + 1:])))
                      % (1 << 16) for k in range(READER_LOOPS))
 
@@ -179,9 +179,10 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
     unit_layers = [layer for layer in layers if layer.kind not in VIEWS]
     rows = {layer.name: widths[sources[layer.name][0]] // layer.in_features for layer in unit_layers}
     count = sum(len(UNITS[layer.kind].steps(layer, rows[layer.name], 0, limits)) for layer in unit_layers)
-    table_base = FIRST_STEP + STEP_WORDS * (count + 1)
+    table_base = STEP_WORDS * (count + 1)
     memory = _Allocator(limits.activation_bytes)
     regions = {"input": memory.allocate("input", widths["input"], layers[0].name)}
+    assert regions["input"].base == 0, regions            # where the writer stands after END
     steps, arrays = [], []
     for index, layer in enumerate(layers):
         if layer.kind in VIEWS:
@@ -190,7 +191,9 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
         reads = _reads(layer, sources[layer.name], stored[layer.name], views, regions)
         for part, unit_step in enumerate(unit_steps):
             assert int(np.prod(reads.counts)) == unit_step.in_elements, (layer.name, reads, unit_step.in_elements)
-            assert max(reads.counts) <= limits.activation_bytes, (layer.name, reads)     # each byte read once
+            for k, (count, limit) in enumerate(zip(reads.counts, count_limits(limits))):
+                if count > limit:
+                    raise LimitError(layer.name, f"reader loop {k} count", count, limit)
             final = part == len(unit_steps) - 1
             name = layer.name if final else f"{layer.name}#{part}"
             writes = memory.allocate(name, unit_step.out_elements, layer.name)
@@ -208,7 +211,7 @@ def compile_program(config, limits: NetworkLimits = NetworkLimits()) -> NetworkP
         raise LimitError(layers[-1].name, "program steps", len(steps), limits.steps)
     if table_base > limits.table_words:
         raise LimitError(layers[-1].name, "table memory words", table_base, limits.table_words)
-    program = [pack_params(PROGRAM_FIELDS, {"input_base": regions["input"].base, "input_bytes": widths["input"]})]
+    program = []
     for step in steps:
         program.extend(step_words(_header(UNITS[step.kind].number, step.reads, step.writes),
                                   pack_params(UNITS[step.kind].fields, step.unit_step.params)))
@@ -230,8 +233,12 @@ def _reads(layer, names, stored_names, views, regions) -> Pattern:
 
 
 def _header(unit: int, reads: Pattern, writes: Region) -> dict:
-    """A step's header fields (an END step's reads are the output region, its writes none)."""
-    header = {"unit": unit, "reader_base": reads.base, "writer_base": writes.base, "writer_count": writes.size}
-    header.update({f"count{k}": c for k, c in enumerate(reads.counts)})
-    header.update({f"jump{k}": j for k, j in enumerate(reads.jumps())})
+    """A step's header fields (an END step's reads are the output region, its writes none
+    at 0: the next input's region)."""
+    header = {"unit": unit, "reader_base": reads.base, "writer_base": writes.base}
+    header.update({f"count{k}_less_2": (c - 2) % (1 << 16) for k, c in enumerate(reads.counts)})
+    jumps = reads.jumps()
+    # Every view's pattern moves by 1 in the loops that have no jump of their own.
+    assert all(jumps[k] == 1 or reads.counts[k] == 1 for k in range(READER_LOOPS) if k not in JUMPING_LOOPS), reads
+    header.update({f"jump{k}": jumps[k] for k in JUMPING_LOOPS})
     return header
