@@ -120,7 +120,7 @@ def test_tiny_vit_shape_on_its_timetable():
     x = random_sequence(layer, seed=1)
     outputs, cycles = run(layer, x)
     assert len(set(outputs)) > 50                              # probabilities spread: a real softmax
-    assert cycles == [AttentionUnitTimetable(17, 4, 8, 2).cycles] == [14406]
+    assert cycles == [AttentionUnitTimetable(17, 4, 8, 2).cycles] == [14403]
     assert cycles[0] <= 1.1 * 14348
 
 
@@ -168,6 +168,13 @@ def test_a_unit_built_for_other_limits():
     run(layer, random_sequence(layer, seed=7), lanes=2, limits=limits, gap=0.2)
     with pytest.raises(LimitError):
         attention_step(attention_layer(6, 12, 3), 1, 0, limits, 2)
+
+
+def test_a_key_value_memory_of_a_power_of_two_words():
+    """tokens = 4: k and v take 4 * 2 * 2^2 words, one memory (not two, as for 17 tokens)."""
+    limits = NetworkLimits(tokens=4, model_features=8, heads=2)
+    layer = attention_layer(4, 8, 2, score=(6000, 17), out=(30000, 16))
+    run(layer, random_sequence(layer, seed=13), lanes=2, limits=limits, backpressure=0.3, seed=2)
 
 
 # ---- directed sequences ---------------------------------------------------------------------------

@@ -7,16 +7,19 @@ exp_table in the table memory (256 entries of 16 bits, four to a word: entry n i
 
 The step reads T tokens of q | k | v (3E elements each) into one sequence buffer in words of
 U elements, each head's slice starting a new word (q in one memory, k and v in another, so
-a score reads a q word and a k word in one cycle), then computes rows (query i, head h) in
+a score reads a q word and a k word in one cycle; a token's words at a power-of-two stride,
+so an address is the token and the word side by side), then computes rows (query i, head h) in
 output order and writes y as it is made. A row has three passes over its T keys (timetable:
 hw/network/attention_unit_schedule.py):
-- S: s[j] = q_i . k_j on the U lane multipliers, one word pair a cycle; the row maximum is
-  kept as the scores are written into the row memory.
+- S: s[j] = q_i . k_j on the U lane multipliers, one word pair a cycle, each lane summing
+  its part in its multiplier block; the row maximum is kept as the scores are written into
+  the row memory.
 - E: t = min(rshift_round((max - s[j]) * score_mult, score_shift), 255) on the shared
   rescale (two cycles a key), e = exp_table[t] (one table memory read), written over s[j]
   and summed into Z;
   Z's reciprocal floor(2^32 / Z) then runs on the shift-subtract unit
-  (hw/operators/reciprocal.py) while the next row's scores are computed.
+  (hw/operators/reciprocal.py) while the next row's scores are computed, in 31 bits: for
+  Z = 1 or 2 (recip 2^32 or 2^31) p follows from e alone.
 - C: per group of U output columns, c[d] += p[j] * v[j, d] on the same lanes. The first
   group makes p[j] = min(rshift_round(e[j] * recip, 24), 255) on the shared multiplier (two
   cycles a key) and writes it over e[j]; the other groups read it back, and meanwhile the
@@ -31,10 +34,10 @@ and one shared 16 x 16 unsigned multiplier (one DSP block), which makes delta * 
 first-group item needs) in two cycles each, high half of the wide operand first, followed by
 one runtime shift, rounding and clamp for t and y.
 Everything after the issue stage is one lock-step pipeline that advances on `advance`: the
-output's skid buffer is not full, or nothing is leaving (read ports' `en` too, so their data
+output register is empty, or its element is being taken (read ports' `en` too, so their data
 holds during a stall); the reciprocal runs free, its result holding until its next start.
 """
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Shape, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, memory, wiring
 
@@ -101,6 +104,71 @@ def _at_most(value, limit: int):
     return Mux(value[k:].any(), limit, value[:k])
 
 
+def _shifted_right(magnitude, shift, width: int):
+    """((magnitude >> shift)[:width], whether (magnitude >> shift) >= 2^width) for a runtime
+    shift, as a log shifter from its largest step down: after the step of 2^k a bit at or
+    above width + 2^k - 1 lands at width or above whatever the smaller steps do, so each
+    step keeps only the bits below that and ORs the rest into `beyond`."""
+    bits, beyond = list(magnitude), []
+    for k in reversed(range(len(shift))):
+        step, keep = 1 << k, width + (1 << k) - 1
+        beyond.append(Mux(shift[k], Cat(*bits[keep + step:]).any(), Cat(*bits[keep:]).any()))
+        bits = [Mux(shift[k], bits[i + step] if i + step < len(bits) else 0, bits[i])
+                for i in range(min(keep, len(bits)))]
+    return Cat(*bits), Cat(*beyond).any()
+
+
+class _RegisteredRead:
+    """A read port of one cycle's latency whose data holds while `en` is low: an asynchronous
+    read port and a register of our own, which yosys merges into the block RAM."""
+
+    def __init__(self, m: Module, port):
+        self.addr, self.en = port.addr, Signal()
+        self.data = Signal(port.data.shape(), reset_less=True)
+        with m.If(self.en):
+            m.d.sync += self.data.eq(port.data)
+
+
+def _block_ram(m: Module, name: str, shape, depth: int, granularity=None):
+    """A memory's write port and read port. `no_rw_check` spares the block RAM the logic that
+    keeps the old word when a cycle reads the word it writes (some 27 flip-flops and 26 LUTs a
+    memory): the sequence memories are written only while loading, and no row memory read
+    that matters is of an entry written in the same cycle (an E or first-group item writes its
+    key's entry 5 or 6 cycles after reading it, S(r+1) writes the half C(r) does not read, a
+    later group reads p more than 6 slots after the first group wrote it, and E waits for S)."""
+    m.submodules[name] = ram = memory.Memory(shape=shape, depth=depth, init=[], attrs={"no_rw_check": 1})
+    return ram.write_port(granularity=granularity), _RegisteredRead(m, ram.read_port(domain="comb"))
+
+
+class _SplitPorts:
+    """The write and read ports of `_split_block_ram`: `addr`, `data`, `en` as a memory's."""
+
+    def __init__(self, addr_shape, data_shape, en_shape):
+        self.addr, self.data, self.en = Signal(addr_shape), Signal(data_shape), Signal(en_shape)
+
+
+def _split_block_ram(m: Module, name: str, shape, depth: int, granularity: int):
+    """`_block_ram` of a depth 2^n < depth < 2^(n+1) as two memories, words from 2^n up in the
+    second: the iCE40 maps the first to block RAMs of 2^n words side by side (512 x 8 at the
+    default limits), so a read picks between two words, not among three 256 x 16 blocks'."""
+    n = (depth - 1).bit_length() - 1
+    if depth == 1 << (n + 1):
+        return _block_ram(m, name, shape, depth, granularity)
+    lanes = Shape.cast(shape).width // granularity
+    write, read = _SplitPorts(range(depth), shape, lanes), _SplitPorts(range(depth), shape, 1)
+    reads, upper_read = [], Signal()
+    for part, (size, upper) in enumerate(((1 << n, 0), (depth - (1 << n), 1))):
+        part_write, part_read = _block_ram(m, f"{name}_{part}", shape, size, granularity)
+        m.d.comb += [part_write.addr.eq(write.addr[:n]), part_write.data.eq(write.data),
+                     part_write.en.eq(Mux(write.addr[n] == upper, write.en, 0)),
+                     part_read.addr.eq(read.addr[:n]), part_read.en.eq(read.en)]
+        reads.append(part_read.data)
+    with m.If(read.en):
+        m.d.sync += upper_read.eq(read.addr[n])
+    m.d.comb += read.data.eq(Mux(upper_read, reads[1], reads[0]))
+    return write, read
+
+
 class AttentionUnit(wiring.Component):
     """Attention of one sequence a step on `lanes` multipliers; see the module docstring."""
 
@@ -122,66 +190,53 @@ class AttentionUnit(wiring.Component):
         # each counter's last value, registered at `start` (the parameters hold until `done`),
         # so that the sequencer compares counters with registers only.
         n_head_words = p.head_words[:sz.max_head_words.bit_length()]
-        n_part_words = p.part_words[:sz.max_part_words.bit_length()]
         last_token, last_head = data_register(range(T_max)), data_register(range(sz.max_heads))
         last_group, last_lane = data_register(range(sz.max_head_words)), data_register(range(U))
-        last_slot = data_register(range(slots_max))
+        last_word, last_slot = data_register(range(sz.max_part_words)), data_register(range(slots_max))
         with m.If(self.start):
             tokens = p.tokens[:T_max.bit_length()]
             m.d.sync += [last_token.eq(tokens - 1), last_head.eq(p.heads - 1), last_group.eq(p.head_words - 1),
-                         last_lane.eq(p.tail_lanes - 1),
-                         last_slot.eq(Mux(tokens > least_period, tokens, least_period) - 1)]
+                         last_lane.eq(p.tail_lanes - 1), last_word.eq(p.part_words - 1),
+                         last_slot.eq(Mux(tokens > least_period, tokens - 1, least_period - 1))]
 
         # ---- memories: the sequence (q; k and v), the row memory (s, then e, then p) -----------
-        m.submodules.queries = queries = memory.Memory(shape=word, depth=sz.query_depth, init=[])
-        m.submodules.keys_values = keys_values = memory.Memory(shape=word, depth=sz.key_value_depth, init=[])
+        q_write, q_read = _block_ram(m, "queries", word, sz.query_depth, granularity=8)
+        kv_write, kv_read = _split_block_ram(m, "keys_values", word, sz.key_value_depth, granularity=8)
         row_key_bits = max(1, (T_max - 1).bit_length())      # row r's entries: half r % 2, then the key
-        m.submodules.row = row = memory.Memory(shape=signed(sz.row_bits), depth=2 << row_key_bits, init=[])
-        q_write, q_read = queries.write_port(), queries.read_port()
-        kv_write, kv_read = keys_values.write_port(), keys_values.read_port()
-        row_write, row_read = row.write_port(), row.read_port()
+        row_write, row_read = _block_ram(m, "row", signed(sz.row_bits), 2 << row_key_bits)
         m.submodules.reciprocal = recip = sz.make_reciprocal()
 
-        # ---- the output: a skid buffer, so `advance` waits on registers only ------------------
-        out_valid, out_data, out_last = Signal(), data_register(signed(8)), Signal()        # offered by stage 4
-        skid_valid, skid_data, skid_last = Signal(), data_register(signed(8)), Signal()
+        # ---- the output: stage 4's register; the pipeline advances while it is free or leaving -
         o_last = Signal()
-        advance = ~out_valid | ~skid_valid
-        with m.If(~self.o.valid | self.o.ready):
-            m.d.sync += [self.o.valid.eq(skid_valid | out_valid), skid_valid.eq(0),
-                         self.o.payload.eq(Mux(skid_valid, skid_data, out_data)),
-                         o_last.eq(Mux(skid_valid, skid_last, out_last))]
-        with m.Elif(out_valid & ~skid_valid):
-            m.d.sync += [skid_valid.eq(1), skid_data.eq(out_data), skid_last.eq(out_last)]
+        advance = ~self.o.valid | self.o.ready
         m.d.comb += self.done.eq(self.o.valid & self.o.ready & o_last)
 
         # ---- load: T tokens of q | k | v into words, each head's slice from a new word --------
+        # Each element is written into its lane of the word (a byte's write enable); a slice's
+        # last element also writes zeros into the lanes after it.
         lane, group_in = Signal(range(U)), Signal(range(sz.max_head_words))
-        head_in, part_in, token_in = Signal(range(sz.max_heads)), Signal(range(3)), Signal(range(T_max))
-        assembled = Signal(data.ArrayLayout(signed(8), U))
-        q_addr_in, kv_addr_in = Signal(range(sz.query_depth)), Signal(range(sz.key_value_depth))
+        word_in, part_in, token_in = Signal(range(sz.max_part_words)), Signal(range(3)), Signal(range(T_max))
+        word_bits = sz.word_bits
         element = self.i.payload
-        word_next = Cat(*(Mux(lane == u, element, assembled[u]) for u in range(U)))
         slice_end = (group_in == last_group) & (lane == last_lane)
         word_end = (lane == U - 1) | slice_end
         taken = self.i.valid & self.i.ready
-        m.d.comb += [q_write.addr.eq(q_addr_in), q_write.data.eq(word_next),
-                     q_write.en.eq(taken & word_end & (part_in == 0)),
-                     kv_write.addr.eq(kv_addr_in), kv_write.data.eq(word_next),
-                     kv_write.en.eq(taken & word_end & (part_in != 0))]
-        load_last = (token_in == last_token) & (part_in == 2) & (head_in == last_head) & slice_end
+        part_end = slice_end & (word_in == last_word)
+        lanes_written = Cat(*((lane == u) | (slice_end & (lane < u)) for u in range(U)))
+        word_data = Cat(element, *(Mux(lane == u, element, 0) for u in range(1, U)))
+        m.d.comb += [q_write.addr.eq(Cat(word_in[:word_bits], token_in)), q_write.data.eq(word_data),
+                     q_write.en.eq(Mux(taken & (part_in == 0), lanes_written, 0)),
+                     kv_write.addr.eq(Cat(word_in[:word_bits], part_in[1], token_in)), kv_write.data.eq(word_data),
+                     kv_write.en.eq(Mux(taken & (part_in != 0), lanes_written, 0))]
+        load_last = (token_in == last_token) & (part_in == 2) & part_end
         with m.If(taken):
             with m.If(word_end):
-                m.d.sync += [assembled.eq(0), lane.eq(0), group_in.eq(Mux(slice_end, 0, group_in + 1))]
-                with m.If(part_in == 0):
-                    m.d.sync += q_addr_in.eq(q_addr_in + 1)
-                with m.Else():
-                    m.d.sync += kv_addr_in.eq(kv_addr_in + 1)
+                m.d.sync += [lane.eq(0), group_in.eq(Mux(slice_end, 0, group_in + 1)),
+                             word_in.eq(Mux(part_end, 0, word_in + 1))]
             with m.Else():
-                m.d.sync += [assembled.eq(word_next), lane.eq(lane + 1)]
+                m.d.sync += lane.eq(lane + 1)
             with m.If(slice_end):
-                m.d.sync += head_in.eq(Mux(head_in == last_head, 0, head_in + 1))
-                with m.If(head_in == last_head):
+                with m.If(part_end):
                     m.d.sync += part_in.eq(Mux(part_in == 2, 0, part_in + 1))
                     with m.If(part_in == 2):
                         m.d.sync += token_in.eq(token_in + 1)
@@ -191,45 +246,50 @@ class AttentionUnit(wiring.Component):
             "op": 2, "half": 1,            # the row memory half it reads and writes
             "first": 1, "last": 1,         # S: first/last group of a score; E: first/last key; C: first/last key
             "row_first": 1,                # the pass's first key (S: the maximum restarts)
-            "makes_p": 1,                  # C: the first group, which makes p on the shared multiplier
-            "tail": 1,                     # C: the head's last group (tail_lanes sums, not U)
-            "final": 1})                   # C: the step's last group
+            "makes_p": 1})                 # C: the first group, which makes p on the shared multiplier
         issue = Signal(command)
         cmd = [issue, *(Signal(command, name=f"cmd{k}") for k in range(1, STAGES + 1))]     # cmd[k]: stage k
         # The sequence memories are read in stage 2, when a first-group item's p is one stage
         # from made: their addresses follow the item for two stages.
-        addresses = data.StructLayout({"q": range(sz.query_depth), "kv": range(sz.key_value_depth)})
+        # The word's place: its word in the token's q, k or v (h * G + g) and the key.
+        addresses = data.StructLayout({"word": word_bits, "key": row_key_bits})
         issue_addr, addr1, addr2 = Signal(addresses), data_register(addresses), data_register(addresses)
         op = [c.op for c in cmd]
-        query, query_base = Signal(range(T_max)), Signal(range(sz.query_depth))          # i and i * part_words
+        query = Signal(range(T_max))                                                      # i
         head, head_base = Signal(range(sz.max_heads)), Signal(range(sz.max_part_words))  # h and h * head_words
-        context_column = Signal(range(2 * sz.max_part_words))    # C's row: part_words + h * head_words (v)
+        context_head_base = Signal(range(sz.max_part_words))     # C's row's h * head_words
         key = Signal(range(slots_max))                                                    # j, or C's slot
-        key_base = Signal(range(sz.key_value_depth))                                      # j * 2 * part_words
         group = Signal(range(sz.max_head_words))
         half, context_half = Signal(), Signal()
         context_pending, context_final, recip_ready = Signal(), Signal(), Signal()
+        group_tail, group_final = data_register(1), data_register(1)    # C: the head's / the step's last group
         bubble = Signal()             # the empty slot after an E or first-group item (its multiply's 2nd cycle)
         held_left = Signal(range(U + 1))
         key_last, group_last, slot_last = key == last_token, group == last_group, key == last_slot
-        score_in_flight = Cat(c.op == SCORE for c in cmd[1:]).any()
-        group_in_flight = Cat((c.op == CONTEXT) & c.last for c in cmd[1:]).any()
+        # Whether stages 1..6 hold an S item, or a C group's last key: registered, from what those
+        # stages hold next (the stage before's item if the pipeline advances), so that the issue
+        # logic does not wait on the whole pipeline's commands.
+        score_in_flight, group_in_flight = Signal(), Signal()
+
+        def next_in_flight(holds):
+            return Mux(advance, Cat(holds(c) for c in cmd[:STAGES]).any(), Cat(holds(c) for c in cmd[1:]).any())
+
+        m.d.sync += [score_in_flight.eq(next_in_flight(lambda c: c.op == SCORE)),
+                     group_in_flight.eq(next_in_flight(lambda c: (c.op == CONTEXT) & c.last))]
 
         def row_entry(which_half):
             return [row_read.addr.eq(Cat(key[:row_key_bits], which_half)), issue.half.eq(which_half),
                     issue.row_first.eq(key == 0)]
 
-        def next_key(wrap, step):
-            return [key.eq(Mux(wrap, 0, key + 1)), key_base.eq(Mux(wrap, 0, key_base + step))]
+        def next_key(wrap):
+            return key.eq(Mux(wrap, 0, key + 1))
 
-        key_step = n_part_words << 1
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [lane.eq(0), group_in.eq(0), head_in.eq(0), part_in.eq(0), token_in.eq(0),
-                                 assembled.eq(0), q_addr_in.eq(0), kv_addr_in.eq(0),
-                                 query.eq(0), query_base.eq(0), head.eq(0), head_base.eq(0), key.eq(0),
-                                 key_base.eq(0), group.eq(0), half.eq(0), context_pending.eq(0),
+                    m.d.sync += [lane.eq(0), group_in.eq(0), word_in.eq(0), part_in.eq(0), token_in.eq(0),
+                                 query.eq(0), head.eq(0), head_base.eq(0), key.eq(0),
+                                 group.eq(0), half.eq(0), context_pending.eq(0),
                                  recip_ready.eq(0), bubble.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
@@ -242,7 +302,7 @@ class AttentionUnit(wiring.Component):
                 with m.If(advance):
                     m.d.sync += group.eq(Mux(group_last, 0, group + 1))
                     with m.If(group_last):
-                        m.d.sync += next_key(key_last, key_step)
+                        m.d.sync += next_key(key_last)
                         with m.If(key_last):
                             with m.If(context_pending):
                                 m.next = "CONTEXT"
@@ -253,12 +313,15 @@ class AttentionUnit(wiring.Component):
                 started = (group != 0) | (key != 0) | bubble | may_start
                 m.d.comb += [issue.op.eq(Mux(started & (key <= last_token) & ~bubble, CONTEXT, NONE)),
                              *row_entry(context_half),
-                             issue.first.eq(key == 0), issue.last.eq(key_last), issue.makes_p.eq(group == 0),
-                             issue.tail.eq(group_last), issue.final.eq(context_final & group_last)]
+                             issue.first.eq(key == 0), issue.last.eq(key_last), issue.makes_p.eq(group == 0)]
+                # A group's last key reaches stage 6 before the next group's is issued (P > STAGES
+                # slots), so what its sums need there is kept from its issue.
+                with m.If(advance & (issue.op == CONTEXT) & issue.last):
+                    m.d.sync += [group_tail.eq(group_last), group_final.eq(context_final & group_last)]
                 with m.If(advance & started & (group == 0) & ~bubble):
                     m.d.sync += bubble.eq(1)
                 with m.Elif(advance & started):
-                    m.d.sync += [bubble.eq(0), *next_key(slot_last, key_step)]
+                    m.d.sync += [bubble.eq(0), next_key(slot_last)]
                     with m.If(slot_last):
                         m.d.sync += group.eq(Mux(group_last, 0, group + 1))
                         with m.If(group_last):
@@ -276,11 +339,11 @@ class AttentionUnit(wiring.Component):
                     with m.If(key_last):
                         head_last, query_last = head == last_head, query == last_token
                         m.d.sync += [context_pending.eq(1), context_final.eq(head_last & query_last),
-                                     context_column.eq(n_part_words + head_base), context_half.eq(half), half.eq(~half),
+                                     context_head_base.eq(head_base), context_half.eq(half), half.eq(~half),
                                      head.eq(Mux(head_last, 0, head + 1)),
                                      head_base.eq(Mux(head_last, 0, head_base + n_head_words))]
                         with m.If(head_last):
-                            m.d.sync += [query.eq(query + 1), query_base.eq(query_base + n_part_words)]
+                            m.d.sync += query.eq(query + 1)
                         with m.If(head_last & query_last):
                             m.next = "CONTEXT"
                         with m.Else():
@@ -295,11 +358,12 @@ class AttentionUnit(wiring.Component):
             m.d.sync += [cmd[k].eq(cmd[k - 1]) for k in range(1, STAGES + 1)]
             m.d.sync += [addr1.eq(issue_addr), addr2.eq(addr1)]
         # The word of a token's q, k or v an S or C item reads: one sum for both memories.
-        column = Mux(fsm.ongoing("CONTEXT"), context_column, head_base) + group
-        m.d.comb += [issue_addr.q.eq(query_base + column), issue_addr.kv.eq(key_base + column)]
+        # The query changes only after its row's last S item has read its q word.
+        m.d.comb += [issue_addr.word.eq(Mux(fsm.ongoing("CONTEXT"), context_head_base, head_base) + group),
+                     issue_addr.key.eq(key)]
         m.d.comb += [row_read.en.eq(advance),
-                     q_read.addr.eq(addr2.q), q_read.en.eq(advance),
-                     kv_read.addr.eq(addr2.kv), kv_read.en.eq(advance)]
+                     q_read.addr.eq(Cat(addr2.word, query)), q_read.en.eq(advance),
+                     kv_read.addr.eq(Cat(addr2.word, op[2] == CONTEXT, addr2.key)), kv_read.en.eq(advance)]
 
         # ---- stages 1 and 2: the shared 16 x 16 multiplier, two cycles a product -----------------
         # An E or first-group item x is followed by an empty slot, so the multiplier takes x's
@@ -307,13 +371,18 @@ class AttentionUnit(wiring.Component):
         # stage 2, adding the high product 16 places up: x's product is in stage 3 as before. A
         # held sum takes two free cycles in a row, high half first (free: no such item in
         # stages 0..2, so neither the next cycle's stage 1 nor its stage 2 holds one).
+        # The empty slot behind an E or first-group item reads the same row entry, so delta or e
+        # is still there in the item's stage 2, for its product's low half.
+        # One subtractor: max - s[j] for E, and max - s in stage 6 for S, whose sign says that s is
+        # the new maximum (no E item is in stages 1 and 2 while an S item is in stage 6).
         row_max = data_register(signed(sz.score_bits))
-        delta_now, e_now = row_max - row_read.data, row_read.data[:EXP_ENTRY_BITS]
-        operand = data_register(EXP_ENTRY_BITS)                                           # delta's low half, or e
-        # p read back (stage 2: operand's low bits; stage 3), p written back (stage 4: factor_a's; 5, 6)
-        probability = {k: data_register(8, name=f"p{k}") for k in (3, 5, 6)}
+        score_sum = Signal(signed(sz.score_bits))
+        below_max = row_max - Mux(op[6] == SCORE, score_sum, row_read.data)
+        delta_now, e_now = below_max[:sz.score_bits], row_read.data[:EXP_ENTRY_BITS]
+        # p read back, or e's low bits (stages 2 and 3); p written back (stage 4: factor_a's; 5, 6)
+        probability = {k: data_register(8, name=f"p{k}") for k in (2, 3, 5, 6)}
         with m.If(advance):
-            m.d.sync += operand.eq(Mux(op[1] == EXP, delta_now, e_now))
+            m.d.sync += probability[2].eq(row_read.data[:8])
 
         held = data_register(data.ArrayLayout(signed(sz.context_bits), U))
         held_next = Signal(range(U))          # the held sum rescaled next
@@ -321,15 +390,16 @@ class AttentionUnit(wiring.Component):
         multiplies = [(c.op == EXP) | ((c.op == CONTEXT) & c.makes_p) for c in cmd[:3]]
         item_high, item_low = multiplies[1], multiplies[2]
         held_high = ~held_low & (held_left != 0) & ~Cat(*multiplies).any()
-        reciprocal_large = recip.quotient[31:].any()               # Z = 1 or 2: recip = 2^32 or 2^31
-        recip_operand = Mux(reciprocal_large, 1 << 30, recip.quotient[:31])
         held_sum = held[held_next]
         half_bits = MULT_BITS
         # delta's halves by score_mult; e by recip's halves; a held sum's halves by out_mult
-        multiplicand = Mux(item_high, Mux(op[1] == EXP, delta_now[half_bits:], e_now),
-                           Mux(item_low, operand, Mux(held_low, held_sum[:half_bits], held_sum[half_bits:].as_signed())))
-        multiplier = Mux(item_high, Mux(op[1] == EXP, p.score_mult, recip_operand[half_bits:]),
-                         Mux(item_low, Mux(op[2] == EXP, p.score_mult, recip_operand[:half_bits]), p.out_mult))
+        exp_item = (op[1] == EXP) | (op[2] == EXP)
+        first_group_item = (item_high | item_low) & ~exp_item
+        multiplicand = Mux(first_group_item, e_now,
+                           Mux(exp_item, Mux(item_high, delta_now[half_bits:], delta_now[:half_bits]),
+                               Mux(held_low, held_sum[:half_bits], held_sum[half_bits:].as_signed())))
+        multiplier = Mux(first_group_item, Mux(item_high, recip.quotient[half_bits:], recip.quotient[:half_bits]),
+                         Mux(exp_item, p.score_mult, p.out_mult))
         wide = Signal(2 * half_bits)
         m.d.comb += wide.eq(multiplicand[:half_bits] * multiplier[:half_bits])
         # The high product mod 2^(product_bits - 16); a negative held sum's high half went in as
@@ -341,7 +411,7 @@ class AttentionUnit(wiring.Component):
         rescaled3, rescaled3_last, rescaled4, rescaled4_last = Signal(), Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [rescaled3.eq(held_low), rescaled3_last.eq(held_final & (held_left == 1)),
-                         probability[3].eq(operand[:8])]
+                         probability[3].eq(probability[2])]
             with m.If(item_high | held_high):
                 m.d.sync += high.eq(Cat(wide[:half_bits], wide[half_bits:high_bits]
                                         - Mux(held_high & held_negative, multiplier[:high_bits - half_bits], 0)))
@@ -355,32 +425,29 @@ class AttentionUnit(wiring.Component):
         # ---- stage 3: the runtime shift (E and held sums), p (first group); the words ------------
         # rshift_round(product, shift) = (floor(product * 2 / 2^shift) + 1) >> 1 (also for shift 0),
         # clamped to 0..255 or -128..127: only 10 bits of the floor matter, and whether it lies
-        # outside -512..511 (`beyond`), that is whether the doubled product's bits from
-        # shift + 9 up differ from its sign.
+        # outside -512..511 (`beyond`), that is whether the doubled product's magnitude (itself,
+        # or its complement: the floor's bits are the shifted magnitude's, complemented with
+        # it) shifted has a bit from 9 up.
         doubled = product << 1
+        negative_now = doubled[-1]
         shift = Mux(op[3] == EXP, p.score_shift, p.out_shift)
-        magnitude = doubled[:-1] ^ doubled[-1].replicate(len(doubled) - 1)        # doubled, or ~doubled
+        magnitude = doubled[:-1] ^ negative_now.replicate(len(doubled) - 1)
+        magnitude_kept, beyond_now = _shifted_right(magnitude, shift, KEPT_BITS - 1)
         kept = data_register(signed(KEPT_BITS))
-        # shift <= c from its two 3-bit halves, each compared with the constants once
-        high_below = [shift[3:] < c for c in range(8)]
-        high_equal = [shift[3:] == c for c in range(8)]
-        low_at_most = [shift[:3] <= c for c in range(8)]
-
-        def at_most(c):
-            return high_below[c >> 3] | (high_equal[c >> 3] & low_at_most[c & 7])
-
         beyond, negative = data_register(1), data_register(1)
-        prob_high = Mux(recip.quotient[32], product[PROB_SHIFT - 3:],
-                        Mux(recip.quotient[31], product[PROB_SHIFT - 2:], product[PROB_SHIFT - 1:]))[:10]
-        made_p = _at_most((prob_high + 1) >> 1, PROB_MAX)
+        # Z = 1 or 2 (no recip made): e in 0..Z, p = 0, 128 (e = 1 of Z = 2) or 255.
+        z_small, z_two = data_register(1), data_register(1)
+        e_low = probability[3]
+        e_nonzero, e_half = e_low[:2].any(), z_two & e_low[0]
+        made_p = Mux(z_small, Cat((e_nonzero & ~e_half).replicate(7), e_nonzero),
+                     _at_most((product[PROB_SHIFT - 1:][:10] + 1) >> 1, PROB_MAX))
         p_now = Mux(cmd[3].makes_p, made_p, probability[3])
         factor_a = data_register(data.ArrayLayout(signed(9), U))    # q, or p (0..255)
         factor_b = data_register(data.ArrayLayout(signed(8), U))    # k, or v
         q_lanes = [q_read.data[8 * u:8 * u + 8].as_signed() for u in range(U)]
         with m.If(advance):
-            m.d.sync += [kept.eq((doubled >> shift)[:KEPT_BITS]), negative.eq(doubled[-1]),
-                         beyond.eq(Cat(magnitude[k] & at_most(k - (KEPT_BITS - 1))
-                                       for k in range(KEPT_BITS - 1, len(magnitude))).any()),
+            m.d.sync += [kept.eq(Cat(magnitude_kept ^ negative_now.replicate(KEPT_BITS - 1), negative_now)),
+                         negative.eq(negative_now), beyond.eq(beyond_now),
                          rescaled4.eq(rescaled3), rescaled4_last.eq(rescaled3_last),
                          factor_b.eq(kv_read.data)]
             m.d.sync += [factor_a[u].eq(Mux(op[3] == CONTEXT, p_now, q_lanes[u])) for u in range(U)]
@@ -392,31 +459,34 @@ class AttentionUnit(wiring.Component):
         below = rounded[-1] & ~(rounded[7] & rounded[8])                 # < -128
         y = Mux(beyond, Mux(negative, -128, 127), Mux(above, 127, Mux(below, -128, rounded)))
         table_lane = data_register(2)
-        products = data_register(data.ArrayLayout(signed(16), U))        # |q * k| <= 2^14, p * v in -255*128..255*127
+        # The lanes' operands again, as the multiplier blocks' input registers: each lane's
+        # product then goes straight into its sum, which the block keeps (no adder in the fabric).
+        lane_a, lane_b = data_register(factor_a.shape()), data_register(factor_b.shape())
         m.d.comb += [self.table.addr.eq(p.table_base + t[2:]), self.table.en.eq(advance & (op[4] == EXP))]
         with m.If(advance):
             m.d.sync += [table_lane.eq(t[:2]), probability[5].eq(factor_a[0][:8]),
-                         out_valid.eq(rescaled4), out_last.eq(rescaled4_last),
-                         out_data.eq(y)]
-            m.d.sync += [products[u].eq(factor_a[u] * factor_b[u]) for u in range(U)]
+                         self.o.valid.eq(rescaled4), o_last.eq(rescaled4_last), self.o.payload.eq(y)]
+            m.d.sync += [lane_a.eq(factor_a), lane_b.eq(factor_b)]
 
         # ---- stage 5: e read and summed into Z; score and context sums ---------------------------
         e = self.table.data.word_select(table_lane, EXP_ENTRY_BITS)
-        # The lanes' sums: c in C; in S the score in lane 0's, in E Z in the last lane's (each
-        # read before the next pass's first item restarts it; the reciprocal takes Z at its start).
-        sums = data_register(data.ArrayLayout(signed(max(sz.context_bits, sz.score_bits, sz.sum_bits + 1)), U))
-        context, score_sum, total = sums, sums[0], sums[U - 1]
-        other_lanes = balanced_sum(list(products)[1:]) if U > 1 else 0
+        # The lanes' sums: c in C, each lane a column; in S each lane's part of the score, added up
+        # in stage 6. Z apart, cleared once the reciprocal has taken it.
+        sums = data_register(data.ArrayLayout(signed(max(sz.context_bits, sz.score_bits)), U))
+        context = sums
+        m.d.comb += score_sum.eq(balanced_sum(list(sums)))
+        total = Signal(sz.sum_bits)
         z_final = Signal()
         m.d.sync += z_final.eq(advance & (op[5] == EXP) & cmd[5].last)
-        m.d.comb += [recip.start.eq(z_final), recip.divisor.eq(total[:sz.sum_bits])]
+        m.d.comb += [recip.start.eq(z_final), recip.divisor.eq(total)]
+        with m.If(z_final):
+            m.d.sync += [z_small.eq(total[2:] == 0), z_two.eq(total[1]), total.eq(0)]
+        with m.Elif(advance & (op[5] == EXP)):
+            m.d.sync += total.eq(total + e)
         with m.If(advance):
             m.d.sync += probability[6].eq(probability[5])
-            with m.If(op[5] != NONE):
-                for u in range(U):
-                    addend = products[u] + Mux(op[5] == SCORE, other_lanes, 0) if u == 0 else products[u]
-                    addend = Mux(op[5] == EXP, e, addend) if u == U - 1 else addend
-                    m.d.sync += sums[u].eq(Mux(cmd[5].first, 0, sums[u]) + addend)
+            with m.If((op[5] == SCORE) | (op[5] == CONTEXT)):
+                m.d.sync += [sums[u].eq(Mux(cmd[5].first, 0, sums[u]) + lane_a[u] * lane_b[u]) for u in range(U)]
 
         # ---- stage 6: s or p written back (e in stage 5); the row maximum; a group's sums held ----
         # e is written from stage 5: no s or p write is ever in stage 6 at the same time (E(0)
@@ -434,8 +504,8 @@ class AttentionUnit(wiring.Component):
                      row_write.data.eq(Mux(exp_write, e, Mux(op[6] == SCORE, score_sum, probability[6]))),
                      row_write.en.eq(advance & (score_done | exp_write | ((op[6] == CONTEXT) & cmd[6].makes_p)))]
         with m.If(advance & score_done):
-            m.d.sync += row_max.eq(Mux(cmd[6].row_first | (score_sum > row_max), score_sum, row_max))
+            m.d.sync += row_max.eq(Mux(cmd[6].row_first | below_max[-1], score_sum, row_max))
         with m.If(advance & group_done):
-            m.d.sync += [held.eq(context), held_next.eq(0), held_left.eq(Mux(cmd[6].tail, last_lane + 1, U)),
-                         held_final.eq(cmd[6].final)]
+            m.d.sync += [held.eq(context), held_next.eq(0), held_left.eq(Mux(group_tail, last_lane + 1, U)),
+                         held_final.eq(group_final)]
         return m

@@ -28,6 +28,9 @@ __all__ = ["AttentionUnitSizes", "AttentionUnitTimetable", "head_words", "least_
            "BOUND_RULE", "EXP_ENTRY_BITS", "EXP_INDEX_MAX", "MULT_BITS", "PROB_MAX", "PROB_SHIFT", "STAGES"]
 
 RECIP_BITS = 32              # recip = floor(2^32 / Z)
+# recip < 2^31 for Z >= 3, the only Z whose recip the unit makes; for Z = 1 or 2 (recip 2^32
+# or 2^31) p = min(e * 2^8 / Z, 255) is 0, 128 or 255, set from e and Z without a product.
+QUOTIENT_BITS = 31
 PROB_SHIFT = 24              # p = min(rshift_round(e * recip, 24), 255)
 PROB_MAX = 255
 EXP_INDEX_MAX = 255
@@ -39,14 +42,14 @@ P_MAX_PRODUCT, P_MIN_PRODUCT = 255 * 127, -255 * 128        # uint8 probability 
 # The pipeline behind the issue stage (stage 0): row memory read and the shared multiplier's
 # high half (1), its low half and the sequence memories' addresses (2), its product and the
 # words (3), the kept bits of the runtime shift, the lanes' operands and the table address (4),
-# the lanes' products and e (5), sums and e, p written back, the row maximum, a group's sums
-# held (6).
+# the lanes' operands again, in their multiplier blocks, and e (5), sums and e, p written back,
+# the row maximum, a group's sums held (6).
 STAGES = 6
 # The last E item's e reaches Z in stage 5; the reciprocal takes Z in the cycle after its
 # stage 5 and is done `Reciprocal.cycles` later; C may issue from the cycle its `done` is high.
 RECIPROCAL_START_DELAY = 6
-# One quotient bit a cycle, all 33 (any exp_table: Z down to 1): hidden behind S(r+1) when
-# T*G >= 40 (the tiny ViT on U = 2: 68). Two bits a cycle make the two chained compare-subtracts
+# One quotient bit a cycle, 31 of them: hidden behind S(r+1) when T*G >= 36 (the tiny ViT on
+# U = 2: 68). Two bits a cycle make the two chained compare-subtracts
 # the unit's longest path (iCE40UP5K: 30 instead of 37 MHz at U = 4).
 RECIPROCAL_BITS_PER_CYCLE = 1
 BOUND_RULE = "T*3E + ceil(2*T*T*E/U) + 3*H*T*T"
@@ -102,12 +105,18 @@ class AttentionUnitSizes:
                    for h in range(1, min(e, self.max_heads) + 1) if e % h == 0)
 
     @property
+    def word_bits(self) -> int:
+        """A token's q (k, v) takes 2^word_bits words of the sequence memories, so that an address
+        is the token, (k or v,) and the word side by side: no multiply, no adder."""
+        return (self.max_part_words - 1).bit_length()
+
+    @property
     def query_depth(self) -> int:
-        return self.max_tokens * self.max_part_words
+        return self.max_tokens << self.word_bits
 
     @property
     def key_value_depth(self) -> int:
-        return 2 * self.max_tokens * self.max_part_words
+        return self.max_tokens << (self.word_bits + 1)
 
     @property
     def score_bits(self) -> int:
@@ -140,14 +149,14 @@ class AttentionUnitSizes:
     @property
     def product_bits(self) -> int:
         """The shared multiplier's products that occur: delta * score_mult, c * out_mult, and
-        e * recip <= 2^32 (e <= Z)."""
+        e * recip <= 2^32 (e <= Z, Z >= 3)."""
         lo, hi = self.context_range
         m = (1 << MULT_BITS) - 1
         return signed_bits(lo * m, max(self.delta_max * m, hi * m, 1 << RECIP_BITS))
 
     def make_reciprocal(self) -> Reciprocal:
-        """floor(2^32 / Z) for any Z >= 1: all 33 quotient bits."""
-        return Reciprocal(self.sum_bits, RECIP_BITS, RECIPROCAL_BITS_PER_CYCLE, RECIP_BITS + 1)
+        """floor(2^32 / Z) for Z >= 3: 31 quotient bits (QUOTIENT_BITS)."""
+        return Reciprocal(self.sum_bits, RECIP_BITS, RECIPROCAL_BITS_PER_CYCLE, QUOTIENT_BITS)
 
 
 @dataclass(frozen=True)
@@ -173,7 +182,7 @@ class AttentionUnitTimetable:
 
     @property
     def reciprocal_cycles(self) -> int:
-        return Reciprocal.cycles_for(RECIPROCAL_BITS_PER_CYCLE, RECIP_BITS + 1)
+        return Reciprocal.cycles_for(RECIPROCAL_BITS_PER_CYCLE, QUOTIENT_BITS)
 
     @property
     def bound(self) -> int:
@@ -202,9 +211,9 @@ class AttentionUnitTimetable:
             last_key = first_context + (2 * (T - 1) if G == 1 else G * P + T - 1)    # the last real key
             if r + 1 == R:
                 # its sums held after stage 6, two cycles each on the multiplier, then stages 3
-                # and 4, the output register and the skid's output register: taken 4 cycles after
-                # the last one's second multiplier cycle.
-                return last_key + STAGES + 2 * n + 4
+                # and 4 and the output register: taken 3 cycles after the last one's second
+                # multiplier cycle.
+                return last_key + STAGES + 2 * n + 3
             exp_first = first_context + context                 # E(r+1): no S item left in flight
             last_exp = exp_first + 2 * T - 2
             # The held sums' pairs start from the cycle after their stage 6 up to the one before
