@@ -8,7 +8,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from nomac.hw.network.lut_unit import FIELDS, LutUnit, local_memory_words, lut_step
-from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, with_shared_multiplier
+from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, params_layout, with_shared_multiplier
 from nomac.model.config import load_config
 from nomac.model.golden import FORWARD
 from nomac.model.lut_spec import LutLayer
@@ -176,6 +176,10 @@ def test_shapes_of_one_and_partial_groups(D, M, C, K, encoder, output):
 def test_gaps_and_backpressure():
     layer = lut_layer(32, 40, 16, 16, "l2", out_shift=5, seed=9)         # V = 2: squared
     run(layer, rows_of(32, 3, seed=9), seed=11, gap=0.5, backpressure=0.7, steps=2)
+
+
+def test_parameters_take_8_bit_counts_and_16_bit_words():
+    assert params_layout(FIELDS).size == 6 * 8 + 1 + 6 + 1 + 4 * 16
 
 
 def test_unit_built_for_small_limits():

@@ -23,7 +23,8 @@ input or output take longer. So the port carries table words only, once the step
   pairs' winner against the codebook's best so far, strict `<` so the smallest k wins),
   then the code goes to one of two banks: the next row is encoded while the lookup reads
   the current one. The encoder follows the copy word by word and the input element by
-  element.
+  element; only the input and the output count rows (the encoder sees only the step's
+  elements, the lookup only rows coded).
 - Lookup: per row, groups g of 8 outputs, in each the codebooks c: the code is read,
   then the table word tables[c, code, 8g .. 8g+7], then added into 8 accumulators of
   table entries only (the bias comes later, so they need just the bits of
@@ -38,9 +39,10 @@ input or output take longer. So the port carries table words only, once the step
 Everything but the encoder's pipeline moves with `advance`, which drops only while a
 finished group waits for `holding`; the encoder stalls only at its issue stage. For the
 clock (this unit used to set the iCE40's), the argmin has no two comparators in a row,
-the encoder's and the input's last-element flags are registers rather than compares,
-and the output stream's `ready` does not reach the encoder. Table memory layout, cycle
-timetable and limits: docs/spec.md section 16.5 (`lut`).
+the encoder's last-beat flags compare counters with registers set at `start` (no adder
+on the way to the row's end), and the output stream's `ready` does not reach the
+encoder. The block RAMs' read registers are their own (`_block_ram`). Table memory
+layout, cycle timetable and limits: docs/spec.md section 16.5 (`lut`).
 """
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
@@ -54,14 +56,18 @@ from nomac.hw.widths import signed_bits
 
 __all__ = ["FIELDS", "LutUnit", "lut_step", "local_memory_words"]
 
-FIELDS = (Field("rows", 16), Field("in_features", 16), Field("out_features", 16), Field("codebooks", 16),
-          Field("subvector", 16), Field("centroids", 16), Field("squared", 1), Field("out_shift", 6),
-          Field("acc_output", 1), Field("copy_base", 16), Field("copy_words", 16), Field("bias_local", 16),
-          Field("tables_base", 16))
+# Counts in 8 bits, table and local-memory words in 16: the sequencer holds the widest unit's
+# parameters, so they are no wider than the limits of a network bitstream need.
+COUNT_BITS, WORD_BITS = 8, 16
+FIELDS = (Field("rows", COUNT_BITS), Field("in_features", COUNT_BITS), Field("out_features", COUNT_BITS),
+          Field("codebooks", COUNT_BITS), Field("subvector", COUNT_BITS), Field("centroids", COUNT_BITS),
+          Field("squared", 1), Field("out_shift", 6), Field("acc_output", 1), Field("copy_base", WORD_BITS),
+          Field("copy_words", WORD_BITS), Field("bias_local", WORD_BITS), Field("tables_base", WORD_BITS))
 
 LANES = 4                       # prototype distances a beat (one 32-bit local word of int8 prototypes)
 ENTRIES_PER_WORD = TABLE_WORD_BYTES
 LOCAL_PER_TABLE_WORD = 2        # 32-bit local words in a 64-bit table word
+BIAS_ALIGN = ENTRIES_PER_WORD // LOCAL_PER_TABLE_WORD   # table words of prototypes: bias_local % 8 == 0
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
@@ -71,8 +77,10 @@ def _ceil_div(a: int, b: int) -> int:
 
 def local_memory_words(limits) -> int:
     """32-bit words of the unit's local memory: the most prototype bytes (D * K, or D * 4
-    for K = 2 in the 4-lane packing) and an int32 bias per output, each in whole table words."""
-    prototype_words = _ceil_div(limits.features * max(limits.centroids, LANES), TABLE_WORD_BYTES)
+    for K = 2 in the 4-lane packing) in whole groups of 4 table words, and an int32 bias per
+    output in whole table words."""
+    prototype_words = BIAS_ALIGN * _ceil_div(limits.features * max(limits.centroids, LANES),
+                                             BIAS_ALIGN * TABLE_WORD_BYTES)
     bias_words = _ceil_div(limits.features, LOCAL_PER_TABLE_WORD)
     return LOCAL_PER_TABLE_WORD * (prototype_words + bias_words)
 
@@ -118,27 +126,29 @@ def lut_step(layer, rows: int, table_base: int, limits) -> UnitStep:
             raise LimitError(layer.name, "accumulator bits (output acc, int32)", bits, 32)
     squared = layer.encoder == "l2" and V >= 2
     prototype_words = words_of_bytes(_prototype_bytes(layer, squared))
+    prototype_words += [0] * (-len(prototype_words) % BIAS_ALIGN)     # the bias of output 8g at a local 8j
     copy_words = prototype_words + pack_words(layer.bias, 32)
     groups = _ceil_div(M, ENTRIES_PER_WORD)
     tables = np.zeros((C, K, groups * ENTRIES_PER_WORD), dtype=np.int8)
     tables[:, :, :M] = layer.tables
     table_words = words_of_bytes(tables.reshape(C, K, groups, ENTRIES_PER_WORD).transpose(2, 0, 1, 3).reshape(-1))
-    # The tables start at a multiple of K, so a code is ORed into a table row's address.
+    # The tables start at a multiple of K, so a code is ORed into a table row's address, and
+    # right after the copy block, so the copy's word address runs on into the tables'.
     padding = [0] * (-(table_base + len(copy_words)) % K)
-    tables_base = table_base + len(copy_words) + len(padding)
+    tables_base = table_base + len(padding) + len(copy_words)
     table_end = tables_base + len(table_words)
     if table_end > limits.table_words:
         raise LimitError(layer.name, "table memory words (end of its arrays)", table_end, limits.table_words)
     params = {"rows": rows, "in_features": D, "out_features": M, "codebooks": C, "subvector": V, "centroids": K,
               "squared": int(squared), "out_shift": layer.out_shift, "acc_output": int(acc_output),
-              "copy_base": table_base, "copy_words": len(copy_words),
+              "copy_base": table_base + len(padding), "copy_words": len(copy_words),
               "bias_local": LOCAL_PER_TABLE_WORD * len(prototype_words), "tables_base": tables_base}
     out_bytes = ACC_BYTES * M if acc_output else M
     encoder_beats = C * V * K if squared else C * V * _ceil_div(K, LANES)
     bound = rows * max(C * groups, encoder_beats, D, out_bytes)
     rule = "T*max(C*ceil(M/8), {}, D, {})".format("C*V*K" if squared else "C*V*ceil(K/4)",
                                                    "4*M" if acc_output else "M")
-    return UnitStep(params, copy_words + padding + table_words, rows * D, rows * out_bytes, bound, rule)
+    return UnitStep(params, padding + copy_words + table_words, rows * D, rows * out_bytes, bound, rule)
 
 
 def _output_window(m: Module, result, amount):
@@ -168,18 +178,38 @@ def _output_window(m: Module, result, amount):
     return window
 
 
+class _RegisteredRead:
+    """A read port as an asynchronous read and a reset-less register of `data` (loaded while `en`)."""
+
+    def __init__(self, m: Module, port):
+        self.addr, self.en = port.addr, Signal(init=1)
+        self.data = Signal(port.data.shape(), reset_less=True)
+        with m.If(self.en):
+            m.d.sync += self.data.eq(port.data)
+
+
+def _block_ram(m: Module, name: str, shape, depth: int):
+    """A memory's write port and read port. Yosys merges the read register into the block
+    RAM, and `no_rw_check` spares it the logic that keeps the old word when a cycle reads the
+    word it writes (some 75 flip-flops for a 32-bit memory): no cycle of this unit uses a word
+    read as it is written."""
+    m.submodules[name] = ram = memory.Memory(shape=shape, depth=depth, init=[], attrs={"no_rw_check": 1})
+    return ram.write_port(), _RegisteredRead(m, ram.read_port(domain="comb"))
+
+
 class LutUnit(wiring.Component):
     """Copy, encoder, lookup and output stage on one table port; see the module docstring."""
 
     def __init__(self, limits):
         for what, value in (("tokens", limits.tokens), ("features", limits.features),
                             ("codebooks", limits.codebooks), ("centroids", limits.centroids)):
-            if value >= 1 << 16:
-                raise ValueError(f"LutUnit: limits.{what} = {value}: must fit the 16-bit count fields")
-        if limits.table_words > 1 << 16:
-            raise ValueError(f"LutUnit: limits.table_words = {limits.table_words}: must fit the 16-bit table bases")
-        self.limits = limits
+            if value >= 1 << COUNT_BITS:
+                raise ValueError(f"LutUnit: limits.{what} = {value}: must fit the {COUNT_BITS}-bit count fields")
         self.local_words = local_memory_words(limits)
+        for what, value in (("table_words", limits.table_words), ("local memory words", self.local_words)):
+            if value > 1 << WORD_BITS:
+                raise ValueError(f"LutUnit: {what} = {value}: must fit the {WORD_BITS}-bit word fields")
+        self.limits = limits
         # Table-entry sums of a group (no bias), and a sum plus its int32 bias: neither wraps.
         self.sum_bits = signed_bits(-128 * limits.codebooks, 127 * limits.codebooks)
         self.result_bits = signed_bits(INT32_MIN - 128 * limits.codebooks, INT32_MAX + 127 * limits.codebooks)
@@ -200,13 +230,12 @@ class LutUnit(wiring.Component):
         D, M, V = narrow(p.in_features, features), narrow(p.out_features, features), narrow(p.subvector, features)
         C, K = narrow(p.codebooks, limits.codebooks), narrow(p.centroids, limits.centroids)
         k_step = Mux(p.squared, 1, LANES)                 # prototypes a beat
+        C_last, M_last = Signal.like(C), Signal.like(M)   # the last codebook and output
+        m.d.comb += [C_last.eq(C - 1), M_last.eq(M - 1)]
 
-        m.submodules.local = local = memory.Memory(shape=unsigned(32), depth=self.local_words, init=[])
-        local_write, local_read = local.write_port(), local.read_port()
-        m.submodules.row = row = memory.Memory(shape=signed(8), depth=features, init=[])
-        row_write, row_read = row.write_port(), row.read_port()
-        m.submodules.codes = codes = memory.Memory(shape=unsigned(code_bits), depth=2 << codebook_bits, init=[])
-        code_write, code_read = codes.write_port(), codes.read_port()
+        local_write, local_read = _block_ram(m, "local", unsigned(32), self.local_words)
+        row_write, row_read = _block_ram(m, "row", signed(8), features)
+        code_write, code_read = _block_ram(m, "codes", unsigned(code_bits), 2 << codebook_bits)
 
         # Copy: local word n <- half n % 2 of table word copy_base + n // 2, one a cycle.
         copying = Signal()
@@ -224,118 +253,118 @@ class LutUnit(wiring.Component):
                      local_write.data.eq(self.table.data.word_select(copy_write_index[0], 32)),
                      local_write.en.eq(copy_write)]
 
-        # Input: the row being encoded, its elements as they come.
+        # Input: the row being encoded, its elements as they come. Only the input and the
+        # output count rows: the encoder sees only the step's rows*D elements, and the lookup
+        # only the rows coded.
         rows_to_take = Signal(range(tokens + 1))
         received = Signal(range(features + 1))
-        row_in, next_last = Signal(), Signal()            # all D are in; the next element is the row's last
+        row_in = Signal()                                 # all D are in
         release = Signal()                                # the encoder has issued the row's last beat
         m.d.comb += [self.i.ready.eq((rows_to_take != 0) & ~row_in),
                      row_write.addr.eq(received), row_write.data.eq(self.i.payload),
                      row_write.en.eq(self.i.valid & self.i.ready)]
         with m.If(row_write.en):                          # never with `release`: the row is all in
-            m.d.sync += [received.eq(received + 1), next_last.eq(received + 2 == D)]
-            with m.If(next_last):
+            m.d.sync += received.eq(received + 1)
+            with m.If(received + 1 == D):
                 m.d.sync += [rows_to_take.eq(rows_to_take - 1), row_in.eq(1)]
         with m.If(release):
-            m.d.sync += [received.eq(0), row_in.eq(0), next_last.eq(D == 1)]
+            m.d.sync += [received.eq(0), row_in.eq(0)]
 
-        # Code banks: `busy` from the encoder's first beat of a row, `ready` from the row's
-        # last code, both cleared when the lookup has read the bank's last code.
-        bank_busy = [Signal(name="bank_busy0"), Signal(name="bank_busy1")]
-        bank_ready = [Signal(name="bank_ready0"), Signal(name="bank_ready1")]
+        # Two code banks, taken in turn: the rows of codes the encoder has begun (`banks_busy`)
+        # and written (`banks_ready`), less those the lookup has read.
+        banks_busy, banks_ready = Signal(range(3)), Signal(range(3))
+        row_begun, row_coded, row_looked_up = Signal(), Signal(), Signal()
+        m.d.sync += [banks_busy.eq(banks_busy + row_begun - row_looked_up),
+                     banks_ready.eq(banks_ready + row_coded - row_looked_up)]
 
         # Encoder issue: beat (c, k, v) reads local word `local_word` and x[c*V + v].
-        enc_rows_left = Signal(range(tokens + 1))
-        enc_bank = Signal()
-        enc_c, enc_k, enc_v = Signal(range(limits.codebooks)), Signal(code_bits), Signal(range(features))
+        enc_k, enc_v = Signal(code_bits), Signal(range(features))
         x_index, x_base = Signal(range(features)), Signal(range(features))
-        beat = Signal(range(features * max(limits.centroids, LANES)))
+        # The beat's local word, and when squared its byte in it (4 prototypes a word).
+        local_word, word_byte = Signal(range(features * max(limits.centroids, LANES) // LANES)), Signal(2)
         port_taken = Signal()                             # the output stage has the local read port
-        # Whether the beat is its subvector's, codebook's, row's last or a row's first: flags
-        # kept with the counters, so that `issue` does not wait for adders and comparators.
+        # Whether the beat is its subvector's, codebook's, row's last or a row's first:
+        # compares of counters with registers set at `start`, so that `issue` and the row's
+        # end wait for no adder. K is a power of two, so the last k (or group of 4) is the one
+        # whose bits below K's are all ones; the last codebook's subvector starts at D - V.
         v_last, k_last, c_last = Signal(name="v_last"), Signal(name="k_last"), Signal(name="c_last")
+        last_v, last_base = Signal.like(V), Signal.like(D)
+        k_ones = Signal(code_bits)                        # the bits of k below K's, and below the lanes'
+        m.d.comb += [v_last.eq(enc_v == last_v), c_last.eq(x_base == last_base),
+                     k_last.eq((enc_k & k_ones) == k_ones)]
         first_beat = Signal()
         row_last = v_last & k_last & c_last
-        local_word = Mux(p.squared, beat[2:], beat)
         issue = Signal()
-        m.d.comb += [issue.eq((enc_rows_left != 0) & (~first_beat | ~Mux(enc_bank, bank_busy[1], bank_busy[0]))
+        m.d.comb += [issue.eq((~first_beat | (banks_busy != 2))
                               & (x_index < received) & (local_word < copy_write_index) & ~port_taken),
-                     release.eq(issue & row_last),
+                     release.eq(issue & row_last), row_begun.eq(issue & first_beat),
                      row_read.addr.eq(x_index)]
         with m.If(issue):
-            m.d.sync += [beat.eq(Mux(row_last, 0, beat + 1)), first_beat.eq(row_last)]
+            m.d.sync += [local_word.eq(Mux(row_last, 0, local_word + (~p.squared | (word_byte == LANES - 1)))),
+                         word_byte.eq(Mux(row_last | ~p.squared, 0, word_byte + 1)), first_beat.eq(row_last)]
             with m.If(v_last):
-                m.d.sync += [enc_v.eq(0), v_last.eq(V == 1)]
+                m.d.sync += enc_v.eq(0)
                 with m.If(k_last):
                     following = Mux(c_last, 0, x_index + 1)
-                    m.d.sync += [enc_k.eq(0), enc_c.eq(Mux(c_last, 0, enc_c + 1)), k_last.eq(k_step >= K),
-                                 c_last.eq(Mux(c_last, C == 1, enc_c + 2 == C)),
-                                 x_base.eq(following), x_index.eq(following)]
+                    m.d.sync += [enc_k.eq(0), x_base.eq(following), x_index.eq(following)]
                 with m.Else():
-                    m.d.sync += [enc_k.eq(enc_k + k_step), k_last.eq(enc_k + 2 * k_step >= K), x_index.eq(x_base)]
+                    m.d.sync += [enc_k.eq(enc_k + k_step), x_index.eq(x_base)]
             with m.Else():
-                m.d.sync += [enc_v.eq(enc_v + 1), v_last.eq(enc_v + 2 == V), x_index.eq(x_index + 1)]
-            for bank in (0, 1):
-                with m.If(first_beat & (enc_bank == bank)):
-                    m.d.sync += bank_busy[bank].eq(1)
-            with m.If(row_last):
-                m.d.sync += [enc_bank.eq(~enc_bank), enc_rows_left.eq(enc_rows_left - 1)]
+                m.d.sync += [enc_v.eq(enc_v + 1), x_index.eq(x_index + 1)]
 
-        def stage(name, valid, v_first, v_last):
-            """The next encoder stage's beat flags: whether a beat is in it, and its place in the subvector."""
-            flags = [Signal(name=f"{name}_{flag}") for flag in ("valid", "v_first", "v_last")]
-            m.d.sync += [flag.eq(value) for flag, value in zip(flags, (valid, v_first, v_last))]
-            return flags
+        def stage(name, **flags):
+            """The next encoder stage's beat flags: whether a beat is in it, and its place in the row."""
+            staged = {flag: Signal(name=f"{name}_{flag}") for flag in flags}
+            m.d.sync += [staged[flag].eq(value) for flag, value in flags.items()]
+            return staged
 
-        # Terms |x - p| (lane 0 takes byte beat % 4 of the word when squared, and squares
-        # it: the unit's one multiplier).
-        term_valid, term_v_first, term_v_last = stage("term", issue, enc_v == 0, v_last)
+        # Terms |x - p| (lane 0 takes byte `word_byte` of the word when squared, and squares
+        # x - p: the unit's one multiplier). |d| = (d XOR s) + s, s the sign of d = x - p.
+        term = stage("term", valid=issue, v_first=enc_v == 0, v_last=v_last, k_last=k_last, c_last=c_last)
         term_byte = Signal(2)
-        m.d.sync += term_byte.eq(beat[:2])
+        m.d.sync += term_byte.eq(word_byte)
         x = row_read.data
         prototypes = [Mux(p.squared, local_read.data.word_select(term_byte, 8), local_read.data[:8]).as_signed(),
                       *(local_read.data[8 * lane:8 * lane + 8].as_signed() for lane in range(1, LANES))]
-        # |x - w| as the non-negative one of x - w and w - x: two subtractions side by side.
-        magnitudes = [Mux((x - w)[8], w - x, x - w)[:8] for w in prototypes]
+        differences = [x - w for w in prototypes]
+        magnitudes = [((d[:8] ^ d[8].replicate(8)) + d[8])[:8] for d in differences]
         terms = [Signal(16, name="term0", reset_less=True),
                  *(Signal(8, name=f"term{lane}", reset_less=True) for lane in range(1, LANES))]
-        m.d.comb += [self.multiplier.a.eq(magnitudes[0]), self.multiplier.b.eq(magnitudes[0])]
+        m.d.comb += [self.multiplier.a.eq(differences[0]), self.multiplier.b.eq(differences[0])]
         m.d.sync += [terms[0].eq(Mux(p.squared, self.multiplier.p, magnitudes[0])),
                      *(t.eq(a) for t, a in zip(terms[1:], magnitudes[1:]))]
 
         # Lane distances summed over the subvector (lane 0 holds sums of squares).
-        dist_valid, dist_v_first, dist_v_last = stage("distance", term_valid, term_v_first, term_v_last)
+        dist = stage("distance", **term)
         lane_bits = (features * 255).bit_length()
         distances = [Signal((features * 255 * 255).bit_length(), name="distance0", reset_less=True),
                      *(Signal(lane_bits, name=f"distance{lane}", reset_less=True) for lane in range(1, LANES))]
-        with m.If(dist_valid):
-            m.d.sync += [dist.eq(Mux(dist_v_first, term, dist + term)) for dist, term in zip(distances, terms)]
+        with m.If(dist["valid"]):
+            m.d.sync += [d.eq(Mux(dist["v_first"], t, d + t)) for d, t in zip(distances, terms)]
 
         # Argmin, two stages so that no path has two comparators in a row. Pairs: lanes 0, 1
         # and lanes 2, 3 (ties to the lower lane; lanes 2, 3 exist for K >= 4, lane 0 alone
         # when squared). Best: the pairs' winner against the codebook's best so far (strict,
-        # so the smallest k wins a tie), its three comparisons side by side.
-        pair_valid = Signal()
-        m.d.sync += pair_valid.eq(dist_valid & dist_v_last)
+        # so the smallest k wins a tie), its three comparisons side by side; a lane distance
+        # has lane_bits, so only lane 0's sums of squares take the full width.
+        pair = stage("pair", valid=dist["valid"] & dist["v_last"], k_last=dist["k_last"], c_last=dist["c_last"])
         lane0 = distances[0][:lane_bits]
         low, high = Signal.like(distances[0]), Signal(lane_bits, reset_less=True)
         low_lane, high_lane = Signal(), Signal()
         take1, take3 = distances[1] < lane0, distances[3] < distances[2]
-        with m.If(pair_valid):
+        with m.If(pair["valid"]):
             m.d.sync += [low.eq(Mux(p.squared, distances[0], Mux(take1, distances[1], lane0))),
                          low_lane.eq(~p.squared & take1),
                          high.eq(Mux(take3, distances[3], distances[2])), high_lane.eq(take3)]
-        argmin_valid = Signal()
-        m.d.sync += argmin_valid.eq(pair_valid)
+        best = stage("best", **pair)
+        argmin_valid, argmin_k_last, argmin_row_last = best["valid"], best["k_last"], best["c_last"]
         argmin_code = Signal(code_bits)                   # lane 0's prototype k
         write_c, write_bank = Signal(range(limits.codebooks)), Signal()
-        argmin_k_last = argmin_code + k_step >= K
-        argmin_row_last = write_c + 1 == C
         best_distance, best_code = Signal.like(distances[0]), Signal(code_bits, reset_less=True)
         take_high = ~p.squared & (K != 2) & (high < low[:lane_bits])
         candidate = Mux(take_high, high, low)
         candidate_lane = Mux(take_high, Cat(high_lane, 1), Cat(low_lane, 0))
-        take = (argmin_code == 0) | Mux(take_high, high < best_distance, low < best_distance)
+        take = (argmin_code == 0) | Mux(take_high, high < best_distance[:lane_bits], low < best_distance)
         new_code = Mux(take, argmin_code | candidate_lane, best_code)
         with m.If(argmin_valid):
             m.d.sync += argmin_code.eq(Mux(argmin_k_last, 0, argmin_code + k_step))
@@ -345,22 +374,23 @@ class LutUnit(wiring.Component):
                 m.d.sync += write_c.eq(Mux(argmin_row_last, 0, write_c + 1))
                 with m.If(argmin_row_last):
                     m.d.sync += write_bank.eq(~write_bank)
-                    for bank in (0, 1):
-                        with m.If(write_bank == bank):
-                            m.d.sync += bank_ready[bank].eq(1)
-        m.d.comb += [code_write.addr.eq(Cat(write_c, write_bank)), code_write.data.eq(new_code),
+        m.d.comb += [row_coded.eq(argmin_valid & argmin_k_last & argmin_row_last),
+                     code_write.addr.eq(Cat(write_c, write_bank)), code_write.data.eq(new_code),
                      code_write.en.eq(argmin_valid & argmin_k_last)]
 
         # Lookup: per row, groups g of 8 outputs, in each the codebooks c.
-        lk_rows_left = Signal(range(tokens + 1))
         lk_bank = Signal()
         lk_g, lk_c = Signal(range(_ceil_div(features, ENTRIES_PER_WORD))), Signal(range(limits.codebooks))
-        entry_base = Signal(len(self.table.addr))         # tables_base + (g * C + c) * K of the word stage
+        # The table word of the copy (copy_base + n // 2), or of the lookup's word stage but its
+        # code (tables_base + (g * C + c) * K): the copy ends at tables_base.
+        entry_base = Signal(len(self.table.addr))
+        following_entry = entry_base + Mux(copying, copy_index[0], K)
         advance = Signal()
-        lk_c_last = lk_c + 1 == C
-        g_last = Cat(Const(0, 3), lk_g + 1) >= M
-        running = (lk_rows_left != 0) & Mux(lk_bank, bank_ready[1], bank_ready[0]) & copy_done
-        m.d.comb += [code_read.addr.eq(Cat(lk_c, lk_bank)), code_read.en.eq(advance)]
+        lk_c_last = lk_c == C_last
+        g_last = lk_g == M_last[3:]
+        running = (banks_ready != 0) & copy_done
+        m.d.comb += [code_read.addr.eq(Cat(lk_c, lk_bank)), code_read.en.eq(advance),
+                     row_looked_up.eq(advance & running & lk_c_last & g_last)]
         word_valid, word_last, word_row_last = Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [word_valid.eq(running), word_last.eq(lk_c_last),
@@ -370,15 +400,14 @@ class LutUnit(wiring.Component):
                 with m.If(lk_c_last):
                     m.d.sync += lk_g.eq(Mux(g_last, 0, lk_g + 1))
                     with m.If(g_last):
-                        m.d.sync += [lk_bank.eq(~lk_bank), lk_rows_left.eq(lk_rows_left - 1)]
-                        for bank in (0, 1):
-                            with m.If(lk_bank == bank):
-                                m.d.sync += [bank_busy[bank].eq(0), bank_ready[bank].eq(0)]
+                        m.d.sync += lk_bank.eq(~lk_bank)
         # tables_base is a multiple of K, so row base + code is row base | code.
-        m.d.comb += [self.table.addr.eq(Mux(copying, p.copy_base + copy_index[1:], entry_base | code_read.data)),
+        m.d.comb += [self.table.addr.eq(entry_base | Mux(copying, 0, code_read.data)),
                      self.table.en.eq(copying | (advance & word_valid))]
         with m.If(advance & word_valid):
-            m.d.sync += entry_base.eq(Mux(word_row_last, p.tables_base, entry_base + K))
+            m.d.sync += entry_base.eq(Mux(word_row_last, p.tables_base, following_entry))
+        with m.If(copying):
+            m.d.sync += entry_base.eq(following_entry)
         acc_valid, acc_last = Signal(), Signal()
         with m.If(advance):
             m.d.sync += [acc_valid.eq(word_valid), acc_last.eq(word_last)]
@@ -406,10 +435,13 @@ class LutUnit(wiring.Component):
         # with acc), so the bias holds the port only while the output stream stalls.
         # `result` leaves as int8 or as 4 bytes.
         out_rows_left = Signal(range(tokens + 1))
-        outputs_left = Signal(range(features))            # the row's outputs after the next one
-        group_place = Signal(3)                           # the next output's place in its group
         bias_local = p.bias_local[:len(local_read.addr)]
         bias_address = Signal.like(local_read.addr)       # the next output's bias: bias_local + m
+        bias_last = Signal.like(local_read.addr)          # bias_local + M - 1
+        out_last, group_end = Signal(), Signal()          # the next output is its row's, its group's last
+        # bias_local is a multiple of 8: the low bits of the bias address are m % 8.
+        m.d.comb += [out_last.eq(bias_address == bias_last),
+                     group_end.eq(out_last | (bias_address[:3] == ENTRIES_PER_WORD - 1))]
         bias_pending = Signal()                           # local_read.data is the next output's bias
         result = Signal(signed(self.result_bits), reset_less=True)
         result_valid, result_last = Signal(), Signal()
@@ -418,7 +450,6 @@ class LutUnit(wiring.Component):
         byte_last = ~p.acc_output | (out_byte == 3)
         taken = self.o.valid & self.o.ready
         emit, emit_if_taken = Signal(), Signal()
-        out_last, group_end = Signal(), Signal()          # the next output is its row's, its group's last
         following_bias = Mux(out_last, bias_local, bias_address + 1)
         # The bias has the port (and is pending next cycle): while a pending bias waits for
         # `emit`, and to read the next output's bias, as `emit` takes an int8 output with more
@@ -447,11 +478,7 @@ class LutUnit(wiring.Component):
             m.d.sync += [result.eq(holding[0] + local_read.data.as_signed()), result_valid.eq(1),
                          result_last.eq(out_last & (out_rows_left == 1)), out_byte.eq(0),
                          window_shift.eq(Mux(p.acc_output, 0, p.out_shift)), bias_address.eq(following_bias),
-                         outputs_left.eq(Mux(out_last, M - 1, outputs_left - 1)),
-                         group_place.eq(Mux(out_last, 0, group_place + 1)),
-                         out_last.eq(Mux(out_last, M == 1, outputs_left == 1)),
-                         group_end.eq(Mux(out_last, M == 1,
-                                          (outputs_left == 1) | (group_place == ENTRIES_PER_WORD - 2)))]
+                         ]
             with m.If(out_last):
                 m.d.sync += out_rows_left.eq(out_rows_left - 1)
         with m.Elif(taken & byte_last):
@@ -466,14 +493,15 @@ class LutUnit(wiring.Component):
                      self.done.eq(taken & byte_last & result_last)]
 
         with m.If(self.start):
-            m.d.sync += [copying.eq(1), copy_index.eq(0), copy_write_index.eq(0), entry_base.eq(p.tables_base),
-                         rows_to_take.eq(rows), received.eq(0), row_in.eq(0), next_last.eq(D == 1),
-                         enc_rows_left.eq(rows), enc_bank.eq(0), enc_c.eq(0), enc_k.eq(0), enc_v.eq(0),
-                         v_last.eq(V == 1), k_last.eq(k_step >= K), c_last.eq(C == 1), first_beat.eq(1),
-                         x_index.eq(0), x_base.eq(0), beat.eq(0), argmin_code.eq(0), write_c.eq(0), write_bank.eq(0),
-                         *(b.eq(0) for b in (*bank_busy, *bank_ready)),
-                         lk_rows_left.eq(rows), lk_bank.eq(0), lk_g.eq(0), lk_c.eq(0),
-                         holding_full.eq(0), out_rows_left.eq(rows), outputs_left.eq(M - 1), group_place.eq(0),
-                         out_last.eq(M == 1), group_end.eq(M == 1),
+            m.d.sync += [copying.eq(1), copy_index.eq(0), copy_write_index.eq(0), entry_base.eq(p.copy_base),
+                         rows_to_take.eq(rows), received.eq(0), row_in.eq(0),
+                         enc_k.eq(0), enc_v.eq(0),
+                         first_beat.eq(1),
+                         last_v.eq(V - 1), last_base.eq(D - V),
+                         k_ones.eq(Cat(K[i + 1:].any() & (p.squared | (i >= 2)) for i in range(code_bits))),
+                         x_index.eq(0), x_base.eq(0), local_word.eq(0), word_byte.eq(0), argmin_code.eq(0), write_c.eq(0), write_bank.eq(0),
+                         banks_busy.eq(0), banks_ready.eq(0),
+                         lk_bank.eq(0), lk_g.eq(0), lk_c.eq(0),
+                         holding_full.eq(0), out_rows_left.eq(rows), bias_last.eq(bias_local + M_last),
                          bias_address.eq(bias_local), result_valid.eq(0)]
         return m
