@@ -3,46 +3,49 @@ sections 13.3 and 16), E, G and out_shift given at run time.
 
 Arithmetic. As in the operator engine (hw/operators/layernorm.py, spec section 13.10),
 Q = sum (E*x - S)^2 = E * V with V = E*P - S^2 (S = sum x, P = sum x^2), so r =
-isqrt(floor(Q * 4^G / E)) = isqrt(V * 4^G) and the only division is 2^32 / r. E is a
-runtime value here, and a multiply by it is a multiplier, so V is gathered without E*P
-or S^2: with S' the sum of the row's elements before x, the terms x * (E*x - x - 2*S')
-add up to E*P - S^2 (sum (x^2 + 2 x S') = S^2, telescoping). One multiplier makes a
-term a cycle, and E*x, which the out stage needs for d = E*x - S anyway, is made once
-(gated shifted adds: E has few bits) and kept in the row buffer instead of x.
+isqrt(floor(Q * 4^G / E)) = isqrt(V * 4^G) and the only division is 2^32 / r. V is
+gathered without E*P or S^2: with S' the sum of the row's elements before x, the terms
+x * (E*x - x - 2*S') add up to E*P - S^2 (sum (x^2 + 2 x S') = S^2, telescoping). E*x,
+which the out stage needs for d = E*x - S anyway, is made once, on the network's shared
+multiplier (an int8 times E, spec 16.4), and kept in the row buffer instead of x.
 
 Three rows are in flight, each in its own stage, so row n+1 comes in while row n is in
-its statistics and row n-1 goes out (a 3-slot row buffer of E*x in block RAM):
+its statistics and row n-1 goes out (a row buffer of E*x in block RAM, 4 slots):
 
-  in     one element a cycle: x is held one cycle, then S and V take their terms and
-         E*x is written into the row buffer. The last add of a row hands S and V to the
-         statistics at the same clock edge.
-  stats  r = isqrt(V * 4^G), 2 root bits a cycle (shift-subtract over V's pairs and
-         then G zero pairs; V is gathered as V * 4^a, a = 0 or 1, so that they fill
-         whole cycles; while r is 0, a cycle whose next 4 pairs are 0 consumes all 4),
-         then inv = floor(2^32 / r) by restoring division, 2 quotient bits a cycle (two
-         steps in series, as long as the root's), starting at the first quotient bits r
-         allows (c cycles for r >= 2^(32 - 2c) + 4, decided from the root before its
-         last 2 bits).
+  in     one element a cycle: E*x goes into the row buffer as x is taken, x and E*x - x
+         are held a cycle, then S and V take their terms. A row's last element waits
+         (and the input with it) until the statistics are idle; its add hands S and V to
+         them and starts the sums again from 0.
+  stats  r = isqrt(V * 4^G) by shift-subtract, one pair of the radicand a cycle (V's
+         pairs, then G zero pairs; while r is 0, a cycle whose next 4 pairs are 0 consumes
+         all 4), then inv = floor(2^32 / r) by restoring division, 2 quotient bits a cycle
+         (two steps in series), over the quotient's possible bits only: c = 16 - m cycles
+         from remainder 4^m, m = floor((bits of r - 2) / 2), as r > 4^m. m is half the
+         root cycles left after the one that starts from r = 1 (no comparators, rounded
+         down), and the quotient register starts
+         as 4^m too, so the division's last cycle is the one with that bit at 2^30. That
+         last cycle waits for the out stage, which takes its quotient straight into the
+         input registers of the DSP blocks of d * inv.
   out    a lock-step pipeline that advances on `~o.valid | o.ready`: issue (row buffer
          read) -> d = E*x - S, n = rshift_round(d * inv, 32 - 2G) -> y = sat8(
          rshift_round(n * weight + bias, out_shift)) (the runtime requantizer of
          hw/network/requantize.py) -> o; the word of weight and bias is read while n is
-         made. A row's element 0 is issued in the statistics' last cycle.
+         made. A row's element 0 is issued in the division's last cycle.
 
 Rows stream one an E cycles, so a step takes rows*E plus one latency: E cycles in, the
-statistics (of the row whose statistics are longest) and 3 out. That latency is what
-separates a step from its bound rows*E, so the statistics make 2 bits a cycle and the
-stages hand over without idle cycles: 1 bit a cycle would not keep up with rows of 32,
-more would lengthen the clock period, and radix-4 division (4w - r, 4w - 2r, 4w - 3r
-side by side) costs three comparators and 3r for a cycle or two a row. V = 0 (a
-row of equal values, r = 0) needs no case in the arithmetic: every d = 0 and the
-division's meaningless quotient is multiplied by 0 (spec 13.3, step 4); the division
-then takes its shortest plan.
+statistics (of the last row) and 3 out. The statistics take about 27 cycles a row at the
+tiny ViT's shape, fewer than E = 32, so they keep up; the root makes one bit a cycle,
+not two, as a second shift-subtract step in series costs about 45 logic cells and the
+clock period, for 8 or 9 cycles of the step's latency. V = 0 (a row of equal values, r = 0)
+needs no case in the arithmetic: every d = 0 and the division's meaningless quotient is
+multiplied by 0 (spec 13.3, step 4); the division then takes one cycle. Registers that
+only feed a DSP block (inv, n) have no reset, so that they are the block's own.
 
-Multipliers (`nomac.hw.multiplier_count`): 3. x * 4^a times the cross term (10 x 15 bits
-signed at E <= 32, 1 DSP of 16 x 16), d * inv (14 bits signed x 32 unsigned, 2 DSPs) and
-n * weight (12 x 16 signed, 1 DSP). E*x is 5 gated shifted adds and a multiplexer (E = 32)
-in LUTs.
+Multipliers (`nomac.hw.multiplier_count`): 3 of the unit's own, x times the cross term (8 x
+15 bits signed at E <= 32, 1 DSP of 16 x 16), d * inv (14 bits signed x 32 unsigned, 2
+DSPs) and n * weight (12 x 16 signed, 1 DSP); E*x is on the shared multiplier. The adds of
+V's terms and of the bias are the DSP blocks' own adders (a product at its natural width
+lets Yosys put the add after it into the block).
 
 Table memory: one word per feature e at table_base + e, weight[e] (int16) in bits 0..15
 and bias[e] (int32) in bits 32..63: one read per output element, so no register keeps
@@ -51,14 +54,13 @@ word).
 
 Timetable, no stalls, in clock edges after the one that takes `start` (n_s =
 `root_cycles`(pairs, G, V), n_q = `quotient_cycles`(r)): element j of the step is taken at edge
-j + 1; row k's statistics start at S_k = max((k+1)E + 1, I_(k-1)) (its last add, or the
-edge row k-1 leaves the statistics) and its element 0 is issued at I_k = max(S_k + n_s +
-n_q, I_(k-1) + E), the others one an edge; an element is taken 3 edges after its issue.
-While S_k = (k+1)E + 1 for every row (the statistics keep up, as at E = 32), the step
-takes I_(rows-1) + E + 2 cycles. At E = 32, G = 7 the trained tiny ViTs' rows have r of 14
-to 18 bits: n_s + n_q = 10 + 8 (r >= 2^16 + 4) or 9 + 9 (V * 4^a below 2^18, r >= 2^14 + 4)
-or 10 + 9, so 17 rows take 597 or 598 cycles (bound 544, +10 % is 598.4), and 1 row 85 or 86
-(bound 32); a row of r below 2^14 (a spread below 4) can cost a cycle or two more.
+j + 1; row k's statistics start at S_k = max((k+1)E + 1, I_(k-1) + 1) (its last add, or
+the edge after row k-1 leaves the statistics) and its element 0 is issued at I_k = max(S_k
++ n_s + n_q, I_(k-1) + E), the others one an edge; an element is taken 3 edges after its
+issue. While S_k = (k+1)E + 1 for every row (the statistics keep up, as at E = 32), the
+step takes I_(rows-1) + E + 2 cycles. At E = 32, G = 7 the trained tiny ViTs' rows have r of
+14 to 18 bits: n_s + n_q = 16 + 10 (r of 14 or 15 bits), 19 + 9 (16 or 17) or 19 + 8 (18),
+so 17 rows take 605 to 607 cycles (bound 544: up to 11.6 % over) and 1 row 93 to 95 (bound 32).
 """
 from dataclasses import dataclass
 from functools import cache
@@ -72,7 +74,6 @@ from nomac.hw.matrix_vector_engine import BLOCK_RAM
 from nomac.hw.network.requantize import requantize_runtime
 from nomac.hw.network.unit import Field, LimitError, UnitSignature, UnitStep, params_layout
 from nomac.hw.operators.layernorm import LayerNormWidths
-from nomac.hw.requantize import balanced_sum
 from nomac.model.operator_layers import MAX_NORM_BITS
 
 __all__ = ["FIELDS", "LayerNormUnitWidths", "LayerNormUnit", "layernorm_step", "root_cycles", "quotient_cycles"]
@@ -81,11 +82,10 @@ FIELDS = (Field("rows", 16), Field("features", 16), Field("norm_bits", 4), Field
           Field("table_base", 16))
 
 RECIPROCAL_BITS = 32            # inv = floor(2^32 / r), docs/spec.md section 13.3 step 4
-ROOT_BITS_PER_CYCLE = 2
 QUOTIENT_BITS_PER_CYCLE = 2     # restoring steps a cycle
 MAX_QUOTIENT_CYCLES = RECIPROCAL_BITS // QUOTIENT_BITS_PER_CYCLE    # r >= 2: inv <= 2^31 has 32 bits
 SKIP_PAIRS = 4                  # a root cycle over leading zero pairs consumes 4 of them
-SLOTS = 3                       # rows in the row buffer: in, stats, out
+SLOTS = 4                       # rows in the row buffer: in, stats, out and a spare (slots count mod 4)
 WEIGHT_BITS, BIAS_LANE = 16, 32       # weight in bits 0..15 of a feature's word, bias in 32..63
 
 
@@ -104,15 +104,13 @@ class LayerNormUnitWidths:
 
     The operator engine's bounds (`LayerNormWidths`, at their widest over E and G) size
     S, V, r, inv, d, d * inv and n. The in stage's own: E*x; the cross term c = E*x - x -
-    2*S' (S' the sum before x: |S'| <= 128 (E-1), so -382 (E-1) <= c <= 383 (E-1)) and
-    x * c; the partial sums of V, E*P' - S'^2 in 0..E*P' <= E^2 2^14 (Cauchy-Schwarz); the
-    last two times 4^a, a < ROOT_BITS_PER_CYCLE (V's placement). The out stage's n * weight +
-    bias: |n| < 2^(n bits - 1), |weight| <= 2^15, bias in int32.
+    2*S' (S' the sum before x: |S'| <= 128 (E-1), so -382 (E-1) <= c <= 383 (E-1)); the
+    partial sums of V, E*P' - S'^2 in 0..E*P' <= E^2 2^14 (Cauchy-Schwarz). The
+    out stage's n * weight + bias: |n| < 2^(n bits - 1), |weight| <= 2^15, bias in int32.
     """
     sum: Shape
     scaled: Shape
     cross: Shape
-    term: Shape
     partial_variance: Shape
     variance: Shape
     root_bits: int
@@ -130,10 +128,8 @@ class LayerNormUnitWidths:
         widest = {name: _widest(getattr(w, name) for w in each)
                   for name in ("sum", "variance", "inv", "deviation", "product", "normalized")}
         acc_max = (1 << (widest["normalized"].width - 1)) * (1 << (WEIGHT_BITS - 1)) + (1 << 31)
-        placed = 4 ** (ROOT_BITS_PER_CYCLE - 1)
         return cls(**widest, scaled=_range(-128 * E, 127 * E), cross=_range(-382 * (E - 1), 383 * (E - 1)),
-                   term=_range(-128 * 383 * (E - 1) * placed, 128 * 383 * (E - 1) * placed),
-                   partial_variance=_range(0, (E * E << 14) * placed), root_bits=max(w.root_bits for w in each),
+                   partial_variance=_range(0, E * E << 14), root_bits=max(w.root_bits for w in each),
                    output_acc=_range(-acc_max, acc_max))
 
     @property
@@ -141,37 +137,25 @@ class LayerNormUnitWidths:
         return -(-self.variance.width // 2)
 
 
-def _placement(variance_pairs: int, norm_bits: int) -> int:
-    """a in V * 4^a, so that V's pairs and G zero pairs fill whole cycles of ROOT_BITS_PER_CYCLE."""
-    full = -(-(variance_pairs + norm_bits) // ROOT_BITS_PER_CYCLE)
-    return ROOT_BITS_PER_CYCLE - 1 - (ROOT_BITS_PER_CYCLE * full - variance_pairs - norm_bits)
-
-
 def root_cycles(variance_pairs: int, norm_bits: int, variance: int | None = None) -> int:
-    """Cycles of r = isqrt(V * 4^G): V's pairs and G zero pairs, ROOT_BITS_PER_CYCLE a cycle
-    (for variance None: what the unit counts down from), less a cycle for every SKIP_PAIRS
-    leading zero pairs of V * 4^a (in variance_pairs + 1 pairs) while r is still 0 and at
-    least 3 cycles remain: such a cycle consumes them all."""
-    full = -(-(variance_pairs + norm_bits) // ROOT_BITS_PER_CYCLE)
+    """Cycles of r = isqrt(V * 4^G), one pair of the radicand a cycle: V's pairs and G zero
+    pairs (for variance None: what the unit counts down from), less SKIP_PAIRS - 1 for each
+    cycle that, while r is still 0, consumes the next SKIP_PAIRS pairs at once, all 0 (as
+    long as a cycle remains after it)."""
+    total = variance_pairs + norm_bits
     if variance is None:
-        return full
-    placed = variance << 2 * _placement(variance_pairs, norm_bits)
-    zero_pairs = ROOT_BITS_PER_CYCLE * full if variance == 0 else variance_pairs + 1 - -(-placed.bit_length() // 2)
-    return full - min(zero_pairs // SKIP_PAIRS, (full - 1) // 2)
+        return total
+    zero_pairs = total if variance == 0 else variance_pairs - -(-variance.bit_length() // 2)
+    return total - min(zero_pairs, total - 1) // SKIP_PAIRS * (SKIP_PAIRS - 1)
 
 
 def quotient_cycles(root: int) -> int:
-    """Cycles of inv = floor(2^32 / r), 2 quotient bits a cycle: the fewest c with r >= 2^(32 -
-    2c) + 4 (r > 2^(32 - 2c), as far as r without its last 2 bits tells: the quotient then has
-    at most 2c bits and 2^(32 - 2c) is the remainder before them), else 16 (the 32 bits of
-    inv, from remainder 1, for r < 8); 1 for r = 0 (V = 0: the quotient is multiplied
-    by d = 0)."""
+    """Cycles of inv = floor(2^32 / r), 2 quotient bits a cycle: 16 - m for r >= 2 with m =
+    floor((bits of r - 2) / 2) (the quotient has at most 32 - 2m bits, as r > 4^m), and 1
+    for r = 0 (V = 0: the quotient is multiplied by d = 0)."""
     if root == 0:
         return 1
-    for c in range(1, MAX_QUOTIENT_CYCLES):
-        if root >= (1 << (RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE * c)) + 4:
-            return c
-    return MAX_QUOTIENT_CYCLES
+    return MAX_QUOTIENT_CYCLES - (root.bit_length() - 2) // 2
 
 
 def layernorm_step(layer, rows: int, table_base: int, limits) -> UnitStep:
@@ -191,15 +175,23 @@ def layernorm_step(layer, rows: int, table_base: int, limits) -> UnitStep:
     return UnitStep(params, table_words, rows * E, rows * E, rows * E, "rows*E")
 
 
-def _times_count(value, count, limit: int):
-    """value * count for an unsigned count of a few bits, at most `limit` (E <= limits.model_features):
-    one shifted copy of value per bit of count, gated by the bit, summed as a balanced tree in
-    LUTs (a multiply by a runtime value this small needs no DSP block). When limit is a power of
-    two its bit is set only in count = limit, so that copy is a multiplexer, not one more adder."""
-    top = limit.bit_length() - 1
-    if top and limit == 1 << top:
-        return Mux(count[top], value << top, _times_count(value, count[:top], limit - 1))
-    return balanced_sum([Mux(count[i], value << i, 0) for i in range(len(count))])
+def _difference(minuend, subtrahend_complement):
+    """minuend - subtrahend with the borrow as its top bit, from the subtrahend's complement ~b:
+    a + ~b + 1 on one carry chain, with no inverter in front of it."""
+    width = max(len(minuend), len(subtrahend_complement)) + 1
+    ones = Const(-1, width - len(subtrahend_complement))
+    return (minuend + Cat(subtrahend_complement, ones) + 1)[:width]
+
+
+def _window(value, pairs, width: int):
+    """value >> 2 * pairs in `width` bits, by levels that keep only the bits later levels still
+    need (a general shifter would shift every bit of value)."""
+    bits = list(value)
+    for level in reversed(range(len(pairs))):
+        step, kept = 2 << level, width + (2 << level) - 2
+        bits = [Mux(pairs[level], bits[j + step] if j + step < len(bits) else bits[-1], bits[j])
+                for j in range(min(kept, len(bits)))]
+    return Cat(*bits[:width])
 
 
 class LayerNormUnit(wiring.Component):
@@ -208,7 +200,7 @@ class LayerNormUnit(wiring.Component):
     def __init__(self, limits):
         self.limits = limits
         self.widths = LayerNormUnitWidths.of(limits)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -218,118 +210,94 @@ class LayerNormUnit(wiring.Component):
         E = p.features[:E_max.bit_length()]
         G = p.norm_bits
         rows_shape = range(self.limits.tokens + 1)
-        k, pairs = ROOT_BITS_PER_CYCLE, w.variance_pairs
+        pairs = w.variance_pairs
 
         # the step's constants, decoded from params (held from start to done) into registers
         last_index = Signal(range(E_max))
-        placement = Signal(range(k))                # V is gathered as V * 4^placement
-        root_cycle_count = Signal(range(root_cycles(pairs, MAX_NORM_BITS)))
-        norm_shift = Signal(range(2 * MAX_NORM_BITS))
-        m.d.sync += [last_index.eq(E - 1), norm_shift.eq((MAX_NORM_BITS - G) << 1)]
-        with m.Switch(G):
-            for g in range(1, MAX_NORM_BITS + 1):
-                with m.Case(g):
-                    m.d.sync += [placement.eq(_placement(pairs, g)), root_cycle_count.eq(root_cycles(pairs, g) - 1)]
+        norm_pairs = Signal(range(MAX_NORM_BITS))   # the product's shift beyond 2^(31 - 2 * MAX_NORM_BITS), in pairs
+        m.d.sync += [last_index.eq(E - 1), norm_pairs.eq(MAX_NORM_BITS - G)]
 
         m.submodules.row_buffer = row_buffer = memory.Memory(shape=w.scaled, depth=SLOTS << index_bits, init=[],
                                                              attrs=BLOCK_RAM)
         buffer_write, buffer_read = row_buffer.write_port(), row_buffer.read_port()
 
-        def next_slot(slot):
-            return Mux(slot == SLOTS - 1, 0, slot + 1)
-
-        # in: take an element; a cycle later add it to S and its term to V, write E*x
+        # in: take an element, write E*x (made beside it on the shared multiplier) into the row
+        # buffer and hold x and E*x - x; a cycle later add x to S and its term to V. A row's last
+        # element waits until the statistics are free, then S and V go to them and the sums restart
+        # from 0.
         take_rows = Signal(rows_shape)              # rows of the step not yet taken in full
-        take_index = Signal(range(E_max))
-        held, held_valid, held_last = Signal(signed(8)), Signal(), Signal()
-        add_index, in_slot = Signal(range(E_max)), Signal(range(SLOTS))
-        in_first, in_full = Signal(init=1), Signal()    # next add starts a row / a row waits for stats
+        take_index, take_slot = Signal(range(E_max)), Signal(range(SLOTS))
+        held, held_valid, held_last, held_slot = Signal(signed(8)), Signal(), Signal(), Signal(range(SLOTS))
+        held_cross = Signal(w.cross)                # E*x - x, the cross term before - 2 S'
         row_sum, row_variance = Signal(w.sum), Signal(w.partial_variance)
-        adds = held_valid & ~in_full
+        IDLE, ROOT, QUOTIENT = range(3)
+        phase = Signal(range(3))
+        adds = held_valid & (~held_last | (phase == IDLE))
+        stats_take = adds & held_last
         take_next = ~held_valid | adds
         take = self.i.valid & self.i.ready
-        m.d.comb += self.i.ready.eq((take_rows != 0) & take_next)
+        scaled = self.multiplier.p[:w.scaled.width].as_signed()
+        m.d.comb += [self.i.ready.eq((take_rows != 0) & take_next),
+                     self.multiplier.a.eq(self.i.payload), self.multiplier.b.eq(E),
+                     buffer_write.addr.eq(Cat(take_index, take_slot)), buffer_write.data.eq(scaled),
+                     buffer_write.en.eq(take)]
         with m.If(take_next):
-            m.d.sync += [held_valid.eq(take), held.eq(self.i.payload), held_last.eq(take_index == last_index)]
+            m.d.sync += [held_valid.eq(take), held.eq(self.i.payload), held_cross.eq(scaled - self.i.payload),
+                         held_last.eq(take_index == last_index), held_slot.eq(take_slot)]
         with m.If(take):
             with m.If(take_index == last_index):
-                m.d.sync += [take_index.eq(0), take_rows.eq(take_rows - 1)]
+                m.d.sync += [take_index.eq(0), take_slot.eq(take_slot + 1), take_rows.eq(take_rows - 1)]
             with m.Else():
                 m.d.sync += take_index.eq(take_index + 1)
-        starts_row = in_first & ~in_full            # with in_full the registers hold the whole row
-        sum_before, variance_before = Mux(starts_row, 0, row_sum), Mux(starts_row, 0, row_variance)
-        scaled, cross, term = Signal(w.scaled), Signal(w.cross), Signal(w.term)
+        cross = Signal(w.cross)
+        term = Signal(signed(len(held) + len(cross)))   # the natural width: the DSP block then adds V too
         next_sum, next_variance = Signal(w.sum), Signal(w.partial_variance)
-        m.d.comb += [scaled.eq(_times_count(held, E, E_max)),
-                     cross.eq(scaled - held - (sum_before << 1)),
-                     term.eq(Mux(placement, held << 2, held) * cross),
-                     next_sum.eq(sum_before + Mux(in_full, 0, held)),
-                     next_variance.eq(variance_before + Mux(in_full, 0, term)),
-                     buffer_write.addr.eq(Cat(add_index, in_slot)), buffer_write.data.eq(scaled),
-                     buffer_write.en.eq(adds)]
+        m.d.comb += [cross.eq(held_cross - (row_sum << 1)),
+                     term.eq(held * cross),
+                     next_sum.eq(row_sum + held),
+                     next_variance.eq(row_variance + term)]
         with m.If(adds):
-            m.d.sync += [row_sum.eq(next_sum), row_variance.eq(next_variance), in_first.eq(held_last)]
-            with m.If(held_last):
-                m.d.sync += add_index.eq(0)
-            with m.Else():
-                m.d.sync += add_index.eq(add_index + 1)
+            m.d.sync += [row_sum.eq(Mux(held_last, 0, next_sum)), row_variance.eq(Mux(held_last, 0, next_variance))]
 
         # stats: r = isqrt(V * 4^G), then inv = floor(2^32 / r)
-        IDLE, ROOT, QUOTIENT, READY = range(4)
-        phase = Signal(range(4))
-        cycle = Signal(range(max(MAX_QUOTIENT_CYCLES, root_cycles(pairs, MAX_NORM_BITS))))
+        most_root_cycles = root_cycles(pairs, MAX_NORM_BITS)
+        cycle = Signal(range(most_root_cycles))
         stats_sum, stats_slot = Signal(w.sum), Signal(range(SLOTS))
         out_take = Signal()
-        stats_free = (phase == IDLE) | out_take
-        stats_take = stats_free & (in_full | (adds & held_last))
-        with m.If(stats_take):
-            m.d.sync += [in_full.eq(0), in_slot.eq(next_slot(in_slot))]
-        with m.Elif(adds & held_last):
-            m.d.sync += in_full.eq(1)
 
-        pending = Signal(2 * (pairs + k - 1))       # the radicand's next pairs on top
+        pending = Signal(2 * pairs)                 # the radicand's next pairs on top
         remainder = Signal(w.root_bits + 1)
-        root = Signal(w.root_bits)
+        root_complement = Signal(w.root_bits)      # ~r: subtracting r then needs no inverters
+        root = ~root_complement
         divided = Signal(w.root_bits)               # the division's remainder, below r
-        quotient = Signal(RECIPROCAL_BITS)
-        first_remainder = Signal.like(divided)
-        quotient_count = Signal.like(cycle)
-        flat_row = Signal()                         # V = 0: r = 0, every d = 0, any quotient will do
+        quotient = Signal(RECIPROCAL_BITS)          # below the plan's 4^m bit, which leaves at the top
 
-        # the division's plan, from r without its last ROOT_BITS_PER_CYCLE bits (the last cycle's):
-        # c cycles when r >= 2^(32 - 2c) + 4 (known_root > 2^(30 - 2c)), from remainder 2^(32 - 2c)
-        known_root = root[:w.root_bits - k]
-        m.d.comb += [first_remainder.eq(1), quotient_count.eq(MAX_QUOTIENT_CYCLES - 1)]
-        for c in reversed(range(1, MAX_QUOTIENT_CYCLES)):
-            threshold = RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE * c - k
-            if threshold < len(known_root):
-                above = known_root[threshold + 1:] != 0 if threshold + 1 < len(known_root) else Const(0)
-                with m.If(above | known_root[threshold] & (known_root[:threshold] != 0)):
-                    m.d.comb += [first_remainder.eq(1 << (RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE * c)),
-                                 quotient_count.eq(c - 1)]
-        with m.If(flat_row):
-            m.d.comb += [first_remainder.eq(0), quotient_count.eq(0)]
+        # square root, one pair of the radicand a cycle
+        widened = Cat(pending[-2:], remainder)
+        root_difference = _difference(widened, Cat(Const(0b10, 2), root_complement))    # - (4r + 1)
+        root_fits = ~root_difference[-1]
+        next_remainder = Signal.like(remainder)
+        m.d.comb += next_remainder.eq(Mux(root_fits, root_difference, widened))
 
-        # each step's results are signals, so that the next step's expressions refer to them
-        r, q, pend = remainder, root, pending       # square root: one pair of the radicand a step
-        for step in range(k):
-            widened = (r << 2) | pend[-2:]
-            difference = widened - ((q << 2) | 1)   # its top bit is the borrow
-            fits = ~difference[-1]
-            r_next, q_next = Signal.like(remainder, name=f"root_remainder_{step}"), Signal.like(root, name=f"root_{step}")
-            m.d.comb += [r_next.eq(Mux(fits, difference, widened)), q_next.eq((q << 1) | fits)]
-            r, q = r_next, q_next
-            pend = (pend << 2)[:len(pending)]
-        next_remainder, next_root, next_pending = r, q, pend
+        # the division's plan: c = 16 - m cycles from remainder 4^m, m = floor(j / 2) with j the
+        # root cycles after the one that made r >= 2 (then r >= 2^(j + 1) > 4^m), which is the
+        # cycle counter in the root cycle that starts from r = 1. The quotient starts as 4^m too,
+        # so that its last cycle is the one with that bit at 2^30. A row with r = 0 (V = 0: every
+        # d = 0, any quotient will do) takes one cycle from remainder 0.
+        quotient_pairs = Signal(range(most_root_cycles // 2 + 1))     # m
+        plan = (phase == ROOT) & (cycle == 0)       # the root's last cycle
+        flat_row = (root == 0) & (pending[-2:] == 0)    # in the root's last cycle: r will be 0
+        first_remainder, seed = Signal.like(divided), Signal.like(quotient)
+        m.d.comb += [first_remainder.eq(Cat(*(Cat((quotient_pairs == i) & ~flat_row, 0) for i in range(len(divided) // 2)))),
+                     seed.eq(first_remainder | flat_row << (RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE))]
 
         # restoring division, one quotient bit a step; in the root's last cycle (`plan`) the last
         # step's result is the plan's first remainder, chosen beside the steps' path (its borrow
         # then selects nothing), so that no multiplexer follows the last step's
-        plan = (phase == ROOT) & (cycle == 0)
         r, q = divided, quotient
         for step in range(QUOTIENT_BITS_PER_CYCLE):
             shifted = r << 1                        # the numerator's bits below 2^(32 - 2c) are 0
-            difference = shifted - root             # its top bit is the borrow
+            difference = _difference(shifted, root_complement)
             fits = ~difference[-1]
             r_next, q_next = Signal.like(divided, name=f"divided_{step}"), Signal.like(quotient, name=f"quotient_{step}")
             if step < QUOTIENT_BITS_PER_CYCLE - 1:
@@ -339,55 +307,62 @@ class LayerNormUnit(wiring.Component):
             m.d.comb += q_next.eq((q << 1) | fits)
             r, q = r_next, q_next
         next_divided, next_quotient = r, q
-        with m.If(plan | (phase == QUOTIENT)):
+        # the last cycle waits for the out stage, which takes its quotient into its DSP blocks
+        last_quotient_cycle = (phase == QUOTIENT) & quotient[RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE]
+        divides = (phase == QUOTIENT) & (~last_quotient_cycle | out_take)
+        with m.If(plan | divides):
             m.d.sync += divided.eq(next_divided)
 
         with m.Switch(phase):
             with m.Case(ROOT):
-                # r = 0 so far and the next SKIP_PAIRS pairs 0: the steps leave the remainder and r 0
-                skip = (root == 0) & (pending[-2 * SKIP_PAIRS:] == 0) & (cycle >= 2)
-                m.d.sync += [remainder.eq(next_remainder), root.eq(next_root),
-                             pending.eq(Mux(skip, pending << 2 * SKIP_PAIRS, next_pending)), cycle.eq(cycle - 1 - skip)]
+                # r = 0 so far and the next SKIP_PAIRS pairs 0: their steps would leave the remainder and r 0
+                skip = (root == 0) & (pending[-2 * SKIP_PAIRS:] == 0) & (cycle >= SKIP_PAIRS)
+                m.d.sync += [remainder.eq(next_remainder), root_complement.eq(Cat(~root_fits, root_complement)),
+                             pending.eq(Mux(skip, pending << 2 * SKIP_PAIRS, pending << 2)),
+                             cycle.eq(cycle - Mux(skip, SKIP_PAIRS, 1))]
+                with m.If(root == 1):
+                    m.d.sync += quotient_pairs.eq(cycle >> 1)
                 with m.If(cycle == 0):
-                    m.d.sync += [phase.eq(QUOTIENT), quotient.eq(0), cycle.eq(quotient_count)]
+                    m.d.sync += [phase.eq(QUOTIENT), quotient.eq(seed)]
             with m.Case(QUOTIENT):
-                m.d.sync += [quotient.eq(next_quotient), cycle.eq(cycle - 1)]
-                with m.If(cycle == 0):
-                    m.d.sync += phase.eq(READY)
+                with m.If(divides):
+                    m.d.sync += quotient.eq(next_quotient)
         with m.If(out_take):
             m.d.sync += phase.eq(IDLE)
         with m.If(stats_take):
-            m.d.sync += [phase.eq(ROOT), cycle.eq(root_cycle_count), pending.eq(next_variance), remainder.eq(0),
-                         root.eq(0), stats_sum.eq(next_sum), stats_slot.eq(in_slot), flat_row.eq(next_variance == 0)]
-        last_quotient_cycle = (phase == QUOTIENT) & (cycle == 0)
+            m.d.sync += [phase.eq(ROOT), cycle.eq(root_cycles(pairs, 0) - 1 + G), pending.eq(next_variance), remainder.eq(0),
+                         root_complement.eq(-1), quotient_pairs.eq(0), stats_sum.eq(next_sum), stats_slot.eq(held_slot)]
 
         # out: issue (row buffer read) -> deviation (n) -> normalized (y) -> o
         advance = ~self.o.valid | self.o.ready
         out_rows = Signal(rows_shape)               # rows of the step not yet issued
         issuing, issue_index, issue_slot = Signal(), Signal(range(E_max)), Signal(range(SLOTS))
-        m.d.comb += out_take.eq(advance & ~issuing & ((phase == READY) | last_quotient_cycle))
+        m.d.comb += out_take.eq(advance & ~issuing & last_quotient_cycle)
         issue_last = issuing & (out_rows == 0) & (issue_index == last_index)
-        m.d.comb += [buffer_read.addr.eq(Mux(issuing, Cat(issue_index, issue_slot), Cat(Const(0, index_bits),
-                                                                                        stats_slot))),
+        # between rows issue_index is 0: element 0 of the statistics' row is read at out_take
+        m.d.comb += [buffer_read.addr.eq(Cat(issue_index, Mux(issuing, issue_slot, stats_slot))),
                      buffer_read.en.eq(advance)]
         with m.If(out_take):
             m.d.sync += [issuing.eq(1), issue_index.eq(1), issue_slot.eq(stats_slot), out_rows.eq(out_rows - 1)]
         with m.Elif(advance & issuing):
             with m.If(issue_index == last_index):
-                m.d.sync += issuing.eq(0)
+                m.d.sync += [issuing.eq(0), issue_index.eq(0)]
             with m.Else():
                 m.d.sync += issue_index.eq(issue_index + 1)
 
-        deviation_valid, deviation_last, deviation_index = Signal(), Signal(), Signal(range(E_max))
-        row_sum_out, row_inv = Signal(w.sum), Signal(w.inv)
+        deviation_valid, deviation_last = Signal(), Signal()
+        table_addr = Signal.like(self.table.addr)    # the deviation stage's weight and bias
+        row_sum_out = Signal(w.sum)
+        row_inv = Signal(w.inv, reset_less=True)     # no reset: the DSP blocks' own input registers
         deviation, product = Signal(w.deviation), Signal(w.product)
         half_units = Signal(w.normalized.width + 1)      # floor(d * inv / 2^(31 - 2G))
         m.d.comb += [deviation.eq(buffer_read.data - row_sum_out),
                      product.eq(deviation * row_inv),
-                     half_units.eq((product >> (RECIPROCAL_BITS - 2 * MAX_NORM_BITS - 1)) >> norm_shift),
-                     self.table.addr.eq(p.table_base + deviation_index),
+                     half_units.eq(_window(product[RECIPROCAL_BITS - 2 * MAX_NORM_BITS - 1:], norm_pairs, len(half_units))),
+                     self.table.addr.eq(table_addr),
                      self.table.en.eq(advance & deviation_valid)]
-        normalized_valid, normalized_last, normalized = Signal(), Signal(), Signal(w.normalized)
+        normalized_valid, normalized_last = Signal(), Signal()
+        normalized = Signal(w.normalized, reset_less=True)
         acc = Signal(w.output_acc)
         data = self.table.data
         m.d.comb += acc.eq(normalized * data[:WEIGHT_BITS].as_signed() + data[BIAS_LANE:].as_signed())
@@ -395,12 +370,12 @@ class LayerNormUnit(wiring.Component):
         y_valid, y_last, y = Signal(), Signal(), Signal(signed(8))
         with m.If(advance):
             m.d.sync += [deviation_valid.eq(issuing | out_take), deviation_last.eq(issue_last),
-                         deviation_index.eq(Mux(issuing, issue_index, 0)),
+                         table_addr.eq(p.table_base + issue_index),
                          normalized_valid.eq(deviation_valid), normalized_last.eq(deviation_last),
                          normalized.eq((half_units + 1) >> 1),
                          y_valid.eq(normalized_valid), y_last.eq(normalized_last), y.eq(output)]
         with m.If(out_take):
-            m.d.sync += [row_sum_out.eq(stats_sum), row_inv.eq(Mux(phase == READY, quotient, next_quotient))]
+            m.d.sync += [row_sum_out.eq(stats_sum), row_inv.eq(next_quotient)]
         m.d.comb += [self.o.valid.eq(y_valid), self.o.payload.eq(y),
                      self.done.eq(y_valid & self.o.ready & y_last)]
 
