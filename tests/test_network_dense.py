@@ -3,14 +3,15 @@
 
 Expected outputs come from `FORWARD["dense"]`; a raw accumulator is compared as its four
 little-endian int32 bytes. Cycle counts are asserted where the unit's timetable gives
-them (docs/spec.md section 16, "dense"): without stalls a step takes T*D*M + 5 cycles
-(int8) or T*D*M + 8 (acc, D >= 4), and with D = 1 one cycle more for every term at lane
-0 of its weight word after the step's first.
+them (docs/spec.md section 16, "dense"): without stalls a step takes T*D*M + 5 + q cycles
+(int8, q = min(out_shift // 8, 5) byte shifts of the output register, when q + 1 <= D) or
+T*D*M + 8 (acc, D >= 4), and with D = 1 one cycle more for every term after the step's
+first (it waits for the bias word of the one before to leave the table port).
 """
 import numpy as np
 import pytest
 
-from nomac.hw.network.dense_unit import FIELDS, DenseUnit, dense_accumulator_bits, dense_step
+from nomac.hw.network.dense_unit import FIELDS, DenseUnit, dense_accumulator_bits, dense_record_words, dense_step
 from nomac.hw.network.unit import LimitError, NetworkLimits
 from nomac.model.dense_golden import dense_accumulate
 from nomac.model.dense_spec import DenseLayer
@@ -51,17 +52,19 @@ def run_layer(layer, x, *, limits=LIMITS, gap=0.0, backpressure=0.0, seed=0, tab
     return step, cycles
 
 
-def stall_free_cycles(layer, rows: int) -> int:
+def stall_free_cycles(layer, rows: int):
     """The timetable: term n (of rows*D*M) is issued in cycle n + 2 after `start`, its sum
-    leaves the accumulator two cycles later, the output register one cycle after that."""
+    leaves the accumulator two cycles later, the output register one cycle after that and
+    then, int8, shifts q = min(out_shift // 8, 5) times. None where the outputs set the pace:
+    an output register busy for more cycles (4 bytes, or q + 1) than the terms of a sum take."""
     D, M = layer.in_features, layer.out_features
     terms = rows * D * M
-    if layer.output == "acc":
-        assert D >= 4, "four bytes an accumulator keep up with the loop only from D = 4"
-        return terms + 8
-    # with D = 1 each lane-0 term but the step's last waits a cycle for the next output's bias
-    waits = rows * -(-M // 8) - ((M - 1) % 8 == 0) if D == 1 else 0
-    return terms + waits + 5
+    per_sum = 2 if D == 1 else D       # with D = 1 each term but the step's first waits a cycle
+    busy, q = (4, 3) if layer.output == "acc" else (min(layer.out_shift // 8, 5) + 1, min(layer.out_shift // 8, 5))
+    if busy > per_sum:
+        return None
+    waits = terms - 1 if D == 1 else 0
+    return terms + waits + 5 + q
 
 
 # The tiny ViT's dense layers (T = 17, E = 32, MLP 64, qkv 96; patch_embed on 16 patches);
@@ -104,14 +107,15 @@ def test_random_steps_match_golden(seed):
     x = rng.integers(-128, 128, (rows, D)).astype(np.int8)
     gap, backpressure = (float(v) for v in rng.choice([0, 0.2, 0.6], 2))
     _, cycles = run_layer(layer, x, gap=gap, backpressure=backpressure, seed=seed)
-    if not gap and not backpressure and (output == "int8" or D >= 4):
+    if not gap and not backpressure and stall_free_cycles(layer, rows) is not None:
         assert cycles == [stall_free_cycles(layer, rows)] * 2
 
 
 @pytest.mark.parametrize("D, M, rows, output, gap, backpressure", [
     (1, 1, 1, "int8", 0, 0),              # shapes of 1
-    (1, 17, 3, "int8", 0, 0),             # D = 1: bias waits at lane 0, the last term not
-    (1, 10, 2, "int8", 0, 0),             # D = 1, the last term at lane 1
+    (1, 17, 3, "int8", 0, 0),             # D = 1: every term waits for the bias word before it
+    (4, 10, 2, "int8", 0, 0),             # D = 4: each record one word, read on every fourth term
+    (5, 6, 2, "int8", 0, 0),              # D = 5: the record's second word read on its last term
     (2, 1, 17, "int8", 0, 0),             # every row chased as it arrives
     (96, 96, 1, "int8", 0, 0),            # the limits' widest row, both ways
     (96, 2, 17, "acc", 0, 0),             # every token, the widest row
@@ -124,8 +128,21 @@ def test_unit_matches_golden(D, M, rows, output, gap, backpressure):
     layer = random_layer(D, M, seed=D + 7 * M, output=output, out_shift=8 if output == "int8" else 0)
     x = np.random.default_rng(D * rows).integers(-128, 128, (rows, D)).astype(np.int8)
     _, cycles = run_layer(layer, x, gap=gap, backpressure=backpressure, seed=M)
-    if not gap and not backpressure and (output == "int8" or D >= 4):
+    if not gap and not backpressure and stall_free_cycles(layer, rows) is not None:
         assert cycles == [stall_free_cycles(layer, rows)] * 2
+
+
+@pytest.mark.parametrize("D, out_shift", [(6, 45), (4, 31), (4, 47), (2, 23)])
+def test_byte_shifts_of_the_output_register(D, out_shift):
+    """q = min(out_shift // 8, 5) byte shifts before an int8 result is offered: within the
+    timetable while q + 1 <= D (5 and 3 here), else the outputs set the pace (still exact)."""
+    layer = random_layer(D, 5, seed=D, out_shift=out_shift, bias_range=1 << 30)
+    x = np.random.default_rng(D).integers(-128, 128, (3, D)).astype(np.int8)
+    _, cycles = run_layer(layer, x)
+    expected = stall_free_cycles(layer, 3)
+    assert (expected is None) == (min(out_shift // 8, 5) + 1 > D)
+    if expected is not None:
+        assert cycles == [expected] * 2
 
 
 def test_accumulator_past_int32_does_not_wrap():
@@ -185,23 +202,25 @@ def test_small_limits_and_table_at_its_end():
     """A unit built for other limits (a row of 5: banks of 8) with the arrays at the table's end."""
     limits = NetworkLimits(tokens=3, features=5, table_words=64)
     layer = random_layer(5, 5, seed=3, out_shift=9)
-    step = dense_step(layer, 3, 64 - 7, limits)
-    assert len(step.table_words) == 7
+    step = dense_step(layer, 3, 64 - 10, limits)
+    assert len(step.table_words) == 10
     x = np.random.default_rng(5).integers(-128, 128, (3, 5)).astype(np.int8)
-    run_layer(layer, x, limits=limits, table_base=64 - 7, gap=0.3, backpressure=0.3)
+    run_layer(layer, x, limits=limits, table_base=64 - 10, gap=0.3, backpressure=0.3)
 
 
 def test_step_parameters_and_table_words():
-    """Weights row-major, eight a word from byte 0; bias two int32 a word; bases and bound."""
+    """One record per output: its int32 bias in bytes 0-3, its weights from byte 4, zero-padded
+    to whole words; the base and the bound."""
     weights = np.arange(3 * 5).reshape(3, 5) - 7
-    layer = dense_layer(weights, [-2, 70000, INT32_MIN], out_shift=6)
+    bias = [-2, 70000, INT32_MIN]
+    layer = dense_layer(weights, bias, out_shift=6)
     step = dense_step(layer, 4, 100, LIMITS)
-    weight_bytes = bytes(np.asarray(weights, dtype=np.int8).tobytes()) + bytes(1)
-    assert step.table_words[:2] == [int.from_bytes(weight_bytes[n:n + 8], "little") for n in (0, 8)]
-    bias_bytes = np.array([-2, 70000, INT32_MIN, 0], dtype="<i4").tobytes()
-    assert step.table_words[2:] == [int.from_bytes(bias_bytes[n:n + 8], "little") for n in (0, 8)]
+    assert dense_record_words(5) == 2 and dense_record_words(4) == 1
+    records = b"".join(np.array([bias[m]], dtype="<i4").tobytes() + np.asarray(weights[m], dtype=np.int8).tobytes()
+                       + bytes(7) for m in range(3))
+    assert step.table_words == [int.from_bytes(records[n:n + 8], "little") for n in range(0, 48, 8)]
     assert step.params == {"rows": 4, "in_features": 5, "out_features": 3, "out_shift": 6, "acc_output": 0,
-                           "weights_base": 100, "bias_base": 102}
+                           "table_base": 100}
     assert (step.in_elements, step.out_elements, step.bound, step.bound_rule) == (20, 12, 60, "max(T*D*M, T*D, T*M)")
     acc_step = dense_step(dense_layer(weights[:, :1], [0, 0, 0], output="acc"), 2, 0, LIMITS)
     assert (acc_step.out_elements, acc_step.bound, acc_step.bound_rule) == (24, 24, "max(T*D*M, T*D, 4*T*M)")
@@ -211,7 +230,7 @@ def test_step_parameters_and_table_words():
     (random_layer(4, 4, 0), LIMITS.tokens + 1, 0, "rows"),
     (random_layer(LIMITS.features + 1, 4, 0), 1, 0, "in_features"),
     (random_layer(4, LIMITS.features + 1, 0), 1, 0, "out_features"),
-    (random_layer(8, 4, 0), 1, LIMITS.table_words - 5, "table end"),
+    (random_layer(4, 4, 0), 1, LIMITS.table_words - 3, "table end"),
     (dense_layer(np.ones((2, 3)), [INT32_MAX - 3 * 127 + 1, 0], output="acc"), 1, 0, "accumulator bits"),
     (dense_layer(np.ones((2, 3)), [0, INT32_MIN + 3 * 128 - 1], output="acc"), 1, 0, "accumulator bits"),
 ])
@@ -226,7 +245,7 @@ def test_accepts_what_it_need_not_refuse():
     weights = np.ones((2, 3))
     dense_step(dense_layer(weights, [INT32_MAX, 0]), 1, 0, LIMITS)
     dense_step(dense_layer(weights, [INT32_MAX - 3 * 127, INT32_MIN + 3 * 128], output="acc"), 1, 0, LIMITS)
-    dense_step(random_layer(8, 4, 0), 1, LIMITS.table_words - 6, LIMITS)
+    dense_step(random_layer(4, 4, 0), 1, LIMITS.table_words - 4, LIMITS)
 
 
 def test_unit_refuses_limits_beyond_its_fields():

@@ -5,17 +5,18 @@ A step reads, per row, a's E elements and then b's E (the network reader interle
 the two operands that way) and writes E. Both operands arrive one element a cycle on
 the same stream, so one runtime multiplier (int8 x 16-bit unsigned) serves both: an
 element of a is multiplied by mult_a as it arrives and its product kept in a buffer
-of limits.model_features words (block RAM); an element of b is multiplied by mult_b
-as it arrives, and the product of the matching a is read from the buffer beside it.
+of limits.model_features + 1 words (block RAM, column e at word E - e); an element of
+b is multiplied by mult_b as it arrives, and the product of the matching a is read
+from the buffer beside it.
 Keeping a itself (8 bits instead of 24) would need both products at b's time: a second
 multiplier, or two cycles per element of b.
 
 Three lock-step stages advance together while the output is free (the hw/operators/
 add.py pipeline, with the constants made parameters): the product (the buffer's
 registered read of a's product beside it), the sum of the two products, then the
-requantized result (the runtime requantizer of hw/network/requantize.py). The buffer's
-read is transparent to its write, so with E = 1 the b element right behind its a
-still finds a's product. Timetable, without stalls (clock edges counted from `start`'s
+requantized result (the runtime requantizer of hw/network/requantize.py). An element
+of a's product is written to the buffer in the cycle it is multiplied, so with E = 1 the
+b element right behind its a already finds it. Timetable, without stalls (clock edges counted from `start`'s
 as 0): input element k (from 0) is taken at edge k + 1, and the output made from an
 element of b is taken 3 edges after it, so the last (`done`) at edge 2*rows*E + 3.
 """
@@ -60,48 +61,53 @@ class AddUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
+        # An element of a writes its product as it is multiplied and b's reads it E cycles
+        # later at the earliest, so no read that matters is of the word being written: a
+        # collision may be left undefined (`no_rw_check`), and with the read register our own,
+        # behind an asynchronous read, the block RAM needs no logic for it.
         m.submodules.a_products = a_products = memory.Memory(shape=signed(PRODUCT_BITS),
-                                                             depth=self.limits.model_features, init=[])
-        write = a_products.write_port()
-        read = a_products.read_port(transparent_for=(write,))
+                                                             depth=self.limits.model_features + 1, init=[],
+                                                             attrs={"no_rw_check": 1})
+        write, read = a_products.write_port(), a_products.read_port(domain="comb")
 
-        # The input side: which element of which row comes next; columns count down to 0.
+        # The input side: which element of which row comes next; columns count down from E to
+        # 1 (a count's end is a comparison with 1), the buffer's word of each.
+        E = p.features[:self.limits.model_features.bit_length()]     # add_step refuses E > model_features
         rows_left = Signal(range(self.limits.tokens + 1))
-        column = Signal(range(self.limits.model_features))
+        column = Signal(range(self.limits.model_features + 1))
         on_b = Signal()                                 # the element is b's (else a's)
-        row_end = column == 0
+        row_end = column == 1
         final = on_b & row_end & (rows_left == 1)       # the step's last input element
         y_valid, y_last = Signal(), Signal()
         advance = ~y_valid | self.o.ready
         m.d.comb += self.i.ready.eq((rows_left != 0) & advance)
         taken = self.i.valid & self.i.ready
         with m.If(self.start):
-            m.d.sync += [rows_left.eq(p.rows), column.eq(p.features - 1), on_b.eq(0)]
+            m.d.sync += [rows_left.eq(p.rows), column.eq(E), on_b.eq(0)]
         with m.Elif(taken):
-            m.d.sync += column.eq(Mux(row_end, p.features - 1, column - 1))
+            m.d.sync += column.eq(Mux(row_end, E, column - 1))
             with m.If(row_end):
                 m.d.sync += on_b.eq(~on_b)
                 with m.If(on_b):
                     m.d.sync += rows_left.eq(rows_left - 1)
 
-        # Stage 1: the element's product on the one multiplier; for b, a's product is read beside it.
-        product_valid, product_on_b, product_last = Signal(), Signal(), Signal()
-        product_column = Signal.like(column)
+        # Stage 1: the element's product on the one multiplier; a's goes to the buffer at once,
+        # b's is registered beside a's product of its column, read from the buffer.
+        product_valid, product_last = Signal(), Signal()
         product = Signal(signed(PRODUCT_BITS), reset_less=True)     # the multiplier's own output register
-        m.d.comb += [self.multiplier.a.eq(self.i.payload), self.multiplier.b.eq(Mux(on_b, p.mult_b, p.mult_a))]
+        a_product = Signal(signed(PRODUCT_BITS), reset_less=True)   # the buffer's read register
+        m.d.comb += [self.multiplier.a.eq(self.i.payload), self.multiplier.b.eq(Mux(on_b, p.mult_b, p.mult_a)),
+                     write.addr.eq(column), write.data.eq(self.multiplier.p), write.en.eq(taken & ~on_b),
+                     read.addr.eq(column)]
         with m.If(advance):
-            m.d.sync += [product_valid.eq(taken), product_on_b.eq(on_b), product_last.eq(taken & final),
-                         product_column.eq(column), product.eq(self.multiplier.p)]
-        m.d.comb += [read.addr.eq(column), read.en.eq(advance),
-                     write.addr.eq(product_column), write.data.eq(product),
-                     write.en.eq(advance & product_valid & ~product_on_b)]
+            m.d.sync += [product_valid.eq(taken & on_b), product_last.eq(taken & final),
+                         product.eq(self.multiplier.p), a_product.eq(read.data)]
 
         # Stage 2: a * mult_a + b * mult_b.
         sum_valid, sum_last = Signal(), Signal()
         total = Signal(signed(SUM_BITS), reset_less=True)
         with m.If(advance):
-            m.d.sync += [sum_valid.eq(product_valid & product_on_b), sum_last.eq(product_last),
-                         total.eq(product + read.data)]
+            m.d.sync += [sum_valid.eq(product_valid), sum_last.eq(product_last), total.eq(product + a_product)]
 
         # Stage 3: the requantized sum.
         y = Signal(signed(8))

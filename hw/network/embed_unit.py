@@ -68,28 +68,29 @@ class EmbedUnit(wiring.Component):
         m = Module()
         p = self.params
 
-        # The issue side: which output element comes next (columns count down to 0), and
-        # the word of its offset.
+        # The issue side: which output element comes next (tokens and columns count down to 1,
+        # so that a count's end is a comparison with 1), and the word of its offset.
         issuing = Signal()                              # outputs of the step are still to be issued
         class_token = Signal()                          # the element is the class token's
-        rows_after = Signal(range(self.limits.tokens))  # tokens after this one
-        column = Signal(range(self.limits.model_features))
+        rows_left = Signal(range(self.limits.tokens + 1))   # tokens from this one on
+        column = Signal(range(self.limits.model_features + 1))
+        E = p.features[:len(column)]                    # embed_step refuses E > model_features
         offset_word = Signal.like(self.table.addr)
         offset_lane = Signal()
-        row_end = column == 0
-        final = row_end & (rows_after == 0)
+        row_end = column == 1
+        final = row_end & (rows_left == 1)
         y_valid, y_last = Signal(), Signal()
         advance = ~y_valid | self.o.ready
         m.d.comb += self.i.ready.eq(issuing & advance & ~class_token)
         issue = issuing & advance & (class_token | self.i.valid)
         m.d.comb += [self.table.addr.eq(offset_word), self.table.en.eq(issue)]
         with m.If(self.start):
-            m.d.sync += [issuing.eq(1), class_token.eq(1), rows_after.eq(p.tokens - 1), column.eq(p.features - 1),
+            m.d.sync += [issuing.eq(1), class_token.eq(1), rows_left.eq(p.tokens), column.eq(E),
                          offset_word.eq(p.offset_base), offset_lane.eq(0)]
         with m.Elif(issue):
-            m.d.sync += [column.eq(Mux(row_end, p.features - 1, column - 1)), offset_lane.eq(~offset_lane)]
+            m.d.sync += [column.eq(Mux(row_end, E, column - 1)), offset_lane.eq(~offset_lane)]
             with m.If(row_end):
-                m.d.sync += [rows_after.eq(rows_after - 1), class_token.eq(0)]
+                m.d.sync += [rows_left.eq(rows_left - 1), class_token.eq(0)]
             with m.If(offset_lane):
                 m.d.sync += offset_word.eq(offset_word + 1)
             with m.If(final):

@@ -18,6 +18,11 @@ The rule comes in two halves, so that a unit can put a register between them:
 A raw accumulator leaves as ACC_BYTES bytes, little-endian: byte j is bits 1..8 of
 acc's window at shift 8j, so a unit that holds acc while its bytes leave takes them
 through the same shifter (`output_window`, `output_element`), with no byte multiplexer.
+
+A unit with cycles to spare per result can shift its held acc right a byte a cycle
+(it does so anyway for a raw accumulator's bytes) and keep the last bit shifted out:
+`byte_shifted_window` is then the window after floor(s / 8) such shifts, made by the
+last three levels only.
 """
 from amaranth import C, Cat, Mux, Value
 from amaranth.hdl import signed
@@ -25,12 +30,30 @@ from amaranth.lib import data
 
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
 
-__all__ = ["ACC_BYTES", "WINDOW", "shifted_window", "saturate_window", "requantize_runtime", "output_window",
-           "output_element"]
+__all__ = ["ACC_BYTES", "WINDOW", "shifted_window", "byte_shifted_window", "saturate_window", "requantize_runtime",
+           "output_window", "output_element"]
 
 ACC_BYTES = 4                        # a raw accumulator output: int32, little-endian
 H_BITS = 9                           # floor(2a / 2^s) of every unsaturated result
 WINDOW = data.StructLayout({"h": signed(H_BITS), "fits": 1, "negative": 1})
+
+
+def _window(bits: list, sign: Value, amount: Value, levels: int):
+    """h = floor(x / 2^amount) in 9 bits, x = `bits` (little-endian, the sign above them)
+    shifted by amount's low `levels` bits, and whether no dropped bit makes the result
+    saturate."""
+    beyond_every_shift = bits[H_BITS + (1 << levels) - 1:]     # above h whatever the shift
+    spills = Cat(*(bit ^ sign for bit in beyond_every_shift)).any() if beyond_every_shift else C(0, 1)
+    for level in reversed(range(levels)):
+        step = 1 << level
+        kept = H_BITS + step - 1                   # the places h still depends on after this level
+        dropped = bits[kept:]                      # dropped unless this level shifts them down
+        if dropped:
+            spills |= ~amount[level] & Cat(*(bit ^ sign for bit in dropped)).any()
+        bits = [Mux(amount[level], bits[j + step] if j + step < len(bits) else sign, bits[j])
+                for j in range(min(len(bits), kept))]
+    h = Cat(*bits, *[sign] * (H_BITS - len(bits)))[:H_BITS].as_signed()
+    return h, ~spills & (h[-1] == sign)
 
 
 def shifted_window(acc: Value, shift: Value) -> data.View:
@@ -41,18 +64,17 @@ def shifted_window(acc: Value, shift: Value) -> data.View:
     sign = doubled[-1]
     levels = (len(doubled) - 1).bit_length()       # enough to shift out every place of 2 acc
     amount = Cat(shift, C(0, levels))              # zero-extended to at least `levels` bits
-    bits, spills = list(doubled), C(0, 1)          # spills: a dropped bit differs from the sign
-    for level in reversed(range(levels)):
-        step = 1 << level
-        kept = H_BITS + step - 1                   # the places h still depends on after this level
-        dropped = bits[kept:]                      # dropped unless this level shifts them down
-        if dropped:
-            spills |= ~amount[level] & Cat(*(bit ^ sign for bit in dropped)).any()
-        bits = [Mux(amount[level], bits[j + step] if j + step < len(bits) else sign, bits[j])
-                for j in range(min(len(bits), kept))]
-    h = Cat(*bits, *[sign] * (H_BITS - len(bits)))[:H_BITS].as_signed()
+    h, fits = _window(list(doubled), sign, amount, levels)
     beyond = amount[levels:].any()                 # past every place of 2 acc: the result is 0
-    return WINDOW(Cat(Mux(beyond, 0, h)[:H_BITS], beyond | (~spills & (h[-1] == sign)), sign))
+    return WINDOW(Cat(Mux(beyond, 0, h)[:H_BITS], beyond | fits, sign))
+
+
+def byte_shifted_window(acc: Value, below: Value, shift: Value) -> data.View:
+    """The first half for acc already shifted right by floor(shift / 8) bytes: its WINDOW at
+    shift % 8, `below` the last bit shifted out under acc's bit 0 (0 if none was)."""
+    doubled = Cat(below, acc).as_signed()
+    h, fits = _window(list(doubled), doubled[-1], shift, 3)
+    return WINDOW(Cat(h, fits, doubled[-1]))
 
 
 def saturate_window(window) -> Value:
