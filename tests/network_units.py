@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from nomac.hw.flat_verilog import flat_rtlil
 from nomac.hw.multiplier_count import count_multipliers
-from nomac.hw.network.unit import pack_params, with_shared_multiplier
+from nomac.hw.network.unit import StandaloneUnit, pack_params
 
 
 def assert_multiplies_on_the_shared_multiplier(unit):
@@ -37,8 +37,10 @@ def run_steps(unit, fields, runs, *, seed: int = 0, gap: float = 0.0, backpressu
     Returns (outputs of each run, cycles of each run). Every run's `table_words` are placed
     at its table base (runs must not overlap there); words elsewhere read as a marker
     pattern, so a read outside a step's arrays shows up as wrong outputs. `gap` is the
-    chance of an idle input cycle, `backpressure` that of a cycle without `ready`.
+    chance of an idle input cycle, `backpressure` that of a cycle without `ready`. The unit
+    runs alone (`StandaloneUnit`: its own multiplier and requantizer, if it uses the shared ones).
     """
+    unit = StandaloneUnit(unit)
     rng = random.Random(seed)
     words = {}
     for step, inputs, table_base in runs:
@@ -100,7 +102,7 @@ def run_steps(unit, fields, runs, *, seed: int = 0, gap: float = 0.0, backpressu
             ctx.set(unit.o.ready, 0)
             results["outputs"].append(outputs)
 
-    sim = Simulator(with_shared_multiplier(unit))
+    sim = Simulator(unit)
     sim.add_clock(1e-6)
     sim.add_process(table_memory)
     sim.add_testbench(control)

@@ -8,7 +8,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from nomac.hw.network.lut_unit import FIELDS, LutUnit, local_memory_words, lut_step
-from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, params_layout, with_shared_multiplier
+from nomac.hw.network.unit import LimitError, NetworkLimits, pack_params, params_layout, StandaloneUnit
 from nomac.model.config import load_config
 from nomac.model.golden import FORWARD
 from nomac.model.lut_spec import LutLayer
@@ -194,6 +194,7 @@ def run_back_to_back(unit, steps):
     """Steps [(step, inputs, table_base), ...] on one unit, each started on the cycle after
     the previous one's done, inputs offered and outputs taken without stalls; the outputs
     of each step."""
+    unit = StandaloneUnit(unit)
     words = {}
     for step, _, base in steps:
         words.update({base + n: word for n, word in enumerate(step.table_words)})
@@ -228,7 +229,7 @@ def run_back_to_back(unit, steps):
             assert not pending
             results.append(outputs)
 
-    sim = Simulator(with_shared_multiplier(unit))
+    sim = Simulator(unit)
     sim.add_clock(1e-6)
     sim.add_process(table_memory)
     sim.add_testbench(control)

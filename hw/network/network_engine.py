@@ -19,7 +19,7 @@ done) at the program counter's high bits, the step's number, and goes on, until 
 whose unit is END.
 """
 import numpy as np
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Signal, Value
 from amaranth.hdl import signed
 from amaranth.lib import memory, wiring
 
@@ -29,7 +29,9 @@ from nomac.hw.network.activation_streams import ActivationReader, ActivationWrit
 from nomac.hw.network.table_memory import TableMemory
 from nomac.hw.network.program_format import (HEADER_WORDS, PARAMS_WORDS, REGIONS, STEP_WORDS, count_bits,
                                               header_fields, program_words)
-from nomac.hw.network.unit import TABLE_WORD_BITS, NetworkLimits, SharedMultiplier
+from nomac.hw.network.requantize import requantize_output
+from nomac.hw.network.unit import (OUTPUT_SHIFT_BITS, TABLE_WORD_BITS, NetworkLimits, SharedMultiplier,
+                                  output_acc_bits, unit_output_layout)
 from nomac.hw.network.units import UNITS
 from nomac.hw.parameter_memory import ParameterMemory
 
@@ -136,13 +138,26 @@ class NetworkEngine(wiring.Component):
         def of_running(member):
             """`member` of the running step's unit."""
             return _one_hot_mux([(member(unit), selected[number]) for number, unit in units.items()])
-        unit_done, unit_output_valid, unit_output, unit_input_ready = (
+        unit_done, unit_output_valid, unit_input_ready = (
             of_running(lambda unit: unit.done), of_running(lambda unit: unit.o.valid),
-            of_running(lambda unit: unit.o.payload), of_running(lambda unit: unit.i.ready))
+            of_running(lambda unit: unit.i.ready))
+
+        running, host_owns_table, loading = Signal(), Signal(), Signal()
+
+        # The shared requantizer (docs/spec.md section 16.4): the running unit's output element,
+        # registered, then requantized on its way to the writer.
+        acc_bits = max(output_acc_bits(unit) or 8 for unit in units.values())
+        output = Signal(unit_output_layout(acc_bits), reset_less=True)
+        output_valid = Signal()
+        unit_output = _one_hot_mux([(_as_unit_output(unit, acc_bits), selected[number])
+                                    for number, unit in units.items()])
+        m.d.sync += output_valid.eq(running & unit_output_valid)
+        with m.If(unit_output_valid):
+            m.d.sync += output.eq(unit_output)
+        m.d.comb += [writer.i.valid.eq(output_valid), writer.i.payload.eq(requantize_output(output))]
 
         # The table port's owner: the running unit, the host while idle, the sequencer while
         # it loads a step (at `program_counter`).
-        running, host_owns_table, loading = Signal(), Signal(), Signal()
         owners = [(unit.table, selected[number] & running) for number, unit in units.items()]
         m.d.comb += [table_port.addr.eq(_one_hot_mux([(table.addr, select) for table, select in owners]
                                                      + [(host_tables_read.addr, host_owns_table),
@@ -199,8 +214,7 @@ class NetworkEngine(wiring.Component):
                         m.d.sync += cycles_so_far.eq(1)
                         m.next = "run"
             with m.State("run"):
-                m.d.comb += [running.eq(1), reader.o.ready.eq(unit_input_ready),
-                             writer.i.valid.eq(unit_output_valid), writer.i.payload.eq(unit_output)]
+                m.d.comb += [running.eq(1), reader.o.ready.eq(unit_input_ready)]
                 with m.If(~cycles_so_far.all()):
                     m.d.sync += cycles_so_far.eq(cycles_so_far + 1)
                 with m.If(unit_done):
@@ -231,6 +245,16 @@ def _read_port(m: Module, ram: memory.Memory) -> wiring.PureInterface:
     with m.If(read.en):
         m.d.sync += read.data.eq(port.data)
     return read
+
+
+def _as_unit_output(unit, acc_bits: int) -> Value:
+    """`unit`'s output element as the bits of a unit output of `acc_bits` (int8 v: v at shift 0)."""
+    payload = unit.o.payload
+    if output_acc_bits(unit) is None:
+        acc, rest = payload.as_signed(), Const(0, OUTPUT_SHIFT_BITS + 1)
+    else:
+        acc, rest = payload.acc, Cat(payload.shift, payload.raw)
+    return Cat(acc, acc[-1].replicate(acc_bits - len(acc)), rest)
 
 
 def _one_hot_mux(choices):

@@ -31,7 +31,7 @@ from amaranth.lib import data
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
 
 __all__ = ["ACC_BYTES", "WINDOW", "shifted_window", "byte_shifted_window", "saturate_window", "requantize_runtime",
-           "output_window", "output_element"]
+           "output_window", "output_element", "requantize_output"]
 
 ACC_BYTES = 4                        # a raw accumulator output: int32, little-endian
 H_BITS = 9                           # floor(2a / 2^s) of every unsaturated result
@@ -95,6 +95,12 @@ def output_window(acc: Value, shift: Value, raw: Value, byte: Value) -> data.Vie
     byte `byte` (the window at shift 8 * byte; acc holds an int32, so that is never past it)."""
     assert len(acc) >= 8 * ACC_BYTES, len(acc)
     return shifted_window(acc, Mux(raw, Cat(C(0, 3), byte), shift))
+
+
+def requantize_output(output) -> Value:
+    """The int8 element of a unit output (hw/network/unit.py `unit_output_layout`): acc
+    requantized by shift, or with raw its bits [shift, shift + 8)."""
+    return output_element(shifted_window(output.acc, output.shift), output.raw)
 
 
 def output_element(window, raw: Value) -> Value:

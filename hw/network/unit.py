@@ -18,13 +18,16 @@ from dataclasses import dataclass, fields
 from amaranth import Module
 from amaranth.hdl import signed, unsigned
 
-from nomac.base.errors import ConfigError
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from nomac.base.errors import ConfigError
+from nomac.hw.network.requantize import requantize_output
+
 __all__ = ["TABLE_WORD_BITS", "TABLE_WORD_BYTES", "PARAMS_BITS", "NetworkLimits", "LimitError", "UnitStep", "Field",
            "params_layout", "pack_params", "TableReadSignature", "MultiplierSignature",
-           "SharedMultiplier", "with_shared_multiplier", "UnitSignature", "pack_words", "words_of_bytes"]
+           "SharedMultiplier", "OUTPUT_SHIFT_BITS", "unit_output_layout", "output_acc_bits", "StandaloneUnit",
+           "UnitSignature", "pack_words", "words_of_bytes"]
 
 TABLE_WORD_BITS = 64          # four 16-bit SPRAMs side by side on the iCE40UP5K
 TABLE_WORD_BYTES = TABLE_WORD_BITS // 8
@@ -202,15 +205,46 @@ class SharedMultiplier(wiring.Component):
         return m
 
 
-def with_shared_multiplier(unit: wiring.Component):
-    """`unit` alone, with a multiplier of its own if it uses the shared one (for tests and
-    out-of-context synthesis; the network engine shares one among its units)."""
-    if "multiplier" not in unit.signature.members:
-        return unit
-    m = Module()
-    m.submodules.unit, m.submodules.multiplier = unit, multiplier = unit, SharedMultiplier()
-    wiring.connect(m, unit.multiplier, multiplier)
-    return m
+OUTPUT_SHIFT_BITS = 6          # a unit output's shift: a step's out_shift, or 8 * byte of a raw accumulator
+
+
+def unit_output_layout(acc_bits: int) -> data.StructLayout:
+    """A unit's output element before the engine's one requantizer (docs/spec.md section
+    16.4): sat8(rshift_round(acc, shift)), or with `raw` bits [shift, shift + 8) of acc
+    (byte j of a raw accumulator at shift 8 * j). An int8 v at shift 0 is v."""
+    return data.StructLayout({"acc": signed(acc_bits), "shift": unsigned(OUTPUT_SHIFT_BITS), "raw": unsigned(1)})
+
+
+def output_acc_bits(unit: wiring.Component) -> int | None:
+    """The accumulator bits of `unit`'s output elements, or None if they are int8 already."""
+    shape = unit.o.payload.shape()
+    return shape["acc"].shape.width if isinstance(shape, data.StructLayout) else None
+
+
+class StandaloneUnit(wiring.Component):
+    """A unit alone, for tests and out-of-context synthesis: with a multiplier of its own if it
+    uses the shared one, and the requantizer on its output if it leaves that to the engine
+    (`requantize_output`, in the same cycle); the members of a unit with int8 elements on `o`.
+    The network engine shares one multiplier and one requantizer among its units."""
+
+    def __init__(self, unit: wiring.Component):
+        self.unit = unit
+        members = {name: member for name, member in unit.signature.members.items() if name != "multiplier"}
+        members["o"] = Out(stream.Signature(signed(8)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        unit = m.submodules.unit = self.unit
+        if "multiplier" in unit.signature.members:
+            m.submodules.multiplier = multiplier = SharedMultiplier()
+            wiring.connect(m, unit.multiplier, multiplier)
+        wiring.connect(m, wiring.flipped(self.i), unit.i)
+        wiring.connect(m, unit.table, wiring.flipped(self.table))
+        payload = unit.o.payload if output_acc_bits(unit) is None else requantize_output(unit.o.payload)
+        m.d.comb += [unit.params.eq(self.params), unit.start.eq(self.start), self.done.eq(unit.done),
+                     self.o.payload.eq(payload), self.o.valid.eq(unit.o.valid), unit.o.ready.eq(self.o.ready)]
+        return m
 
 
 class UnitSignature(wiring.Signature):
@@ -226,17 +260,20 @@ class UnitSignature(wiring.Signature):
         One-cycle pulse: the step's last output element has been taken.
     i : In(stream.Signature(signed(8)))
         The step's input elements, in the kind's input order.
-    o : Out(stream.Signature(signed(8)))
-        The step's output elements, in the kind's output order.
+    o : Out(stream.Signature(element))
+        The step's output elements, in the kind's output order: int8, or with `acc_bits`
+        unit outputs that the engine's one requantizer turns into int8.
     table : Out(TableReadSignature)
         Reads of the table memory (shapes' arrays at the bases in `params`).
     multiplier : Out(MultiplierSignature)
         Only with `multiplier`: the shared multiplier.
     """
 
-    def __init__(self, layout: data.StructLayout, limits: NetworkLimits, multiplier: bool = False):
+    def __init__(self, layout: data.StructLayout, limits: NetworkLimits, multiplier: bool = False,
+                 acc_bits: int | None = None):
+        element = signed(8) if acc_bits is None else unit_output_layout(acc_bits)
         members = {"params": In(layout), "start": In(1), "done": Out(1),
-                   "i": In(stream.Signature(signed(8))), "o": Out(stream.Signature(signed(8))),
+                   "i": In(stream.Signature(signed(8))), "o": Out(stream.Signature(element)),
                    "table": Out(TableReadSignature(limits.table_addr_bits))}
         if multiplier:
             members["multiplier"] = Out(MultiplierSignature())
