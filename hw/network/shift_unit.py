@@ -14,13 +14,13 @@ to zero by the sign's nonzero bit in the first stage), then negated as a one's c
 (an XOR with the sign's negative bit, in the last stage's LUT): -v = ~v + 1, and the "+1"
 of every negative term of an output is added to its bias when the step is compiled. A
 tree of kept two-input adders (carry chains) sums the four terms; one accumulator adds
-an output's ceil(D/4) tree sums to its bias; the int8 result, or a raw acc's bytes, come
-from the held sum through the network units' run-time requantizer
-(hw/network/requantize.py). Eight terms a cycle (the whole word, so the biases in a
+an output's ceil(D/4) tree sums to its bias; the held sum leaves as unit outputs (at
+out_shift, or a raw acc's bytes at 8 * byte) for the engine's one requantizer
+(docs/spec.md section 16.4). Eight terms a cycle (the whole word, so the biases in a
 buffer of two more block RAMs) measured 1,149 LUT4 and 6 block RAMs against this one's
 701 and 2: twice the speed was not worth 64 % more logic on the iCE40UP5K.
 
-Memory (lib.memory, block RAM): the input rows, two banks of ceil(features/4) words (to a
+Memory (block RAM, `BufferMemory`): the input rows, two banks of ceil(features/4) words (to a
 power of two) of four int8; the next row is written, byte by byte, while the current one
 computes.
 
@@ -34,9 +34,10 @@ the next finished output would need it.
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 
-from nomac.hw.network.requantize import ACC_BYTES, output_element, output_window
+from nomac.hw.buffer_memory import BufferMemory
+from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import Field, LimitError, UnitSignature, UnitStep, pack_words, params_layout
 from nomac.hw.widths import signed_bits
 
@@ -49,7 +50,6 @@ MAX_SPAN = (1 << AMOUNT_BITS) - 1   # p1 - p0 <= 15: the 5-bit weights of DeepSh
 SIGN_SHIFT = AMOUNT_BITS            # sign in bits 4-5 of a term's byte: +1 = 0b01, -1 = 0b11, 0 = 0b00
 BIAS_BITS = 32                      # in the high half of an output's first word
 INT32_LO, INT32_HI = -(1 << 31), (1 << 31) - 1
-BLOCK_RAM = {"ram_style": "block"}
 
 FIELDS = (Field("rows", 16), Field("in_features", 16), Field("out_features", 16), Field("words_per_output", 16),
           Field("table_base", 16), Field("out_shift", 6), Field("raw_acc", 1))
@@ -153,7 +153,7 @@ class ShiftUnit(wiring.Component):
     def __init__(self, limits):
         self.limits = limits
         self.acc_bits = accumulator_bits(limits)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, acc_bits=self.acc_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -163,10 +163,10 @@ class ShiftUnit(wiring.Component):
         D, M, S = p.in_features[:feature_bits], p.out_features[:feature_bits], p.words_per_output[:word_bits + 1]
 
         # -- the input rows: two banks, one element a cycle into its byte lane
-        rows_mem = memory.Memory(shape=unsigned(8 * TERMS_PER_CYCLE), depth=2 << word_bits, init=[], attrs=BLOCK_RAM)
-        m.submodules.rows_mem = rows_mem
-        row_write = rows_mem.write_port(granularity=8)
-        row_read = rows_mem.read_port()
+        # A bank is written only while not full and read only while full: no read meets a write.
+        m.submodules.rows_mem = rows_mem = BufferMemory(shape=unsigned(8 * TERMS_PER_CYCLE), depth=2 << word_bits,
+                                                        granularity=8)
+        row_write, row_read = rows_mem.write, rows_mem.read
         rows_to_take = Signal(range(limits.tokens + 1))
         write_element = Signal(feature_bits)
         write_bank = Signal()
@@ -231,8 +231,9 @@ class ShiftUnit(wiring.Component):
         taken = self.o.valid & self.o.ready
         freed = taken & (~p.raw_acc | (byte == ACC_BYTES - 1))
         finishing = valid_c & last_c
-        result = output_element(output_window(held, p.out_shift, p.raw_acc, byte), p.raw_acc)
-        m.d.comb += [stall.eq(finishing & holding & ~freed), self.o.valid.eq(holding), self.o.payload.eq(result)]
+        m.d.comb += [stall.eq(finishing & holding & ~freed), self.o.valid.eq(holding),
+                     self.o.payload.acc.eq(held), self.o.payload.raw.eq(p.raw_acc),
+                     self.o.payload.shift.eq(Mux(p.raw_acc, byte * 8, p.out_shift))]
         with m.If(advance & valid_c):
             m.d.sync += acc.eq(acc_next)
         with m.If(taken & p.raw_acc):
