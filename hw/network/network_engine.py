@@ -21,8 +21,9 @@ whose unit is END.
 import numpy as np
 from amaranth import Cat, Const, Module, Signal, Value
 from amaranth.hdl import signed
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 
+from nomac.hw.buffer_memory import BufferMemory
 from nomac.hw.engine import EngineSignature
 from nomac.hw.memory_layout import MemoryLayout
 from nomac.hw.network.activation_streams import ActivationReader, ActivationWriter
@@ -38,11 +39,6 @@ from nomac.hw.parameter_memory import ParameterMemory
 __all__ = ["CYCLE_BITS", "network_memories", "NetworkEngine"]
 
 CYCLE_BITS = 16                   # a `step_cycles` word: a step's cycles, saturating (one EBR of 256 words)
-# No cycle reads the address it writes (docs/spec.md section 16.2), so a collision may be
-# left undefined (yosys's `no_rw_check`): with a read port of our own register behind an
-# asynchronous one (`_read_port`) the block RAM needs no logic that makes it transparent
-# or keeps old data.
-NO_COLLISION = {"no_rw_check": 1}
 WORD_BITS = (STEP_WORDS - 1).bit_length()          # the program counter's bits below the step's number
 
 
@@ -74,18 +70,17 @@ class NetworkEngine(wiring.Component):
         limits = self.limits
         tables_memory, cycles_memory = self.memories
         m.submodules.tables = tables = self.table_memory
-        m.submodules.activations = activations = memory.Memory(shape=8, depth=limits.activation_bytes, init=[],
-                                                               attrs=NO_COLLISION)
-        m.submodules.step_cycles = cycles = memory.Memory(shape=CYCLE_BITS, depth=limits.steps, init=[],
-                                                          attrs=NO_COLLISION)
+        # No cycle reads the address it writes (docs/spec.md section 16.2): collision-free RAMs.
+        m.submodules.activations = activations = BufferMemory(shape=8, depth=limits.activation_bytes)
+        m.submodules.step_cycles = cycles = BufferMemory(shape=CYCLE_BITS, depth=limits.steps)
         table_port, tables_write = tables.read, tables.write
-        act_write, cycles_write = activations.write_port(), cycles.write_port()
-        act_read, cycles_read = _read_port(m, activations), _read_port(m, cycles)
+        act_write, cycles_write, act_read, cycles_read = activations.write, cycles.write, activations.read, cycles.read
         m.submodules.reader = reader = ActivationReader(limits.activation_addr_bits, count_bits(limits))
         m.submodules.writer = writer = ActivationWriter(limits.activation_addr_bits)
         units = {}
         for kind in self.kinds:
-            units[kind.number] = m.submodules[f"{kind.kind}_unit"] = kind.unit(limits)
+            if kind.number not in units:            # kinds of one number share its unit
+                units[kind.number] = m.submodules[f"{kind.kind}_unit"] = kind.unit(limits)
 
         numbers = list(units)
         # The step register (loaded before a step starts: no reset): one-hot, the step's unit
@@ -232,19 +227,6 @@ class NetworkEngine(wiring.Component):
     def _ports(self, parameter_memory):
         """The host's (write, read-back) ports of one of `memories`."""
         return getattr(self, parameter_memory.write_name), getattr(self, parameter_memory.read_name)
-
-
-def _read_port(m: Module, ram: memory.Memory) -> wiring.PureInterface:
-    """A synchronous read port of `ram` (addr, en, data: the word at the `addr` of the last
-    edge with `en` high) as an asynchronous port and a register, which yosys folds into the
-    block RAM's own read register."""
-    port = ram.read_port(domain="comb")
-    read = wiring.Signature({"addr": wiring.Out(port.addr.shape()), "en": wiring.Out(1),
-                             "data": wiring.In(ram.shape)}).create()
-    m.d.comb += port.addr.eq(read.addr)
-    with m.If(read.en):
-        m.d.sync += read.data.eq(port.data)
-    return read
 
 
 def _as_unit_output(unit, acc_bits: int) -> Value:
