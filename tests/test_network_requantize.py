@@ -8,8 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from nomac.hw.network.requantize import (ACC_BYTES, byte_shifted_window, output_element, output_window,
-                                         requantize_runtime, saturate_window)
+from nomac.hw.network.requantize import ACC_BYTES, output_element, output_window, requantize_runtime
 from nomac.model.fixed_point import rshift_round, sat8
 
 
@@ -35,19 +34,6 @@ class OutputElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.d.comb += self.y.eq(output_element(output_window(self.acc, self.shift, self.raw, self.byte), self.raw))
-        return m
-
-
-class ByteShifted(wiring.Component):
-    """byte_shifted_window then saturate_window, as dense takes them from its byte-shifted register."""
-
-    def __init__(self, acc_bits: int):
-        super().__init__({"acc": In(signed(acc_bits)), "below": In(1), "shift": In(unsigned(6)),
-                          "y": Out(signed(8))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.y.eq(saturate_window(byte_shifted_window(self.acc, self.below, self.shift)))
         return m
 
 
@@ -85,26 +71,6 @@ def check_requantizer(acc_bits: int, samples: int, seed: int):
     for dut in duts:
         mismatches = [(c["acc"], c["shift"], y, e) for c, y, e in zip(cases, simulate(dut, cases), expected) if y != e]
         assert not mismatches, (type(dut).__name__, mismatches[:10])
-
-
-@pytest.mark.parametrize("acc_bits", [33, 9])
-def test_byte_shifted_window_is_the_output_rule(acc_bits):
-    """acc shifted right by q = min(s // 8, ceil(bits / 8)) bytes (then all sign, the bit below
-    too), the last bit out kept below it: the rule at every shift 0..62, on the extremes,
-    next to the ties and saturation thresholds and at random."""
-    rng = np.random.default_rng(acc_bits)
-    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
-    cases, expected = [], []
-    for shift in range(63):
-        half = 1 << max(shift - 1, 0)
-        near = [lo, hi, 0, -1, 1, 255 * half, -257 * half, 127 << shift, -(128 << shift)]
-        near += [int(v) for v in rng.integers(lo, hi, 6, endpoint=True)]
-        q = min(shift // 8, -(-acc_bits // 8))
-        for v in {min(max(v + d, lo), hi) for v in near for d in (-1, 0, 1)}:
-            cases.append({"acc": v >> (8 * q), "below": (v >> (8 * q - 1)) & 1 if q else 0, "shift": shift})
-            expected.append(int(sat8(rshift_round(np.int64(v), shift))))
-    mismatches = [(c, y, e) for c, y, e in zip(cases, simulate(ByteShifted(acc_bits), cases), expected) if y != e]
-    assert not mismatches, mismatches[:10]
 
 
 @pytest.mark.parametrize("acc_bits", [25, 33, 4])

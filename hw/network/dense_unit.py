@@ -27,13 +27,10 @@ on `advance`, which drops only while a finished sum waits for the output registe
 - accumulate: acc + product, in `acc_bits` bits: any int32 bias plus `limits.features`
   products of int8 values, so nothing within the limits wraps; an output's first term
   adds to the bias on the port instead of acc;
-- output: a finished acc moves to the output register. An output takes D cycles of the
-  loop, which the register spends on the output rule: it shifts right a byte a cycle,
-  q = min(floor(out_shift / 8), 5) times, and only the last three levels of the
-  runtime shifter sit between it and `o` (`byte_shifted_window`, hw/network/
-  requantize.py), instead of a 33-bit barrel shifter; a raw accumulator's bytes leave
-  from its bottom byte, each taken one shifting the next down. With q + 1 <= D (or
-  D >= 4 for raw bytes) the output never holds the loop up.
+- output: a finished acc moves to the output register, which offers it as a unit output
+  at out_shift to the engine's one requantizer (docs/spec.md section 16.4); a raw
+  accumulator's bytes leave from its bottom byte, each taken one shifting the next down.
+  With D >= 4 for raw bytes the output never holds the loop up.
 
 With D = 1 every term reads a word, and the word of an output's bias must stay on the port
 until the cycle after its product: a term waits a cycle after one that read a bias.
@@ -41,9 +38,10 @@ until the cycle after its product: a term waits a cycle after one that read a bi
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 
-from nomac.hw.network.requantize import ACC_BYTES, byte_shifted_window, saturate_window
+from nomac.hw.buffer_memory import BufferMemory
+from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, params_layout
 from nomac.hw.widths import signed_bits
 
@@ -122,8 +120,7 @@ class DenseUnit(wiring.Component):
                 raise ValueError(f"DenseUnit: limits.{what} = {value}: must be at most {most} (16-bit fields)")
         self.limits = limits
         self.acc_bits = dense_accumulator_bits(limits.features)
-        self.byte_shifts = -(-self.acc_bits // 8)        # then every bit of acc, and the one under it, is the sign
-        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True, acc_bits=self.acc_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -133,13 +130,10 @@ class DenseUnit(wiring.Component):
         count_bits = features.bit_length()
         D, M = p.in_features[:count_bits], p.out_features[:count_bits]
         rows = p.rows[:limits.tokens.bit_length()]
-        # A cycle that reads the x being written is one whose term waits for it, so a collision
-        # may be left undefined (`no_rw_check`): with the read register our own, behind an
-        # asynchronous read, the block RAM needs no logic that keeps the old x.
-        m.submodules.row_buffer = row_buffer = memory.Memory(shape=signed(8), depth=2 << count_bits, init=[],
-                                                             attrs={"no_rw_check": 1})
-        row_write, row_read = row_buffer.write_port(), row_buffer.read_port(domain="comb")
-        x = Signal(signed(8), reset_less=True)            # x[d] of the term in the multiply stage
+        # A cycle that reads the x being written is one whose term waits for it: no read that
+        # matters meets a write.
+        m.submodules.row_buffer = row_buffer = BufferMemory(shape=signed(8), depth=2 << count_bits)
+        row_write, row_read = row_buffer.write, row_buffer.read
         advance = Signal()              # every stage moves this cycle
         fill, drain = Signal(), Signal()                  # the banks being filled and read
         rows_left = Signal(range(limits.tokens + 1))      # rows of the step not yet issued in full
@@ -177,7 +171,7 @@ class DenseUnit(wiring.Component):
         bias_hold = reads & mul_term & mul_first          # D = 1: the last word read holds a bias still needed
         term = Signal()
         m.d.comb += [term.eq(issuing & x_written & ~bias_hold),
-                     row_read.addr.eq(Cat(in_left, drain)),
+                     row_read.addr.eq(Cat(in_left, drain)), row_read.en.eq(advance),
                      # a read for a term that waits for its x reads the same word again: harmless
                      self.table.en.eq(advance & issuing & reads & ~bias_hold),
                      self.table.addr.eq(table_addr)]
@@ -200,12 +194,11 @@ class DenseUnit(wiring.Component):
         # Multiply stage: x[d] times the term's byte of the word on the port.
         mul_last, mul_lane = Signal(), Signal(3)
         with m.If(advance):
-            m.d.sync += [mul_term.eq(term), mul_first.eq(first), mul_last.eq(in_last), mul_lane.eq(lane),
-                         x.eq(row_read.data)]
+            m.d.sync += [mul_term.eq(term), mul_first.eq(first), mul_last.eq(in_last), mul_lane.eq(lane)]
         product = Signal(signed(16), reset_less=True)
         acc_term, acc_first, acc_last = Signal(), Signal(), Signal()
         m.d.comb += [self.multiplier.a.eq(self.table.data.word_select(mul_lane, 8).as_signed()),
-                     self.multiplier.b.eq(x)]
+                     self.multiplier.b.eq(row_read.data)]   # x[d], read at the issue stage's edge
         with m.If(advance):
             m.d.sync += [product.eq(self.multiplier.p), acc_term.eq(mul_term), acc_first.eq(mul_first),
                          acc_last.eq(mul_last)]
@@ -215,11 +208,8 @@ class DenseUnit(wiring.Component):
         bias = self.table.data[:8 * BIAS_BYTES].as_signed()
         finished = Signal()                               # acc holds a finished sum, not yet moved
         out = Signal(signed(self.acc_bits), reset_less=True)
-        below = Signal(reset_less=True)                   # the last bit shifted out under out's bit 0
         out_valid, out_final = Signal(), Signal()
-        # int8: the byte shifts still to make before the result is on offer; raw: the bytes
-        # still to come after the one on offer
-        shifts_left = Signal(range(max(self.byte_shifts, ACC_BYTES - 1) + 1))
+        shifts_left = Signal(range(ACC_BYTES))            # raw: the bytes still to come after the one on offer
         raw = p.acc_output
         last = shifts_left == 0
         taken = self.o.valid & self.o.ready
@@ -232,24 +222,19 @@ class DenseUnit(wiring.Component):
         with m.Elif(move):
             m.d.sync += finished.eq(0)
 
-        # Output stage: the finished acc, shifted right a byte a cycle floor(out_shift / 8)
-        # times (past every bit of acc: `byte_shifts` times at most), then the last three
-        # places of the output rule's shifter on its way to `o`; a raw accumulator's bytes
-        # leave from its bottom, each taken one shifting the next down.
-        byte_shifts = p.out_shift[3:]
+        # Output stage: the finished acc, on offer at out_shift; a raw accumulator's bytes leave
+        # from its bottom, each taken one shifting the next down.
         with m.If(move):
             # the step's last sum: no term left to issue or in flight
-            m.d.sync += [out.eq(acc), below.eq(0), out_valid.eq(1), out_final.eq(~issuing & ~mul_term & ~acc_term),
-                         shifts_left.eq(Mux(raw, ACC_BYTES - 1, Mux(byte_shifts > self.byte_shifts, self.byte_shifts,
-                                                                    byte_shifts)))]
+            m.d.sync += [out.eq(acc), out_valid.eq(1), out_final.eq(~issuing & ~mul_term & ~acc_term),
+                         shifts_left.eq(Mux(raw, ACC_BYTES - 1, 0))]
         with m.Else():
-            with m.If(~last & (~raw | taken)):
-                m.d.sync += [out.eq(out >> 8), below.eq(out[7]), shifts_left.eq(shifts_left - 1)]
+            with m.If(~last & taken):
+                m.d.sync += [out.eq(out >> 8), shifts_left.eq(shifts_left - 1)]
             with m.If(taken & last):
                 m.d.sync += out_valid.eq(0)
-        m.d.comb += [self.o.valid.eq(out_valid & (raw | last)),
-                     self.o.payload.eq(Mux(raw, out[:8], saturate_window(byte_shifted_window(out, below, p.out_shift)))),
-                     self.done.eq(taken & out_final & last)]
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.acc.eq(out), self.o.payload.raw.eq(raw),
+                     self.o.payload.shift.eq(Mux(raw, 0, p.out_shift)), self.done.eq(taken & out_final & last)]
 
         with m.If(self.start):
             m.d.sync += [fill_left.eq(D), in_left.eq(D), out_left.eq(M), first.eq(1),

@@ -18,11 +18,6 @@ The rule comes in two halves, so that a unit can put a register between them:
 A raw accumulator leaves as ACC_BYTES bytes, little-endian: byte j is bits 1..8 of
 acc's window at shift 8j, so a unit that holds acc while its bytes leave takes them
 through the same shifter (`output_window`, `output_element`), with no byte multiplexer.
-
-A unit with cycles to spare per result can shift its held acc right a byte a cycle
-(it does so anyway for a raw accumulator's bytes) and keep the last bit shifted out:
-`byte_shifted_window` is then the window after floor(s / 8) such shifts, made by the
-last three levels only.
 """
 from amaranth import C, Cat, Mux, Value
 from amaranth.hdl import signed
@@ -30,7 +25,7 @@ from amaranth.lib import data
 
 from nomac.hw.matrix_vector_engine import INT8_HI, INT8_LO
 
-__all__ = ["ACC_BYTES", "WINDOW", "shifted_window", "byte_shifted_window", "saturate_window", "requantize_runtime",
+__all__ = ["ACC_BYTES", "WINDOW", "shifted_window", "saturate_window", "requantize_runtime",
            "output_window", "output_element", "requantize_output"]
 
 ACC_BYTES = 4                        # a raw accumulator output: int32, little-endian
@@ -67,14 +62,6 @@ def shifted_window(acc: Value, shift: Value) -> data.View:
     h, fits = _window(list(doubled), sign, amount, levels)
     beyond = amount[levels:].any()                 # past every place of 2 acc: the result is 0
     return WINDOW(Cat(Mux(beyond, 0, h)[:H_BITS], beyond | fits, sign))
-
-
-def byte_shifted_window(acc: Value, below: Value, shift: Value) -> data.View:
-    """The first half for acc already shifted right by floor(shift / 8) bytes: its WINDOW at
-    shift % 8, `below` the last bit shifted out under acc's bit 0 (0 if none was)."""
-    doubled = Cat(below, acc).as_signed()
-    h, fits = _window(list(doubled), doubled[-1], shift, 3)
-    return WINDOW(Cat(h, fits, doubled[-1]))
 
 
 def saturate_window(window) -> Value:
