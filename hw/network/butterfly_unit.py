@@ -24,8 +24,8 @@ How, for `rows` input rows of q elements:
   -1 = 0b11), so shift_min is no parameter of the unit.
 - The accumulator is wide enough for any factor within the limits (features terms of
   128 * 2^32 onto an int32 bias), so no valid factor is refused for its sums. Every
-  factor but the last writes sat8(rshift_round(acc, out_shift)) (hw/network/requantize.py:
-  its window goes to the output register, rounded and saturated on its way out); the
+  factor but the last writes sat8(rshift_round(acc, out_shift)) (acc goes from the output
+  register to the engine's one requantizer, docs/spec.md section 16.4); the
   last factor of a layer with output "acc" writes acc as 4 bytes, little-endian (refused
   unless it fits int32), from a byte shift register: acc itself is free for the next
   output's sum while they leave.
@@ -34,8 +34,8 @@ Pipeline, every register moving on `advance` (the output register can take a val
 none is waiting for it): S0 walks (output, term) and addresses the row buffer and the
 table; S1 registers the term's code byte (picked from the word on the table port), its
 input element and the record's bias; S2 forms the term; S3 adds it onto the bias or the
-running sum; S4 puts the finished sum's shifted window (or its 4 bytes) into the output
-register, which hands out a byte a cycle, rounding and saturating the window on its way.
+running sum; S4 puts the finished sum into the output register, which offers it (or its 4
+bytes, a byte a cycle) as unit outputs.
 
 Timetable without stalls (int8 output): `start` is taken at edge 0, the q inputs of row 0
 at edges 1..q, the walk issues the rows*p*s terms at edges q + 1 .. q + rows*p*s, one an
@@ -50,7 +50,7 @@ from amaranth.hdl import signed
 from amaranth.lib import memory, wiring
 
 from nomac.hw.butterfly_stage import factor_term_bounds
-from nomac.hw.network.requantize import ACC_BYTES, WINDOW, saturate_window, shifted_window
+from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import (TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, params_layout,
                                    words_of_bytes)
 from nomac.hw.widths import prefix_sum_range, signed_bits
@@ -159,7 +159,7 @@ class ButterflyUnit(wiring.Component):
     def __init__(self, limits):
         self.limits = limits
         self.acc_bits = unit_accumulator_bits(limits)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, acc_bits=self.acc_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -294,20 +294,19 @@ class ButterflyUnit(wiring.Component):
         return acc
 
     def _emit(self, m, summed, final_sum, can_load, acc):
-        """S4 and the output: acc's shifted window (int8 output) or its 4 bytes into the
-        output register, a byte shift register; the window is rounded and saturated on
-        its way out. `done` with the step's last byte."""
-        out = Signal(ACC_BYTES * 8)
+        """S4 and the output: acc into the output register, offered as a unit output at
+        out_shift (int8, for the engine's one requantizer) or as its 4 bytes from the bottom,
+        a byte shift register (raw). `done` with the step's last byte."""
+        out = Signal(signed(self.acc_bits))
         left = Signal(range(ACC_BYTES + 1))                # bytes of `out` still to be taken
         final = Signal()
-        result = saturate_window(out[:WINDOW.size])
         take = self.o.valid & self.o.ready
-        m.d.comb += [self.o.valid.eq(left != 0), self.o.payload.eq(Mux(self.params.output_acc, out[:8], result)),
+        raw = self.params.output_acc
+        m.d.comb += [self.o.valid.eq(left != 0), self.o.payload.acc.eq(out), self.o.payload.raw.eq(raw),
+                     self.o.payload.shift.eq(Mux(raw, 0, self.params.out_shift)),
                      can_load.eq((left == 0) | ((left == 1) & self.o.ready)),
                      self.done.eq(take & (left == 1) & final)]
         with m.If(summed & can_load):
-            m.d.sync += [out.eq(Mux(self.params.output_acc, acc[:ACC_BYTES * 8],
-                                    shifted_window(acc, self.params.out_shift))),
-                         left.eq(Mux(self.params.output_acc, ACC_BYTES, 1)), final.eq(final_sum)]
+            m.d.sync += [out.eq(acc), left.eq(Mux(raw, ACC_BYTES, 1)), final.eq(final_sum)]
         with m.Elif(take):
             m.d.sync += [out.eq(out >> 8), left.eq(left - 1)]
