@@ -15,13 +15,14 @@ ULX3S): the engines' Fmax is well above both, and at any UART rate a board can u
 the link, not the engine, limits throughput, so a PLL would only cost timing margin.
 """
 from amaranth import Elaboratable, Module, Signal
-from amaranth.lib import io, memory, wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from nomac.boards.board_map import DEFAULT_TIMEOUT_BYTES, BoardMap, board_layer, board_map
 from nomac.boards.command_handler import CommandHandler
 from nomac.boards.link_gateware import FrameDecoder, FrameEncoder
 from nomac.boards.uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter
+from nomac.hw.buffer_memory import BufferMemory
 from nomac.hw.engine_kinds import build_engine
 from nomac.model.config import Config
 
@@ -82,13 +83,15 @@ class BoardCore(wiring.Component):
         m.submodules.encoder = encoder = FrameEncoder(board.max_payload)
         m.submodules.handler = handler = CommandHandler(board, self.engine.signature)
         m.submodules.engine = self.engine
-        m.submodules.payload = payload = memory.Memory(shape=8, depth=board.max_payload, init=[])
+        # The decoder writes the payload before it offers the frame, the handler reads it only
+        # while the frame is offered (the decoder then writes nothing), so no read meets a write.
+        m.submodules.payload = payload = BufferMemory(shape=8, depth=board.max_payload)
 
         m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx)]
         connect(m, receiver.o, decoder.i)
-        connect(m, decoder.buffer, payload.write_port())
+        connect(m, decoder.buffer, payload.write)
         connect(m, decoder.frame, handler.frame)
-        connect(m, handler.payload, payload.read_port())
+        connect(m, handler.payload, payload.read)
         connect(m, handler.engine, self.engine)
         connect(m, handler.reply, encoder.reply)
         connect(m, handler.data, encoder.data)

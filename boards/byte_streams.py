@@ -8,7 +8,6 @@ tables in words. These small components convert, each with one job and a
 - `ByteWriter`: a byte stream written to one of several byte memories from address 0;
 - `WordPorts`: the words of one of several memories read or written as little-endian
   bytes (each memory's word bytes, a power of two: link_protocol.word_bytes);
-- `BufferMemory`: a memory with one write and one read port that never meet at an address;
 - `BytesToBeats` / `BeatsToBytes`: vectors as element bytes <-> vector-stream beats
   (docs/spec.md section 3: lane 0 is the lowest element, unused lanes of a vector's final
   beat are zero, `last` on the final beat); output elements wider than a byte go as
@@ -17,7 +16,6 @@ tables in words. These small components convert, each with one job and a
 Memory read ports have one cycle of latency and keep their data while `en` is low.
 """
 from amaranth import Array, Cat, Const, Module, Mux, Signal
-from amaranth.back import rtlil
 from amaranth.hdl import Shape, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -31,45 +29,13 @@ def _addr_width(depth: int) -> int:
     return max(1, (depth - 1).bit_length())
 
 
-class BufferMemory(wiring.Component):
-    """A block RAM with a `write` and a `read` port (the ports of `lib.memory`) for a user that
-    never reads an address in the cycle it writes it (the board's buffers and counters:
-    each is written and read in different phases, or cycles).
-
-    A `lib.memory` read port in the write port's domain promises the old word on such a
-    collision, which the iCE40 block RAM does not, so yosys adds an emulation (about 27
-    flip-flops and 19 LUTs per memory). Here the read is asynchronous and its data
-    register our own: yosys merges it into the block RAM and, told by `no_rw_check` that
-    collisions do not happen, adds nothing. The data register keeps its word while `en` is
-    low, as a read port's does, and like the block RAM's output has no reset and no initial
-    value (an `init` of x for yosys: a 0 would cost a flip-flop and a LUT per bit); it is
-    only used after a read."""
-
-    def __init__(self, *, shape, depth: int, init=()):
-        self.shape, self.depth, self.init = shape, depth, list(init)
-        width = _addr_width(depth)
-        super().__init__({"write": Out(memory.WritePort.Signature(addr_width=width, shape=shape)),
-                          "read": Out(memory.ReadPort.Signature(addr_width=width, shape=shape))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.words = words = memory.Memory(shape=self.shape, depth=self.depth, init=self.init,
-                                                   attrs={"no_rw_check": 1})
-        write, read = words.write_port(), words.read_port(domain="comb")
-        data = Signal.like(self.read.data, reset_less=True, attrs={"init": rtlil.Undef(len(self.read.data))})
-        m.d.comb += [write.addr.eq(self.write.addr), write.data.eq(self.write.data), write.en.eq(self.write.en),
-                     read.addr.eq(self.read.addr), self.read.data.eq(data)]
-        with m.If(self.read.en):
-            m.d.sync += data.eq(read.data)
-        return m
-
-
 class ByteReader(wiring.Component):
     """Streams the bytes at addresses [first, end) of the `select`ed byte memory when `start`
     pulses; one byte per cycle. One read port per memory, `memory0`, `memory1`, ... (of the
     `depths`); only the selected one sees `en`. One reader serves every byte memory of the
     board, since no command reads two at once. (An end, not a count: the handler has the
-    end addresses at hand, not the counts.)"""
+    end addresses at hand, not the counts.) Only `first` is latched: `end` must hold until
+    `busy` falls (the handler's ends are of the frame it holds), which saves its register."""
 
     def __init__(self, depths: list):
         self.depths = list(depths)
@@ -84,9 +50,9 @@ class ByteReader(wiring.Component):
         m = Module()
         deepest = max(self.depths)
         addr = Signal(range(deepest + 1))
+        reading = Signal()                  # from `start` until `end` is reached: then `end` may change
         have = Signal()                     # the selected memory's data holds a byte not yet taken
-        end = Signal.like(self.end)
-        more = addr != end
+        more = reading & (addr != self.end)
         fetch = more & (~have | self.o.ready)
         ports = [getattr(self, f"memory{k}") for k in range(len(self.depths))]
         for k, port in enumerate(ports):
@@ -96,8 +62,10 @@ class ByteReader(wiring.Component):
         m.d.sync += have.eq(fetch | (have & ~self.o.ready))
         with m.If(fetch):
             m.d.sync += addr.eq(addr + 1)
+        with m.If(addr == self.end):
+            m.d.sync += reading.eq(0)
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.first), end.eq(self.end), have.eq(0)]
+            m.d.sync += [addr.eq(self.first), reading.eq(1), have.eq(0)]
         return m
 
 
@@ -139,7 +107,9 @@ class WordPorts(wiring.Component):
     down whenever a byte is taken from `o` or received on `i`, so no byte is picked by a
     multiplexer. `start` with `write` low streams words [first, end) on `o`: each word is
     read (the port's `en` stays high until its data is in), loaded into the bottom of the
-    register and sent from its lowest byte. `end` may be the depth, one past the last address.
+    register and sent from its lowest byte. `end` may be the depth, one past the last address;
+    it is not latched, so it must hold until `busy` falls (or the streaming ends: then it may
+    change, as for the next memory of a CRC of all memories).
 
     `start` with `write` high collects the bytes of `i` into words written at `first`,
     `first` + 1, ... Bytes shift in at the top of the register, so each memory's word is a
@@ -162,12 +132,11 @@ class WordPorts(wiring.Component):
         m = Module()
         widest = max(self.word_bytes)
         addr = Signal(self.addr_width + 1)
-        end = Signal.like(self.end)
         reading, loading, have = Signal(), Signal(), Signal()
         index = Signal(range(widest))       # the byte of the word taken or received next
         word = Signal(8 * widest)
         pending = Signal()                  # a whole word waits to be written (next cycle)
-        more = reading & (addr != end)
+        more = reading & (addr != self.end)
         fetch = more & ~loading & ~have
         last = Array(Const(size - 1, len(index)) for size in self.word_bytes)[self.select]
         taken = self.o.valid & self.o.ready
@@ -191,8 +160,10 @@ class WordPorts(wiring.Component):
             m.d.sync += addr.eq(addr + 1)
         with m.If(self.i.valid & (index == last)):
             m.d.sync += [index.eq(0), pending.eq(1)]
+        with m.If(reading & (addr == self.end)):       # streamed to the end: `end` may change now
+            m.d.sync += reading.eq(0)
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.first), end.eq(self.end), reading.eq(~self.write), index.eq(0),
+            m.d.sync += [addr.eq(self.first), reading.eq(~self.write), index.eq(0),
                          have.eq(0), loading.eq(0), pending.eq(0)]
         return m
 

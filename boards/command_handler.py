@@ -20,17 +20,16 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from nomac.boards.board_map import BoardMap
-from nomac.boards.byte_streams import BeatsToBytes, BufferMemory, ByteReader, BytesToBeats, ByteWriter, WordPorts
+from nomac.boards.byte_streams import BeatsToBytes, ByteReader, BytesToBeats, ByteWriter, WordPorts
 from nomac.boards.event_counters import EventCounters
 from nomac.boards.link_gateware import HEAD_BYTES, SerialCRC, STATUS_BITS, FrameInfo, ReplyInfo, below, length_bits
 from nomac.boards.link_protocol import (ALL_MEMORIES, COUNTER_BITS, COUNTERS, CRC_REPLY, MEMORY_CRC, MEMORY_REQUEST,
                                         OUTPUTS_REQUEST, RUN_REPLY, COUNT_REQUEST, Command, Counters,
                                         Identity, Status)
+from nomac.hw.buffer_memory import BufferMemory
 from nomac.hw.engine import EngineSignature
 
 __all__ = ["CommandHandler", "Events", "Source", "times"]
-
-_CYCLE_BITS = 32
 
 
 def times(value, constant: int):
@@ -70,7 +69,6 @@ class _ReplySource:
     header: data.View
     source: Signal
     info_index: Signal
-    cycles: Signal
 
 
 @dataclass
@@ -247,7 +245,7 @@ class CommandHandler(wiring.Component):
                 m.next = "CRC"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += reply.cycles.eq(reply.cycles + 1)
+                m.d.comb += paths.region_crc.count.eq(1)           # the cycle count
                 with m.If(paths.byte_writer.written == times(request.first, self.board.out_vector_bytes)):
                     m.next = "REPLY"
             with m.State("REPLY"):
@@ -263,12 +261,16 @@ class CommandHandler(wiring.Component):
         board = self.board
         in_bytes, out_bytes = board.batch * board.in_vector_bytes, board.batch * board.out_vector_bytes
         signature = self.engine_signature
+        # No command reads and writes the same buffer (WRITE_INPUTS writes the inputs, RUN reads
+        # them and writes the outputs, READ_OUTPUTS reads those), so no read meets a write.
         m.submodules.inputs = inputs = BufferMemory(shape=8, depth=in_bytes)
         m.submodules.outputs = outputs = BufferMemory(shape=8, depth=out_bytes)
         m.submodules.byte_reader = byte_reader = ByteReader([board.max_payload, in_bytes, out_bytes])
         m.submodules.byte_writer = byte_writer = ByteWriter([in_bytes, out_bytes])
         m.submodules.to_beats = to_beats = BytesToBeats(board.in_elements, signature.in_lanes, signature.in_shape)
         m.submodules.to_bytes = to_bytes = BeatsToBytes(board.out_elements, signature.out_lanes, signature.out_shape)
+        # The CRC register also counts RUN's cycles, from 0 after a clear.
+        assert MEMORY_CRC.init == MEMORY_CRC.xorout
         m.submodules.region_crc = region_crc = SerialCRC(MEMORY_CRC)
 
         # No command uses two byte memories to read or two to write, so one reader and one
@@ -405,12 +407,11 @@ class CommandHandler(wiring.Component):
 
     def _reply_source(self, m, paths: _DataPaths, counters, command) -> _ReplySource:
         """The reply's data bytes: picked by index from the counter memory's words (identity,
-        counters) or the cycle count, shifted out of the CRC register (INFO), or streamed from
-        the memory words or the output buffer."""
+        counters) or shifted out of the CRC register (the CRC, or RUN's cycle count) (INFO), or
+        streamed from the memory words or the output buffer."""
         reply = self.reply.payload
         source = Signal(Source)
         info_index = Signal(range(Identity.LAYOUT.size + 1))
-        cycles = Signal(_CYCLE_BITS)
         # Each reply's bytes are picked by index first and the reply chosen last: choosing
         # among whole replies first would multiplex every bit of the longest one.
         info_byte = Signal(8)
@@ -428,11 +429,9 @@ class CommandHandler(wiring.Component):
                              info_valid.eq(counters.read_valid),
                              counters.read_en.eq(self.data.ready & (source == Source.INFO)),
                              counters.read_index.eq(Mux(command[Command.IDENTIFY], counter + len(COUNTERS), counter))]
-        with m.Elif(command[Command.CRC]):
+        with m.Else():                          # CRC, RUN: the CRC register holds the CRC or cycle count
             m.d.comb += [info_byte.eq(paths.region_crc.value[:8]),
                          paths.region_crc.shift.eq(self.data.ready & (source == Source.INFO))]
-        with m.Elif(command[Command.RUN]):
-            m.d.comb += info_byte.eq(cycles.word_select(info_index[:2], 8))
         with m.Switch(source):
             with m.Case(Source.INFO):
                 m.d.comb += [self.data.valid.eq(info_valid), self.data.payload.eq(info_byte)]
@@ -444,7 +443,7 @@ class CommandHandler(wiring.Component):
             with m.Case(Source.OUTPUTS):
                 m.d.comb += [self.data.valid.eq(paths.byte_reader.o.valid),
                              self.data.payload.eq(paths.byte_reader.o.payload)]
-        return _ReplySource(reply, source, info_index, cycles)
+        return _ReplySource(reply, source, info_index)
 
     def _start(self, m, request: _Request, paths: _DataPaths, reply: _ReplySource, once: _ExactlyOnce, command):
         """DISPATCH of an accepted frame: start its command's data path and pick the next state
@@ -470,14 +469,16 @@ class CommandHandler(wiring.Component):
                 m.next = "CRC"
         with m.Elif(command[Command.RUN]):
             m.d.comb += [byte_reader.start.eq(1), paths.byte_writer.start.eq(1)]
-            m.d.sync += reply.cycles.eq(0)
+            m.d.comb += paths.region_crc.clear.eq(1)            # the cycle count starts at 0
             m.next = "RUN"
         with m.Elif(command[Command.READ_OUTPUTS]):
             m.d.comb += byte_reader.start.eq(1)
             m.d.sync += reply.source.eq(Source.OUTPUTS)
 
     def _ranges(self, m, request: _Request, paths: _DataPaths, dispatching: Value, command):
-        """The address ranges the data paths latch on `start`, by command, not by state. CRC of
+        """The address ranges of the data paths, by command, not by state: `first` is latched on
+        `start`, `end` is used as it is, so it holds while a path runs (it comes from the frame
+        held and the command, both fixed until the reply is out, and the memory `region`). CRC of
         ALL_MEMORIES starts memory 0 when dispatching, then memory `region` in CRC_NEXT."""
         board, frame = self.board, self.frame.payload
         in_bytes, out_bytes = board.in_vector_bytes, board.out_vector_bytes
@@ -492,7 +493,8 @@ class CommandHandler(wiring.Component):
                          paths.byte_reader.end.eq(times(request.outputs_end, out_bytes))]
         if paths.words is not None:
             starting = Mux(dispatching, 0, paths.region)              # the memory a start now reads
-            m.d.comb += [paths.words.first.eq(Mux(request.all_memories, 0, request.addr)),
+            # An accepted CRC of ALL_MEMORIES has address 0 (its check), so `addr` is every first word.
+            m.d.comb += [paths.words.first.eq(request.addr),
                          paths.words.end.eq(Mux(request.all_memories, request.depths[starting], request.end))]
 
     def _crc_regions(self, m, request: _Request, paths: _DataPaths):

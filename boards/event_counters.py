@@ -11,6 +11,7 @@ slot is pending, so a read sees every event counted before it was asked (a STATU
 counts itself). A source loses an event only if it raises another before the unit served
 the first: the link's events come at most once per byte time (20 cycles or more), once
 per frame for the verdicts. After reset the unit first clears every counter (one per cycle).
+No read meets a write of its address: a state reads or writes, never both.
 
 The block RAM has room to spare, so it also holds `constants`: words after the
 counters, set when the memory is configured, never written, read like the counters
@@ -20,7 +21,7 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from nomac.boards.byte_streams import BufferMemory
+from nomac.hw.buffer_memory import BufferMemory
 
 
 class EventCounters(wiring.Component):

@@ -90,11 +90,14 @@ class SerialCRC(wiring.Component):
     the CRC so far. One XOR per tap of the polynomial instead of the byte-wide XOR tree of
     `CRC`, for a CRC that runs while no byte arrives (the memory CRC of the CRC command).
     `shift` moves `value` down a byte, so a reply sends it from `value[:8]` with no byte
-    multiplexer (a register bit's LUT is otherwise mostly unused)."""
+    multiplexer (a register bit's LUT is otherwise mostly unused). `count` adds one to
+    `value` (from `init` ^ `xorout` after `clear`): the register doubles as a counter
+    whose bytes a reply sends the same way (the RUN command's cycle count)."""
 
     def __init__(self, spec: CrcSpec):
         self.spec = spec
-        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "shift": In(1), "value": Out(spec.width)})
+        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "shift": In(1), "count": In(1),
+                          "value": Out(spec.width)})
 
     def elaborate(self, platform):
         m = Module()
@@ -116,6 +119,8 @@ class SerialCRC(wiring.Component):
             m.d.sync += [register.eq(shifted ^ (feedback.replicate(width) & Const(poly, width))), bit.eq(bit + 1)]
         with m.Elif(self.shift):
             m.d.sync += register.eq(((register ^ spec.xorout) >> 8) ^ spec.xorout)
+        with m.Elif(self.count):
+            m.d.sync += register.eq((self.value + 1)[:width] ^ spec.xorout)
         return m
 
 
@@ -223,8 +228,9 @@ class FrameDecoder(wiring.Component):
                 field("PAYLOAD", index.eq(following))
                 with m.If(got):
                     m.d.comb += self.buffer.en.eq(1)
+                    early = index[(HEAD_BYTES - 1).bit_length():] == 0     # one test of the high bits for all
                     for k in range(HEAD_BYTES):
-                        with m.If(index == k):
+                        with m.If(early & (index[:(HEAD_BYTES - 1).bit_length()] == k)):
                             m.d.sync += [self.head[k].eq(byte), self.head_zero[k].eq(byte == 0)]
                     with m.If(following == info.length):
                         m.next = "CRC_LOW"
