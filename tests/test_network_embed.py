@@ -1,14 +1,15 @@
-"""The network's embed unit (hw/network/embed_unit.py) against the golden class token and
-position embedding."""
+"""The network's embed steps (hw/network/embed_unit.py) on the add unit (hw/network/add_unit.py)
+against the golden class token and position embedding."""
 
 import numpy as np
 import pytest
 
-from nomac.hw.network.embed_unit import FIELDS, EmbedUnit, embed_step
-from nomac.hw.network.unit import LimitError, NetworkLimits, pack_words, params_layout
+from nomac.hw.network.add_unit import FIELDS, AddUnit, add_step
+from nomac.hw.network.embed_unit import embed_step
+from nomac.hw.network.unit import LimitError, NetworkLimits, pack_words
 from nomac.model.golden import FORWARD
-from nomac.model.operator_layers import EmbedLayer
-from network_units import assert_multiplies_on_the_shared_multiplier, run_step, run_steps
+from nomac.model.operator_layers import AddLayer, EmbedLayer
+from network_units import run_step, run_steps
 
 LIMITS = NetworkLimits()
 INT32_LO, INT32_HI = -(1 << 31), (1 << 31) - 1
@@ -34,7 +35,7 @@ def patch_rows(tokens: int, features: int, seed: int):
 
 def run_embed(layer, x, *, limits=LIMITS, unit=None, table_base=40, **stream):
     step = embed_step(layer, layer.tokens, table_base, limits)
-    outputs, cycles = run_step(unit or EmbedUnit(limits), FIELDS, step, x.reshape(-1).tolist(),
+    outputs, cycles = run_step(unit or AddUnit(limits), FIELDS, step, x.reshape(-1).tolist(),
                                table_base=table_base, **stream)
     return step, outputs, cycles
 
@@ -51,7 +52,7 @@ def test_embed_unit_matches_golden(tokens, features, mult, shift):
     x = patch_rows(tokens, features, seed=features)
     step, outputs, cycles = run_embed(layer, x, steps=2)
     assert outputs == FORWARD["embed"](layer, x).reshape(-1).tolist()
-    assert cycles == [tokens * features + 3] * 2        # one output a cycle, then the three stages
+    assert cycles == [tokens * features + 2] * 2        # one output a cycle, then the two stages
 
 
 def test_embed_unit_int32_extremes_saturate_and_large_shifts_give_zero():
@@ -96,9 +97,23 @@ def test_two_layers_back_to_back_on_one_unit():
     first_step = embed_step(first, 9, 40, LIMITS)
     second_step = embed_step(second, 9, 40 + len(first_step.table_words), LIMITS)
     runs = [(first_step, x.reshape(-1).tolist(), 40), (second_step, x.reshape(-1).tolist(), 40 + len(first_step.table_words))]
-    outputs, cycles = run_steps(EmbedUnit(LIMITS), FIELDS, runs)
+    outputs, cycles = run_steps(AddUnit(LIMITS), FIELDS, runs)
     assert outputs == [FORWARD["embed"](first, x).reshape(-1).tolist(), FORWARD["embed"](second, x).reshape(-1).tolist()]
-    assert cycles == [9 * 6 + 3] * 2
+    assert cycles == [9 * 6 + 2] * 2
+
+
+def test_add_and_embed_steps_back_to_back_on_the_one_unit():
+    """add, embed, add: each step's `embed` switches the second term and the input order."""
+    residual = AddLayer.from_json("case", {"name": "residual", "kind": "add", "features": 6, "inputs": ["input", "input"],
+                                           "mult_a": 30000, "mult_b": 7000, "shift": 15}, {})
+    pos = embed_layer(9, 6, 51000, 16, scaled_offsets(9, 6, 16, seed=8))
+    x = patch_rows(9, 6, seed=9)
+    operands = np.random.default_rng(10).integers(-128, 128, (4, 12)).astype(np.int8)
+    add, embed = (add_step(residual, 4, 0, LIMITS), operands.reshape(-1).tolist(), 0), \
+        (embed_step(pos, 9, 40, LIMITS), x.reshape(-1).tolist(), 40)
+    outputs, cycles = run_steps(AddUnit(LIMITS), FIELDS, [add, embed, add], backpressure=0.2, seed=11)
+    expected_add = FORWARD["add"](residual, operands).reshape(-1).tolist()
+    assert outputs == [expected_add, FORWARD["embed"](pos, x).reshape(-1).tolist(), expected_add]
 
 
 def test_embed_unit_built_for_small_limits():
@@ -112,13 +127,13 @@ def test_embed_unit_built_for_small_limits():
 def test_embed_step_params_packing_counts_and_bound():
     offset = scaled_offsets(17, 32, 13, seed=7)
     step = embed_step(embed_layer(17, 32, 22000, 13, offset), 17, 100, LIMITS)
-    assert step.params == {"tokens": 17, "features": 32, "mult": 22000, "shift": 13, "offset_base": 100}
+    assert step.params == {"rows": 17, "features": 32, "mult_a": 22000, "mult_b": 0, "shift": 13, "embed": 1,
+                           "offset_base": 100}
     flat = offset.reshape(-1)
     assert step.table_words == pack_words(flat, 32) and len(step.table_words) == 272
     assert [step.table_words[n // 2] >> (32 * (n % 2)) & 0xFFFF_FFFF for n in (0, 1, 543)] == \
         [int(v) & 0xFFFF_FFFF for v in flat[[0, 1, 543]]]
     assert (step.in_elements, step.out_elements, step.bound, step.bound_rule) == (512, 544, 544, "T*E")
-    assert params_layout(FIELDS).size == 70
 
 
 @pytest.mark.parametrize("tokens, features, mult, table_base, what", [
@@ -128,10 +143,6 @@ def test_embed_step_refuses_what_the_unit_cannot_run(tokens, features, mult, tab
     layer = embed_layer(tokens, features, mult, 13, np.zeros((tokens, features)))
     with pytest.raises(LimitError, match=f"layer 'pos'.*{what}"):
         embed_step(layer, tokens, table_base, LIMITS)
-
-
-def test_its_one_multiply_is_on_the_networks_shared_multiplier():
-    assert_multiplies_on_the_shared_multiplier(EmbedUnit(LIMITS))
 
 
 @pytest.mark.slow

@@ -11,9 +11,10 @@ __all__ = ["UnitKind", "UNITS"]
 
 @dataclass(frozen=True)
 class UnitKind:
-    """number: the `unit` field of a step (docs/spec.md section 16); fields: its parameters;
-    unit: makes the component from NetworkLimits; steps: (layer, rows, table_base,
-    limits) -> list of UnitStep (one per step the layer takes)."""
+    """number: the `unit` field of a step (docs/spec.md section 16; kinds of one number share
+    its unit and fields); fields: its parameters; unit: makes the component from
+    NetworkLimits; steps: (layer, rows, table_base, limits) -> list of UnitStep (one per step
+    the layer takes)."""
     kind: str
     number: int
     fields: tuple
@@ -37,6 +38,6 @@ UNITS = {kind.kind: kind for kind in (
              lambda layer, rows, table_base, limits: [
                  attention_unit.attention_step(layer, rows, table_base, limits, limits.attention_lanes)]),
     UnitKind("add", 8, add_unit.FIELDS, add_unit.AddUnit, _one(add_unit.add_step)),
-    UnitKind("embed", 9, embed_unit.FIELDS, embed_unit.EmbedUnit, _one(embed_unit.embed_step)),
+    UnitKind("embed", 8, add_unit.FIELDS, add_unit.AddUnit, _one(embed_unit.embed_step)),
 )}
 
