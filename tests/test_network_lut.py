@@ -151,6 +151,7 @@ def test_acc_output_reaches_both_int32_ends():
     layer = lut_layer(16, M, C, K, "l2", output="acc", tables=tables, bias=bias)
     step, _ = run(layer, rows_of(16, 3, seed=1), backpressure=0.3)
     assert step.out_elements == 3 * M * 4 and step.bound_rule.endswith("4*M)")
+    assert step.params["out_shift"] == 0                               # the shift is 8j alone
     over = lut_layer(16, M, C, K, "l2", output="acc", tables=tables, bias=[INT32_MAX - 127 * C + 1, 0, 0])
     with pytest.raises(LimitError, match="accumulator bits"):
         lut_step(over, 1, 0, LIMITS)

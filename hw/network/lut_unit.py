@@ -33,23 +33,24 @@ input or output take longer. So the port carries table words only, once the step
 - Output: `holding` shifts one sum a cycle to the output stage, which adds the output's
   bias (read from the local memory the cycle before; the bias has the local read port
   before the encoder, claimed as if the output stream takes what it is offered) into
-  `result`, while the next group accumulates. `result` leaves through a windowed log
-  shifter at a registered shift: rounded int8, or its 4 bytes.
+  `result`, while the next group accumulates. `result` leaves as a unit output for the
+  engine's one requantizer: at out_shift, or its 4 bytes at shifts 0, 8, 16, 24.
 
 Everything but the encoder's pipeline moves with `advance`, which drops only while a
 finished group waits for `holding`; the encoder stalls only at its issue stage. For the
 clock (this unit used to set the iCE40's), the argmin has no two comparators in a row,
 the encoder's last-beat flags compare counters with registers set at `start` (no adder
 on the way to the row's end), and the output stream's `ready` does not reach the
-encoder. The block RAMs' read registers are their own (`_block_ram`). Table memory
+encoder. The block RAMs are BufferMemory: no used read meets its write. Table memory
 layout, cycle timetable and limits: docs/spec.md section 16.5 (`lut`).
 """
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 import numpy as np
 
-from nomac.hw.network.requantize import ACC_BYTES, WINDOW, output_element
+from nomac.hw.buffer_memory import BufferMemory
+from nomac.hw.network.requantize import ACC_BYTES
 from nomac.hw.network.unit import (TABLE_WORD_BYTES, Field, LimitError, UnitSignature, UnitStep, pack_words,
                                    params_layout, words_of_bytes)
 from nomac.hw.widths import signed_bits
@@ -140,7 +141,8 @@ def lut_step(layer, rows: int, table_base: int, limits) -> UnitStep:
     if table_end > limits.table_words:
         raise LimitError(layer.name, "table memory words (end of its arrays)", table_end, limits.table_words)
     params = {"rows": rows, "in_features": D, "out_features": M, "codebooks": C, "subvector": V, "centroids": K,
-              "squared": int(squared), "out_shift": layer.out_shift, "acc_output": int(acc_output),
+              "squared": int(squared), "out_shift": 0 if acc_output else layer.out_shift,
+              "acc_output": int(acc_output),
               "copy_base": table_base + len(padding), "copy_words": len(copy_words),
               "bias_local": LOCAL_PER_TABLE_WORD * len(prototype_words), "tables_base": tables_base}
     out_bytes = ACC_BYTES * M if acc_output else M
@@ -151,50 +153,14 @@ def lut_step(layer, rows: int, table_base: int, limits) -> UnitStep:
     return UnitStep(params, padding + copy_words + table_words, rows * D, rows * out_bytes, bound, rule)
 
 
-def _output_window(m: Module, result, amount):
-    """hw/network/requantize.py's WINDOW of an output element of `result` at shift `amount`:
-    requantized by out_shift, or a raw byte j (the window at shift 8j).
-
-    The same log shifter as `requantize.shifted_window` (h = floor(2a / 2^s) in 9 bits,
-    largest level first, each dropping the bits no later level can bring into h; every
-    dropped bit and h's top bit must equal the sign for the result to fit), but with one
-    multiplexer per level on the whole vector and each level a named signal: the
-    simulator then builds it in linear size (per-bit lists grow exponentially there). A
-    shift past the width fills h with the sign, so h is -1 or 0 and the result 0.
-    """
-    sign = result[-1]
-    bits = Cat(Const(0, 1), result).as_signed()           # 2 * result
-    dropped = []
-    for level in reversed(range(len(amount))):
-        step, keep = 1 << level, 9 + (1 << level) - 1
-        moved = Mux(amount[level], bits >> step, bits)
-        if len(moved) > keep:
-            dropped.append(moved[keep:] ^ sign.replicate(len(moved) - keep))
-            moved = Cat(moved[:keep], sign)               # the sign on top again, for the next levels
-        bits = Signal(signed(len(moved)), name=f"shifted{level}")
-        m.d.comb += bits.eq(moved)
-    window = Signal(WINDOW)
-    m.d.comb += window.eq(Cat(bits[:9], ~Cat(bits[8] ^ sign, *dropped).any(), sign))
-    return window
-
-
-class _RegisteredRead:
-    """A read port as an asynchronous read and a reset-less register of `data` (loaded while `en`)."""
-
-    def __init__(self, m: Module, port):
-        self.addr, self.en = port.addr, Signal(init=1)
-        self.data = Signal(port.data.shape(), reset_less=True)
-        with m.If(self.en):
-            m.d.sync += self.data.eq(port.data)
-
-
 def _block_ram(m: Module, name: str, shape, depth: int):
-    """A memory's write port and read port. Yosys merges the read register into the block
-    RAM, and `no_rw_check` spares it the logic that keeps the old word when a cycle reads the
-    word it writes (some 75 flip-flops for a 32-bit memory): no cycle of this unit uses a word
-    read as it is written."""
-    m.submodules[name] = ram = memory.Memory(shape=shape, depth=depth, init=[], attrs={"no_rw_check": 1})
-    return ram.write_port(), _RegisteredRead(m, ram.read_port(domain="comb"))
+    """A BufferMemory's write port and read port. No cycle of this unit uses a word read as
+    it is written: the encoder reads a local word only once the copy has written it
+    (`local_word < copy_write_index`), the output stage the bias only after the copy; the
+    row buffer takes row r + 1 only after the encoder's last read of row r; a code bank is
+    written only while the lookup reads the other one."""
+    m.submodules[name] = ram = BufferMemory(shape=shape, depth=depth)
+    return ram.write, ram.read
 
 
 class LutUnit(wiring.Component):
@@ -213,7 +179,7 @@ class LutUnit(wiring.Component):
         # Table-entry sums of a group (no bias), and a sum plus its int32 bias: neither wraps.
         self.sum_bits = signed_bits(-128 * limits.codebooks, 127 * limits.codebooks)
         self.result_bits = signed_bits(INT32_MIN - 128 * limits.codebooks, INT32_MAX + 127 * limits.codebooks)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True, acc_bits=self.result_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -408,9 +374,9 @@ class LutUnit(wiring.Component):
             m.d.sync += entry_base.eq(Mux(word_row_last, p.tables_base, following_entry))
         with m.If(copying):
             m.d.sync += entry_base.eq(following_entry)
-        acc_valid, acc_last = Signal(), Signal()
+        acc_valid, acc_last, acc_row_last = Signal(), Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [acc_valid.eq(word_valid), acc_last.eq(word_last)]
+            m.d.sync += [acc_valid.eq(word_valid), acc_last.eq(word_last), acc_row_last.eq(word_row_last)]
 
         # Accumulate; a finished group moves to `holding`, which shifts one sum a cycle
         # to the output stage (holding[0]) and takes the next group as it hands out its last.
@@ -437,16 +403,16 @@ class LutUnit(wiring.Component):
         out_rows_left = Signal(range(tokens + 1))
         bias_local = p.bias_local[:len(local_read.addr)]
         bias_address = Signal.like(local_read.addr)       # the next output's bias: bias_local + m
-        bias_last = Signal.like(local_read.addr)          # bias_local + M - 1
+        holding_row_last = Signal()                       # holding has its row's last group
         out_last, group_end = Signal(), Signal()          # the next output is its row's, its group's last
-        # bias_local is a multiple of 8: the low bits of the bias address are m % 8.
-        m.d.comb += [out_last.eq(bias_address == bias_last),
+        # bias_local is a multiple of 8: the low bits of the bias address are m % 8. Both flags
+        # are used only while holding is full.
+        m.d.comb += [out_last.eq(holding_row_last & (bias_address[:3] == M_last[:3])),
                      group_end.eq(out_last | (bias_address[:3] == ENTRIES_PER_WORD - 1))]
         bias_pending = Signal()                           # local_read.data is the next output's bias
         result = Signal(signed(self.result_bits), reset_less=True)
         result_valid, result_last = Signal(), Signal()
-        out_byte = Signal(2)
-        window_shift = Signal(6, reset_less=True)         # out_shift, or 8 * out_byte with acc
+        out_byte = Signal(2)                              # the byte of `result` with acc, else 0
         byte_last = ~p.acc_output | (out_byte == 3)
         taken = self.o.valid & self.o.ready
         emit, emit_if_taken = Signal(), Signal()
@@ -469,7 +435,8 @@ class LutUnit(wiring.Component):
                      local_read.addr.eq(Mux(port_taken, Mux(emit, following_bias, bias_address), local_word))]
         m.d.sync += bias_pending.eq(port_taken)
         with m.If(group_done):
-            m.d.sync += [*(h.eq(s) for h, s in zip(holding, sums)), holding_full.eq(1)]
+            m.d.sync += [*(h.eq(s) for h, s in zip(holding, sums)), holding_full.eq(1),
+                         holding_row_last.eq(acc_row_last)]
         with m.Elif(emit):
             m.d.sync += [h.eq(following) for h, following in zip(holding, [*holding[1:], 0])]
             with m.If(group_end):
@@ -477,19 +444,20 @@ class LutUnit(wiring.Component):
         with m.If(emit):
             m.d.sync += [result.eq(holding[0] + local_read.data.as_signed()), result_valid.eq(1),
                          result_last.eq(out_last & (out_rows_left == 1)), out_byte.eq(0),
-                         window_shift.eq(Mux(p.acc_output, 0, p.out_shift)), bias_address.eq(following_bias),
-                         ]
+                         bias_address.eq(following_bias)]
             with m.If(out_last):
                 m.d.sync += out_rows_left.eq(out_rows_left - 1)
         with m.Elif(taken & byte_last):
             m.d.sync += result_valid.eq(0)
         with m.Elif(taken):
-            m.d.sync += [out_byte.eq(out_byte + 1), window_shift.eq(window_shift + 8)]
+            m.d.sync += out_byte.eq(out_byte + 1)
 
-        # int8: sat8(rshift_round(result, out_shift)); acc: byte j of result (docs/spec.md section 2).
-        element = output_element(_output_window(m, result, window_shift), p.acc_output)
+        # To the engine's requantizer: int8 at out_shift, or with acc byte j at shift 8j (out_shift
+        # is 0 then, and out_byte is 0 for int8, so the shift is their OR).
         m.d.comb += [self.o.valid.eq(result_valid),
-                     self.o.payload.eq(element),
+                     self.o.payload.acc.eq(result),
+                     self.o.payload.shift.eq(p.out_shift | Cat(Const(0, 3), out_byte)),
+                     self.o.payload.raw.eq(p.acc_output),
                      self.done.eq(taken & byte_last & result_last)]
 
         with m.If(self.start):
@@ -502,6 +470,6 @@ class LutUnit(wiring.Component):
                          x_index.eq(0), x_base.eq(0), local_word.eq(0), word_byte.eq(0), argmin_code.eq(0), write_c.eq(0), write_bank.eq(0),
                          banks_busy.eq(0), banks_ready.eq(0),
                          lk_bank.eq(0), lk_g.eq(0), lk_c.eq(0),
-                         holding_full.eq(0), out_rows_left.eq(rows), bias_last.eq(bias_local + M_last),
+                         holding_full.eq(0), out_rows_left.eq(rows),
                          bias_address.eq(bias_local), result_valid.eq(0)]
         return m
