@@ -2,13 +2,14 @@
 of docs/spec.md section 2, and its raw accumulator bytes against int32 little-endian."""
 import numpy as np
 import pytest
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from nomac.hw.network.requantize import ACC_BYTES, output_element, output_window, requantize_runtime
+from nomac.hw.network.requantize import ACC_BYTES, output_element, output_window, requantize_output, requantize_runtime
+from nomac.hw.network.unit import unit_output_layout
 from nomac.model.fixed_point import rshift_round, sat8
 
 
@@ -34,6 +35,21 @@ class OutputElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.d.comb += self.y.eq(output_element(output_window(self.acc, self.shift, self.raw, self.byte), self.raw))
+        return m
+
+
+class EngineRequantizer(wiring.Component):
+    """requantize_output on a unit output, as the network engine and StandaloneUnit use it."""
+
+    def __init__(self, acc_bits: int):
+        self.acc_bits = acc_bits
+        super().__init__({"acc": In(signed(acc_bits)), "shift": In(unsigned(6)), "raw": In(1), "y": Out(signed(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        output = Signal(unit_output_layout(self.acc_bits))
+        m.d.comb += [output.acc.eq(self.acc), output.shift.eq(self.shift), output.raw.eq(self.raw),
+                     self.y.eq(requantize_output(m, output))]
         return m
 
 
@@ -67,7 +83,8 @@ def check_requantizer(acc_bits: int, samples: int, seed: int):
         near += [int(v) for v in rng.integers(lo, hi, samples, endpoint=True)]
         cases += [{"acc": min(max(v + d, lo), hi), "shift": shift} for v in near for d in (-1, 0, 1)]
     expected = [int(sat8(rshift_round(np.int64(case["acc"]), case["shift"]))) for case in cases]
-    duts = [Requantizer(acc_bits)] + ([OutputElement(acc_bits)] if acc_bits >= 8 * ACC_BYTES else [])
+    duts = [Requantizer(acc_bits), EngineRequantizer(acc_bits)]
+    duts += [OutputElement(acc_bits)] if acc_bits >= 8 * ACC_BYTES else []
     for dut in duts:
         mismatches = [(c["acc"], c["shift"], y, e) for c, y, e in zip(cases, simulate(dut, cases), expected) if y != e]
         assert not mismatches, (type(dut).__name__, mismatches[:10])
@@ -94,3 +111,5 @@ def test_raw_bytes_are_int32_little_endian(acc_bits):
              for v in values for j in range(ACC_BYTES)]
     expected = [int(np.array([c["acc"]], "<i4").view(np.int8)[c["byte"]]) for c in cases]
     assert simulate(OutputElement(acc_bits), cases) == expected
+    unit_outputs = [{"acc": c["acc"], "shift": 8 * c["byte"], "raw": 1} for c in cases]
+    assert simulate(EngineRequantizer(acc_bits), unit_outputs) == expected

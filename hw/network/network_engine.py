@@ -149,7 +149,7 @@ class NetworkEngine(wiring.Component):
         m.d.sync += output_valid.eq(running & unit_output_valid)
         with m.If(unit_output_valid):
             m.d.sync += output.eq(unit_output)
-        m.d.comb += [writer.i.valid.eq(output_valid), writer.i.payload.eq(requantize_output(output))]
+        m.d.comb += [writer.i.valid.eq(output_valid), writer.i.payload.eq(requantize_output(m, output))]
 
         # The table port's owner: the running unit, the host while idle, the sequencer while
         # it loads a step (at `program_counter`).

@@ -19,7 +19,7 @@ A raw accumulator leaves as ACC_BYTES bytes, little-endian: byte j is bits 1..8 
 acc's window at shift 8j, so a unit that holds acc while its bytes leave takes them
 through the same shifter (`output_window`, `output_element`), with no byte multiplexer.
 """
-from amaranth import C, Cat, Mux, Value
+from amaranth import C, Cat, Module, Mux, Signal, Value
 from amaranth.hdl import signed
 from amaranth.lib import data
 
@@ -84,10 +84,31 @@ def output_window(acc: Value, shift: Value, raw: Value, byte: Value) -> data.Vie
     return shifted_window(acc, Mux(raw, Cat(C(0, 3), byte), shift))
 
 
-def requantize_output(output) -> Value:
+def requantize_output(m: Module, output) -> Value:
     """The int8 element of a unit output (hw/network/unit.py `unit_output_layout`): acc
-    requantized by shift, or with raw its bits [shift, shift + 8)."""
-    return output_element(shifted_window(output.acc, output.shift), output.raw)
+    requantized by shift, or with raw its bits [shift, shift + 8). The same shifter as
+    `shifted_window`, built in `m` as one signal per level (the simulator takes a shifter
+    of per-bit expressions seconds to compile, this one milliseconds)."""
+    doubled = Cat(C(0, 1), output.acc).as_signed()
+    sign = doubled[-1]
+    levels = (len(doubled) - 1).bit_length()       # enough to shift out every place of 2 acc
+    amount = Cat(output.shift, C(0, levels))
+    value, spills = doubled, C(0, 1)
+    for level in reversed(range(levels)):
+        step = 1 << level
+        kept = H_BITS + step - 1                   # the places h still depends on after this level
+        if len(value) > kept:
+            dropped = Signal(name=f"spills_{level}")
+            m.d.comb += dropped.eq(spills | (~amount[level] & (value[kept:] ^ sign.replicate(len(value) - kept)).any()))
+            spills = dropped
+        shifted = Signal(signed(min(len(value), kept)), name=f"level_{level}")
+        m.d.comb += shifted.eq(Mux(amount[level], value.as_signed() >> step, value.as_signed()))
+        value = shifted
+    h = Signal(signed(H_BITS), name="h")           # the last level's bits, sign-extended
+    m.d.comb += h.eq(value)
+    beyond = amount[levels:].any()                 # past every place of 2 acc: the result is 0
+    window = WINDOW(Cat(Mux(beyond, 0, h)[:H_BITS], beyond | (~spills & (h[-1] == sign)), sign))
+    return output_element(window, output.raw)
 
 
 def output_element(window, raw: Value) -> Value:

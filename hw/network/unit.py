@@ -241,7 +241,7 @@ class StandaloneUnit(wiring.Component):
             wiring.connect(m, unit.multiplier, multiplier)
         wiring.connect(m, wiring.flipped(self.i), unit.i)
         wiring.connect(m, unit.table, wiring.flipped(self.table))
-        payload = unit.o.payload if output_acc_bits(unit) is None else requantize_output(unit.o.payload)
+        payload = unit.o.payload if output_acc_bits(unit) is None else requantize_output(m, unit.o.payload)
         m.d.comb += [unit.params.eq(self.params), unit.start.eq(self.start), self.done.eq(unit.done),
                      self.o.payload.eq(payload), self.o.valid.eq(unit.o.valid), unit.o.ready.eq(self.o.ready)]
         return m
