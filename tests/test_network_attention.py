@@ -69,8 +69,8 @@ def exp_indices(layer, x):
 def test_tiny_vit_step_figures():
     layer = attention_layer(17, 32, 4)
     step = attention_step(layer, 1, TABLE_BASE, LIMITS)
-    assert step.params == {"tokens": 17, "heads": 4, "head_words": 4, "tail_lanes": 2, "part_words": 16,
-                           "score_mult": 24000, "score_shift": 22, "out_mult": 20000, "out_shift": 20,
+    assert step.params == {"last_token": 16, "last_head": 3, "head_words": 4, "last_group": 3, "tail_lanes": 2,
+                           "last_word": 15, "last_slot": 16, "score_mult": 24000, "score_shift": 22, "out_mult": 20000, "out_shift": 20,
                            "table_base": TABLE_BASE}
     assert (step.in_elements, step.out_elements) == (17 * 96, 17 * 32)
     assert step.bound == 17 * 96 + 2 * 17 * 17 * 32 // 2 + 3 * 4 * 17 * 17 == 14348
@@ -82,7 +82,8 @@ def test_tiny_vit_step_figures():
 
 def test_odd_head_dim_pads_each_head_to_whole_words():
     step = attention_step(attention_layer(3, 15, 3), 1, 0, LIMITS, 4)      # dh = 5 on U = 4: 4 + 1
-    assert (step.params["head_words"], step.params["tail_lanes"], step.params["part_words"]) == (2, 1, 6)
+    assert (step.params["head_words"], step.params["tail_lanes"], step.params["last_word"]) == (2, 1, 5)
+    assert step.params["last_slot"] == 12                                  # P = max(T, 2U + 5, 7) = 13
     assert step.bound == 3 * 45 + -(-2 * 3 * 3 * 15 // 4) + 3 * 3 * 3 * 3
 
 
@@ -107,6 +108,11 @@ def test_step_refuses_a_table_past_the_table_memory_and_more_than_one_sequence()
         attention_step(layer, 2, 0, LIMITS)
 
 
+def test_unit_refuses_limits_beyond_its_count_fields():
+    with pytest.raises(ValueError, match="count fields"):
+        AttentionUnit(NetworkLimits(tokens=257))
+
+
 def test_multipliers_are_the_lanes_and_one_shared():
     assert count_multipliers(flat_rtlil(AttentionUnit(LIMITS), "attention"), "attention") == 2 + 1
 
@@ -120,7 +126,7 @@ def test_tiny_vit_shape_on_its_timetable():
     x = random_sequence(layer, seed=1)
     outputs, cycles = run(layer, x)
     assert len(set(outputs)) > 50                              # probabilities spread: a real softmax
-    assert cycles == [AttentionUnitTimetable(17, 4, 8, 2).cycles] == [14403]
+    assert cycles == [AttentionUnitTimetable(17, 4, 8, 2).cycles] == [14401]
     assert cycles[0] <= 1.1 * 14348
 
 

@@ -74,7 +74,7 @@ def timetable_cycles(x: np.ndarray, G: int, limits=LIMITS) -> int:
     """The step's cycles without stalls, from the module docstring's timetable: row k's
     statistics start at its last add, (k+1)E + 1 (asserted: they keep up), its element 0
     is issued at I_k = max(that + n_s + n_q, I_(k-1) + E), and the step ends at
-    I_(rows-1) + E + 2."""
+    I_(rows-1) + E + 1."""
     rows, E = x.shape
     pairs = LayerNormUnitWidths.of(limits).variance_pairs
     issue = None
@@ -82,9 +82,9 @@ def timetable_cycles(x: np.ndarray, G: int, limits=LIMITS) -> int:
         V = E * sum(v * v for v in row) - sum(row) ** 2
         start = (k + 1) * E + 1
         assert issue is None or issue <= start, "the statistics do not keep up: the timetable's rule does not apply"
-        ready = start + root_cycles(pairs, G, V) + quotient_cycles(math.isqrt(V << (2 * G)))
+        ready = start + root_cycles(pairs, G) + quotient_cycles(math.isqrt(V << (2 * G)))
         issue = ready if issue is None else max(ready, issue + E)
-    return issue + E + 2
+    return issue + E + 1
 
 
 def run_layernorms(cases, *, gap=0.0, backpressure=0.0, seed=0, limits=LIMITS):
@@ -100,9 +100,9 @@ def run_layernorms(cases, *, gap=0.0, backpressure=0.0, seed=0, limits=LIMITS):
     return cycles
 
 
-def test_tiny_vit_shape_runs_at_its_timetable_within_12_percent_of_the_bound():
+def test_tiny_vit_shape_runs_at_its_timetable_within_10_percent_of_the_bound():
     """17 rows of 32 at G = 7 like the trained tiny ViTs' (r of 14 to 18 bits: spreads of 3 to
-    48), within 12 % of the bound (the module docstring: 605 to 607 cycles); the directed
+    48), within 10 % of the bound (the module docstring: 596 to 598 cycles); the directed
     rows and random rows; then a step of one row (the model's final norm). Each at its
     timetable."""
     layer = layernorm_layer(32, 7, 16, seed=1)
@@ -116,7 +116,7 @@ def test_tiny_vit_shape_runs_at_its_timetable_within_12_percent_of_the_bound():
     one_row = vit_like[16:17]
     cycles = run_layernorms([(layer, vit_like), (layer, directed), (layer, one_row)])
     assert cycles == [timetable_cycles(vit_like, 7), timetable_cycles(directed, 7), timetable_cycles(one_row, 7)]
-    assert cycles[0] <= 1.12 * step.bound
+    assert cycles[0] == 598 and cycles[0] <= 1.10 * step.bound
 
 
 # (E, G, out_shift, rows): E from 2 to the limit, G 1..8, out_shift 0, 1 (ties), large and beyond 33

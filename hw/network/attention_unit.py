@@ -1,7 +1,8 @@
 """The `attention` unit: multi-head self-attention of one sequence a step (docs/spec.md sections 13.5 and 16).
 
-Everything of the layer is a step parameter: T, H, the head's words G = ceil(dh / U), the
-lanes of a head's last word, score_mult / score_shift, out_mult / out_shift and the base of
+Everything of the layer is a step parameter: T, H, the head's words G = ceil(dh / U) and
+H * G (counts as their last values, which the counters are compared with), the lanes of a
+head's last word, a context group's slots, score_mult / score_shift, out_mult / out_shift, the base of
 exp_table in the table memory (256 entries of 16 bits, four to a word: entry n in bits
 16*(n % 4) .. of word n // 4). The unit is built for `NetworkLimits` and its lanes U.
 
@@ -9,7 +10,8 @@ The step reads T tokens of q | k | v (3E elements each) into one sequence buffer
 U elements, each head's slice starting a new word (q in one memory, k and v in another, so
 a score reads a q word and a k word in one cycle; a token's words at a power-of-two stride,
 so an address is the token and the word side by side), then computes rows (query i, head h) in
-output order and writes y as it is made. A row has three passes over its T keys (timetable:
+output order and writes c * out_mult as it is made (with out_shift, for the engine's
+requantizer: y = sat8(rshift_round(c * out_mult, out_shift))). A row has three passes over its T keys (timetable:
 hw/network/attention_unit_schedule.py):
 - S: s[j] = q_i . k_j on the U lane multipliers, one word pair a cycle, each lane summing
   its part in its multiplier block; the row maximum is kept as the scores are written into
@@ -23,8 +25,8 @@ hw/network/attention_unit_schedule.py):
 - C: per group of U output columns, c[d] += p[j] * v[j, d] on the same lanes. The first
   group makes p[j] = min(rshift_round(e[j] * recip, 24), 255) on the shared multiplier (two
   cycles a key) and writes it over e[j]; the other groups read it back, and meanwhile the
-  shared rescale turns the previous group's U sums, held in a register, one in two cycles
-  into y = sat8(rshift_round(c * out_mult, out_shift)).
+  shared multiplier turns the previous group's U sums, held in a register, one in two cycles
+  into the output c * out_mult.
 The row memory has two halves (row r's key j at entry j of half r % 2), since S(r+1) writes
 its scores while row r still needs its probabilities.
 
@@ -32,17 +34,18 @@ Multipliers: the U lanes (9-bit signed by 8-bit signed: q * k, and the unsigned 
 and one shared 16 x 16 unsigned multiplier (one DSP block), which makes delta * score_mult
 (E), e * recip (the first C group) and c * out_mult (the held sums, in cycles no E or
 first-group item needs) in two cycles each, high half of the wide operand first, followed by
-one runtime shift, rounding and clamp for t and y.
+one runtime shift, rounding and clamp for t.
 Everything after the issue stage is one lock-step pipeline that advances on `advance`: the
-output register is empty, or its element is being taken (read ports' `en` too, so their data
+output (the product register's) is empty, or its element is being taken (read ports' `en` too, so their data
 holds during a stall); the reciprocal runs free, its result holding until its next start.
 """
-from amaranth import Cat, Module, Mux, Shape, Signal
+from amaranth import C, Cat, Module, Mux, Shape, Signal
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 
 from nomac.base.errors import ConfigError
-from nomac.hw.network.attention_unit_schedule import (BOUND_RULE, EXP_ENTRY_BITS, EXP_INDEX_MAX, MULT_BITS,
+from nomac.hw.buffer_memory import BufferMemory
+from nomac.hw.network.attention_unit_schedule import (BOUND_RULE, EXP_ENTRY_BITS, MULT_BITS,
                                                       PROB_MAX, PROB_SHIFT, STAGES, AttentionUnitSizes,
                                                       AttentionUnitTimetable, head_words, least_context_period)
 from nomac.hw.network.unit import (TABLE_WORD_BITS, Field, LimitError, NetworkLimits, UnitSignature, UnitStep,
@@ -54,12 +57,14 @@ __all__ = ["FIELDS", "DEFAULT_LANES", "AttentionUnit", "attention_step"]
 DEFAULT_LANES = NetworkLimits.attention_lanes   # U = 2: with the shared multiplier 3 of the iCE40UP5K's 8 DSPs
 EXP_TABLE_WORDS = 256 * EXP_ENTRY_BITS // TABLE_WORD_BITS
 
-FIELDS = (Field("tokens", 16), Field("heads", 16), Field("head_words", 16), Field("tail_lanes", 16),
-          Field("part_words", 16), Field("score_mult", 16), Field("score_shift", 6), Field("out_mult", 16),
+COUNT_BITS = 8                            # the count fields (the unit refuses limits beyond them)
+FIELDS = (Field("last_token", COUNT_BITS), Field("last_head", COUNT_BITS), Field("head_words", COUNT_BITS),
+          Field("last_group", COUNT_BITS), Field("tail_lanes", COUNT_BITS), Field("last_word", COUNT_BITS),
+          Field("last_slot", COUNT_BITS), Field("score_mult", 16), Field("score_shift", 6), Field("out_mult", 16),
           Field("out_shift", 6), Field("table_base", 16))
 
 NONE, SCORE, EXP, CONTEXT = range(4)      # what a pipeline slot carries
-KEPT_BITS = 10                            # floor(2 * product / 2^shift) in -512..511 decides t and y
+KEPT_BITS = 9                             # floor(2 * product / 2^score_shift) in 0..511 decides t
 
 
 def attention_step(layer, rows: int, table_base: int, limits, lanes: int = DEFAULT_LANES) -> UnitStep:
@@ -83,10 +88,11 @@ def attention_step(layer, rows: int, table_base: int, limits, lanes: int = DEFAU
             raise LimitError(layer.name, what, value, limit)
     T, E, H, U = layer.tokens, layer.features, layer.heads, lanes
     G = head_words(layer.head_dim, U)
-    params = {"tokens": T, "heads": H, "head_words": G, "tail_lanes": layer.head_dim - (G - 1) * U,
-              "part_words": H * G, "score_mult": layer.score_mult, "score_shift": layer.score_shift,
-              "out_mult": layer.out_mult, "out_shift": layer.out_shift, "table_base": table_base}
     timetable = AttentionUnitTimetable(T, H, layer.head_dim, U)
+    params = {"last_token": T - 1, "last_head": H - 1, "head_words": G, "last_group": G - 1,
+              "tail_lanes": timetable.tail_lanes, "last_word": H * G - 1, "last_slot": timetable.context_period - 1,
+              "score_mult": layer.score_mult, "score_shift": layer.score_shift,
+              "out_mult": layer.out_mult, "out_shift": layer.out_shift, "table_base": table_base}
     return UnitStep(params, pack_words(layer.exp_table, EXP_ENTRY_BITS), T * 3 * E, T * E, timetable.bound,
                     BOUND_RULE)
 
@@ -118,26 +124,14 @@ def _shifted_right(magnitude, shift, width: int):
     return Cat(*bits), Cat(*beyond).any()
 
 
-class _RegisteredRead:
-    """A read port of one cycle's latency whose data holds while `en` is low: an asynchronous
-    read port and a register of our own, which yosys merges into the block RAM."""
-
-    def __init__(self, m: Module, port):
-        self.addr, self.en = port.addr, Signal()
-        self.data = Signal(port.data.shape(), reset_less=True)
-        with m.If(self.en):
-            m.d.sync += self.data.eq(port.data)
-
-
 def _block_ram(m: Module, name: str, shape, depth: int, granularity=None):
-    """A memory's write port and read port. `no_rw_check` spares the block RAM the logic that
-    keeps the old word when a cycle reads the word it writes (some 27 flip-flops and 26 LUTs a
-    memory): the sequence memories are written only while loading, and no row memory read
-    that matters is of an entry written in the same cycle (an E or first-group item writes its
+    """A BufferMemory's write port and read port. No read whose data is used meets its write:
+    the sequence memories are written only while loading, and no row memory read that
+    matters is of an entry written in the same cycle (an E or first-group item writes its
     key's entry 5 or 6 cycles after reading it, S(r+1) writes the half C(r) does not read, a
     later group reads p more than 6 slots after the first group wrote it, and E waits for S)."""
-    m.submodules[name] = ram = memory.Memory(shape=shape, depth=depth, init=[], attrs={"no_rw_check": 1})
-    return ram.write_port(granularity=granularity), _RegisteredRead(m, ram.read_port(domain="comb"))
+    m.submodules[name] = ram = BufferMemory(shape=shape, depth=depth, granularity=granularity)
+    return ram.write, ram.read
 
 
 class _SplitPorts:
@@ -156,7 +150,7 @@ def _split_block_ram(m: Module, name: str, shape, depth: int, granularity: int):
         return _block_ram(m, name, shape, depth, granularity)
     lanes = Shape.cast(shape).width // granularity
     write, read = _SplitPorts(range(depth), shape, lanes), _SplitPorts(range(depth), shape, 1)
-    reads, upper_read = [], Signal()
+    reads, upper_read = [], Signal(reset_less=True)
     for part, (size, upper) in enumerate(((1 << n, 0), (depth - (1 << n), 1))):
         part_write, part_read = _block_ram(m, f"{name}_{part}", shape, size, granularity)
         m.d.comb += [part_write.addr.eq(write.addr[:n]), part_write.data.eq(write.data),
@@ -177,27 +171,27 @@ class AttentionUnit(wiring.Component):
             raise ValueError(f"AttentionUnit: lanes = {lanes!r}: must be a positive integer")
         self.limits, self.lanes = limits, lanes
         self.sizes = AttentionUnitSizes.of(limits, lanes)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits))
+        largest = max(limits.tokens, self.sizes.max_part_words, least_context_period(lanes))
+        if largest > 1 << COUNT_BITS:
+            raise ValueError(f"AttentionUnit: limits.tokens, a token's words and a context group's slots "
+                             f"(up to {largest}) must fit the {COUNT_BITS}-bit count fields")
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, acc_bits=self.sizes.output_bits))
 
     def elaborate(self, platform):
         m = Module()
         p, sz, U = self.params, self.sizes, self.lanes
         T_max = sz.max_tokens
         word = unsigned(8 * U)
-        least_period = least_context_period(U)             # a context group's slots: P = max(T, least_period)
-        slots_max = max(T_max, least_period)
-        # Address steps as wide as the limits make them (the step refuses anything larger), and
-        # each counter's last value, registered at `start` (the parameters hold until `done`),
-        # so that the sequencer compares counters with registers only.
-        n_head_words = p.head_words[:sz.max_head_words.bit_length()]
-        last_token, last_head = data_register(range(T_max)), data_register(range(sz.max_heads))
-        last_group, last_lane = data_register(range(sz.max_head_words)), data_register(range(U))
-        last_word, last_slot = data_register(range(sz.max_part_words)), data_register(range(slots_max))
-        with m.If(self.start):
-            tokens = p.tokens[:T_max.bit_length()]
-            m.d.sync += [last_token.eq(tokens - 1), last_head.eq(p.heads - 1), last_group.eq(p.head_words - 1),
-                         last_lane.eq(p.tail_lanes - 1), last_word.eq(p.part_words - 1),
-                         last_slot.eq(Mux(tokens > least_period, tokens - 1, least_period - 1))]
+        slots_max = max(T_max, least_context_period(U))     # a context group's slots: P = max(T, that)
+        # Counts as wide as the limits make them (the step refuses anything larger); each counter's
+        # last value is a field, so that the sequencer compares counters with parameters only.
+        def below(field, limit: int):
+            return field[:Shape.cast(range(limit)).width]
+
+        n_head_words, tail_lanes = below(p.head_words, sz.max_head_words + 1), below(p.tail_lanes, U + 1)
+        last_token, last_head = below(p.last_token, T_max), below(p.last_head, sz.max_heads)
+        last_group, last_lane = below(p.last_group, sz.max_head_words), below(tail_lanes - 1, U)
+        last_word, last_slot = below(p.last_word, sz.max_part_words), below(p.last_slot, slots_max)
 
         # ---- memories: the sequence (q; k and v), the row memory (s, then e, then p) -----------
         q_write, q_read = _block_ram(m, "queries", word, sz.query_depth, granularity=8)
@@ -206,7 +200,7 @@ class AttentionUnit(wiring.Component):
         row_write, row_read = _block_ram(m, "row", signed(sz.row_bits), 2 << row_key_bits)
         m.submodules.reciprocal = recip = sz.make_reciprocal()
 
-        # ---- the output: stage 4's register; the pipeline advances while it is free or leaving -
+        # ---- the output: the product register's; the pipeline advances while it is free or leaving
         o_last = Signal()
         advance = ~self.o.valid | self.o.ready
         m.d.comb += self.done.eq(self.o.valid & self.o.ready & o_last)
@@ -408,9 +402,11 @@ class AttentionUnit(wiring.Component):
         high = data_register(high_bits)
         held_negative = held_sum[-1]
         product = data_register(signed(sz.product_bits))
-        rescaled3, rescaled3_last, rescaled4, rescaled4_last = Signal(), Signal(), Signal(), Signal()
+        # The output: a held sum's c * out_mult in the product register, with out_shift, for the
+        # engine's requantizer (docs/spec.md section 16.5.10); it holds while the output stalls.
+        m.d.comb += [self.o.payload.acc.eq(product), self.o.payload.shift.eq(p.out_shift), self.o.payload.raw.eq(0)]
         with m.If(advance):
-            m.d.sync += [rescaled3.eq(held_low), rescaled3_last.eq(held_final & (held_left == 1)),
+            m.d.sync += [self.o.valid.eq(held_low), o_last.eq(held_final & (held_left == 1)),
                          probability[3].eq(probability[2])]
             with m.If(item_high | held_high):
                 m.d.sync += high.eq(Cat(wide[:half_bits], wide[half_bits:high_bits]
@@ -422,19 +418,13 @@ class AttentionUnit(wiring.Component):
             with m.If(held_low):
                 m.d.sync += [held_low.eq(0), held_next.eq(held_next + 1), held_left.eq(held_left - 1)]
 
-        # ---- stage 3: the runtime shift (E and held sums), p (first group); the words ------------
+        # ---- stage 3: the exp index's runtime shift, p (first group); the words -----------------
         # rshift_round(product, shift) = (floor(product * 2 / 2^shift) + 1) >> 1 (also for shift 0),
-        # clamped to 0..255 or -128..127: only 10 bits of the floor matter, and whether it lies
-        # outside -512..511 (`beyond`), that is whether the doubled product's magnitude (itself,
-        # or its complement: the floor's bits are the shifted magnitude's, complemented with
-        # it) shifted has a bit from 9 up.
-        doubled = product << 1
-        negative_now = doubled[-1]
-        shift = Mux(op[3] == EXP, p.score_shift, p.out_shift)
-        magnitude = doubled[:-1] ^ negative_now.replicate(len(doubled) - 1)
-        magnitude_kept, beyond_now = _shifted_right(magnitude, shift, KEPT_BITS - 1)
-        kept = data_register(signed(KEPT_BITS))
-        beyond, negative = data_register(1), data_register(1)
+        # clamped to 255: of a product >= 0 only 9 bits h of the floor matter, and whether it is
+        # 512 or more, kept as h = 511 (t = 255 either way).
+        doubled = Cat(C(0, 1), product[:-1])
+        kept_now, beyond_now = _shifted_right(doubled, p.score_shift, KEPT_BITS)
+        kept = data_register(KEPT_BITS)
         # Z = 1 or 2 (no recip made): e in 0..Z, p = 0, 128 (e = 1 of Z = 2) or 255.
         z_small, z_two = data_register(1), data_register(1)
         e_low = probability[3]
@@ -446,26 +436,22 @@ class AttentionUnit(wiring.Component):
         factor_b = data_register(data.ArrayLayout(signed(8), U))    # k, or v
         q_lanes = [q_read.data[8 * u:8 * u + 8].as_signed() for u in range(U)]
         with m.If(advance):
-            m.d.sync += [kept.eq(Cat(magnitude_kept ^ negative_now.replicate(KEPT_BITS - 1), negative_now)),
-                         negative.eq(negative_now), beyond.eq(beyond_now),
-                         rescaled4.eq(rescaled3), rescaled4_last.eq(rescaled3_last),
-                         factor_b.eq(kv_read.data)]
+            m.d.sync += [kept.eq(kept_now | beyond_now.replicate(KEPT_BITS)), factor_b.eq(kv_read.data)]
             m.d.sync += [factor_a[u].eq(Mux(op[3] == CONTEXT, p_now, q_lanes[u])) for u in range(U)]
 
-        # ---- stage 4: rounding and clamp: t -> the table read, y -> the output; U products --------
-        rounded = (kept + 1) >> 1                           # -256..256, >= 0 for t
-        t = Mux(beyond, EXP_INDEX_MAX, _at_most(rounded, EXP_INDEX_MAX))[:8]
-        above = ~rounded[-1] & (rounded[7] | rounded[8])                 # > 127
-        below = rounded[-1] & ~(rounded[7] & rounded[8])                 # < -128
-        y = Mux(beyond, Mux(negative, -128, 127), Mux(above, 127, Mux(below, -128, rounded)))
+        # ---- stage 4: rounding and clamp: t -> the table read; U products ------------------------
+        # t = (h + 1) >> 1, 255 for h = 511: its word t // 4 = (h + 1) >> 3 takes the + 1 as the
+        # carry into the sum with table_base (none for h = 511), its lane t % 4 is bits 1, 2 of
+        # h's low three bits + 1 (3 for h = 511).
+        index_max = kept.all()
+        word_carry = kept[:3].all() & ~index_max
         table_lane = data_register(2)
         # The lanes' operands again, as the multiplier blocks' input registers: each lane's
         # product then goes straight into its sum, which the block keeps (no adder in the fabric).
         lane_a, lane_b = data_register(factor_a.shape()), data_register(factor_b.shape())
-        m.d.comb += [self.table.addr.eq(p.table_base + t[2:]), self.table.en.eq(advance & (op[4] == EXP))]
+        m.d.comb += [self.table.addr.eq((Cat(C(1, 1), p.table_base) + Cat(word_carry, kept[3:]))[1:]), self.table.en.eq(advance & (op[4] == EXP))]
         with m.If(advance):
-            m.d.sync += [table_lane.eq(t[:2]), probability[5].eq(factor_a[0][:8]),
-                         self.o.valid.eq(rescaled4), o_last.eq(rescaled4_last), self.o.payload.eq(y)]
+            m.d.sync += [table_lane.eq(Mux(index_max, 3, (kept[:3] + 1)[1:3])), probability[5].eq(factor_a[0][:8])]
             m.d.sync += [lane_a.eq(factor_a), lane_b.eq(factor_b)]
 
         # ---- stage 5: e read and summed into Z; score and context sums ---------------------------
@@ -506,6 +492,6 @@ class AttentionUnit(wiring.Component):
         with m.If(advance & score_done):
             m.d.sync += row_max.eq(Mux(cmd[6].row_first | below_max[-1], score_sum, row_max))
         with m.If(advance & group_done):
-            m.d.sync += [held.eq(context), held_next.eq(0), held_left.eq(Mux(group_tail, last_lane + 1, U)),
+            m.d.sync += [held.eq(context), held_next.eq(0), held_left.eq(Mux(group_tail, tail_lanes, U)),
                          held_final.eq(group_final)]
         return m

@@ -137,6 +137,13 @@ class AttentionUnitSizes:
         return signed_bits(*self.context_range)
 
     @property
+    def output_bits(self) -> int:
+        """A unit output's acc, c * out_mult, which the engine's requantizer shifts by out_shift."""
+        lo, hi = self.context_range
+        m = (1 << MULT_BITS) - 1
+        return signed_bits(lo * m, hi * m)
+
+    @property
     def sum_bits(self) -> int:
         """Z and its partial sums: T entries of at most 2^15."""
         return (self.max_tokens * EXP_ONE).bit_length()
@@ -210,10 +217,9 @@ class AttentionUnitTimetable:
             first_context = max(after, recip_done, held_free)
             last_key = first_context + (2 * (T - 1) if G == 1 else G * P + T - 1)    # the last real key
             if r + 1 == R:
-                # its sums held after stage 6, two cycles each on the multiplier, then stages 3
-                # and 4 and the output register: taken 3 cycles after the last one's second
-                # multiplier cycle.
-                return last_key + STAGES + 2 * n + 3
+                # its sums held after stage 6, two cycles each on the multiplier, the last
+                # one's product (the output) taken in the cycle after its second.
+                return last_key + STAGES + 2 * n + 1
             exp_first = first_context + context                 # E(r+1): no S item left in flight
             last_exp = exp_first + 2 * T - 2
             # The held sums' pairs start from the cycle after their stage 6 up to the one before

@@ -16,27 +16,26 @@ its statistics and row n-1 goes out (a row buffer of E*x in block RAM, 4 slots):
          are held a cycle, then S and V take their terms. A row's last element waits
          (and the input with it) until the statistics are idle; its add hands S and V to
          them and starts the sums again from 0.
-  stats  r = isqrt(V * 4^G) by shift-subtract, one pair of the radicand a cycle (V's
-         pairs, then G zero pairs; while r is 0, a cycle whose next 4 pairs are 0 consumes
-         all 4), then inv = floor(2^32 / r) by restoring division, 2 quotient bits a cycle
-         (two steps in series), over the quotient's possible bits only: c = 16 - m cycles
-         from remainder 4^m, m = floor((bits of r - 2) / 2), as r > 4^m. m is half the
-         root cycles left after the one that starts from r = 1 (no comparators, rounded
-         down), and the quotient register starts
-         as 4^m too, so the division's last cycle is the one with that bit at 2^30. That
-         last cycle waits for the out stage, which takes its quotient straight into the
-         input registers of the DSP blocks of d * inv.
+  stats  r = isqrt(V * 4^G) by shift-subtract, two pairs of the radicand a cycle (V's
+         pairs, then G zero pairs, behind a leading zero pair when they are an odd count),
+         the second step made for both outcomes of the first beside it (a second step in
+         series would cost the clock period), then inv = floor(2^32 / r) by restoring
+         division, 2 quotient bits a cycle (two steps in series), over the quotient's
+         possible bits only: c = 16 - m cycles from remainder 4^m, m = floor((bits of r -
+         2) / 2), as r > 4^m. m is the root cycles left after the last one that starts
+         from r <= 1 (no comparators), and the quotient register starts as 4^m too, so
+         the division's last cycle is the one with that bit at 2^30. That last cycle waits
+         for the out stage, which takes its quotient straight into the input registers of
+         the DSP blocks of d * inv.
   out    a lock-step pipeline that advances on `~o.valid | o.ready`: issue (row buffer
-         read) -> d = E*x - S, n = rshift_round(d * inv, 32 - 2G) -> y = sat8(
-         rshift_round(n * weight + bias, out_shift)) (the runtime requantizer of
-         hw/network/requantize.py) -> o; the word of weight and bias is read while n is
-         made. A row's element 0 is issued in the division's last cycle.
+         read) -> d = E*x - S, n = rshift_round(d * inv, 32 - 2G) -> o: the unit output
+         acc = n * weight + bias at shift out_shift (the engine's one requantizer makes
+         sat8(rshift_round(acc, out_shift)), spec 16.4); the word of weight and bias is read
+         while n is made. A row's element 0 is issued in the division's last cycle.
 
 Rows stream one an E cycles, so a step takes rows*E plus one latency: E cycles in, the
-statistics (of the last row) and 3 out. The statistics take about 27 cycles a row at the
-tiny ViT's shape, fewer than E = 32, so they keep up; the root makes one bit a cycle,
-not two, as a second shift-subtract step in series costs about 45 logic cells and the
-clock period, for 8 or 9 cycles of the step's latency. V = 0 (a row of equal values, r = 0)
+statistics (of the last row) and 2 out. The statistics take 18 to 20 cycles a row at the
+tiny ViT's shape, fewer than E = 32, so they keep up. V = 0 (a row of equal values, r = 0)
 needs no case in the arithmetic: every d = 0 and the division's meaningless quotient is
 multiplied by 0 (spec 13.3, step 4); the division then takes one cycle. Registers that
 only feed a DSP block (inv, n) have no reset, so that they are the block's own.
@@ -53,25 +52,24 @@ a word for later elements (E words, against 0.75 E packed four weights or two bi
 word).
 
 Timetable, no stalls, in clock edges after the one that takes `start` (n_s =
-`root_cycles`(pairs, G, V), n_q = `quotient_cycles`(r)): element j of the step is taken at edge
+`root_cycles`(pairs, G), n_q = `quotient_cycles`(r)): element j of the step is taken at edge
 j + 1; row k's statistics start at S_k = max((k+1)E + 1, I_(k-1) + 1) (its last add, or
 the edge after row k-1 leaves the statistics) and its element 0 is issued at I_k = max(S_k
-+ n_s + n_q, I_(k-1) + E), the others one an edge; an element is taken 3 edges after its
++ n_s + n_q, I_(k-1) + E), the others one an edge; an element is taken 2 edges after its
 issue. While S_k = (k+1)E + 1 for every row (the statistics keep up, as at E = 32), the
-step takes I_(rows-1) + E + 2 cycles. At E = 32, G = 7 the trained tiny ViTs' rows have r of
-14 to 18 bits: n_s + n_q = 16 + 10 (r of 14 or 15 bits), 19 + 9 (16 or 17) or 19 + 8 (18),
-so 17 rows take 605 to 607 cycles (bound 544: up to 11.6 % over) and 1 row 93 to 95 (bound 32).
+step takes I_(rows-1) + E + 1 cycles. At E = 32, G = 7 the trained tiny ViTs' rows have r of
+14 to 18 bits: n_s = 10 and n_q = 10 (r of 14 or 15 bits), 9 (16 or 17) or 8 (18), so 17 rows
+take 596 to 598 cycles (bound 544: up to 9.9 % over) and 1 row 84 to 86 (bound 32).
 """
 from dataclasses import dataclass
 from functools import cache
 
 from amaranth import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.hdl import signed
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 
 from nomac.base.errors import ConfigError
-from nomac.hw.matrix_vector_engine import BLOCK_RAM
-from nomac.hw.network.requantize import requantize_runtime
+from nomac.hw.buffer_memory import BufferMemory
 from nomac.hw.network.unit import Field, LimitError, UnitSignature, UnitStep, params_layout
 from nomac.hw.operators.layernorm import LayerNormWidths
 from nomac.model.operator_layers import MAX_NORM_BITS
@@ -84,7 +82,7 @@ FIELDS = (Field("rows", 16), Field("features", 16), Field("norm_bits", 4), Field
 RECIPROCAL_BITS = 32            # inv = floor(2^32 / r), docs/spec.md section 13.3 step 4
 QUOTIENT_BITS_PER_CYCLE = 2     # restoring steps a cycle
 MAX_QUOTIENT_CYCLES = RECIPROCAL_BITS // QUOTIENT_BITS_PER_CYCLE    # r >= 2: inv <= 2^31 has 32 bits
-SKIP_PAIRS = 4                  # a root cycle over leading zero pairs consumes 4 of them
+ROOT_PAIRS_PER_CYCLE = 2        # shift-subtract steps of the root a cycle
 SLOTS = 4                       # rows in the row buffer: in, stats, out and a spare (slots count mod 4)
 WEIGHT_BITS, BIAS_LANE = 16, 32       # weight in bits 0..15 of a feature's word, bias in 32..63
 
@@ -137,16 +135,10 @@ class LayerNormUnitWidths:
         return -(-self.variance.width // 2)
 
 
-def root_cycles(variance_pairs: int, norm_bits: int, variance: int | None = None) -> int:
-    """Cycles of r = isqrt(V * 4^G), one pair of the radicand a cycle: V's pairs and G zero
-    pairs (for variance None: what the unit counts down from), less SKIP_PAIRS - 1 for each
-    cycle that, while r is still 0, consumes the next SKIP_PAIRS pairs at once, all 0 (as
-    long as a cycle remains after it)."""
-    total = variance_pairs + norm_bits
-    if variance is None:
-        return total
-    zero_pairs = total if variance == 0 else variance_pairs - -(-variance.bit_length() // 2)
-    return total - min(zero_pairs, total - 1) // SKIP_PAIRS * (SKIP_PAIRS - 1)
+def root_cycles(variance_pairs: int, norm_bits: int) -> int:
+    """Cycles of r = isqrt(V * 4^G), two pairs of the radicand a cycle: V's pairs and G zero
+    pairs, behind a leading zero pair when they are an odd count."""
+    return (variance_pairs + norm_bits + 1) // ROOT_PAIRS_PER_CYCLE
 
 
 def quotient_cycles(root: int) -> int:
@@ -200,7 +192,8 @@ class LayerNormUnit(wiring.Component):
     def __init__(self, limits):
         self.limits = limits
         self.widths = LayerNormUnitWidths.of(limits)
-        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True))
+        super().__init__(UnitSignature(params_layout(FIELDS), limits, multiplier=True,
+                                       acc_bits=self.widths.output_acc.width))
 
     def elaborate(self, platform):
         m = Module()
@@ -217,9 +210,12 @@ class LayerNormUnit(wiring.Component):
         norm_pairs = Signal(range(MAX_NORM_BITS))   # the product's shift beyond 2^(31 - 2 * MAX_NORM_BITS), in pairs
         m.d.sync += [last_index.eq(E - 1), norm_pairs.eq(MAX_NORM_BITS - G)]
 
-        m.submodules.row_buffer = row_buffer = memory.Memory(shape=w.scaled, depth=SLOTS << index_bits, init=[],
-                                                             attrs=BLOCK_RAM)
-        buffer_write, buffer_read = row_buffer.write_port(), row_buffer.read_port()
+        # No used read meets its write: the in stage writes the slot of the row it takes, the out
+        # stage reads that of the row it issues (or, at out_take, the statistics' row), and the
+        # in stage is at most two rows ahead of the out stage (a row's last element waits for
+        # the statistics, which wait for the out stage), so the two slots differ mod 4.
+        m.submodules.row_buffer = row_buffer = BufferMemory(shape=w.scaled, depth=SLOTS << index_bits)
+        buffer_write, buffer_read = row_buffer.write, row_buffer.read
 
         # in: take an element, write E*x (made beside it on the shared multiplier) into the row
         # buffer and hold x and E*x - x; a cycle later add x to S and its term to V. A row's last
@@ -227,7 +223,7 @@ class LayerNormUnit(wiring.Component):
         # from 0.
         take_rows = Signal(rows_shape)              # rows of the step not yet taken in full
         take_index, take_slot = Signal(range(E_max)), Signal(range(SLOTS))
-        held, held_valid, held_last, held_slot = Signal(signed(8)), Signal(), Signal(), Signal(range(SLOTS))
+        held, held_valid, held_last = Signal(signed(8)), Signal(), Signal()
         held_cross = Signal(w.cross)                # E*x - x, the cross term before - 2 S'
         row_sum, row_variance = Signal(w.sum), Signal(w.partial_variance)
         IDLE, ROOT, QUOTIENT = range(3)
@@ -243,7 +239,7 @@ class LayerNormUnit(wiring.Component):
                      buffer_write.en.eq(take)]
         with m.If(take_next):
             m.d.sync += [held_valid.eq(take), held.eq(self.i.payload), held_cross.eq(scaled - self.i.payload),
-                         held_last.eq(take_index == last_index), held_slot.eq(take_slot)]
+                         held_last.eq(take_index == last_index)]
         with m.If(take):
             with m.If(take_index == last_index):
                 m.d.sync += [take_index.eq(0), take_slot.eq(take_slot + 1), take_rows.eq(take_rows - 1)]
@@ -262,31 +258,46 @@ class LayerNormUnit(wiring.Component):
         # stats: r = isqrt(V * 4^G), then inv = floor(2^32 / r)
         most_root_cycles = root_cycles(pairs, MAX_NORM_BITS)
         cycle = Signal(range(most_root_cycles))
-        stats_sum, stats_slot = Signal(w.sum), Signal(range(SLOTS))
+        stats_sum = Signal(w.sum)
         out_take = Signal()
 
-        pending = Signal(2 * pairs)                 # the radicand's next pairs on top
-        remainder = Signal(w.root_bits + 1)
+        pending = Signal(2 * pairs + 2)             # the radicand's next pairs on top
+        remainder = Signal(w.root_bits)             # <= 2r < 2^root_bits before the last step (its result unused)
         root_complement = Signal(w.root_bits)      # ~r: subtracting r then needs no inverters
         root = ~root_complement
         divided = Signal(w.root_bits)               # the division's remainder, below r
         quotient = Signal(RECIPROCAL_BITS)          # below the plan's 4^m bit, which leaves at the top
 
-        # square root, one pair of the radicand a cycle
+        # square root, two pairs of the radicand a cycle. The second step is made for both outcomes
+        # of the first, beside it (on the first's difference, as if it fits, its carry chain
+        # rippling right behind the first's, and on the widened remainder, as if not), so that no
+        # step waits for the first's borrow, which then picks one. r < 2^(root_bits - 1) before the
+        # last step, and before a step the remainder <= 2r.
+        r_complement = root_complement[:len(root_complement) - 1]
         widened = Cat(pending[-2:], remainder)
-        root_difference = _difference(widened, Cat(Const(0b10, 2), root_complement))    # - (4r + 1)
-        root_fits = ~root_difference[-1]
-        next_remainder = Signal.like(remainder)
-        m.d.comb += next_remainder.eq(Mux(root_fits, root_difference, widened))
+        first = _difference(widened, Cat(Const(0b10, 2), r_complement))        # - (4r + 1)
+        first_fits = ~first[-1]
+        seconds = []
+        for fits, minuend in ((0, widened), (1, first)):
+            second_widened = Cat(pending[-4:-2], minuend[:len(remainder)])
+            first_root_complement = Cat(Const(1 - fits, 1), r_complement)[:len(r_complement)]
+            second = _difference(second_widened, Cat(Const(0b10, 2), first_root_complement))
+            second_remainder = Signal.like(remainder, name=f"root_remainder_{fits}")
+            m.d.comb += second_remainder.eq(Mux(second[-1], second_widened, second))
+            seconds.append((~second[-1], second_remainder))
+        next_remainder = Mux(first_fits, seconds[1][1], seconds[0][1])
+        second_fits = Mux(first_fits, seconds[1][0], seconds[0][0])
+        next_root_complement = Cat(~second_fits, ~first_fits, root_complement)[:len(root_complement)]
 
-        # the division's plan: c = 16 - m cycles from remainder 4^m, m = floor(j / 2) with j the
-        # root cycles after the one that made r >= 2 (then r >= 2^(j + 1) > 4^m), which is the
-        # cycle counter in the root cycle that starts from r = 1. The quotient starts as 4^m too,
-        # so that its last cycle is the one with that bit at 2^30. A row with r = 0 (V = 0: every
-        # d = 0, any quotient will do) takes one cycle from remainder 0.
-        quotient_pairs = Signal(range(most_root_cycles // 2 + 1))     # m
+        # the division's plan: c = 16 - m cycles from remainder 4^m, m = floor((bits of r - 2) / 2),
+        # which is the cycle counter in the last root cycle that starts from r <= 1 (r gets its
+        # leading 1 in that cycle's first step, or in its second and the next cycle starts from
+        # r = 1; r = 1 itself is impossible, as G >= 1). The quotient starts as 4^m too, so that
+        # its last cycle is the one with that bit at 2^30. A row with r = 0 (V = 0: every d = 0,
+        # any quotient will do) takes one cycle from remainder 0.
+        quotient_pairs = Signal(range(most_root_cycles))     # m
         plan = (phase == ROOT) & (cycle == 0)       # the root's last cycle
-        flat_row = (root == 0) & (pending[-2:] == 0)    # in the root's last cycle: r will be 0
+        flat_row = (root == 0) & (pending[-4:] == 0)    # in the root's last cycle: r will be 0
         first_remainder, seed = Signal.like(divided), Signal.like(quotient)
         m.d.comb += [first_remainder.eq(Cat(*(Cat((quotient_pairs == i) & ~flat_row, 0) for i in range(len(divided) // 2)))),
                      seed.eq(first_remainder | flat_row << (RECIPROCAL_BITS - QUOTIENT_BITS_PER_CYCLE))]
@@ -315,13 +326,10 @@ class LayerNormUnit(wiring.Component):
 
         with m.Switch(phase):
             with m.Case(ROOT):
-                # r = 0 so far and the next SKIP_PAIRS pairs 0: their steps would leave the remainder and r 0
-                skip = (root == 0) & (pending[-2 * SKIP_PAIRS:] == 0) & (cycle >= SKIP_PAIRS)
-                m.d.sync += [remainder.eq(next_remainder), root_complement.eq(Cat(~root_fits, root_complement)),
-                             pending.eq(Mux(skip, pending << 2 * SKIP_PAIRS, pending << 2)),
-                             cycle.eq(cycle - Mux(skip, SKIP_PAIRS, 1))]
-                with m.If(root == 1):
-                    m.d.sync += quotient_pairs.eq(cycle >> 1)
+                m.d.sync += [remainder.eq(next_remainder), root_complement.eq(next_root_complement),
+                             pending.eq(pending << 2 * ROOT_PAIRS_PER_CYCLE), cycle.eq(cycle - 1)]
+                with m.If(root_complement[1:].all()):      # r <= 1
+                    m.d.sync += quotient_pairs.eq(cycle)
                 with m.If(cycle == 0):
                     m.d.sync += [phase.eq(QUOTIENT), quotient.eq(seed)]
             with m.Case(QUOTIENT):
@@ -330,23 +338,29 @@ class LayerNormUnit(wiring.Component):
         with m.If(out_take):
             m.d.sync += phase.eq(IDLE)
         with m.If(stats_take):
-            m.d.sync += [phase.eq(ROOT), cycle.eq(root_cycles(pairs, 0) - 1 + G), pending.eq(next_variance), remainder.eq(0),
-                         root_complement.eq(-1), quotient_pairs.eq(0), stats_sum.eq(next_sum), stats_slot.eq(held_slot)]
+            # V behind a leading zero pair when V's pairs and G's are an odd count
+            odd = G[0] ^ (pairs % 2)
+            m.d.sync += [phase.eq(ROOT), cycle.eq(((pairs - 1) + G) >> 1),
+                         pending.eq(Mux(odd, next_variance[:2 * pairs], next_variance[:2 * pairs] << 2)), remainder.eq(0),
+                         root_complement.eq(-1), quotient_pairs.eq(0), stats_sum.eq(next_sum)]
 
-        # out: issue (row buffer read) -> deviation (n) -> normalized (y) -> o
+        # out: issue (row buffer read) -> deviation (n) -> normalized (acc on o)
         advance = ~self.o.valid | self.o.ready
         out_rows = Signal(rows_shape)               # rows of the step not yet issued
+        # rows leave in the order they come in: issue_slot counts the rows issued as take_slot
+        # those taken, and moves on at a row's last issue, so that between rows it is the slot
+        # of the statistics' row
         issuing, issue_index, issue_slot = Signal(), Signal(range(E_max)), Signal(range(SLOTS))
         m.d.comb += out_take.eq(advance & ~issuing & last_quotient_cycle)
         issue_last = issuing & (out_rows == 0) & (issue_index == last_index)
         # between rows issue_index is 0: element 0 of the statistics' row is read at out_take
-        m.d.comb += [buffer_read.addr.eq(Cat(issue_index, Mux(issuing, issue_slot, stats_slot))),
+        m.d.comb += [buffer_read.addr.eq(Cat(issue_index, issue_slot)),
                      buffer_read.en.eq(advance)]
         with m.If(out_take):
-            m.d.sync += [issuing.eq(1), issue_index.eq(1), issue_slot.eq(stats_slot), out_rows.eq(out_rows - 1)]
+            m.d.sync += [issuing.eq(1), issue_index.eq(1), out_rows.eq(out_rows - 1)]
         with m.Elif(advance & issuing):
             with m.If(issue_index == last_index):
-                m.d.sync += [issuing.eq(0), issue_index.eq(0)]
+                m.d.sync += [issuing.eq(0), issue_index.eq(0), issue_slot.eq(issue_slot + 1)]
             with m.Else():
                 m.d.sync += issue_index.eq(issue_index + 1)
 
@@ -366,18 +380,16 @@ class LayerNormUnit(wiring.Component):
         acc = Signal(w.output_acc)
         data = self.table.data
         m.d.comb += acc.eq(normalized * data[:WEIGHT_BITS].as_signed() + data[BIAS_LANE:].as_signed())
-        output = requantize_runtime(acc, p.out_shift)
-        y_valid, y_last, y = Signal(), Signal(), Signal(signed(8))
         with m.If(advance):
             m.d.sync += [deviation_valid.eq(issuing | out_take), deviation_last.eq(issue_last),
                          table_addr.eq(p.table_base + issue_index),
                          normalized_valid.eq(deviation_valid), normalized_last.eq(deviation_last),
-                         normalized.eq((half_units + 1) >> 1),
-                         y_valid.eq(normalized_valid), y_last.eq(normalized_last), y.eq(output)]
+                         normalized.eq((half_units + 1) >> 1)]
         with m.If(out_take):
             m.d.sync += [row_sum_out.eq(stats_sum), row_inv.eq(next_quotient)]
-        m.d.comb += [self.o.valid.eq(y_valid), self.o.payload.eq(y),
-                     self.done.eq(y_valid & self.o.ready & y_last)]
+        m.d.comb += [self.o.valid.eq(normalized_valid),
+                     self.o.payload.acc.eq(acc), self.o.payload.shift.eq(p.out_shift), self.o.payload.raw.eq(0),
+                     self.done.eq(normalized_valid & self.o.ready & normalized_last)]
 
         with m.If(self.start):
             m.d.sync += [take_rows.eq(p.rows), out_rows.eq(p.rows)]
