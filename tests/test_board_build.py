@@ -50,3 +50,21 @@ def test_ulx3s_bitstream_meets_timing(tmp_path):
 @pytest.mark.parametrize("board, device", [("icebreaker", "ice40-up5k"), ("ulx3s-85f", "ecp5-85f")])
 def test_bundled_example_bitstreams_meet_timing(board, device, tmp_path):
     check(build_bitstream(load_config(EXAMPLE), board, out_dir=tmp_path, progress=lambda text: None), board, device)
+
+
+@pytest.mark.slow
+def test_ulx3s_build_maps_luts_by_classic_abc_when_abc9_makes_no_netlist(tmp_path, monkeypatch):
+    """The retry after yowasp's ABC9 crash (no netlist): the first run's netlist is taken away,
+    as the crash leaves none, and the second run, by classic ABC, still meets timing."""
+    from nomac.boards import build
+    real = build._run_build_script
+
+    def abc9_crashes(*args, classic_abc, **kwargs):
+        result = real(*args, classic_abc=classic_abc, **kwargs)
+        if not classic_abc:
+            (args[2] / f"{build.TOP}.json").unlink()
+        return result
+    monkeypatch.setattr(build, "_run_build_script", abc9_crashes)
+    report = build_bitstream(TINY.config(), "ulx3s-85f", out_dir=tmp_path, progress=lambda text: None)
+    check(report, "ulx3s-85f", "ecp5-85f")
+    assert report.classic_abc and json.loads((tmp_path / "report.json").read_text())["classic_abc"] is True

@@ -99,9 +99,10 @@ class StandInTools:
     """subprocess.run for the build: the platform's build script writes what yosys, nextpnr
     and the packer would (cell counts, nextpnr's report with `fmax_mhz` against the PLL's
     frequency as nextpnr derives it from the dividers in the design, a bitstream); the
-    tools' version queries get version lines. Records each pass's PLL parameters."""
+    tools' version queries get version lines. Records each pass's PLL parameters.
+    `fmax_mhz`: the Fmax of every pass, or a function of the pass's PLL MHz giving it."""
 
-    def __init__(self, fmax_mhz: float, oscillator_hz: int):
+    def __init__(self, fmax_mhz, oscillator_hz: int):
         self.fmax_mhz, self.oscillator_hz = fmax_mhz, oscillator_hz
         self.passes = []
 
@@ -116,11 +117,16 @@ class StandInTools:
         cells = {"SB_LUT4": 1000, "SB_DFF": 500, "SB_RAM40_4K": 3, "SB_SPRAM256KA": 4, "SB_PLL40_PAD": 1}
         (folder / "nomac_board.stat.json").write_text(json.dumps({"design": {"num_cells_by_type": cells}}))
         (folder / "nomac_board.pnr.json").write_text(json.dumps({
-            "fmax": {"pll_clock": {"achieved": self.fmax_mhz, "constraint": float(pll["output_hz"]) / 1e6}},
+            "fmax": {"pll_clock": {"achieved": self.fmax(float(pll["output_hz"]) / 1e6),
+                                   "constraint": float(pll["output_hz"]) / 1e6}},
             "utilization": {"ICESTORM_LC": {"used": 1200, "available": 5280}}}))
+        (folder / "nomac_board.json").write_text("{}")     # yosys's netlist: ABC9 did not crash
         (folder / "nomac_board.bin").write_bytes(b"bitstream")
         (folder / "nomac_board.bit").write_bytes(b"bitstream")
         return subprocess.CompletedProcess(args, 0)
+
+    def fmax(self, pll_mhz: float) -> float:
+        return self.fmax_mhz(pll_mhz) if callable(self.fmax_mhz) else self.fmax_mhz
 
     def pll_parameters(self, design: str) -> dict:
         """The PLL cell's parameters, and its output by the data sheets' formulas."""
@@ -155,6 +161,33 @@ def test_icebreaker_passes_follow_the_fmax_and_set_pll_and_uart(tmp_path, monkey
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["pll"]["output_hz"] == 39e6 and saved["network"]["limits"]["units"] == ["gelu"]
     assert json.loads((tmp_path / "board.json").read_text())["divisor"] == 39
+
+
+def test_a_build_that_met_timing_at_some_clock_ends_on_it(tmp_path, monkeypatch):
+    """The Fmax moves with the clock placed for (the shift board's real passes): 48 MHz gives
+    24.5, 23.25 MHz (the highest <= 0.95 * 24.5) only 22.21, 21 MHz (<= 0.95 * 22.21) meets it
+    with 24.62, which would allow 23.25 MHz again: it failed, so the build ends on 21 MHz."""
+    fmax = {48.0: 24.50, 23.25: 22.21, 21.0: 24.62}
+    tools = StandInTools(fmax_mhz=lambda mhz: fmax[round(mhz, 3)], oscillator_hz=12_000_000)
+    monkeypatch.setattr(subprocess, "run", tools)
+    report = build_network_bitstream(make_config([gelu("g", 8, 3)]), "icebreaker", limits=TINY_LIMITS,
+                                     out_dir=tmp_path, **QUIET)
+    assert [(p["pll_mhz"], p["meets_timing"]) for p in report.pll["passes"]] == \
+        [(48.0, False), (23.25, False), (21.0, True)]
+    assert report.meets_timing and report.clock_hz == 21_000_000 and report.board_map["divisor"] == 21
+
+
+def test_a_faster_clock_that_fails_sends_the_build_back_to_the_one_that_met(tmp_path, monkeypatch):
+    """39 MHz meets 0.95 * 41.3 with 44.0, so 41.25 MHz is tried and fails (40.0): the fourth pass
+    rebuilds at 39 MHz, the highest clock that met timing."""
+    fmax = {48.0: 41.3, 39.0: 44.0, 41.25: 40.0}
+    tools = StandInTools(fmax_mhz=lambda mhz: fmax[round(mhz, 3)], oscillator_hz=12_000_000)
+    monkeypatch.setattr(subprocess, "run", tools)
+    report = build_network_bitstream(make_config([gelu("g", 8, 3)]), "icebreaker", limits=TINY_LIMITS,
+                                     out_dir=tmp_path, **QUIET)
+    assert [(p["pll_mhz"], p["meets_timing"]) for p in report.pll["passes"]] == \
+        [(48.0, False), (39.0, True), (41.25, False), (39.0, True)]
+    assert report.meets_timing and report.clock_hz == 39_000_000
 
 
 NEXTPNR_OVERFULL_LOG = """Info: Device utilisation:
