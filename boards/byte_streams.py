@@ -140,13 +140,21 @@ class WordPorts(wiring.Component):
         fetch = more & ~loading & ~have
         last = Array(Const(size - 1, len(index)) for size in self.word_bytes)[self.select]
         taken = self.o.valid & self.o.ready
+        reads = [getattr(self, f"read{k}") for k in range(len(self.word_bits))]
         for k, (size, bits) in enumerate(zip(self.word_bytes, self.word_bits)):
-            read, write = getattr(self, f"read{k}"), getattr(self, f"write{k}")
+            read, write = reads[k], getattr(self, f"write{k}")
             m.d.comb += [read.addr.eq(addr), read.en.eq((fetch | loading) & (self.select == k)),
                          write.addr.eq(addr), write.data.eq(word[8 * (widest - size):][:bits]),
                          write.en.eq(pending & (self.select == k))]
-            with m.If(loading & (self.select == k)):
-                m.d.sync += word.eq(read.data)
+        # The word loaded: its bytes from the selected memory's data (zero-extended to whole
+        # bytes), the bytes above from the widest memory's (never sent, as the word's bytes end).
+        wide = max(range(len(reads)), key=lambda k: self.word_bits[k])
+        loaded = reads[wide].data
+        for k, (size, read) in enumerate(zip(self.word_bytes, reads)):
+            if k != wide:
+                loaded = Cat(Mux(self.select == k, read.data, loaded[:8 * size]), loaded[8 * size:])
+        with m.If(loading):
+            m.d.sync += word.eq(loaded)
         m.d.comb += [self.o.valid.eq(have), self.o.payload.eq(word[:8]),
                      self.i.ready.eq(1), self.busy.eq(more | loading | have | pending)]
         m.d.sync += [loading.eq(fetch), pending.eq(0)]

@@ -119,8 +119,8 @@ class SerialCRC(wiring.Component):
             m.d.sync += [register.eq(shifted ^ (feedback.replicate(width) & Const(poly, width))), bit.eq(bit + 1)]
         with m.Elif(self.shift):
             m.d.sync += register.eq(((register ^ spec.xorout) >> 8) ^ spec.xorout)
-        with m.Elif(self.count):
-            m.d.sync += register.eq((self.value + 1)[:width] ^ spec.xorout)
+        with m.Else():                                   # `count` as a carry in: no multiplexer
+            m.d.sync += register.eq((self.value + self.count)[:width] ^ spec.xorout)
         return m
 
 
@@ -188,7 +188,8 @@ class FrameDecoder(wiring.Component):
             too_long = low_too_high | (byte != 0) | ~below(info.length, self.max_payload + 1)
 
         m.d.comb += [self.buffer.addr.eq(index), self.buffer.data.eq(byte)]
-        m.d.sync += quiet.eq(Mux(got, 0, Mux(quiet == self.timeout_cycles, quiet, quiet + 1)))
+        quiet_long = quiet == self.timeout_cycles
+        m.d.sync += quiet.eq(Mux(got, 0, quiet + ~quiet_long))        # a carry in: no multiplexer
 
         def field(next_state, *updates, checked=True):
             """One frame byte: record it (and add it to the CRC) and go on, or give up after the timeout."""
@@ -196,7 +197,7 @@ class FrameDecoder(wiring.Component):
                 m.d.sync += updates
                 m.d.comb += crc.en.eq(checked)
                 m.next = next_state
-            with m.Elif(quiet == self.timeout_cycles):
+            with m.Elif(quiet_long):
                 m.d.sync += info.status.eq(Status.TIMEOUT)
                 m.next = "DONE"
 
