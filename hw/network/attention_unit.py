@@ -39,6 +39,9 @@ Everything after the issue stage is one lock-step pipeline that advances on `adv
 output (the product register's) is empty, or its element is being taken (read ports' `en` too, so their data
 holds during a stall); the reciprocal runs free, its result holding until its next start.
 """
+import operator
+from functools import reduce
+
 from amaranth import C, Cat, Module, Mux, Shape, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, wiring
@@ -108,6 +111,12 @@ def _at_most(value, limit: int):
     k = limit.bit_length()
     assert limit == (1 << k) - 1
     return Mux(value[k:].any(), limit, value[:k])
+
+
+def _one_of(*choices):
+    """The value of the one (select, value) choice whose select is high, 0 if none: an AND-OR,
+    for selects of which at most one is high (fewer logic cells than a chain of muxes)."""
+    return reduce(operator.or_, (Mux(select, value, 0) for select, value in choices))
 
 
 def _shifted_right(magnitude, shift, width: int):
@@ -258,6 +267,7 @@ class AttentionUnit(wiring.Component):
         context_pending, context_final, recip_ready = Signal(), Signal(), Signal()
         group_tail, group_final = data_register(1), data_register(1)    # C: the head's / the step's last group
         bubble = Signal()             # the empty slot after an E or first-group item (its multiply's 2nd cycle)
+        padding = Signal()            # C: the group's slots after its last key (none of them an item)
         held_left = Signal(range(U + 1))
         key_last, group_last, slot_last = key == last_token, group == last_group, key == last_slot
         # Whether stages 1..6 hold an S item, or a C group's last key: registered, from what those
@@ -284,7 +294,7 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += [lane.eq(0), group_in.eq(0), word_in.eq(0), part_in.eq(0), token_in.eq(0),
                                  query.eq(0), head.eq(0), head_base.eq(0), key.eq(0),
                                  group.eq(0), half.eq(0), context_pending.eq(0),
-                                 recip_ready.eq(0), bubble.eq(0)]
+                                 recip_ready.eq(0), bubble.eq(0), padding.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
@@ -305,7 +315,7 @@ class AttentionUnit(wiring.Component):
             with m.State("CONTEXT"):
                 may_start = (recip_ready | recip.done) & (held_left == 0) & ~group_in_flight
                 started = (group != 0) | (key != 0) | bubble | may_start
-                m.d.comb += [issue.op.eq(Mux(started & (key <= last_token) & ~bubble, CONTEXT, NONE)),
+                m.d.comb += [issue.op.eq(Mux(started & ~padding & ~bubble, CONTEXT, NONE)),
                              *row_entry(context_half),
                              issue.first.eq(key == 0), issue.last.eq(key_last), issue.makes_p.eq(group == 0)]
                 # A group's last key reaches stage 6 before the next group's is issued (P > STAGES
@@ -315,7 +325,7 @@ class AttentionUnit(wiring.Component):
                 with m.If(advance & started & (group == 0) & ~bubble):
                     m.d.sync += bubble.eq(1)
                 with m.Elif(advance & started):
-                    m.d.sync += [bubble.eq(0), next_key(slot_last)]
+                    m.d.sync += [bubble.eq(0), next_key(slot_last), padding.eq(~slot_last & (padding | key_last))]
                     with m.If(slot_last):
                         m.d.sync += group.eq(Mux(group_last, 0, group + 1))
                         with m.If(group_last):
@@ -378,22 +388,23 @@ class AttentionUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += probability[2].eq(row_read.data[:8])
 
-        held = data_register(data.ArrayLayout(signed(sz.context_bits), U))
-        held_next = Signal(range(U))          # the held sum rescaled next
+        held = data_register(data.ArrayLayout(signed(sz.context_bits), U))    # shifts down a sum at a time
         held_final, held_low = Signal(), Signal()                    # held_low: its high half is done
         multiplies = [(c.op == EXP) | ((c.op == CONTEXT) & c.makes_p) for c in cmd[:3]]
         item_high, item_low = multiplies[1], multiplies[2]
         held_high = ~held_low & (held_left != 0) & ~Cat(*multiplies).any()
-        held_sum = held[held_next]
+        held_sum = held[0]                    # the held sum rescaled next
         half_bits = MULT_BITS
-        # delta's halves by score_mult; e by recip's halves; a held sum's halves by out_mult
-        exp_item = (op[1] == EXP) | (op[2] == EXP)
-        first_group_item = (item_high | item_low) & ~exp_item
-        multiplicand = Mux(first_group_item, e_now,
-                           Mux(exp_item, Mux(item_high, delta_now[half_bits:], delta_now[:half_bits]),
-                               Mux(held_low, held_sum[:half_bits], held_sum[half_bits:].as_signed())))
-        multiplier = Mux(first_group_item, Mux(item_high, recip.quotient[half_bits:], recip.quotient[:half_bits]),
-                         Mux(exp_item, p.score_mult, p.out_mult))
+        # delta's halves by score_mult; e by recip's halves; a held sum's halves by out_mult: the
+        # operands as an OR of the choices, each ANDed with its select (at most one of them high,
+        # none in a cycle whose product is not kept).
+        exp_high, exp_low = op[1] == EXP, op[2] == EXP
+        p_high, p_low = item_high & ~exp_high, item_low & ~exp_low       # a first-group item
+        multiplicand = _one_of((p_high | p_low, e_now), (exp_high, delta_now[half_bits:]),
+                               (exp_low, delta_now[:half_bits]), (held_low, held_sum[:half_bits]),
+                               (held_high, held_sum[half_bits:].as_signed()))
+        multiplier = Mux(p_high | p_low, Mux(p_high, recip.quotient[half_bits:], recip.quotient[:half_bits]),
+                         Mux(exp_high | exp_low, p.score_mult, p.out_mult))
         wide = Signal(2 * half_bits)
         m.d.comb += wide.eq(multiplicand[:half_bits] * multiplier[:half_bits])
         # The high product mod 2^(product_bits - 16); a negative held sum's high half went in as
@@ -416,7 +427,8 @@ class AttentionUnit(wiring.Component):
             with m.If(held_high):
                 m.d.sync += held_low.eq(1)
             with m.If(held_low):
-                m.d.sync += [held_low.eq(0), held_next.eq(held_next + 1), held_left.eq(held_left - 1)]
+                m.d.sync += [held_low.eq(0), held_left.eq(held_left - 1)]
+                m.d.sync += [held[u].eq(held[u + 1]) for u in range(U - 1)]
 
         # ---- stage 3: the exp index's runtime shift, p (first group); the words -----------------
         # rshift_round(product, shift) = (floor(product * 2 / 2^shift) + 1) >> 1 (also for shift 0),
@@ -492,6 +504,6 @@ class AttentionUnit(wiring.Component):
         with m.If(advance & score_done):
             m.d.sync += row_max.eq(Mux(cmd[6].row_first | below_max[-1], score_sum, row_max))
         with m.If(advance & group_done):
-            m.d.sync += [held.eq(context), held_next.eq(0), held_left.eq(Mux(group_tail, tail_lanes, U)),
+            m.d.sync += [held.eq(context), held_left.eq(Mux(group_tail, tail_lanes, U)),
                          held_final.eq(group_final)]
         return m
