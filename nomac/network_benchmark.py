@@ -26,21 +26,23 @@ from nomac.base.errors import NomacError
 from nomac.base.output_files import replaced_file, write_json, write_text
 from nomac.board_run import project_on_board, run_network_on_board
 from nomac.boards.devices import BOARDS, get_board
-from nomac.boards.network_board import board_limits, limits_id
+from nomac.boards.network_board import BOARD_LIMITS, board_limits, limits_id
 from nomac.hw.network.program import compile_program
 from nomac.model.config import load_config
 from nomac.model.dataflow import is_dataflow
 from nomac.sim.simulated_board import NETWORK_SIMULATOR
 
 __all__ = ["DEFAULT_IMAGES", "NETWORK_CLOCK_HZ", "LINK_BAUDS", "STEP_TARGET", "TOTAL_TARGET", "bundled_models",
-           "load_models", "NetworkRun", "BoardFigures", "ModelFigures", "measure_model", "format_model",
+           "load_models", "network_clock", "NetworkRun", "BoardFigures", "ModelFigures", "measure_model", "format_model",
            "run_network_benchmark"]
 
 DEFAULT_IMAGES = 16
-# The network clock `nomac build WHOLE.json` reached with the PLL for the board's default limits
-# (README, "The whole tiny ViT on a board"): 31.25 MHz on the ULX3S-85F with all nine units. The
-# iCEBreaker's network bitstream does not fit yet, so it is projected at its oscillator, and says so.
-NETWORK_CLOCK_HZ = {"ulx3s-85f": 31_250_000}
+# The network clock `nomac build WHOLE.json` reached with the PLL, per built bitstream (the id of
+# its limits; README, "The whole tiny ViT on a board"): the iCEBreaker's dense + shift set at 21 MHz,
+# the ULX3S-85F's nine units at 35 MHz. A bitstream not in here (the iCEBreaker's lut set does not
+# fit yet) is projected at its board's oscillator, and says so.
+NETWORK_CLOCK_HZ = {limits_id(BOARD_LIMITS["icebreaker"][1]): 21_000_000,
+                    limits_id(BOARD_LIMITS["ulx3s-85f"][0]): 35_000_000}
 # The baud rates of issue 15's throughput targets, per board.
 LINK_BAUDS = {"icebreaker": (1_000_000,), "ulx3s-85f": (1_000_000, 3_000_000)}
 # Issue 15's cycle targets: every step within 10 % of its bound, the image within 25 % of their sum.
@@ -116,17 +118,21 @@ class ModelFigures:
         return bool(self.runs) and all(run.mismatched_images == 0 for run in self.runs)
 
 
-def _clock(board: str, clock_hz: dict) -> tuple[int, str]:
-    if board in clock_hz:
-        return clock_hz[board], "the PLL clock nomac build reached"
-    return get_board(board).clock_hz, "the board oscillator: no PLL clock measured for this board"
+def network_clock(board: str, limits, clock_hz: dict | None = None) -> tuple[int, str]:
+    """The network clock of `board`'s bitstream for `limits` and where it comes from: `clock_hz`
+    (board -> Hz, given), else NETWORK_CLOCK_HZ, else the board's oscillator."""
+    if clock_hz and board in clock_hz:
+        return clock_hz[board], "the clock given"
+    if limits_id(limits) in NETWORK_CLOCK_HZ:
+        return NETWORK_CLOCK_HZ[limits_id(limits)], "the PLL clock nomac build reached"
+    return get_board(board).clock_hz, "the board oscillator: no bitstream of these limits has met timing"
 
 
 def measure_model(config, name: str, *, images: int, limits=None, clock_hz=None, simulator=NETWORK_SIMULATOR,
                   work_dir=None, progress=print) -> ModelFigures:
     """Run `config` on the simulated network board of every board whose limits it fits (`limits`:
     every board's bitstream built for these instead) and project its images onto each."""
-    clock_hz = NETWORK_CLOCK_HZ if clock_hz is None else clock_hz
+    clock_hz = {} if clock_hz is None else clock_hz
     figures = ModelFigures(name, config.config_id)
     groups = {}                         # limits -> the boards built for them that the model fits
     for board in BOARDS:
@@ -148,7 +154,7 @@ def measure_model(config, name: str, *, images: int, limits=None, clock_hz=None,
             golden_accuracy=report.golden_accuracy, cycles_per_image=report.cycles_per_image,
             wire_bytes_per_image=report.projection["wire_bytes_per_image"], steps=list(report.steps)))
         for board in boards:
-            hz, source = _clock(board, clock_hz)
+            hz, source = network_clock(board, board_limit, clock_hz)
             links = []
             for baud in LINK_BAUDS.get(board, (get_board(board).default_baud,)):
                 p = project_on_board(report, board, baud, clock_hz=hz)
@@ -268,11 +274,11 @@ def run_network_benchmark(configs=None, *, images: int = DEFAULT_IMAGES, out_dir
     """`nomac bench --network`: every whole model of `configs` (default: the bundled tiny ViTs) on
     the simulated network board, `images` images each; prints the tables and writes
     network_cycles.{md,json,png} into `out_dir`. `clock_hz`: board -> network clock
-    (default NETWORK_CLOCK_HZ); `limits`: the NetworkLimits every board is built for
+    (default: each bitstream's from NETWORK_CLOCK_HZ); `limits`: the NetworkLimits every board is built for
     (default: each board's own)."""
     if not isinstance(images, int) or isinstance(images, bool) or images < 1:
         raise NomacError(f"images = {images!r}: must be a whole number, at least 1")
-    clock_hz = dict(NETWORK_CLOCK_HZ if clock_hz is None else clock_hz)
+    clock_hz = dict({} if clock_hz is None else clock_hz)
     for board, hz in clock_hz.items():
         get_board(board)
         if not isinstance(hz, int) or isinstance(hz, bool) or hz < 1:
@@ -290,7 +296,7 @@ def run_network_benchmark(configs=None, *, images: int = DEFAULT_IMAGES, out_dir
     print(text)
     written = [write_text(out_dir / "network_cycles.md", text, "network cycles table"),
                write_json(out_dir / "network_cycles.json",
-                          {"images": images, "simulator": simulator, "clock_hz": clock_hz,
+                          {"images": images, "simulator": simulator, "clock_hz_given": clock_hz,
                            "link_bauds": {b: list(v) for b, v in LINK_BAUDS.items()},
                            "models": [asdict(m) for m in models]}, "network cycles")]
     if plot(models, out_dir / "network_cycles.png"):

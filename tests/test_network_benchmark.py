@@ -11,7 +11,8 @@ import json
 import pytest
 
 from nomac.board_run import project_on_board
-from nomac.boards.network_board import limits_json
+from nomac.boards.devices import get_board
+from nomac.boards.network_board import BOARD_LIMITS, limits_id, limits_json
 from nomac.cli import bundled_config, main
 from nomac.hw.network.program import compile_program
 from nomac.model.config import load_config, save_config
@@ -77,9 +78,11 @@ def test_a_small_whole_model_gives_each_step_against_its_bound(files, tmp_path, 
     # one element a cycle after the reader's two cycles and the table read (tests/test_network_engine.py)
     assert [s["cycles"] for s in run["steps"]] == [67, 67, 19]
     assert run["cycles_per_image"] >= sum(s["cycles"] for s in run["steps"])
-    # per board: the clock, compute at it, and the link rates of issue 15's targets
-    for board, hz in NETWORK_CLOCK_HZ.items():
-        figures_on = figures["boards"][board]
+    # per board: the clock (these limits have no bitstream: the oscillator), compute at it, and the
+    # link rates of issue 15's targets
+    assert limits_id(LIMITS) not in NETWORK_CLOCK_HZ
+    for board in LINK_BAUDS:
+        figures_on, hz = figures["boards"][board], get_board(board).clock_hz
         assert figures_on["clock_hz"] == hz
         assert figures_on["compute_seconds_per_image"] == pytest.approx(run["cycles_per_image"] / hz)
         assert [link["baud"] for link in figures_on["links"]] == list(LINK_BAUDS[board])
@@ -92,8 +95,8 @@ def test_a_small_whole_model_gives_each_step_against_its_bound(files, tmp_path, 
     assert "| 2    | g2        | gelu | 19              | 16    | 1.19  | T*E" in table
     assert "|      | all steps |      | 153             | 144   | 1.06  | sum" in table
     assert "2 of 3 steps within 10 % of their bound (beyond: g2 1.19)" in table
-    assert "| ulx3s-85f  | 31.25 MHz (the PLL clock nomac build reached) " in table
-    assert "| icebreaker | 12 MHz (the board oscillator: no PLL clock measured for this board)" in table
+    assert "| ulx3s-85f  | 25 MHz (the board oscillator: no bitstream of these limits has met timing) " in table
+    assert "| icebreaker | 12 MHz (the board oscillator: no bitstream of these limits has met timing)" in table
     assert table in text and f"wrote {out / 'network_cycles.png'}" in text
 
 
@@ -111,6 +114,11 @@ def test_a_board_whose_limits_the_model_exceeds_is_reported_not_run(files, tmp_p
     figures = json.loads((out / "network_cycles.json").read_text())["models"][0]
     assert figures["runs"] == [] and set(figures["refused"]) == {"icebreaker", "ulx3s-85f"}
     assert not (out / "network_cycles.png").exists() and not (tmp_path / "sim").exists()
+
+
+def test_every_measured_network_clock_is_a_bundled_bitstreams():
+    built = {limits_id(limits) for board_set in BOARD_LIMITS.values() for limits in board_set}
+    assert set(NETWORK_CLOCK_HZ) <= built and all(isinstance(hz, int) for hz in NETWORK_CLOCK_HZ.values())
 
 
 def test_the_projection_runs_the_compute_at_the_clock_given():
