@@ -163,31 +163,23 @@ def test_icebreaker_passes_follow_the_fmax_and_set_pll_and_uart(tmp_path, monkey
     assert json.loads((tmp_path / "board.json").read_text())["divisor"] == 39
 
 
-def test_a_build_that_met_timing_at_some_clock_ends_on_it(tmp_path, monkeypatch):
-    """The Fmax moves with the clock placed for (the shift board's real passes): 48 MHz gives
-    24.5, 23.25 MHz (the highest <= 0.95 * 24.5) only 22.21, 21 MHz (<= 0.95 * 22.21) meets it
-    with 24.62, which would allow 23.25 MHz again: it failed, so the build ends on 21 MHz."""
-    fmax = {48.0: 24.50, 23.25: 22.21, 21.0: 24.62}
+@pytest.mark.parametrize("fmax, passes, clock_mhz", [
+    # The Fmax moves with the clock placed for (the iCEBreaker shift board's real passes): 48 MHz
+    # gives 24.5, 23.25 MHz (the highest <= 0.95 * 24.5) only 22.21, 21 MHz (<= 0.95 * 22.21) meets
+    # it with 24.62, which would allow 23.25 MHz again: that failed, so the build ends on 21 MHz.
+    ({48.0: 24.50, 23.25: 22.21, 21.0: 24.62}, [(48.0, False), (23.25, False), (21.0, True)], 21),
+    # 39 MHz meets 0.95 * 41.3 with 44.0, so 41.25 MHz is tried and fails (40.0): the fourth pass
+    # rebuilds at 39 MHz, the highest clock that met timing.
+    ({48.0: 41.3, 39.0: 44.0, 41.25: 40.0}, [(48.0, False), (39.0, True), (41.25, False), (39.0, True)], 39)])
+def test_a_build_that_met_timing_at_some_clock_ends_on_the_highest_that_did(fmax, passes, clock_mhz, tmp_path,
+                                                                             monkeypatch):
     tools = StandInTools(fmax_mhz=lambda mhz: fmax[round(mhz, 3)], oscillator_hz=12_000_000)
     monkeypatch.setattr(subprocess, "run", tools)
     report = build_network_bitstream(make_config([gelu("g", 8, 3)]), "icebreaker", limits=TINY_LIMITS,
                                      out_dir=tmp_path, **QUIET)
-    assert [(p["pll_mhz"], p["meets_timing"]) for p in report.pll["passes"]] == \
-        [(48.0, False), (23.25, False), (21.0, True)]
-    assert report.meets_timing and report.clock_hz == 21_000_000 and report.board_map["divisor"] == 21
-
-
-def test_a_faster_clock_that_fails_sends_the_build_back_to_the_one_that_met(tmp_path, monkeypatch):
-    """39 MHz meets 0.95 * 41.3 with 44.0, so 41.25 MHz is tried and fails (40.0): the fourth pass
-    rebuilds at 39 MHz, the highest clock that met timing."""
-    fmax = {48.0: 41.3, 39.0: 44.0, 41.25: 40.0}
-    tools = StandInTools(fmax_mhz=lambda mhz: fmax[round(mhz, 3)], oscillator_hz=12_000_000)
-    monkeypatch.setattr(subprocess, "run", tools)
-    report = build_network_bitstream(make_config([gelu("g", 8, 3)]), "icebreaker", limits=TINY_LIMITS,
-                                     out_dir=tmp_path, **QUIET)
-    assert [(p["pll_mhz"], p["meets_timing"]) for p in report.pll["passes"]] == \
-        [(48.0, False), (39.0, True), (41.25, False), (39.0, True)]
-    assert report.meets_timing and report.clock_hz == 39_000_000
+    assert [(p["pll_mhz"], p["meets_timing"]) for p in report.pll["passes"]] == passes
+    assert report.meets_timing and report.clock_hz == clock_mhz * 1_000_000
+    assert report.board_map["divisor"] == clock_mhz
 
 
 NEXTPNR_OVERFULL_LOG = """Info: Device utilisation:
