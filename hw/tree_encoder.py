@@ -29,7 +29,7 @@ class TreeEncoder(wiring.Component):
         if layer.encoder != "tree":
             raise ValueError(f"TreeEncoder: encoder = {layer.encoder!r}: must be 'tree'")
         self.layer = layer
-        C, K, V, L = layer.codebooks, layer.centroids, layer.subvector_len, layer.levels
+        C, V, L = layer.codebooks, layer.subvector_len, layer.levels
         writable = layer.hw.memory == "ram"
         self.split_dims = ParameterMemory(
             MemoryLayout("split_dims", "split_dims", lanes=L, lane_bits=max(1, (V - 1).bit_length()),

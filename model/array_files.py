@@ -159,7 +159,7 @@ def _read_array(stream, size: int, where: str, field: str, max_bytes: int, kind:
         version = np.lib.format.read_magic(stream)
         if version not in ((1, 0), (2, 0)):
             raise ConfigError(where, f"{field} .npy version", f"{version[0]}.{version[1]}",
-                              f"must be 1.0 or 2.0 (what numpy.save writes for plain numeric arrays)")
+                              "must be 1.0 or 2.0 (what numpy.save writes for plain numeric arrays)")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read_header(stream)
         header_bytes = stream.tell()

@@ -8,8 +8,6 @@ one line on stderr naming the option, nothing on stdout, nothing written.
 import argparse
 import importlib
 import io
-import json
-import math
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 

@@ -6,7 +6,6 @@ the memory organisation the engines document (written out here as index formulas
 independent of MemoryLayout), and accumulator widths against bounds worked out by hand.
 """
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
