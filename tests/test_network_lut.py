@@ -58,13 +58,13 @@ def run(layer, x, *, limits=LIMITS, table_base=40, seed=0, gap=0.0, backpressure
 
 def timetable_cycles(step) -> int:
     """Cycles of a step whose lookups run back to back (the unit's timetable): the copy of
-    2 * copy_words local words, 4 cycles of pipeline, T*C*ceil(M/8) lookups, and the
+    2 * copy_words local words, 5 cycles of pipeline, T*C*ceil(M/8) lookups, and the
     bytes of the last group's outputs."""
     p = step.params
     groups = -(-p["out_features"] // 8)
     last_group = p["out_features"] - 8 * (groups - 1)
     out_bytes = 4 if p["acc_output"] else 1
-    return 2 * p["copy_words"] + 4 + p["rows"] * p["codebooks"] * groups + out_bytes * last_group
+    return 2 * p["copy_words"] + 5 + p["rows"] * p["codebooks"] * groups + out_bytes * last_group
 
 
 @pytest.mark.parametrize("name, D, M, C, output", [

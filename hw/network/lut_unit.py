@@ -28,8 +28,9 @@ input or output take longer. So the port carries table words only, once the step
 - Lookup: per row, groups g of 8 outputs, in each the codebooks c: the code is read,
   then the table word tables[c, code, 8g .. 8g+7], then added into 8 accumulators of
   table entries only (the bias comes later, so they need just the bits of
-  limits.codebooks int8 entries). A finished group moves to `holding`, and the
-  accumulators restart from 0 (their flip-flops' reset, no adder input multiplexer).
+  limits.codebooks int8 entries). A group's first word writes its entries (the choice
+  sits in the sum's LUT), so a finished group stays in the accumulators until it
+  moves to `holding`, one edge after its last word at the earliest.
 - Output: `holding` shifts one sum a cycle to the output stage, which adds the output's
   bias (read from the local memory the cycle before; the bias has the local read port
   before the encoder, claimed as if the output stream takes what it is offered) into
@@ -284,8 +285,10 @@ class LutUnit(wiring.Component):
             m.d.sync += [staged[flag].eq(value) for flag, value in flags.items()]
             return staged
 
-        # Terms |x - p| (lane 0 takes byte `word_byte` of the word when squared, and squares
-        # x - p: the unit's one multiplier). |d| = (d XOR s) + s, s the sign of d = x - p.
+        # Terms |x - p|: |d| = (d XOR s) + s, s the sign of d = x - p. When squared, lane 0 takes
+        # byte `word_byte` of the word and squares |x - p| on the shared multiplier, whose
+        # operands are then never negative but dense's: a build without dense needs no logic
+        # for their sign bits.
         term = stage("term", valid=issue, v_first=enc_v == 0, v_last=v_last, k_last=k_last, c_last=c_last)
         term_byte = Signal(2)
         m.d.sync += term_byte.eq(word_byte)
@@ -296,7 +299,7 @@ class LutUnit(wiring.Component):
         magnitudes = [((d[:8] ^ d[8].replicate(8)) + d[8])[:8] for d in differences]
         terms = [Signal(16, name="term0", reset_less=True),
                  *(Signal(8, name=f"term{lane}", reset_less=True) for lane in range(1, LANES))]
-        m.d.comb += [self.multiplier.a.eq(differences[0]), self.multiplier.b.eq(differences[0])]
+        m.d.comb += [self.multiplier.a.eq(magnitudes[0]), self.multiplier.b.eq(magnitudes[0])]
         m.d.sync += [terms[0].eq(Mux(p.squared, self.multiplier.p, magnitudes[0])),
                      *(t.eq(a) for t, a in zip(terms[1:], magnitudes[1:]))]
 
@@ -378,22 +381,26 @@ class LutUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [acc_valid.eq(word_valid), acc_last.eq(word_last), acc_row_last.eq(word_row_last)]
 
-        # Accumulate; a finished group moves to `holding`, which shifts one sum a cycle
-        # to the output stage (holding[0]) and takes the next group as it hands out its last.
-        # The accumulators are cleared as their group leaves (the flip-flops' own reset).
+        # Accumulate. A group's first word writes its entries, the others add theirs (the choice
+        # sits in each sum's LUT, beside the carry), so the accumulators keep a finished group
+        # (`group_complete`) until it moves to `holding` (`transfer`), which shifts one sum a
+        # cycle to the output stage (holding[0]) and takes the next group as it hands out its
+        # last. An accumulator's sum thus drives only its own flip-flop, and holding loads the
+        # accumulators' flip-flops, so each sum bit and its register share a logic cell.
         entries = data.ArrayLayout(signed(8), ENTRIES_PER_WORD)(self.table.data)
         accumulators = [Signal(signed(self.sum_bits), name=f"acc{r}", reset_less=True) for r in range(ENTRIES_PER_WORD)]
         holding = [Signal(signed(self.sum_bits), name=f"holding{r}", reset_less=True) for r in range(ENTRIES_PER_WORD)]
         holding_full = Signal()
-        sums = [acc + entries[r] for r, acc in enumerate(accumulators)]
-        group_done = Signal()                             # a finished group moves to `holding` this cycle
-        m.d.comb += group_done.eq(advance & acc_valid & acc_last)
-        clear_accumulators = Signal()
-        m.d.comb += clear_accumulators.eq(self.start | group_done)
-        with m.If(clear_accumulators):
-            m.d.sync += [acc.eq(0) for acc in accumulators]
-        with m.Elif(advance & acc_valid):
-            m.d.sync += [acc.eq(s) for acc, s in zip(accumulators, sums)]
+        group_begins = Signal()                           # the next word accumulated is its group's first
+        group_complete, group_row_last = Signal(), Signal()   # the accumulators hold a finished group (its row's last)
+        transfer = Signal()                               # the finished group moves to `holding` this cycle
+        with m.If(advance & acc_valid):
+            m.d.sync += [group_begins.eq(acc_last),
+                         *(acc.eq(Mux(group_begins, entry, acc + entry)) for acc, entry in zip(accumulators, entries))]
+        with m.If(advance & acc_valid & acc_last):
+            m.d.sync += [group_complete.eq(1), group_row_last.eq(acc_row_last)]
+        with m.Elif(transfer):
+            m.d.sync += group_complete.eq(0)
 
         # Output: the bias of the next output is read (the local port's first claim) the
         # cycle before `emit` adds it to holding[0] into `result`: when its sum is in
@@ -419,24 +426,25 @@ class LutUnit(wiring.Component):
         following_bias = Mux(out_last, bias_local, bias_address + 1)
         # The bias has the port (and is pending next cycle): while a pending bias waits for
         # `emit`, and to read the next output's bias, as `emit` takes an int8 output with more
-        # in holding or a group arriving, or, with nothing pending, while holding is full or a
-        # group arrives (with acc from the result's byte 2 on). The claim is made as if the
+        # in holding or a group complete, or, with nothing pending, while holding is full or a
+        # group is complete (with acc from the result's byte 2 on). The claim is made as if the
         # output stream takes what it is offered, so that its `ready` does not reach the
         # encoder; when it does not, the address keeps the pending bias, or, if the encoder
-        # had the port, the bias is read again.
-        arriving = acc_valid & acc_last
+        # had the port, the bias is read again. A word stalls at the accumulators while they
+        # hold a finished group that cannot move to `holding`.
         m.d.comb += [emit_if_taken.eq(holding_full & bias_pending & (~result_valid | byte_last)),
                      emit.eq(emit_if_taken & (~result_valid | self.o.ready)),
-                     advance.eq(~(arriving & holding_full & ~(emit & group_end))),
+                     transfer.eq(group_complete & (~holding_full | (emit & group_end))),
+                     advance.eq(~(acc_valid & group_complete & ~transfer)),
                      port_taken.eq(Mux(bias_pending,
-                                       ~emit_if_taken | (~p.acc_output & (~group_end | arriving)),
-                                       (holding_full | arriving) & (~p.acc_output | ~result_valid | out_byte[1]))),
+                                       ~emit_if_taken | (~p.acc_output & (~group_end | group_complete)),
+                                       (holding_full | group_complete) & (~p.acc_output | ~result_valid | out_byte[1]))),
                      # Read every cycle: a pending bias is read again until `emit` takes it.
                      local_read.addr.eq(Mux(port_taken, Mux(emit, following_bias, bias_address), local_word))]
         m.d.sync += bias_pending.eq(port_taken)
-        with m.If(group_done):
-            m.d.sync += [*(h.eq(s) for h, s in zip(holding, sums)), holding_full.eq(1),
-                         holding_row_last.eq(acc_row_last)]
+        with m.If(transfer):
+            m.d.sync += [*(h.eq(acc) for h, acc in zip(holding, accumulators)), holding_full.eq(1),
+                         holding_row_last.eq(group_row_last)]
         with m.Elif(emit):
             m.d.sync += [h.eq(following) for h, following in zip(holding, [*holding[1:], 0])]
             with m.If(group_end):
@@ -470,6 +478,6 @@ class LutUnit(wiring.Component):
                          x_index.eq(0), x_base.eq(0), local_word.eq(0), word_byte.eq(0), argmin_code.eq(0), write_c.eq(0), write_bank.eq(0),
                          banks_busy.eq(0), banks_ready.eq(0),
                          lk_bank.eq(0), lk_g.eq(0), lk_c.eq(0),
-                         holding_full.eq(0), out_rows_left.eq(rows),
+                         group_begins.eq(1), group_complete.eq(0), holding_full.eq(0), out_rows_left.eq(rows),
                          bias_address.eq(bias_local), result_valid.eq(0)]
         return m

@@ -230,13 +230,13 @@ class NetworkEngine(wiring.Component):
 
 
 def _as_unit_output(unit, acc_bits: int) -> Value:
-    """`unit`'s output element as the bits of a unit output of `acc_bits` (int8 v: v at shift 0)."""
+    """`unit`'s output element as the bits of a unit output of `acc_bits`. An int8 v is raw
+    byte 0 of an acc of v's bits above zeros, so the output select has no sign extension of
+    it to make."""
     payload = unit.o.payload
     if output_acc_bits(unit) is None:
-        acc, rest = payload.as_signed(), Const(0, OUTPUT_SHIFT_BITS + 1)
-    else:
-        acc, rest = payload.acc, Cat(payload.shift, payload.raw)
-    return Cat(acc, acc[-1].replicate(acc_bits - len(acc)), rest)
+        return Cat(payload.as_unsigned(), Const(0, acc_bits - len(payload)), Const(0, OUTPUT_SHIFT_BITS), Const(1, 1))
+    return Cat(payload.acc, payload.acc[-1].replicate(acc_bits - len(payload.acc)), payload.shift, payload.raw)
 
 
 def _one_hot_mux(choices):
