@@ -38,10 +38,11 @@ __all__ = ["DEFAULT_IMAGES", "NETWORK_CLOCK_HZ", "LINK_BAUDS", "STEP_TARGET", "T
 
 DEFAULT_IMAGES = 16
 # The network clock `nomac build WHOLE.json` reached with the PLL, per built bitstream (the id of
-# its limits; README, "The whole tiny ViT on a board"): the iCEBreaker's dense + shift set at 21 MHz,
-# the ULX3S-85F's nine units at 35 MHz. A bitstream not in here (the iCEBreaker's lut set does not
-# fit yet) is projected at its board's oscillator, and says so.
-NETWORK_CLOCK_HZ = {limits_id(BOARD_LIMITS["icebreaker"][1]): 21_000_000,
+# its limits; README, "The whole tiny ViT on a board"): the iCEBreaker's lut set and its dense + shift
+# set at 23.625 MHz, the ULX3S-85F's nine units at 35 MHz. A bitstream not in here is
+# projected at its board's oscillator, and says so.
+NETWORK_CLOCK_HZ = {limits_id(BOARD_LIMITS["icebreaker"][0]): 23_625_000,
+                    limits_id(BOARD_LIMITS["icebreaker"][1]): 23_625_000,
                     limits_id(BOARD_LIMITS["ulx3s-85f"][0]): 35_000_000}
 # The baud rates of issue 15's throughput targets, per board.
 LINK_BAUDS = {"icebreaker": (1_000_000,), "ulx3s-85f": (1_000_000, 3_000_000)}
