@@ -20,7 +20,10 @@ stays `dense` (int8). Kinds and their options:
   fitted by ALS on the layer's calibration inputs.
 `training.method`: "none" (convert and export, e.g. k-means only), or "finetune"
 ("differentiable" is the same for `lut` layers: soft assignment with a straight-through
-estimator); the other `training` keys are TrainSettings fields (model/vit/training.py).
+estimator); the other `training` keys are TrainSettings fields (model/vit/training.py), among
+them `distill_weighting` ("hinton", the default: (1 - distill) CE + distill T^2 KL; "published":
+0.2 CE + 0.8 KL, which needs distill > 0) and `reconstruction` (the weight of the lookup layers'
+reconstruction loss, LayerReconstruction; > 0 needs a lut layer in the plan).
 
 Loading checks a plan as a config is checked (model/json_files.py reads the file): every
 field's type and range (SETTINGS, OPTIONS), unknown fields refused, and a rule whose
@@ -42,7 +45,7 @@ from nomac.model.json_files import read_json
 from nomac.model.layers.lut_training import INPUT_GRADIENTS, LEARN, TrainableLUTLinear
 from nomac.model.lut_spec import ENCODERS
 from nomac.model.vit.tiny_vit import ViTShape
-from nomac.model.vit.training import TrainSettings
+from nomac.model.vit.training import DISTILL_WEIGHTINGS, TrainSettings
 
 __all__ = ["FORMAT", "PLAN_KEYS", "KINDS", "METHODS", "CALIBRATION_ROWS", "KMEANS_ITERATIONS", "MAX_EPOCHS", "OPTIONS",
            "SETTINGS", "LayerRule", "CompressionPlan", "train_settings", "bundled_plans", "load_plan", "plan_from_dict",
@@ -82,6 +85,7 @@ OPTIONS = {"dense": {},
 SETTINGS = {"epochs": _int(0, MAX_EPOCHS), "batch": _int(1, 1 << 16), "lr": _real(above=0),
             "weight_decay": _real(lo=0), "label_smoothing": _real(lo=0, below=1), "warmup": _real(lo=0, hi=1),
             "distill": _real(lo=0, hi=1), "temperature": _real(above=0), "hidden_distill": _real(lo=0),
+            "distill_weighting": _choice(DISTILL_WEIGHTINGS), "reconstruction": _real(lo=0),
             "average": _real(lo=0, below=1), "rotate": _real(lo=0), "scale": _real(lo=0, below=1),
             "translate": _real(lo=0)}
 
@@ -174,8 +178,14 @@ def plan_from_dict(document, where: str = "<plan>", linear_names=None) -> Compre
     method = training.pop("method", "none")
     if method not in METHODS:
         raise ConfigError(where, "training.method", method, f"must be one of {', '.join(METHODS)}")
-    return CompressionPlan(name=name, rules=rules, method=method,
-                           settings=train_settings(training, f"{where}: training"),
+    settings = train_settings(training, f"{where}: training")
+    if settings.distill_weighting == "published" and settings.distill == 0:
+        raise ConfigError(f"{where}: training", "distill_weighting", training["distill_weighting"],
+                          "needs distill > 0 (the teacher to distill from; 'published' weighs 0.2 CE + 0.8 KL)")
+    if settings.reconstruction > 0 and not any(rule.kind == "lut" for rule in rules):
+        raise ConfigError(f"{where}: training", "reconstruction", training["reconstruction"],
+                          "needs a lut layer to reconstruct (0 turns it off); this plan has none")
+    return CompressionPlan(name=name, rules=rules, method=method, settings=settings,
                            description=description, source=where)
 
 

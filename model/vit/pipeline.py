@@ -123,7 +123,8 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
                                 {name: value.reshape(-1, value.shape[-1]) for name, value in inputs.items()})
     if plan.trains:
         train(model, data, plan.settings, seed, checkpoint=out_dir / f"{plan.name}_seed{seed}.pt",
-              teacher=teacher if plan.settings.distill > 0 else None, progress=progress,
+              teacher=teacher if plan.settings.distill > 0 or plan.settings.reconstruction > 0 else None,
+              progress=progress,
               description=f"{plan.name} seed {seed}")
     model.eval()
     seconds = time.time() - start

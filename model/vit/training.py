@@ -4,7 +4,9 @@ One loop serves both: AdamW with a one-cycle learning rate, cross-entropy with l
 smoothing, optional distillation from a float teacher (Hinton et al., "Distilling the
 Knowledge in a Neural Network", 2015: KL divergence of temperature-softened outputs,
 times T^2; and, with `hidden_distill`, the squared error of the residual stream after
-every attention and MLP half-block against the teacher's), and random affine
+every attention and MLP half-block against the teacher's; with `reconstruction`, every
+lookup layer's squared error against the teacher's Linear on the same input, see
+LayerReconstruction), and random affine
 augmentation of the digit images (rotation, scale, sub-pixel shift; the float model's
 inputs only, the test images are never touched). With `average`, the run ends with an
 exponential moving average of the weights over the steps (Polyak averaging, as in Izmailov
@@ -29,7 +31,17 @@ from torch import nn
 from nomac.base.errors import NomacError
 from nomac.base.output_files import replaced_file
 
-__all__ = ["TrainSettings", "augment", "hidden_state_loss", "accuracy", "predict", "train", "save_checkpoint"]
+__all__ = ["DISTILL_WEIGHTINGS", "PUBLISHED_WEIGHTS", "TrainSettings", "augment", "hidden_state_loss",
+           "distillation_loss", "LayerReconstruction", "accuracy", "predict", "train", "save_checkpoint"]
+
+# How cross-entropy and distillation are weighed (TrainSettings.distill_weighting):
+# "hinton": (1 - distill) * CE + distill * T^2 * KL, the soft term scaled by T^2 as in Hinton et
+#           al. (its gradients then do not shrink with the temperature); every plan's before this option;
+# "published": 0.2 * CE + 0.8 * KL, the KL at the same temperature T and not scaled by T^2
+#           (the weighting issue 16 names); `distill` must be > 0 (it gives the run its teacher),
+#           its value is not used.
+DISTILL_WEIGHTINGS = ("hinton", "published")
+PUBLISHED_WEIGHTS = (0.2, 0.8)          # (cross-entropy, distillation)
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class TrainSettings:
     distill: float = 0.0             # weight of the distillation loss (0: none)
     temperature: float = 2.0         # distillation temperature
     hidden_distill: float = 0.0      # weight of the hidden-state distillation loss (0: none)
+    distill_weighting: str = "hinton"   # DISTILL_WEIGHTINGS: how cross-entropy and distillation are weighed
+    reconstruction: float = 0.0      # weight of the lookup layers' reconstruction loss (0: none)
     average: float = 0.0             # decay of the weight average the run ends with (0: the last weights)
     rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
     scale: float = 0.1               # max relative zoom
@@ -75,6 +89,78 @@ def hidden_state_loss(student: dict, teacher: dict, points) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
+def distillation_loss(cross_entropy: torch.Tensor, logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      settings: TrainSettings) -> torch.Tensor:
+    """Cross-entropy and the KL divergence of the temperature-softened outputs (batch mean),
+    weighed as settings.distill_weighting says (DISTILL_WEIGHTINGS)."""
+    T = settings.temperature
+    target = F.softmax(teacher_logits / T, dim=-1)
+    soft = F.kl_div(F.log_softmax(logits / T, dim=-1), target, reduction="batchmean")
+    if settings.distill_weighting == "published":
+        ce_weight, kd_weight = PUBLISHED_WEIGHTS
+        return ce_weight * cross_entropy + kd_weight * soft
+    return (1 - settings.distill) * cross_entropy + settings.distill * T ** 2 * soft
+
+
+class LayerReconstruction:
+    """Layer-wise reconstruction loss of a compressed model's lookup layers: for each
+    LUTLinear (TrainableLUTLinear) of `student`, the mean squared error of its output against
+    the teacher's Linear of the same name applied to the same input (the student's input to
+    that layer); `loss()` is their sum over the layers, from the forward passes since the last call.
+
+    Forward hooks on the lookup layers collect the terms (in training mode only, so the
+    validation passes add none); the target is computed without gradients (the teacher is
+    fixed, and the input is detached there), so the term trains the lookup layer to be its
+    float original on the inputs it now sees, and reaches the layers below only through the
+    lookup layer's own input gradient. Use as a context manager: the hooks go on leaving it.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module):
+        from nomac.model.layers.lut_linear import LUTLinear
+        self.pairs = {}
+        for name, module in student.named_modules():
+            if isinstance(module, LUTLinear):
+                reference = teacher.get_submodule(name)
+                if not isinstance(reference, nn.Linear):
+                    raise NomacError(f"reconstruction: the teacher's {name} is a {type(reference).__name__}, "
+                                     f"not the nn.Linear lookup layer {name} approximates")
+                self.pairs[name] = (module, reference)
+        if not self.pairs:
+            raise NomacError("reconstruction: the model has no lookup (lut) layer to reconstruct")
+        self.terms: dict[str, list[torch.Tensor]] = {name: [] for name in self.pairs}
+        self.handles = [module.register_forward_hook(self._hook(name)) for name, (module, _) in self.pairs.items()]
+
+    def _hook(self, name: str):
+        def record(module: nn.Module, inputs: tuple, output: torch.Tensor):
+            if module.training:
+                reference = self.pairs[name][1]
+                with torch.no_grad():
+                    target = F.linear(inputs[0].detach(), reference.weight, reference.bias)
+                self.terms[name].append(F.mse_loss(output, target))
+        return record
+
+    def loss(self) -> torch.Tensor:
+        """Sum over the lookup layers of their mean squared error (one term per layer and forward
+        pass since the last call); clears the terms."""
+        terms = [term for layer in self.terms.values() for term in layer]
+        if not terms:
+            raise NomacError("reconstruction: no lookup layer ran in training mode since the last loss")
+        for layer in self.terms.values():
+            layer.clear()
+        return torch.stack(terms).sum()
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def __enter__(self) -> "LayerReconstruction":
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 def accuracy(model: nn.Module, x, labels, batch: int = 512) -> float:
     return float((predict(model, x, batch) == np.asarray(labels)).mean())
 
@@ -101,13 +187,8 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
     epoch; a finished checkpoint just loads the weights. `stop_after` ends this call after
     that many epochs (as an interruption would).
     """
-    from tqdm import tqdm
     torch.set_num_threads(1)
-    x_train = torch.from_numpy(data.float32("train"))
-    y_train = torch.from_numpy(data.labels["train"])
-    x_val, y_val = data.float32("val"), data.labels["val"]
-    background = float(data.float32("train").min())
-    steps_per_epoch = math.ceil(len(x_train) / settings.batch)
+    steps_per_epoch = math.ceil(len(data.labels["train"]) / settings.batch)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
                                   weight_decay=settings.weight_decay)
@@ -131,6 +212,31 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
                              f"({history['settings']}, seed {history['seed']}); delete it to start again")
     if teacher is not None:
         teacher.eval()
+    if settings.distill_weighting not in DISTILL_WEIGHTINGS:
+        raise NomacError(f"{description}: distill_weighting = {settings.distill_weighting!r}: must be one of "
+                         f"{', '.join(DISTILL_WEIGHTINGS)}")
+    if settings.distill_weighting == "published" and settings.distill == 0:
+        raise NomacError(f"{description}: distill_weighting = 'published': needs distill > 0 (a teacher)")
+    if settings.reconstruction > 0 and teacher is None:
+        raise NomacError(f"{description}: reconstruction = {settings.reconstruction}: needs the float teacher")
+    reconstruction = LayerReconstruction(model, teacher) if settings.reconstruction > 0 else None
+    try:
+        _epochs(model, data, settings, seed, checkpoint, teacher, history, optimizer, schedule, trained, average,
+                reconstruction, description, progress, stop_after)
+    finally:
+        if reconstruction is not None:
+            reconstruction.remove()
+    return history
+
+
+def _epochs(model, data, settings, seed, checkpoint, teacher, history, optimizer, schedule, trained, average,
+            reconstruction, description, progress, stop_after):
+    """train()'s loop over the epochs still to run."""
+    from tqdm import tqdm
+    x_train = torch.from_numpy(data.float32("train"))
+    y_train = torch.from_numpy(data.labels["train"])
+    x_val, y_val = data.float32("val"), data.labels["val"]
+    background = float(data.float32("train").min())
     bar = tqdm(total=settings.epochs, initial=history["epochs_done"], desc=description, disable=not progress,
                leave=False, dynamic_ncols=True)
     last = settings.epochs if stop_after is None else min(settings.epochs, history["epochs_done"] + stop_after)
@@ -150,12 +256,12 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
                 with torch.no_grad():
                     teacher_logits = teacher(x, record=teacher_hidden)
                 if settings.distill > 0:
-                    target = F.softmax(teacher_logits / settings.temperature, dim=-1)
-                    soft = F.kl_div(F.log_softmax(logits / settings.temperature, dim=-1), target, reduction="batchmean")
-                    loss = (1 - settings.distill) * loss + settings.distill * settings.temperature ** 2 * soft
+                    loss = distillation_loss(loss, logits, teacher_logits, settings)
                 if hidden is not None:
                     loss = loss + settings.hidden_distill * hidden_state_loss(hidden, teacher_hidden,
                                                                               model.shape.residual_points())
+            if reconstruction is not None:
+                loss = loss + settings.reconstruction * reconstruction.loss()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -177,7 +283,6 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, schedule, history, average)
     bar.close()
-    return history
 
 
 def save_checkpoint(path: Path, model, optimizer, schedule, history, average=None):
