@@ -19,6 +19,7 @@ epoch: model, optimizer, schedule, epoch, history) ends with the same weights as
 that was never interrupted. Torch runs on one thread here so that sums are ordered
 the same way on every machine.
 """
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -187,8 +188,20 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
     epoch; a finished checkpoint just loads the weights. `stop_after` ends this call after
     that many epochs (as an interruption would).
     """
+    if settings.distill_weighting not in DISTILL_WEIGHTINGS:
+        raise NomacError(f"{description}: distill_weighting = {settings.distill_weighting!r}: must be one of "
+                         f"{', '.join(DISTILL_WEIGHTINGS)}")
+    if settings.distill_weighting == "published" and settings.distill == 0:
+        raise NomacError(f"{description}: distill_weighting = 'published': needs distill > 0 (a teacher)")
+    if settings.reconstruction > 0 and teacher is None:
+        raise NomacError(f"{description}: reconstruction = {settings.reconstruction}: needs the float teacher")
+    from tqdm import tqdm
     torch.set_num_threads(1)
-    steps_per_epoch = math.ceil(len(data.labels["train"]) / settings.batch)
+    x_train = torch.from_numpy(data.float32("train"))
+    y_train = torch.from_numpy(data.labels["train"])
+    x_val, y_val = data.float32("val"), data.labels["val"]
+    background = float(data.float32("train").min())
+    steps_per_epoch = math.ceil(len(x_train) / settings.batch)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
                                   weight_decay=settings.weight_decay)
@@ -212,77 +225,56 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
                              f"({history['settings']}, seed {history['seed']}); delete it to start again")
     if teacher is not None:
         teacher.eval()
-    if settings.distill_weighting not in DISTILL_WEIGHTINGS:
-        raise NomacError(f"{description}: distill_weighting = {settings.distill_weighting!r}: must be one of "
-                         f"{', '.join(DISTILL_WEIGHTINGS)}")
-    if settings.distill_weighting == "published" and settings.distill == 0:
-        raise NomacError(f"{description}: distill_weighting = 'published': needs distill > 0 (a teacher)")
-    if settings.reconstruction > 0 and teacher is None:
-        raise NomacError(f"{description}: reconstruction = {settings.reconstruction}: needs the float teacher")
+    # the reconstruction hooks stay on the model while it trains, and only then
     reconstruction = LayerReconstruction(model, teacher) if settings.reconstruction > 0 else None
-    try:
-        _epochs(model, data, settings, seed, checkpoint, teacher, history, optimizer, schedule, trained, average,
-                reconstruction, description, progress, stop_after)
-    finally:
-        if reconstruction is not None:
-            reconstruction.remove()
-    return history
-
-
-def _epochs(model, data, settings, seed, checkpoint, teacher, history, optimizer, schedule, trained, average,
-            reconstruction, description, progress, stop_after):
-    """train()'s loop over the epochs still to run."""
-    from tqdm import tqdm
-    x_train = torch.from_numpy(data.float32("train"))
-    y_train = torch.from_numpy(data.labels["train"])
-    x_val, y_val = data.float32("val"), data.labels["val"]
-    background = float(data.float32("train").min())
-    bar = tqdm(total=settings.epochs, initial=history["epochs_done"], desc=description, disable=not progress,
-               leave=False, dynamic_ncols=True)
-    last = settings.epochs if stop_after is None else min(settings.epochs, history["epochs_done"] + stop_after)
-    for epoch in range(history["epochs_done"], last):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        total = 0.0
-        for start in range(0, len(x_train), settings.batch):
-            index = order[start:start + settings.batch]
-            x = augment(x_train[index], data.height, data.width, settings, generator, background)
-            hidden = {} if teacher is not None and settings.hidden_distill > 0 else None
-            logits = model(x, record=hidden)
-            loss = F.cross_entropy(logits, y_train[index], label_smoothing=settings.label_smoothing)
-            if teacher is not None and (settings.distill > 0 or hidden is not None):
-                teacher_hidden = {} if hidden is not None else None
-                with torch.no_grad():
-                    teacher_logits = teacher(x, record=teacher_hidden)
-                if settings.distill > 0:
-                    loss = distillation_loss(loss, logits, teacher_logits, settings)
-                if hidden is not None:
-                    loss = loss + settings.hidden_distill * hidden_state_loss(hidden, teacher_hidden,
-                                                                              model.shape.residual_points())
-            if reconstruction is not None:
-                loss = loss + settings.reconstruction * reconstruction.loss()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(index)
-            if average is not None:
+    with reconstruction if reconstruction is not None else contextlib.nullcontext():
+        bar = tqdm(total=settings.epochs, initial=history["epochs_done"], desc=description, disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        last = settings.epochs if stop_after is None else min(settings.epochs, history["epochs_done"] + stop_after)
+        for epoch in range(history["epochs_done"], last):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            model.train()
+            order = torch.randperm(len(x_train), generator=generator)
+            total = 0.0
+            for start in range(0, len(x_train), settings.batch):
+                index = order[start:start + settings.batch]
+                x = augment(x_train[index], data.height, data.width, settings, generator, background)
+                hidden = {} if teacher is not None and settings.hidden_distill > 0 else None
+                logits = model(x, record=hidden)
+                loss = F.cross_entropy(logits, y_train[index], label_smoothing=settings.label_smoothing)
+                if teacher is not None and (settings.distill > 0 or hidden is not None):
+                    teacher_hidden = {} if hidden is not None else None
+                    with torch.no_grad():
+                        teacher_logits = teacher(x, record=teacher_hidden)
+                    if settings.distill > 0:
+                        loss = distillation_loss(loss, logits, teacher_logits, settings)
+                    if hidden is not None:
+                        loss = loss + settings.hidden_distill * hidden_state_loss(hidden, teacher_hidden,
+                                                                                  model.shape.residual_points())
+                if reconstruction is not None:
+                    loss = loss + settings.reconstruction * reconstruction.loss()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(index)
+                if average is not None:
+                    with torch.no_grad():
+                        for name, p in trained.items():
+                            average[name].lerp_(p, 1 - settings.average)
+            if average is not None and epoch + 1 == settings.epochs:
                 with torch.no_grad():
                     for name, p in trained.items():
-                        average[name].lerp_(p, 1 - settings.average)
-        if average is not None and epoch + 1 == settings.epochs:
-            with torch.no_grad():
-                for name, p in trained.items():
-                    p.copy_(average[name])
-        history["loss"].append(total / len(x_train))
-        history["val_accuracy"].append(accuracy(model, x_val, y_val))
-        history["epochs_done"] = epoch + 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['val_accuracy'][-1]:.3f}")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, schedule, history, average)
-    bar.close()
+                        p.copy_(average[name])
+            history["loss"].append(total / len(x_train))
+            history["val_accuracy"].append(accuracy(model, x_val, y_val))
+            history["epochs_done"] = epoch + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val=f"{history['val_accuracy'][-1]:.3f}")
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, schedule, history, average)
+        bar.close()
+    return history
 
 
 def save_checkpoint(path: Path, model, optimizer, schedule, history, average=None):
