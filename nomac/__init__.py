@@ -6,5 +6,8 @@ testbenches), `nomac.boards` (board tops, link, host driver). The `nomac` comman
 fronts them (`nomac.cli`).
 """
 from nomac.base import __version__
+from nomac.base.cpu_numerics import pin_cpu_numerics
+
+pin_cpu_numerics()     # before any kernel runs: seeded training writes the same bytes on every AVX2 CPU
 
 __all__ = ["__version__"]

@@ -17,10 +17,13 @@ Determinism: every epoch draws its batch order and augmentation from a Generator
 seeded with (seed, epoch), so a run resumed from its checkpoint (saved after every
 epoch: model, optimizer, schedule, epoch, history) ends with the same weights as one
 that was never interrupted. Torch runs on one thread here so that sums are ordered
-the same way on every machine.
+the same way on every machine, and on the kernels nomac.base.cpu_numerics pins (AVX2), so
+that the same seed writes the same bytes on any x86-64 CPU with AVX2; `train` warns when
+they are not in effect.
 """
 import contextlib
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nomac.base.cpu_numerics import PINNED, cpu_capability_pinned
 from nomac.base.errors import NomacError
 from nomac.base.output_files import replaced_file
 
@@ -197,10 +201,13 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         raise NomacError(f"{description}: reconstruction = {settings.reconstruction}: needs the float teacher")
     from tqdm import tqdm
     torch.set_num_threads(1)
+    if not cpu_capability_pinned():
+        warnings.warn(f"{description}: PyTorch runs on {torch.backends.cpu.get_cpu_capability()} kernels, not the "
+                      f"pinned {PINNED} (nomac.base.cpu_numerics): this run's bytes can differ from another machine's")
     x_train = torch.from_numpy(data.float32("train"))
     y_train = torch.from_numpy(data.labels["train"])
     x_val, y_val = data.float32("val"), data.labels["val"]
-    background = float(data.float32("train").min())
+    background = float(x_train.min())
     steps_per_epoch = math.ceil(len(x_train) / settings.batch)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
