@@ -25,6 +25,15 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def lut_table_bytes(codebooks: int, centroids: int, out_features: int, subvector_len: int, encoder: str) -> int:
+    """Bytes of a lut layer's tables (int8 [C, K, M]) and its encoder's arrays: the prototypes
+    (int8 [C, K, V], l2 and l1) or the thresholds and split dimensions (int8 [C, K-1] and
+    [C, log2 K], tree): what a table budget counts and what a board's table memory holds."""
+    C, K = codebooks, centroids
+    encoder_bytes = C * K * subvector_len if encoder != "tree" else C * (K - 1) + C * (K.bit_length() - 1)
+    return C * K * out_features + encoder_bytes
+
+
 @dataclass(frozen=True)
 class LutHardware:
     """Hardware choices that leave the arithmetic unchanged (the layer's "hw" section).
@@ -86,6 +95,10 @@ class LutLayer:
     @property
     def levels(self) -> int:
         return self.centroids.bit_length() - 1
+
+    @property
+    def table_bytes(self) -> int:
+        return lut_table_bytes(self.codebooks, self.centroids, self.out_features, self.subvector_len, self.encoder)
 
     def params_json(self) -> dict:
         """The layer's JSON object, as saved (without arrays)."""

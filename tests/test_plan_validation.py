@@ -50,7 +50,7 @@ def test_the_base_plan_loads_with_every_option_filled_in(tmp_path):
     plan = load_plan(write_plan(tmp_path, base_plan()))
     assert [rule.kind for rule in plan.rules] == ["lut", "shift", "butterfly", "dense"]
     assert plan.rules[0].options == {"subvector": 2, "codebooks": None, "centroids": 16, "encoder": "l2",
-                                     "learn": "tables", "input_gradient": "soft"}
+                                     "learn": "tables", "input_gradient": "soft", "soft_distance": "encoder"}
     assert plan.rules[1].options == {"variant": "PS", "weight_bits": 4}
     assert plan.rules[2].options == {"style": "bulging", "radix": 2, "sweeps": 5}
     assert (plan.method, plan.settings.epochs, plan.settings.lr, plan.settings.distill) == ("finetune", 3, 0.001, 0.5)
@@ -130,6 +130,14 @@ BAD = [
     ("reconstruction without a lut layer", lambda document: (document["layers"].pop(0),
                                                              document["training"].update(reconstruction=2)),
      ["training: reconstruction = 2", "needs a lut layer to reconstruct", "this plan has none"]),
+    ("zero tau_anneal", training(tau_anneal=0), ["training: tau_anneal = 0", "must be a number > 0"]),
+    ("tau_anneal as text", training(tau_anneal="10"), ["training: tau_anneal = '10'", "must be a number"]),
+    ("tau_anneal without a lut layer", lambda document: (document["layers"].pop(0),
+                                                         document["training"].update(tau_anneal=4)),
+     ["training: tau_anneal = 4", "needs a lut layer with a distance encoder", "this plan has none"]),
+    ("tau_anneal with only a tree encoder", lambda document: (document["layers"][0].update(encoder="tree"),
+                                                              document["training"].update(tau_anneal=4)),
+     ["training: tau_anneal = 4", "needs a lut layer with a distance encoder"]),
     ("unknown method", training(method="sgd"), ["training.method = 'sgd'", "must be one of none, finetune"]),
     ("training not an object", top(training=[1]), ["training = [1]", "must be an object"]),
     # layer rules and their options
@@ -138,6 +146,10 @@ BAD = [
     ("unknown learn", edit_rule(0, learn="all"), [L0, "learn = 'all'", "'tables', 'weight', 'weight+tables'"]),
     ("linear input gradient with tables", edit_rule(0, input_gradient="linear"),
      [L0, "input_gradient = 'linear'", "needs learned weights"]),
+    ("unknown soft distance", edit_rule(0, soft_distance="cosine"),
+     [L0, "soft_distance = 'cosine'", "'encoder', 'l2', 'l1'"]),
+    ("soft distance with a tree encoder", edit_rule(0, encoder="tree", soft_distance="l1"),
+     [L0, "soft_distance = 'l1'", "must be 'encoder' with encoder 'tree'"]),
     ("zero subvector", edit_rule(0, subvector=0), [L0, "subvector = 0", "must be >= 1"]),
     ("boolean subvector", edit_rule(0, subvector=True), [L0, "subvector = True", "must be an integer"]),
     ("subvector and codebooks", edit_rule(0, codebooks=16), [L0, "exactly one of \"subvector\" and \"codebooks\""]),
@@ -158,6 +170,11 @@ BAD = [
      [L0, "match = 'block.*.qkv'", "matches no layer of the model", "its layers are " + ", ".join(VIT_LINEARS)]),
     ("block beyond the model's depth", edit_rule(2, match="blocks.2.*"),
      [L2, "match = 'blocks.2.*'", "matches no layer"]),
+    # the budget
+    ("budget not an object", top(budget=100), ["budget = 100", "must be an object such as"]),
+    ("unknown budget", top(budget={"weight_bytes": 10}), ["budget: field = 'weight_bytes'", "unknown", "table_bytes"]),
+    ("negative table budget", top(budget={"table_bytes": -1}), ["budget: table_bytes = -1", "must be >= 0"]),
+    ("fractional table budget", top(budget={"table_bytes": 1.5}), ["budget: table_bytes = 1.5", "must be an integer"]),
     # the plan as a whole
     ("wrong format", top(format="nomac-plan/2"), ["format = 'nomac-plan/2'", "must be 'nomac-plan/1'"]),
     ("name not an identifier", top(name="1p"), ["name = '1p'", "must be an identifier"]),

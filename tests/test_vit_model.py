@@ -425,3 +425,15 @@ def test_a_report_run_in_parallel_processes_matches_one_run_in_sequence(tmp_path
                                                                            b["agreement"])
     text = (tmp_path / "jobs2" / "report.md").read_text()
     assert "| int8 dense |" in text and "| shift_only |" in text
+    assert "integer-only, validation" in text
+    for name in ("report.png", "report_pareto.png"):
+        assert (tmp_path / "jobs2" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_pareto_front_keeps_the_plans_no_cheaper_plan_beats():
+    from nomac.model.vit.report import pareto_front
+    points = [(100, 90.0), (50, 91.0), (200, 95.0), (200, 94.0), (0, 80.0), (50, 91.0), (300, 95.0)]
+    # (100, 90) is beaten by (50, 91); (200, 94) by (200, 95); (300, 95) ties (200, 95) with more bytes;
+    # the two (50, 91) tie and both stay
+    assert pareto_front(points) == [4, 1, 5, 2]
+    assert pareto_front([]) == [] and pareto_front([(7, 1.0)]) == [0]

@@ -5,8 +5,10 @@ Learning and Table Lookup", MobiCom 2023, section 3) and PECAN (Ran et al., DATE
 make the nearest-prototype encoding trainable:
 
 - soft assignment a_soft[c, k] = softmax_k(-d(x_c, P[c, k]) * tau), with d the
-  encoder's distance (squared L2 or L1) and tau a learned inverse temperature
-  (stored as log tau, so it stays positive);
+  encoder's distance (squared L2 or L1; `soft_distance` may name the other one, as the
+  seed code softens L1 distances) and tau a learned inverse temperature (stored as
+  log tau, so it stays positive), times `tau_scale`, the factor a temperature schedule
+  sets each epoch (1 unless the training's `tau_anneal` says otherwise);
 - straight-through estimator: the forward pass uses the hard one-hot assignment
   (exactly what the integer encoder computes), the backward pass the soft one's
   gradient: a = hard + a_soft - a_soft.detach();
@@ -45,10 +47,11 @@ from nomac.model.field_rules import require_choice
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN
 from nomac.model.layers.lut_linear import LUTLinear
 
-__all__ = ["LEARN", "INPUT_GRADIENTS", "subvector_distances", "TrainableLUTLinear"]
+__all__ = ["LEARN", "INPUT_GRADIENTS", "SOFT_DISTANCES", "subvector_distances", "TrainableLUTLinear"]
 
 LEARN = ("tables", "weight", "weight+tables")
 INPUT_GRADIENTS = ("soft", "linear")
+SOFT_DISTANCES = ("encoder", "l2", "l1")     # the soft assignment's distance: the encoder's, or this one
 
 
 def subvector_distances(sub: torch.Tensor, prototypes: torch.Tensor, encoder: str) -> torch.Tensor:
@@ -67,15 +70,20 @@ class TrainableLUTLinear(LUTLinear):
 
     def __init__(self, in_features: int, out_features: int, codebooks: int, centroids: int,
                  encoder: str = "l2", bias: bool = True, device=None, dtype=None, learn: str = "tables",
-                 input_gradient: str = "soft"):
+                 input_gradient: str = "soft", soft_distance: str = "encoder"):
         super().__init__(in_features, out_features, codebooks, centroids, encoder, bias, device, dtype)
         self.learn = require_choice("TrainableLUTLinear", "learn", learn, LEARN)
         self.input_gradient = require_choice("TrainableLUTLinear", "input_gradient", input_gradient,
                                              INPUT_GRADIENTS)
+        self.soft_distance = require_choice("TrainableLUTLinear", "soft_distance", soft_distance, SOFT_DISTANCES)
         if input_gradient == "linear" and learn == "tables":
             raise ValueError(f"TrainableLUTLinear: input_gradient = 'linear' with learn = {learn!r}: "
                              f"the linear input gradient needs learned weights (learn = 'weight' or 'weight+tables')")
+        if encoder == "tree" and soft_distance != "encoder":
+            raise ValueError(f"TrainableLUTLinear: soft_distance = {soft_distance!r} with encoder = 'tree': a tree "
+                             f"encoder has no distances to soften")
         self.log_tau = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
+        self.tau_scale = 1.0       # the temperature schedule's factor (training sets it each epoch)
         self.quantization: tuple[float, float] | None = None     # (input_scale, output_scale)
         if learn != "tables":
             self.weight = nn.Parameter(torch.zeros(out_features, in_features, device=device, dtype=dtype))
@@ -86,14 +94,15 @@ class TrainableLUTLinear(LUTLinear):
     @classmethod
     def from_linear(cls, linear: nn.Linear, calibration, codebooks: int, centroids: int,
                     encoder: str = "l2", seed: int = 0, iterations: int = 100,
-                    learn: str = "tables", input_gradient: str = "soft") -> "TrainableLUTLinear":
+                    learn: str = "tables", input_gradient: str = "soft",
+                    soft_distance: str = "encoder") -> "TrainableLUTLinear":
         """k-means (or tree) initialisation as LUTLinear.from_linear, then tau from the calibration
-        distances: 1 / the median distance to the nearest prototype (so the soft assignment starts
-        neither uniform nor hard)."""
+        distances (the soft assignment's): 1 / the median distance to the nearest prototype (so the
+        soft assignment starts neither uniform nor hard)."""
         fitted = LUTLinear.from_linear(linear, calibration, codebooks, centroids, encoder, seed, iterations)
         lut = cls(linear.in_features, linear.out_features, codebooks, centroids, encoder,
                   bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype,
-                  learn=learn, input_gradient=input_gradient)
+                  learn=learn, input_gradient=input_gradient, soft_distance=soft_distance)
         state = fitted.state_dict()
         missing = lut.load_state_dict(state, strict=False).missing_keys
         assert set(missing) <= {"log_tau", "weight", "table_correction"}, missing
@@ -103,7 +112,7 @@ class TrainableLUTLinear(LUTLinear):
             if encoder != "tree":
                 x = torch.as_tensor(np.asarray(calibration, dtype=np.float64).reshape(-1, lut.in_features),
                                     dtype=lut.tables.dtype)
-                nearest = lut.distances(x[:4096]).min(dim=-1).values
+                nearest = lut.distances(x[:4096], metric=lut.soft_metric).min(dim=-1).values
                 lut.log_tau.fill_(-math.log(max(float(nearest.median()), 1e-6)))
         return lut
 
@@ -111,10 +120,23 @@ class TrainableLUTLinear(LUTLinear):
     def tau(self) -> torch.Tensor:
         return self.log_tau.exp()
 
-    def distances(self, x: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """[n, C, K] squared L2 (l2) or L1 (l1) distances of each subvector to each prototype."""
+    @property
+    def soft_metric(self) -> str:
+        """The distance the soft assignment softens: the encoder's, unless soft_distance names one."""
+        return self.encoder if self.soft_distance == "encoder" else self.soft_distance
+
+    def distances(self, x: torch.Tensor, prototypes: torch.Tensor | None = None,
+                  metric: str | None = None) -> torch.Tensor:
+        """[n, C, K] squared L2 (l2) or L1 (l1) distances of each subvector to each prototype
+        (by default the encoder's metric)."""
         prototypes = self.prototypes if prototypes is None else prototypes
-        return subvector_distances(x.reshape(-1, self.codebooks, self.subvector_len), prototypes, self.encoder)
+        return subvector_distances(x.reshape(-1, self.codebooks, self.subvector_len), prototypes,
+                                   metric or self.encoder)
+
+    def soft_assignment(self, distance: torch.Tensor) -> torch.Tensor:
+        """softmax_k(-d tau) of the soft metric's distances, tau scaled by the schedule's factor."""
+        tau = self.tau if self.tau_scale == 1 else self.tau * self.tau_scale
+        return torch.softmax(-distance * tau, dim=-1)
 
     def current_tables(self) -> torch.Tensor:
         if self.learn == "tables":
@@ -128,8 +150,10 @@ class TrainableLUTLinear(LUTLinear):
         """[n, C, K]: hard one-hot in value, soft-assignment gradient (straight-through)."""
         if self.encoder == "tree":
             return F.one_hot(self.encode(x).reshape(-1, self.codebooks), self.centroids).to(x.dtype)
-        distance = self.distances(self.soft_source(x))
-        soft = torch.softmax(-distance * self.tau, dim=-1)
+        source = self.soft_source(x)
+        distance = self.distances(source)
+        soft = self.soft_assignment(distance if self.soft_metric == self.encoder
+                                    else self.distances(source, metric=self.soft_metric))
         hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(soft.dtype)   # first minimum wins
         return hard + soft - soft.detach()
 
@@ -190,7 +214,7 @@ class TrainableLUTLinear(LUTLinear):
             distance = subvector_distances(sub.reshape(-1, self.codebooks, self.subvector_len), grid, self.encoder)
             hard = F.one_hot(distance.argmin(dim=-1), self.centroids).to(x.dtype)
             if self.training:
-                soft = torch.softmax(-self.distances(self.soft_source(x), prototypes) * self.tau, dim=-1)
+                soft = self.soft_assignment(self.distances(self.soft_source(x), prototypes, self.soft_metric))
                 assignment = hard + soft - soft.detach()
             else:
                 assignment = hard

@@ -3,18 +3,23 @@
 A plan is a JSON file (bundled ones in model/vit/plans/):
 
     {"format": "nomac-plan/1", "name": "lut", "description": "...",
+     "budget": {"table_bytes": 122880},
      "layers": [{"match": "patch_embed", "kind": "dense"},
                 {"match": "blocks.*", "kind": "lut", "subvector": 4, "centroids": 16, "encoder": "l2"},
                 {"match": "*", "kind": "dense"}],
      "training": {"method": "differentiable", "epochs": 60, "lr": 0.002, "distill": 0.5}}
 
+`budget` (optional) bounds what the plan may cost: `table_bytes`, the bytes of every lut
+layer's tables and encoder arrays (lut_table_bytes) in the model it compresses; a plan over
+its budget is refused before any training, naming each layer's bytes.
 `layers` rules are tried in order on each Linear's qualified name (fnmatch patterns,
 e.g. "blocks.*.fc1"); the first that matches decides, and a Linear no rule matches
 stays `dense` (int8). Kinds and their options:
 - `dense`: the float nn.Linear, exported as int8 weights (export_dense).
 - `lut`: LUTLinear (TrainableLUTLinear) with `subvector` (V, so C = D / V) or
   `codebooks` (C), `centroids` (K), `encoder` (l2, l1, tree), `learn` (tables, weight, weight+tables),
-  `input_gradient` (soft, linear: see TrainableLUTLinear).
+  `input_gradient` (soft, linear), `soft_distance` (encoder, l2, l1: the distance the soft
+  assignment softens; see TrainableLUTLinear).
 - `shift`: DeepShift, `variant` (Q, PS) and `weight_bits`.
 - `butterfly`: DeButLinear with the chain `propose_chain(M, D, style, radix)`,
   fitted by ALS on the layer's calibration inputs.
@@ -22,8 +27,10 @@ stays `dense` (int8). Kinds and their options:
 ("differentiable" is the same for `lut` layers: soft assignment with a straight-through
 estimator); the other `training` keys are TrainSettings fields (model/vit/training.py), among
 them `distill_weighting` ("hinton", the default: (1 - distill) CE + distill T^2 KL; "published":
-0.2 CE + 0.8 KL, which needs distill > 0) and `reconstruction` (the weight of the lookup layers'
-reconstruction loss, LayerReconstruction; > 0 needs a lut layer in the plan).
+0.2 CE + 0.8 KL, which needs distill > 0), `reconstruction` (the weight of the lookup layers'
+reconstruction loss, LayerReconstruction; > 0 needs a lut layer in the plan) and `tau_anneal`
+(the temperature schedule of the soft assignment: its inverse temperature times a factor
+rising geometrically from 1 to tau_anneal over the epochs; != 1 needs a lut layer with distances).
 
 Loading checks a plan as a config is checked (model/json_files.py reads the file): every
 field's type and range (SETTINGS, OPTIONS), unknown fields refused, and a rule whose
@@ -42,17 +49,18 @@ from nomac.model.butterfly_chains import STYLES, propose_chain
 from nomac.model.field_rules import (reject_unknown, require_choice, require_int, require_power_of_two,
                                      require_real)
 from nomac.model.json_files import read_json
-from nomac.model.layers.lut_training import INPUT_GRADIENTS, LEARN, TrainableLUTLinear
-from nomac.model.lut_spec import ENCODERS
+from nomac.model.layers.lut_training import INPUT_GRADIENTS, LEARN, SOFT_DISTANCES, TrainableLUTLinear
+from nomac.model.lut_spec import ENCODERS, lut_table_bytes
 from nomac.model.vit.tiny_vit import ViTShape
 from nomac.model.vit.training import DISTILL_WEIGHTINGS, TrainSettings
 
-__all__ = ["FORMAT", "PLAN_KEYS", "KINDS", "METHODS", "CALIBRATION_ROWS", "KMEANS_ITERATIONS", "MAX_EPOCHS", "OPTIONS",
+__all__ = ["FORMAT", "PLAN_KEYS", "BUDGET_KEYS", "KINDS", "METHODS", "CALIBRATION_ROWS", "KMEANS_ITERATIONS", "MAX_EPOCHS", "OPTIONS",
            "SETTINGS", "LayerRule", "CompressionPlan", "train_settings", "bundled_plans", "load_plan", "plan_from_dict",
-           "compress", "convert_linear"]
+           "compress", "lut_codebooks", "convert_linear"]
 
 FORMAT = "nomac-plan/1"
-PLAN_KEYS = ("format", "name", "description", "layers", "training")
+PLAN_KEYS = ("format", "name", "description", "budget", "layers", "training")
+BUDGET_KEYS = ("table_bytes",)
 KINDS = ("dense", "lut", "shift", "butterfly")
 METHODS = ("none", "finetune", "differentiable")
 CALIBRATION_ROWS = 4096     # rows (tokens) a k-means / ALS fit sees, a seeded subset
@@ -77,7 +85,8 @@ OPTIONS = {"dense": {},
            "lut": {"subvector": (None, _int(1)), "codebooks": (None, _int(1)),
                    "centroids": (16, lambda where, key, value: require_power_of_two(where, key, value, lo=2, hi=256)),
                    "encoder": ("l2", _choice(ENCODERS)), "learn": ("tables", _choice(LEARN)),
-                   "input_gradient": ("soft", _choice(INPUT_GRADIENTS))},
+                   "input_gradient": ("soft", _choice(INPUT_GRADIENTS)),
+                   "soft_distance": ("encoder", _choice(SOFT_DISTANCES))},
            "shift": {"variant": ("Q", _choice(("Q", "PS"))), "weight_bits": (5, _int(2, 6))},   # ShiftLinear's range
            "butterfly": {"style": ("monotonic", _choice(STYLES)), "radix": (4, _int(2, 256)),
                          "sweeps": (5, _int(0, 1000))}}
@@ -86,6 +95,7 @@ SETTINGS = {"epochs": _int(0, MAX_EPOCHS), "batch": _int(1, 1 << 16), "lr": _rea
             "weight_decay": _real(lo=0), "label_smoothing": _real(lo=0, below=1), "warmup": _real(lo=0, hi=1),
             "distill": _real(lo=0, hi=1), "temperature": _real(above=0), "hidden_distill": _real(lo=0),
             "distill_weighting": _choice(DISTILL_WEIGHTINGS), "reconstruction": _real(lo=0),
+            "tau_anneal": _real(above=0),
             "average": _real(lo=0, below=1), "rotate": _real(lo=0), "scale": _real(lo=0, below=1),
             "translate": _real(lo=0)}
 
@@ -105,6 +115,7 @@ class CompressionPlan:
     settings: TrainSettings = field(default_factory=TrainSettings)
     description: str = ""
     source: str = "<memory>"
+    table_budget: int | None = None        # budget.table_bytes (None: no bound)
 
     def rule_for(self, linear_name: str) -> LayerRule:
         for rule in self.rules:
@@ -118,6 +129,29 @@ class CompressionPlan:
     @property
     def trains(self) -> bool:
         return self.method != "none" and self.settings.epochs > 0
+
+    def table_bytes(self, model: nn.Module, linear_names) -> dict[str, int]:
+        """Table bytes (lut_table_bytes) of each Linear of `model` the plan makes a lut layer."""
+        out = {}
+        for name in linear_names:
+            rule = self.rule_for(name)
+            if rule.kind == "lut":
+                linear = model.get_submodule(name)
+                codebooks = lut_codebooks(linear, rule, f"{self.source}: {name}")
+                out[name] = lut_table_bytes(codebooks, rule.options["centroids"], linear.out_features,
+                                            linear.in_features // codebooks, rule.options["encoder"])
+        return out
+
+    def check_budget(self, model: nn.Module, linear_names):
+        """NomacError when the plan's lut layers in `model` take more table bytes than its budget."""
+        if self.table_budget is None:
+            return
+        per_layer = self.table_bytes(model, linear_names)
+        total = sum(per_layer.values())
+        if total > self.table_budget:
+            layers = ", ".join(f"{name} {size:,}" for name, size in per_layer.items())
+            raise NomacError(f"{self.source}: budget.table_bytes = {self.table_budget:,}: the plan's lut layers "
+                             f"take {total:,} bytes of tables and prototypes ({layers}); must be at most the budget")
 
     def with_epochs(self, epochs, where: str = "--epochs") -> "CompressionPlan":
         """The plan with its training epochs replaced (e.g. from the command line), checked
@@ -179,14 +213,28 @@ def plan_from_dict(document, where: str = "<plan>", linear_names=None) -> Compre
     if method not in METHODS:
         raise ConfigError(where, "training.method", method, f"must be one of {', '.join(METHODS)}")
     settings = train_settings(training, f"{where}: training")
+    table_budget = _budget(where, document.get("budget", {}))
     if settings.distill_weighting == "published" and settings.distill == 0:
         raise ConfigError(f"{where}: training", "distill_weighting", training["distill_weighting"],
                           "needs distill > 0 (the teacher to distill from; 'published' weighs 0.2 CE + 0.8 KL)")
     if settings.reconstruction > 0 and not any(rule.kind == "lut" for rule in rules):
         raise ConfigError(f"{where}: training", "reconstruction", training["reconstruction"],
                           "needs a lut layer to reconstruct (0 turns it off); this plan has none")
+    if settings.tau_anneal != 1 and not any(rule.kind == "lut" and rule.options["encoder"] != "tree" for rule in rules):
+        raise ConfigError(f"{where}: training", "tau_anneal", training["tau_anneal"],
+                          "needs a lut layer with a distance encoder (l2, l1) whose soft assignment it anneals "
+                          "(1 turns it off); this plan has none")
     return CompressionPlan(name=name, rules=rules, method=method, settings=settings,
-                           description=description, source=where)
+                           description=description, source=where, table_budget=table_budget)
+
+
+def _budget(where: str, budget) -> int | None:
+    if not isinstance(budget, dict):
+        raise ConfigError(where, "budget", budget, "must be an object such as {\"table_bytes\": 122880}")
+    reject_unknown(f"{where}: budget", "field", budget, BUDGET_KEYS)
+    if "table_bytes" not in budget:
+        return None
+    return require_int(f"{where}: budget", "table_bytes", budget["table_bytes"], lo=0)
 
 
 def _rule(at: str, entry, linear_names: list[str]) -> LayerRule:
@@ -209,6 +257,9 @@ def _rule(at: str, entry, linear_names: list[str]) -> LayerRule:
         if options["input_gradient"] == "linear" and options["learn"] == "tables":
             raise ConfigError(at, "input_gradient", "linear", "needs learned weights (learn 'weight' or "
                               "'weight+tables'), not learn 'tables'")
+        if options["encoder"] == "tree" and options["soft_distance"] != "encoder":
+            raise ConfigError(at, "soft_distance", options["soft_distance"],
+                              "must be 'encoder' with encoder 'tree' (a tree encoder has no distances to soften)")
     if not any(fnmatch.fnmatchcase(name, entry["match"]) for name in linear_names):
         raise ConfigError(at, "match", entry["match"],
                           f"matches no layer of the model; its layers are {', '.join(linear_names)}")
@@ -234,15 +285,22 @@ def compress(model: nn.Module, plan: CompressionPlan, linear_names, calibration:
     return model
 
 
+def lut_codebooks(linear: nn.Linear, rule: LayerRule, where: str) -> int:
+    """C of a lut rule on `linear`: its `codebooks`, or in_features / `subvector` (which must divide)."""
+    o = rule.options
+    if o["subvector"] is None:
+        return o["codebooks"]
+    if linear.in_features % o["subvector"]:
+        raise NomacError(f"{where}: subvector = {o['subvector']}: must divide in_features {linear.in_features}")
+    return linear.in_features // o["subvector"]
+
+
 def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed: int, where: str) -> nn.Module:
     o = rule.options
     if rule.kind == "lut":
-        codebooks = o["codebooks"] if o["codebooks"] is not None else linear.in_features // o["subvector"]
-        if o["subvector"] is not None and linear.in_features % o["subvector"]:
-            raise NomacError(f"{where}: subvector = {o['subvector']}: must divide in_features {linear.in_features}")
-        return TrainableLUTLinear.from_linear(linear, inputs, codebooks, o["centroids"], o["encoder"],
-                                              seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"],
-                                              input_gradient=o["input_gradient"])
+        return TrainableLUTLinear.from_linear(linear, inputs, lut_codebooks(linear, rule, where), o["centroids"],
+                                              o["encoder"], seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"],
+                                              input_gradient=o["input_gradient"], soft_distance=o["soft_distance"])
     if rule.kind == "shift":
         from nomac.model.layers.shift_linear import ShiftLinearPS, ShiftLinearQ
         cls = {"Q": ShiftLinearQ, "PS": ShiftLinearPS}.get(o["variant"])

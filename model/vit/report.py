@@ -1,10 +1,13 @@
 """`nomac report`: the accuracy table of the compressed tiny ViTs, with bytes and operations.
 
 For every plan and seed it runs (or resumes) `pipeline.run_plan`, then prints and
-saves (`report.md`, `report.json`, `report.png` in the output folder):
+saves (`report.md`, `report.json`, `report.png`, `report_pareto.png` in the output folder):
 - test accuracy of the float teacher, of each compressed float model (quantization-aware:
   activations on their int8 grids) and of its integer-only config, and how often the
-  float and the integer model predict the same class; mean and range over seeds;
+  float and the integer model predict the same class; mean and range over seeds; and the
+  integer-only accuracy on the validation split, the one to choose a recipe by;
+- integer-only accuracy against table bytes (the Pareto plot): every seed a point, every
+  plan's mean a marker, the plans no other plan beats with fewer or equal bytes joined;
 - model bytes, split into weights (dense int8, shift sign+exponent, butterfly factors)
   and tables (lut tables and prototypes or thresholds), plus biases and operator
   constants;
@@ -24,7 +27,7 @@ from nomac.model.config import load_config
 from nomac.model.dataflow import run_dataflow
 
 __all__ = ["REPORT_PLANS", "LABELS", "Costs", "layer_rows", "config_costs", "summarize", "run_missing_in_parallel",
-           "run_report", "format_report", "plot_report"]
+           "run_report", "format_report", "plot_report", "pareto_front", "plot_pareto"]
 
 REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
                 "lut_train_k32_corrected", "lut_kmeans_k64", "lut_train_k64_lin", "lut_kmeans_v1_k8", "lut_train_v1_k8",
@@ -87,7 +90,7 @@ def config_costs(config) -> Costs:
             costs.weight_macs += R * D * M
         elif kind == "lut":
             C, K, M, V = layer.codebooks, layer.centroids, layer.out_features, layer.subvector_len
-            costs.table_bytes += C * K * M + (C * K * V if layer.encoder != "tree" else C * (K - 1) + C * layer.levels)
+            costs.table_bytes += layer.table_bytes
             costs.other_bytes += bias_bytes
             costs.lookups += R * C * M
             costs.adds += R * C * M
@@ -134,7 +137,7 @@ def summarize(results: list[dict]) -> dict:
     """Mean, min and max of each accuracy over seeds."""
     out = {}
     for key in ("float_teacher_accuracy", "float_accuracy", "int_accuracy", "agreement",
-                "float_ops_accuracy", "float_ops_agreement"):
+                "float_ops_accuracy", "float_ops_agreement", "int_val_accuracy"):
         values = [r[key] for r in results]
         out[key] = {"mean": float(np.mean(values)), "min": float(min(values)), "max": float(max(values))}
     out["seeds"] = [r["seed"] for r in results]
@@ -187,11 +190,14 @@ def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, 
     the report as a dict."""
     from nomac.model.vit.compression_plan import load_plan
     from nomac.model.vit.digits_data import load_dataset
-    from nomac.model.vit.pipeline import FLOAT_SETTINGS, run_plan
+    from nomac.model.vit.pipeline import FLOAT_SETTINGS, build_float, run_plan
     float_settings = float_settings or FLOAT_SETTINGS
     out_dir = Path(out_dir)
     data = load_dataset(data_name)
     loaded = {plan_name: load_plan(plan_name) for plan_name in plans}
+    model = build_float(data, seed=seeds[0] if seeds else 0)      # every plan within its budget before any run
+    for plan in loaded.values():
+        plan.check_budget(model, model.shape.linear_names())
     missing = [(plan_name, seed) for plan_name, plan in loaded.items() for seed in seeds
                if _saved_result(out_dir, plan.name, seed) is None]
     if jobs > 1 and missing:
@@ -214,8 +220,10 @@ def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, 
     text = format_report(report)
     write_text(out_dir / "report.md", text, "accuracy report")
     plot_report(report, out_dir / "report.png")
+    plot_pareto(report, out_dir / "report_pareto.png")
     log(text)
-    log(f"written: {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'report.png'}")
+    log(f"written: {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'report.png'}, "
+        f"{out_dir / 'report_pareto.png'}")
     return report
 
 
@@ -231,14 +239,15 @@ def format_report(report: dict) -> str:
     lines = [f"Tiny ViT on {report['dataset']} ({report['sizes']['test']} test images), seeds {seeds}: "
              "test accuracy % (mean, range over seeds)", "",
              "| model | float (quantization-aware) | integer-only | float/integer agree | "
-             "float operators | float operators/integer agree | deterministic |", "|---|---|---|---|---|---|---|"]
+             "float operators | float operators/integer agree | integer-only, validation | deterministic |",
+             "|---|---|---|---|---|---|---|---|"]
     first = next(iter(plans.values()))
-    lines.append(f"| float (teacher) | {_pct(first['summary']['float_teacher_accuracy'])} | | | | | |")
+    lines.append(f"| float (teacher) | {_pct(first['summary']['float_teacher_accuracy'])} | | | | | | |")
     for row in plans.values():
         s = row["summary"]
         lines.append(f"| {row['label']} | {_pct(s['float_accuracy'])} | {_pct(s['int_accuracy'])} | "
                      f"{_pct(s['agreement'])} | {_pct(s['float_ops_accuracy'])} | {_pct(s['float_ops_agreement'])} | "
-                     f"{'yes' if s['deterministic'] else 'NO'} |")
+                     f"{_pct(s['int_val_accuracy'])} | {'yes' if s['deterministic'] else 'NO'} |")
     lines += ["", "float (quantization-aware): the compressed PyTorch model as trained, every quantized tensor "
               "taken from its integer layer; float operators: the same weights with float LayerNorm, softmax, "
               "GELU and adds on int8 grids."]
@@ -255,6 +264,48 @@ def format_report(report: dict) -> str:
         kinds = ", ".join(f"{name} {kind}" for name, kind in row["kinds"].items())
         lines.append(f"- {row['label']}: {kinds}")
     return "\n".join(lines) + "\n"
+
+
+def pareto_front(points: list[tuple[int, float]]) -> list[int]:
+    """Indices of the (bytes, accuracy) points that no other point beats: none has fewer or
+    equal bytes and a higher accuracy, or fewer bytes and the same; by bytes, then accuracy."""
+    front = []
+    for i, (b, a) in enumerate(points):
+        if not any((b2 <= b and a2 > a) or (b2 < b and a2 == a) for j, (b2, a2) in enumerate(points) if j != i):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i])
+
+
+def plot_pareto(report: dict, path: Path):
+    """Integer-only test accuracy against table bytes: each seed a dot, each plan's mean a
+    marker with its label, the Pareto front of the means joined, the float teacher's mean dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plans = list(report["plans"].values())
+    means = [(row["costs"]["table_bytes"], 100 * row["summary"]["int_accuracy"]["mean"]) for row in plans]
+    fig, ax = plt.subplots(figsize=(9.0, 5.5), dpi=110)
+    for row, (table_bytes, mean) in zip(plans, means):
+        x = max(table_bytes, 1)                       # plans without tables sit at the left edge
+        seeds = [100 * r["int_accuracy"] for r in row["results"]]
+        ax.scatter([x] * len(seeds), seeds, s=10, color="gray", alpha=0.6)
+        ax.scatter([x], [mean], s=36, zorder=3)
+        ax.annotate(row["label"], (x, mean), fontsize=6, xytext=(4, 2), textcoords="offset points")
+    front = pareto_front(means)
+    ax.plot([max(means[i][0], 1) for i in front], [means[i][1] for i in front], color="C3", linewidth=1,
+            label="Pareto front (plan means)")
+    teacher = 100 * plans[0]["summary"]["float_teacher_accuracy"]["mean"]
+    ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher {teacher:.2f}%")
+    ax.set_xscale("symlog", linthresh=1024)
+    ax.set_xlabel("table bytes (lut tables and prototypes; 0: no lookup layer)")
+    ax.set_ylabel("integer-only test accuracy (%)")
+    ax.set_title(f"tiny ViT on {report['dataset']}: accuracy per table budget, seeds "
+                 f"{', '.join(map(str, report['seeds']))}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with replaced_file(path, "Pareto plot") as temporary:
+        fig.savefig(temporary, format="png")
+    plt.close(fig)
 
 
 def plot_report(report: dict, path: Path):

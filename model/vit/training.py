@@ -6,7 +6,8 @@ Knowledge in a Neural Network", 2015: KL divergence of temperature-softened outp
 times T^2; and, with `hidden_distill`, the squared error of the residual stream after
 every attention and MLP half-block against the teacher's; with `reconstruction`, every
 lookup layer's squared error against the teacher's Linear on the same input, see
-LayerReconstruction), and random affine
+LayerReconstruction; with `tau_anneal`, a temperature schedule for the lookup layers' soft
+assignment, see tau_schedule), and random affine
 augmentation of the digit images (rotation, scale, sub-pixel shift; the float model's
 inputs only, the test images are never touched). With `average`, the run ends with an
 exponential moving average of the weights over the steps (Polyak averaging, as in Izmailov
@@ -35,9 +36,10 @@ from torch import nn
 from nomac.base.cpu_numerics import PINNED, cpu_capability_pinned
 from nomac.base.errors import NomacError
 from nomac.base.output_files import replaced_file
+from nomac.model.layers.lut_training import TrainableLUTLinear
 
 __all__ = ["DISTILL_WEIGHTINGS", "PUBLISHED_WEIGHTS", "TrainSettings", "augment", "hidden_state_loss",
-           "distillation_loss", "LayerReconstruction", "accuracy", "predict", "train", "save_checkpoint"]
+           "distillation_loss", "LayerReconstruction", "tau_schedule", "accuracy", "predict", "train", "save_checkpoint"]
 
 # How cross-entropy and distillation are weighed (TrainSettings.distill_weighting):
 # "hinton": (1 - distill) * CE + distill * T^2 * KL, the soft term scaled by T^2 as in Hinton et
@@ -62,6 +64,7 @@ class TrainSettings:
     hidden_distill: float = 0.0      # weight of the hidden-state distillation loss (0: none)
     distill_weighting: str = "hinton"   # DISTILL_WEIGHTINGS: how cross-entropy and distillation are weighed
     reconstruction: float = 0.0      # weight of the lookup layers' reconstruction loss (0: none)
+    tau_anneal: float = 1.0          # the soft assignment's inverse temperature ends this many times its own
     average: float = 0.0             # decay of the weight average the run ends with (0: the last weights)
     rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
     scale: float = 0.1               # max relative zoom
@@ -166,6 +169,13 @@ class LayerReconstruction:
         self.remove()
 
 
+def tau_schedule(tau_anneal: float, epoch: int, epochs: int) -> float:
+    """The factor of the soft assignment's inverse temperature in `epoch` (0-based): geometric
+    from 1 at the first epoch to tau_anneal at the last, so that a soft start (wide gradients
+    to every prototype) ends close to the hard assignment the integer model computes."""
+    return tau_anneal ** (epoch / max(1, epochs - 1))
+
+
 def accuracy(model: nn.Module, x, labels, batch: int = 512) -> float:
     return float((predict(model, x, batch) == np.asarray(labels)).mean())
 
@@ -199,6 +209,10 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         raise NomacError(f"{description}: distill_weighting = 'published': needs distill > 0 (a teacher)")
     if settings.reconstruction > 0 and teacher is None:
         raise NomacError(f"{description}: reconstruction = {settings.reconstruction}: needs the float teacher")
+    annealed = [m for m in model.modules() if isinstance(m, TrainableLUTLinear) and m.encoder != "tree"]
+    if settings.tau_anneal != 1 and not annealed:
+        raise NomacError(f"{description}: tau_anneal = {settings.tau_anneal}: the model has no lookup layer with "
+                         f"a soft assignment to anneal")
     from tqdm import tqdm
     torch.set_num_threads(1)
     if not cpu_capability_pinned():
@@ -240,6 +254,9 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
         last = settings.epochs if stop_after is None else min(settings.epochs, history["epochs_done"] + stop_after)
         for epoch in range(history["epochs_done"], last):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            if settings.tau_anneal != 1:
+                for module in annealed:
+                    module.tau_scale = tau_schedule(settings.tau_anneal, epoch, settings.epochs)
             model.train()
             order = torch.randperm(len(x_train), generator=generator)
             total = 0.0
