@@ -1,5 +1,7 @@
 """The bundled `shift` and `dense` configs are what their generator writes, byte for byte
-(the `lut` ones: tests/test_lut_linear.py)."""
+(the `lut` ones: tests/test_lut_linear.py), and (slow) so are the bundled tiny ViTs."""
+import pytest
+
 from nomac.model.examples.matrix import HW, build_examples
 from nomac.model.examples.source_layer import CONFIG_DIR, save_examples
 
@@ -15,3 +17,16 @@ def test_bundled_matrix_examples_are_what_the_generator_writes(tmp_path):
     assert (shift.kind, dense.kind) == ("shift", "dense")
     assert shift.hw_given == dense.hw_given == HW
     assert (shift.shift_min, shift.shift_max) == (-15, 0)      # 5-bit DeepShift-Q: 2^-15 .. 2^0
+
+
+@pytest.mark.slow
+def test_the_bundled_vits_are_what_their_command_trains_byte_for_byte(tmp_path):
+    """`python -m nomac.model.examples.vit` (the float teacher and four plans, seed 0: about
+    11 minutes on one core) writes the bundled whole-model configs again, byte for byte."""
+    from nomac.model.examples.vit import CONFIG_DIR as VIT_DIR, PLANS, build_examples as build_vits
+    written = build_vits(tmp_path)
+    assert [path.name for path in written] == [f"vit_{plan}.json" for plan in PLANS]
+    for path in written:
+        for suffix in (".json", ".npz"):
+            made = path.with_suffix(suffix)
+            assert (VIT_DIR / made.name).read_bytes() == made.read_bytes(), made.name
