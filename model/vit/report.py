@@ -41,6 +41,12 @@ LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train":
           "lut_train_k64_lin": "LUT K=64, differentiable, linear input gradient",
           "lut_kmeans_v1_k8": "LUT 1-element subvectors K=8, k-means only",
           "lut_train_v1_k8": "LUT 1-element subvectors K=8, differentiable, table correction, averaged",
+          "lut_lutnn_v1_k8": "LUT 1-element subvectors K=8, LUT-NN recipe (soft input gradient, learned temperature)",
+          "lut_train_v1_k8_l1soft": "LUT 1-element subvectors K=8, differentiable, L1 soft distances",
+          "lut_train_v1_k8_anneal": "LUT 1-element subvectors K=8, differentiable, temperature annealed x10",
+          "lut_train_v1_k8_kd28": "LUT 1-element subvectors K=8, differentiable, 0.2 CE + 0.8 KD",
+          "lut_train_v1_k8_recon": "LUT 1-element subvectors K=8, differentiable, layer reconstruction",
+          "lut_train_ice40_all": "LUT every Linear, iCEBreaker tables",
           "shift": "shift (DeepShift-Q)", "butterfly": "butterfly (DeBut)", "mixed": "mixed plan"}
 
 
@@ -297,6 +303,9 @@ def plot_pareto(report: dict, path: Path):
     teacher = 100 * plans[0]["summary"]["float_teacher_accuracy"]["mean"]
     ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher {teacher:.2f}%")
     ax.set_xscale("symlog", linthresh=1024)
+    budgets = sorted({max(b, 1) for b, _ in means})
+    ax.set_xticks(budgets, [f"{b:,}" if b > 1 else "0" for b in budgets], rotation=30, ha="right", fontsize=7)
+    ax.minorticks_off()
     ax.set_xlabel("table bytes (lut tables and prototypes; 0: no lookup layer)")
     ax.set_ylabel("integer-only test accuracy (%)")
     ax.set_title(f"tiny ViT on {report['dataset']}: accuracy per table budget, seeds "
