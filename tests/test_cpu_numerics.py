@@ -26,11 +26,18 @@ def test_importing_nomac_pins_the_kernels_unless_they_were_chosen_before():
 
 
 def test_a_training_run_off_the_pin_warns(monkeypatch):
+    """The check sees a changed variable; the run itself is made off the pin by patching the
+    check, not the variables: MKL keeps the branch it read at its first call, so a run here
+    under another MKL_CBWR would change every later training in this test process."""
+    from nomac.model.vit import training
     from nomac.model.vit.digits_data import load_dataset
     from nomac.model.vit.tiny_vit import TinyViT
     from nomac.model.vit.training import TrainSettings, train
-    monkeypatch.setenv("MKL_CBWR", "AUTO")
-    assert not cpu_capability_pinned()
+    with monkeypatch.context() as changed:
+        changed.setenv("MKL_CBWR", "AUTO")
+        assert not cpu_capability_pinned()
+    assert cpu_capability_pinned()
+    monkeypatch.setattr(training, "cpu_capability_pinned", lambda: False)
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match=r"not the pinned .*this run's bytes can differ from another machine's"):
         train(TinyViT(), load_dataset("digits"), TrainSettings(epochs=1, batch=512), seed=0, progress=False,
