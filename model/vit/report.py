@@ -6,8 +6,9 @@ saves (`report.md`, `report.json`, `report.png`, `report_pareto.png` in the outp
   activations on their int8 grids) and of its integer-only config, and how often the
   float and the integer model predict the same class; mean and range over seeds; and the
   integer-only accuracy on the validation split, the one to choose a recipe by;
-- integer-only accuracy against table bytes (the Pareto plot): every seed a point, every
-  plan's mean a marker, the plans no other plan beats with fewer or equal bytes joined;
+- integer-only accuracy against table bytes (the Pareto plot) of the plans with lookup
+  tables: every seed a point, every plan's mean a marker, the plans no other plan beats with
+  fewer or equal bytes joined; the plans without tables and the float teacher as lines;
 - model bytes, split into weights (dense int8, shift sign+exponent, butterfly factors)
   and tables (lut tables and prototypes or thresholds), plus biases and operator
   constants;
@@ -283,34 +284,34 @@ def pareto_front(points: list[tuple[int, float]]) -> list[int]:
 
 
 def plot_pareto(report: dict, path: Path):
-    """Integer-only test accuracy against table bytes: each seed a dot, each plan's mean a
-    marker with its label, the Pareto front of the means joined, the float teacher's mean dashed."""
+    """Integer-only test accuracy against table bytes for the plans with lookup tables: each
+    seed a dot, each plan's mean a marker (named in the legend), the Pareto front of the means
+    joined; the plans without tables (dense, shift, ...) and the float teacher as lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plans = list(report["plans"].values())
-    means = [(row["costs"]["table_bytes"], 100 * row["summary"]["int_accuracy"]["mean"]) for row in plans]
-    fig, ax = plt.subplots(figsize=(9.0, 5.5), dpi=110)
-    for row, (table_bytes, mean) in zip(plans, means):
-        x = max(table_bytes, 1)                       # plans without tables sit at the left edge
+    fig, ax = plt.subplots(figsize=(11.0, 5.5), dpi=110)
+    lookups = [row for row in plans if row["costs"]["table_bytes"] > 0]
+    means = [(row["costs"]["table_bytes"], 100 * row["summary"]["int_accuracy"]["mean"]) for row in lookups]
+    for row, (table_bytes, mean) in zip(lookups, means):
         seeds = [100 * r["int_accuracy"] for r in row["results"]]
-        ax.scatter([x] * len(seeds), seeds, s=10, color="gray", alpha=0.6)
-        ax.scatter([x], [mean], s=36, zorder=3)
-        ax.annotate(row["label"], (x, mean), fontsize=6, xytext=(4, 2), textcoords="offset points")
+        ax.scatter([table_bytes / 1000] * len(seeds), seeds, s=10, color="gray", alpha=0.6)
+        ax.scatter([table_bytes / 1000], [mean], s=40, zorder=3, label=f"{row['label']}: {mean:.2f}%")
     front = pareto_front(means)
-    ax.plot([max(means[i][0], 1) for i in front], [means[i][1] for i in front], color="C3", linewidth=1,
-            label="Pareto front (plan means)")
+    ax.plot([means[i][0] / 1000 for i in front], [means[i][1] for i in front], color="C3", linewidth=1,
+            label="Pareto front of the means")
+    for index, row in enumerate(row for row in plans if row["costs"]["table_bytes"] == 0):
+        mean = 100 * row["summary"]["int_accuracy"]["mean"]
+        ax.axhline(mean, color="gray", linestyle=":", linewidth=1, label=f"{row['label']} (no tables): {mean:.2f}%")
     teacher = 100 * plans[0]["summary"]["float_teacher_accuracy"]["mean"]
-    ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher {teacher:.2f}%")
-    ax.set_xscale("symlog", linthresh=1024)
-    budgets = sorted({max(b, 1) for b, _ in means})
-    ax.set_xticks(budgets, [f"{b:,}" if b > 1 else "0" for b in budgets], rotation=30, ha="right", fontsize=7)
-    ax.minorticks_off()
-    ax.set_xlabel("table bytes (lut tables and prototypes; 0: no lookup layer)")
+    ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label=f"float teacher: {teacher:.2f}%")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("table bytes (kB): lut tables and prototypes")
     ax.set_ylabel("integer-only test accuracy (%)")
     ax.set_title(f"tiny ViT on {report['dataset']}: accuracy per table budget, seeds "
                  f"{', '.join(map(str, report['seeds']))}")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
     fig.tight_layout()
     with replaced_file(path, "Pareto plot") as temporary:
         fig.savefig(temporary, format="png")
