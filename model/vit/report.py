@@ -32,7 +32,7 @@ __all__ = ["REPORT_PLANS", "LABELS", "Costs", "layer_rows", "config_costs", "sum
 
 REPORT_PLANS = ("dense", "lut_kmeans", "lut_train", "lut_train_lin", "lut_kmeans_k32", "lut_train_k32_lin",
                 "lut_train_k32_corrected", "lut_kmeans_k64", "lut_train_k64_lin", "lut_kmeans_v1_k8", "lut_train_v1_k8",
-                "shift", "butterfly", "mixed")
+                "lut_lutnn_v1_k8", "shift", "butterfly", "mixed")
 LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train": "LUT, differentiable",
           "lut_train_lin": "LUT, differentiable, linear input gradient",
           "lut_kmeans_k32": "LUT K=32, k-means only",
