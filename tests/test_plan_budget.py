@@ -37,9 +37,9 @@ def test_the_table_bytes_of_each_lut_layer_by_hand():
     assert counted == {"blocks.0.qkv": QKV, "blocks.0.fc2": FC2, "blocks.1.qkv": QKV, "blocks.1.fc2": FC2}
     assert lut_table_bytes(16, 16, 96, 2, "l1") == QKV and lut_table_bytes(8, 4, 32, 8, "tree") == FC2
     # a budget of exactly the bytes passes, one byte less is refused naming every layer
-    plan_from_dict(plan(TOTAL)).check_budget(model, model.shape.linear_names())
+    plan_from_dict(plan(TOTAL)).check_budget(model)
     with pytest.raises(NomacError) as caught:
-        plan_from_dict(plan(TOTAL - 1), "p.json").check_budget(model, model.shape.linear_names())
+        plan_from_dict(plan(TOTAL - 1), "p.json").check_budget(model)
     assert str(caught.value) == (f"p.json: budget.table_bytes = {TOTAL - 1:,}: the plan's lut layers take {TOTAL:,} "
                                  f"bytes of tables and prototypes (blocks.0.qkv {QKV:,}, blocks.0.fc2 {FC2:,}, "
                                  f"blocks.1.qkv {QKV:,}, blocks.1.fc2 {FC2:,}); must be at most the budget")

@@ -135,8 +135,7 @@ class TrainableLUTLinear(LUTLinear):
 
     def soft_assignment(self, distance: torch.Tensor) -> torch.Tensor:
         """softmax_k(-d tau) of the soft metric's distances, tau scaled by the schedule's factor."""
-        tau = self.tau if self.tau_scale == 1 else self.tau * self.tau_scale
-        return torch.softmax(-distance * tau, dim=-1)
+        return torch.softmax(-distance * (self.tau * self.tau_scale), dim=-1)
 
     def current_tables(self) -> torch.Tensor:
         if self.learn == "tables":

@@ -142,11 +142,12 @@ class CompressionPlan:
                                             linear.in_features // codebooks, rule.options["encoder"])
         return out
 
-    def check_budget(self, model: nn.Module, linear_names):
-        """NomacError when the plan's lut layers in `model` take more table bytes than its budget."""
+    def check_budget(self, model: nn.Module):
+        """NomacError when the plan's lut layers in `model` (a tiny ViT) take more table bytes than
+        its budget."""
         if self.table_budget is None:
             return
-        per_layer = self.table_bytes(model, linear_names)
+        per_layer = self.table_bytes(model, model.shape.linear_names())
         total = sum(per_layer.values())
         if total > self.table_budget:
             layers = ", ".join(f"{name} {size:,}" for name, size in per_layer.items())

@@ -114,7 +114,7 @@ def run_plan(plan: CompressionPlan, data: ImageData, seed: int, out_dir, *, floa
     and measure it. Everything lands in out_dir."""
     out_dir = Path(out_dir)
     candidate = build_float(data, shape, seed)        # its Linears' sizes, before any training
-    plan.check_budget(candidate, candidate.shape.linear_names())
+    plan.check_budget(candidate)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     teacher = train_float(data, seed, out_dir, float_settings, shape, progress)

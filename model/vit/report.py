@@ -204,7 +204,7 @@ def run_report(plans, seeds, data_name: str, out_dir, *, progress: bool = True, 
     loaded = {plan_name: load_plan(plan_name) for plan_name in plans}
     model = build_float(data, seed=seeds[0] if seeds else 0)      # every plan within its budget before any run
     for plan in loaded.values():
-        plan.check_budget(model, model.shape.linear_names())
+        plan.check_budget(model)
     missing = [(plan_name, seed) for plan_name, plan in loaded.items() for seed in seeds
                if _saved_result(out_dir, plan.name, seed) is None]
     if jobs > 1 and missing:
@@ -301,7 +301,7 @@ def plot_pareto(report: dict, path: Path):
     front = pareto_front(means)
     ax.plot([means[i][0] / 1000 for i in front], [means[i][1] for i in front], color="C3", linewidth=1,
             label="Pareto front of the means")
-    for index, row in enumerate(row for row in plans if row["costs"]["table_bytes"] == 0):
+    for row in (row for row in plans if row["costs"]["table_bytes"] == 0):
         mean = 100 * row["summary"]["int_accuracy"]["mean"]
         ax.axhline(mean, color="gray", linestyle=":", linewidth=1, label=f"{row['label']} (no tables): {mean:.2f}%")
     teacher = 100 * plans[0]["summary"]["float_teacher_accuracy"]["mean"]
