@@ -12,6 +12,12 @@ duplicate rule and decides its status; a rejected frame changes nothing but the
 counters. Accepted commands run their data path (components of
 `nomac.boards.byte_streams`), then REPLY hands the reply to the encoder with its
 data source, and the frame is released only when the reply's last byte is out.
+
+RUN only starts the engine: it streams the input buffer through the engine into one of
+two output slots in the background (its own input reader, the shared writer), while
+frames go on: READ_OUTPUTS of the other slot, STATUS and IDENTIFY at once, every other
+command once the run is done (WAIT for nothing else). So the host sends the next inputs
+and reads the last outputs while the engine computes.
 """
 from dataclasses import dataclass
 
@@ -24,8 +30,8 @@ from nomac.boards.byte_streams import BeatsToBytes, ByteReader, BytesToBeats, By
 from nomac.boards.event_counters import EventCounters
 from nomac.boards.link_gateware import HEAD_BYTES, SerialCRC, STATUS_BITS, FrameInfo, ReplyInfo, below, length_bits
 from nomac.boards.link_protocol import (ALL_MEMORIES, COUNTER_BITS, COUNTERS, CRC_REPLY, MEMORY_CRC, MEMORY_REQUEST,
-                                        OUTPUTS_REQUEST, RUN_REPLY, COUNT_REQUEST, Command, Counters,
-                                        Identity, Status)
+                                        OUTPUT_SLOTS, OUTPUTS_REQUEST, RUN_REQUEST, WAIT_REPLY, COUNT_REQUEST,
+                                        Command, Counters, Identity, Status)
 from nomac.hw.buffer_memory import BufferMemory
 from nomac.hw.engine import EngineSignature
 
@@ -43,7 +49,7 @@ def times(value, constant: int):
 
 class Source(enum.Enum, shape=2):
     """Where the reply's data bytes come from."""
-    INFO = 0         # identity, counters, CRC or cycle count bytes
+    INFO = 0         # identity, counters, CRC or cycle count (WAIT) bytes
     WORDS = 1        # memory words (READ)
     OUTPUTS = 2      # the output buffer (READ_OUTPUTS)
 
@@ -54,13 +60,25 @@ class Events(data.StructLayout):
 
 
 @dataclass
+class _Run:
+    """The background run's state: set by RUN's dispatch, done when its outputs are stored."""
+    active: Signal
+    count: Signal                           # input vectors
+    slot: Signal                            # the output slot it fills
+    cycles: Signal                          # from its start until its last output byte was stored
+    reader: ByteReader                      # the input buffer to the engine
+
+
+@dataclass
 class _DataPaths:
     """The byte streams between the link, the buffers and the engine (one elaboration's)."""
-    byte_reader: ByteReader                 # the payload (WRITE, WRITE_INPUTS), inputs (RUN), outputs (READ_OUTPUTS)
-    byte_writer: ByteWriter                 # the inputs (WRITE_INPUTS), outputs (RUN)
+    byte_reader: ByteReader                 # the payload (WRITE, WRITE_INPUTS), outputs (READ_OUTPUTS)
+    byte_writer: ByteWriter                 # the inputs (WRITE_INPUTS), outputs (a run)
     region_crc: SerialCRC
     words: WordPorts | None                 # None: the engine has no RAM memory
     region: Signal                          # the memory index the word ports use
+    run: _Run
+    slot_bits: int                          # an output slot is 2^slot_bits bytes
 
 
 @dataclass
@@ -89,7 +107,9 @@ class _Request:
     make it longer is only flagged (`words_few`, `vectors_few`, `count_few`) and the
     arithmetic runs on the low bits: `words_bytes` is count * the selected memory's word
     bytes (when `words_few`), `end` is addr + count (when `in_span`); `first` and `count`
-    are READ_OUTPUTS' (`first` also the WRITE_INPUTS and RUN count), below 2^bits(batch).
+    are READ_OUTPUTS' (`first` also the WRITE_INPUTS and RUN count), below 2^bits(batch);
+    `run_slot` and `outputs_slot` the slot bit of RUN and READ_OUTPUTS, `*_slot_ok` that the
+    slot byte is below OUTPUT_SLOTS.
     """
 
     def __init__(self, head, head_zero, board: BoardMap, region: Signal):
@@ -117,6 +137,9 @@ class _Request:
         self.vectors_few, self.count_few = zero_above(0, 2, batch_bits), zero_above(2, 2, batch_bits)
         self.first, self.count = vectors[:batch_bits], out_count[:batch_bits]
         self.outputs_end = self.first + self.count
+        assert OUTPUT_SLOTS == 2
+        self.run_slot, self.run_slot_ok = head[2][0], head[2][1:] == 0
+        self.outputs_slot, self.outputs_slot_ok = head[4][0], head[4][1:] == 0
         bits = length_bits(board.max_payload)
         self.words_few = zero_above(5, 4, bits)
         if regions:
@@ -204,8 +227,9 @@ class CommandHandler(wiring.Component):
         m.d.comb += [reply.header.cmd.eq(frame.cmd), reply.header.seq.eq(frame.seq)]
 
         # The command sequence: CHECK registers the verdict (the checks' status, or DUPLICATE),
-        # DISPATCH gives it and starts an accepted command, which runs in COPY, CRC or RUN (or
-        # streams its reply data), REPLY hands the reply over and releases the frame.
+        # DISPATCH gives it and starts an accepted command, which runs in COPY or CRC (or streams
+        # its reply data; a RUN runs on in the background), REPLY hands the reply over and
+        # releases the frame.
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
@@ -217,7 +241,13 @@ class CommandHandler(wiring.Component):
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(self.engine.idle):        # memory ports and buffers are free once the engine is
+                # The memory ports and buffers are free once the engine is and no run is on; IDENTIFY
+                # and STATUS need neither, READ_OUTPUTS only its slot.
+                run = paths.run
+                free = self.engine.idle & ~run.active
+                slot_busy = run.active & (request.outputs_slot == run.slot)
+                with m.If(free | command[Command.IDENTIFY] | command[Command.STATUS] |
+                          (command[Command.READ_OUTPUTS] & ~slot_busy)):
                     accepted = reply.header.status == Status.OK
                     m.d.sync += [reply.source.eq(Source.INFO), reply.info_index.eq(0),
                                  paths.region.eq(Mux(request.all_memories, 0, request.memory))]
@@ -243,15 +273,15 @@ class CommandHandler(wiring.Component):
                 if paths.words is not None:
                     m.d.comb += paths.words.start.eq(1)
                 m.next = "CRC"
-            with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += paths.region_crc.count.eq(1)           # the cycle count
-                with m.If(paths.byte_writer.written == times(request.first, self.board.out_vector_bytes)):
-                    m.next = "REPLY"
             with m.State("REPLY"):
                 m.d.comb += [self.busy.eq(1), self.reply.valid.eq(1), self.frame.ready.eq(self.reply.ready)]
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
+        run = paths.run
+        with m.If(run.active & (paths.byte_writer.written == times(run.count, self.board.out_vector_bytes))):
+            m.d.sync += run.active.eq(0)
+        with m.If(run.active):
+            m.d.sync += run.cycles.eq(run.cycles + 1)
         return m
 
     def _data_paths(self, m, command) -> _DataPaths:
@@ -261,34 +291,41 @@ class CommandHandler(wiring.Component):
         board = self.board
         in_bytes, out_bytes = board.batch * board.in_vector_bytes, board.batch * board.out_vector_bytes
         signature = self.engine_signature
-        # No command reads and writes the same buffer (WRITE_INPUTS writes the inputs, RUN reads
-        # them and writes the outputs, READ_OUTPUTS reads those), so no read meets a write.
+        # An output slot is a power of two above its bytes, so a slot's addresses are its
+        # bytes' with the slot bit on top (no adder), even the end of a full slot.
+        slot_bits = out_bytes.bit_length()
+        # No read meets a write: WRITE_INPUTS writes the inputs only while no run reads them,
+        # and READ_OUTPUTS reads only a slot no run is writing.
         m.submodules.inputs = inputs = BufferMemory(shape=8, depth=in_bytes)
-        m.submodules.outputs = outputs = BufferMemory(shape=8, depth=out_bytes)
-        m.submodules.byte_reader = byte_reader = ByteReader([board.max_payload, in_bytes, out_bytes])
+        m.submodules.outputs = outputs = BufferMemory(shape=8, depth=OUTPUT_SLOTS << slot_bits)
+        m.submodules.byte_reader = byte_reader = ByteReader([board.max_payload, OUTPUT_SLOTS << slot_bits])
+        m.submodules.run_reader = run_reader = ByteReader([in_bytes])
         m.submodules.byte_writer = byte_writer = ByteWriter([in_bytes, out_bytes])
         m.submodules.to_beats = to_beats = BytesToBeats(board.in_elements, signature.in_lanes, signature.in_shape)
         m.submodules.to_bytes = to_bytes = BeatsToBytes(board.out_elements, signature.out_lanes, signature.out_shape)
-        # The CRC register also counts RUN's cycles, from 0 after a clear.
-        assert MEMORY_CRC.init == MEMORY_CRC.xorout
         m.submodules.region_crc = region_crc = SerialCRC(MEMORY_CRC)
+        run = _Run(active=Signal(name="run_active"), count=Signal(range(board.batch + 1), name="run_count"),
+                   slot=Signal(name="run_slot"), cycles=Signal(8 * WAIT_REPLY.size, name="run_cycles"),
+                   reader=run_reader)
 
-        # No command uses two byte memories to read or two to write, so one reader and one
-        # writer serve them all, their memory chosen by the command.
-        running = command[Command.RUN]
-        m.d.comb += [byte_reader.select.eq(Mux(running, 1, Mux(command[Command.READ_OUTPUTS], 2, 0))),
-                     byte_writer.select.eq(running)]
+        # The run has its own input reader, as READ_OUTPUTS reads while it runs. The payload
+        # and output reads share the other reader, the input and output writes the writer
+        # (WRITE_INPUTS waits for the run): their memory is chosen by the command or the run.
+        m.d.comb += [byte_reader.select.eq(command[Command.READ_OUTPUTS]), byte_writer.select.eq(run.active),
+                     run_reader.first.eq(0), run_reader.end.eq(times(run.count, board.in_vector_bytes))]
         connect(m, byte_reader.memory0, flipped(self.payload))
-        connect(m, byte_reader.memory1, inputs.read)
-        connect(m, byte_reader.memory2, outputs.read)
+        connect(m, byte_reader.memory1, outputs.read)
+        connect(m, run_reader.memory0, inputs.read)
         connect(m, byte_writer.memory0, inputs.write)
-        connect(m, byte_writer.memory1, outputs.write)
+        slot_write = byte_writer.memory1
+        m.d.comb += [outputs.write.addr.eq(slot_write.addr | (run.slot << slot_bits)),
+                     outputs.write.data.eq(slot_write.data), outputs.write.en.eq(slot_write.en)]
+        connect(m, run_reader.o, to_beats.i)
         connect(m, to_beats.o, flipped(self.engine.i))
         connect(m, flipped(self.engine.o), to_bytes.i)
-        m.d.comb += [to_beats.i.payload.eq(byte_reader.o.payload), to_beats.i.valid.eq(byte_reader.o.valid & running),
-                     to_bytes.o.ready.eq(byte_writer.i.ready & running),
-                     byte_writer.i.payload.eq(Mux(running, to_bytes.o.payload, byte_reader.o.payload)),
-                     byte_writer.i.valid.eq(Mux(running, to_bytes.o.valid,
+        m.d.comb += [to_bytes.o.ready.eq(byte_writer.i.ready & run.active),
+                     byte_writer.i.payload.eq(Mux(run.active, to_bytes.o.payload, byte_reader.o.payload)),
+                     byte_writer.i.valid.eq(Mux(run.active, to_bytes.o.valid,
                                                 byte_reader.o.valid & command[Command.WRITE_INPUTS]))]
 
         regions = board.regions
@@ -307,12 +344,11 @@ class CommandHandler(wiring.Component):
         # The payload feeds the word writer (WRITE) or the input buffer (WRITE_INPUTS), the input
         # buffer the engine (RUN), the output buffer the reply (READ_OUTPUTS: `_reply_source`).
         to_words = command[Command.WRITE]
-        m.d.comb += byte_reader.o.ready.eq(Mux(to_words, 1, Mux(running, to_beats.i.ready,
-                                                                Mux(command[Command.WRITE_INPUTS], byte_writer.i.ready,
-                                                                    self.data.ready))))
+        m.d.comb += byte_reader.o.ready.eq(Mux(to_words, 1, Mux(command[Command.WRITE_INPUTS], byte_writer.i.ready,
+                                                                self.data.ready)))
         if words is not None:
             m.d.comb += [words.i.payload.eq(byte_reader.o.payload), words.i.valid.eq(byte_reader.o.valid & to_words)]
-        return _DataPaths(byte_reader, byte_writer, region_crc, words, region)
+        return _DataPaths(byte_reader, byte_writer, region_crc, words, region, run, slot_bits)
 
     def _counters(self, m):
         """The counters of link_protocol.COUNTERS: the verdicts in Status order (`event0`, set by
@@ -343,10 +379,10 @@ class CommandHandler(wiring.Component):
             m.d.comb += status.eq(frame.status)
         with m.Else():
             with m.Switch(cmd):                                     # 3. per command
-                with m.Case(Command.IDENTIFY, Command.STATUS):
+                with m.Case(Command.IDENTIFY, Command.STATUS, Command.WAIT):
                     m.d.comb += status.eq(Mux(length == 0, Status.OK, Status.BAD_LENGTH))
                     m.d.comb += data_length.eq(Mux(cmd == Command.IDENTIFY, Identity.LAYOUT.size,
-                                                   Counters.LAYOUT.size))
+                                                   Mux(cmd == Command.STATUS, Counters.LAYOUT.size, WAIT_REPLY.size)))
                 with m.Case(Command.WRITE):
                     with m.If(below(length, request_bytes)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
@@ -371,16 +407,16 @@ class CommandHandler(wiring.Component):
                               (length != COUNT_REQUEST.size + times(request.first, board.in_vector_bytes))):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                 with m.Case(Command.RUN):
-                    with m.If(length != COUNT_REQUEST.size):
+                    with m.If(length != RUN_REQUEST.size):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif((request.first == 0) | ~request.vectors_few | ~below(request.first, board.batch + 1)):
+                    with m.Elif((request.first == 0) | ~request.vectors_few | ~below(request.first, board.batch + 1) |
+                                ~request.run_slot_ok):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
-                    m.d.comb += data_length.eq(RUN_REPLY.size)
                 with m.Case(Command.READ_OUTPUTS):
                     with m.If(length != OUTPUTS_REQUEST.size):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     with m.Elif((request.count == 0) | ~request.vectors_few | ~request.count_few |
-                                ~below(request.outputs_end, board.batch + 1)):
+                                ~below(request.outputs_end, board.batch + 1) | ~request.outputs_slot_ok):
                         m.d.comb += status.eq(Status.BAD_ADDRESS)
                     with m.Elif(~below(request.count, (board.max_payload - 1) // board.out_vector_bytes + 1)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
@@ -407,8 +443,8 @@ class CommandHandler(wiring.Component):
 
     def _reply_source(self, m, paths: _DataPaths, counters, command) -> _ReplySource:
         """The reply's data bytes: picked by index from the counter memory's words (identity,
-        counters) or shifted out of the CRC register (the CRC, or RUN's cycle count) (INFO), or
-        streamed from the memory words or the output buffer."""
+        counters) or from the last run's cycle count (WAIT), or shifted out of the CRC register
+        (INFO), or streamed from the memory words or the output buffer."""
         reply = self.reply.payload
         source = Signal(Source)
         info_index = Signal(range(Identity.LAYOUT.size + 1))
@@ -429,7 +465,9 @@ class CommandHandler(wiring.Component):
                              info_valid.eq(counters.read_valid),
                              counters.read_en.eq(self.data.ready & (source == Source.INFO)),
                              counters.read_index.eq(Mux(command[Command.IDENTIFY], counter + len(COUNTERS), counter))]
-        with m.Else():                          # CRC, RUN: the CRC register holds the CRC or cycle count
+        with m.Elif(command[Command.WAIT]):     # picked, not shifted: a WAIT asked again gets the same bytes
+            m.d.comb += info_byte.eq(paths.run.cycles.word_select(info_index[:2], 8))
+        with m.Else():                          # CRC: the CRC register holds it
             m.d.comb += [info_byte.eq(paths.region_crc.value[:8]),
                          paths.region_crc.shift.eq(self.data.ready & (source == Source.INFO))]
         with m.Switch(source):
@@ -467,10 +505,11 @@ class CommandHandler(wiring.Component):
                 m.d.sync += reply.source.eq(Source.WORDS)
             with m.Else():
                 m.next = "CRC"
-        with m.Elif(command[Command.RUN]):
-            m.d.comb += [byte_reader.start.eq(1), paths.byte_writer.start.eq(1)]
-            m.d.comb += paths.region_crc.clear.eq(1)            # the cycle count starts at 0
-            m.next = "RUN"
+        with m.Elif(command[Command.RUN]):                  # the reply goes at once, the run goes on
+            run = paths.run
+            m.d.comb += [run.reader.start.eq(1), paths.byte_writer.start.eq(1)]
+            m.d.sync += [run.active.eq(1), run.count.eq(request.first), run.slot.eq(request.run_slot),
+                         run.cycles.eq(0)]
         with m.Elif(command[Command.READ_OUTPUTS]):
             m.d.comb += byte_reader.start.eq(1)
             m.d.sync += reply.source.eq(Source.OUTPUTS)
@@ -480,17 +519,15 @@ class CommandHandler(wiring.Component):
         `start`, `end` is used as it is, so it holds while a path runs (it comes from the frame
         held and the command, both fixed until the reply is out, and the memory `region`). CRC of
         ALL_MEMORIES starts memory 0 when dispatching, then memory `region` in CRC_NEXT."""
-        board, frame = self.board, self.frame.payload
-        in_bytes, out_bytes = board.in_vector_bytes, board.out_vector_bytes
+        frame, out_bytes = self.frame.payload, self.board.out_vector_bytes
         with m.If(command[Command.WRITE]):
             m.d.comb += [paths.byte_reader.first.eq(MEMORY_REQUEST.size), paths.byte_reader.end.eq(frame.length)]
         with m.Elif(command[Command.WRITE_INPUTS]):
             m.d.comb += [paths.byte_reader.first.eq(COUNT_REQUEST.size), paths.byte_reader.end.eq(frame.length)]
-        with m.Elif(command[Command.RUN]):
-            m.d.comb += [paths.byte_reader.first.eq(0), paths.byte_reader.end.eq(times(request.first, in_bytes))]
-        with m.Else():                          # READ_OUTPUTS
-            m.d.comb += [paths.byte_reader.first.eq(times(request.first, out_bytes)),
-                         paths.byte_reader.end.eq(times(request.outputs_end, out_bytes))]
+        with m.Else():                          # READ_OUTPUTS: in its slot
+            top = request.outputs_slot << paths.slot_bits
+            m.d.comb += [paths.byte_reader.first.eq(times(request.first, out_bytes) | top),
+                         paths.byte_reader.end.eq(times(request.outputs_end, out_bytes) | top)]
         if paths.words is not None:
             starting = Mux(dispatching, 0, paths.region)              # the memory a start now reads
             # An accepted CRC of ALL_MEMORIES has address 0 (its check), so `addr` is every first word.

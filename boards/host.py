@@ -133,11 +133,10 @@ class BoardConnection:
         vectors); every other command's is lp.REPLY_DATA_BYTES. A reply of another length
         or shape (lp.reply_problem) is retried for every command, as a lost reply is: the
         request reached the board, but whether it ran is unknown. IDENTIFY, STATUS, READ,
-        CRC and READ_OUTPUTS change nothing, so asking again is harmless. WRITE,
+        CRC, READ_OUTPUTS and WAIT change nothing, so asking again is harmless. WRITE,
         WRITE_INPUTS and RUN go again with the same sequence number, which the board
         answers DUPLICATE, without executing it again, if it had executed it: the words
-        and inputs are written once, and RUN's outputs stay those of its one run (only its
-        cycle count, in the lost reply, is not counted).
+        and inputs are written once, and a RUN runs once.
         """
         cmd = Command(cmd)
         data_bytes = lp.REPLY_DATA_BYTES[cmd] if reply_bytes is None else reply_bytes
@@ -387,29 +386,53 @@ class BoardSession:
     # --- vectors -----------------------------------------------------------------------------
 
     def run(self, vectors: np.ndarray, *, on_batch=None) -> tuple[np.ndarray, int]:
-        """Outputs of int8 vectors [N, D] computed on the board, and the engine cycles it reported."""
+        """Outputs of int8 vectors [N, D] computed on the board, and the engine cycles it reported.
+
+        Pipelined (docs/spec.md section 14.6): batch k runs into output slot k mod 2 in the
+        background while the host reads batch k - 1's outputs from the other slot and sends
+        batch k + 1's inputs, which the board takes once run k is done (WAIT then gives its
+        cycles). So the link's bytes go while the engine computes.
+        """
         board = self.map
         vectors = options.check_vectors(CLI_COMMAND, vectors, board.in_elements)
         out_size = lp.element_bytes(board.out_bits)
-        per_read = (board.max_payload - 1) // board.out_vector_bytes
         outputs, cycles = [], 0
-        for start in range(0, len(vectors), board.batch):
+        running = None                     # (slot, vectors) of the run whose outputs are not read yet
+        for k, start in enumerate(range(0, len(vectors), board.batch)):
             batch = vectors[start:start + board.batch]
-            n = len(batch)
-            self.link.transact(Command.WRITE_INPUTS, lp.COUNT_REQUEST.pack(n) + batch.tobytes())
-            reply = self.link.transact(Command.RUN, lp.COUNT_REQUEST.pack(n))
-            if reply:                      # empty for a DUPLICATE (a retried RUN that had run)
-                cycles += lp.RUN_REPLY.unpack(reply)[0]
-            for first in range(0, n, per_read):
-                count = min(per_read, n - first)
-                data = self.link.transact(Command.READ_OUTPUTS, lp.OUTPUTS_REQUEST.pack(first, count),
-                                          reply_bytes=count * board.out_vector_bytes)
-                outputs.append(np.array(lp.unpack_elements(data, board.out_bits), dtype=np.int64)
-                               .reshape(count, board.out_elements))
-            if on_batch:
-                on_batch(n)
+            self.link.transact(Command.WRITE_INPUTS, lp.COUNT_REQUEST.pack(len(batch)) + batch.tobytes())
+            if running is not None:
+                cycles += self._wait()
+            slot = k % lp.OUTPUT_SLOTS
+            self.link.transact(Command.RUN, lp.RUN_REQUEST.pack(len(batch), slot))
+            if running is not None:
+                outputs.append(self._read_outputs(*running))
+                if on_batch:
+                    on_batch(running[1])
+            running = (slot, len(batch))
+        cycles += self._wait()
+        outputs.append(self._read_outputs(*running))
+        if on_batch:
+            on_batch(running[1])
         result = np.concatenate(outputs)
         return (result.astype(np.int8) if out_size == 1 else result), cycles
+
+    def _wait(self) -> int:
+        """The cycles of the last run, once it is done."""
+        return lp.WAIT_REPLY.unpack(self.link.transact(Command.WAIT))[0]
+
+    def _read_outputs(self, slot: int, count: int) -> np.ndarray:
+        """Output vectors [0, count) of `slot`, in as many READ_OUTPUTS as the payload needs."""
+        board = self.map
+        per_read = (board.max_payload - 1) // board.out_vector_bytes
+        parts = []
+        for first in range(0, count, per_read):
+            n = min(per_read, count - first)
+            data = self.link.transact(Command.READ_OUTPUTS, lp.OUTPUTS_REQUEST.pack(first, n, slot),
+                                      reply_bytes=n * board.out_vector_bytes)
+            parts.append(np.array(lp.unpack_elements(data, board.out_bits), dtype=np.int64)
+                         .reshape(n, board.out_elements))
+        return np.concatenate(parts)
 
 
 def link_lines(link: LinkStatistics, counters) -> list[str]:

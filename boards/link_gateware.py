@@ -90,13 +90,11 @@ class SerialCRC(wiring.Component):
     the CRC so far. One XOR per tap of the polynomial instead of the byte-wide XOR tree of
     `CRC`, for a CRC that runs while no byte arrives (the memory CRC of the CRC command).
     `shift` moves `value` down a byte, so a reply sends it from `value[:8]` with no byte
-    multiplexer (a register bit's LUT is otherwise mostly unused). `count` adds one to
-    `value` (from `init` ^ `xorout` after `clear`): the register doubles as a counter
-    whose bytes a reply sends the same way (the RUN command's cycle count)."""
+    multiplexer (a register bit's LUT is otherwise mostly unused)."""
 
     def __init__(self, spec: CrcSpec):
         self.spec = spec
-        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "shift": In(1), "count": In(1),
+        super().__init__({"clear": In(1), "i": In(stream.Signature(8)), "shift": In(1),
                           "value": Out(spec.width)})
 
     def elaborate(self, platform):
@@ -119,8 +117,6 @@ class SerialCRC(wiring.Component):
             m.d.sync += [register.eq(shifted ^ (feedback.replicate(width) & Const(poly, width))), bit.eq(bit + 1)]
         with m.Elif(self.shift):
             m.d.sync += register.eq(((register ^ spec.xorout) >> 8) ^ spec.xorout)
-        with m.Else():                                   # `count` as a carry in: no multiplexer
-            m.d.sync += register.eq((self.value + self.count)[:width] ^ spec.xorout)
         return m
 
 

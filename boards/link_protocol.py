@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-VERSION = 1
+VERSION = 2                  # 2: RUN in the background into one of two output slots, WAIT
 START = 0xA5
 REPLY = 0x80                 # reply cmd = request cmd | REPLY
 HEADER_BYTES = 4             # cmd, seq, length (after START)
@@ -41,8 +41,9 @@ class Command(IntEnum):
     CRC = 0x05               # mem u8, addr u32, count u32 -> CRC-32 u32 of those words
                              # (mem ALL_MEMORIES, addr 0, count 0: of every memory, whole, in index order)
     WRITE_INPUTS = 0x06      # count u16, count input vectors -> nothing
-    RUN = 0x07               # count u16 -> engine cycles u32
-    READ_OUTPUTS = 0x08      # first u16, count u16 -> count output vectors
+    RUN = 0x07               # count u16, slot u8 -> nothing (the engine runs in the background)
+    READ_OUTPUTS = 0x08      # first u16, count u16, slot u8 -> count output vectors
+    WAIT = 0x09              # -> engine cycles u32 of the last RUN, once it is done
 
 
 STATE_CHANGING = (Command.WRITE, Command.WRITE_INPUTS, Command.RUN)
@@ -63,10 +64,12 @@ class Status(IntEnum):
 # Memory commands share one request header: memory index, first word address, word count.
 MEMORY_REQUEST = struct.Struct("<BII")
 ALL_MEMORIES = 0xFF
-COUNT_REQUEST = struct.Struct("<H")         # WRITE_INPUTS (then the vectors), RUN
-OUTPUTS_REQUEST = struct.Struct("<HH")      # READ_OUTPUTS: first vector, count
+COUNT_REQUEST = struct.Struct("<H")         # WRITE_INPUTS (then the vectors)
+RUN_REQUEST = struct.Struct("<HB")          # RUN: count, output slot
+OUTPUTS_REQUEST = struct.Struct("<HHB")     # READ_OUTPUTS: first vector, count, output slot
+OUTPUT_SLOTS = 2                            # a RUN fills one while the host reads the other
 CRC_REPLY = struct.Struct("<I")
-RUN_REPLY = struct.Struct("<I")
+WAIT_REPLY = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ class Counters:
 # READ_OUTPUTS answer `count` words or vectors, whose size the board map knows.
 REPLY_DATA_BYTES = {Command.IDENTIFY: Identity.LAYOUT.size, Command.STATUS: Counters.LAYOUT.size,
                     Command.WRITE: 0, Command.CRC: CRC_REPLY.size, Command.WRITE_INPUTS: 0,
-                    Command.RUN: RUN_REPLY.size}
+                    Command.RUN: 0, Command.WAIT: WAIT_REPLY.size}
 
 
 def reply_problem(cmd: Command, payload: bytes, data_bytes: int) -> str | None:

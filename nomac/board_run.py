@@ -18,6 +18,7 @@ from nomac.boards.network_board import board_limits, check_units_built, network_
 from nomac.boards.network_host import NetworkRunReport, run_network
 from nomac.hw.network.program import compile_program
 from nomac.sim.cocotb_run import check_simulator
+from nomac.sim.inference_timeline import Exchange, replay
 from nomac.sim.simulated_board import (NETWORK_SIMULATOR, SimulatedBoard, network_core, project_network_throughput,
                                        project_throughput)
 
@@ -131,13 +132,14 @@ def run_network_on_board(config, *, port: str | None = None, board: str = DEFAUL
 
 
 def project_on_board(report: NetworkRunReport, board: str, baud: int, clock_hz: int | None = None) -> dict:
-    """A simulated network run's images on `board` at `baud`: the run's frames on the wire
-    (its bytes per image) one after the other with the compute (its cycles per image at
-    `clock_hz`, default the board's oscillator clock; a PLL build runs faster, see its report.json)."""
+    """A simulated network run's images on `board` at `baud`: the run's exchanges replayed
+    (sim/inference_timeline.py: their bytes on the wire, while the engine computes the last
+    batch in the background, at `clock_hz`, default the board's oscillator clock; a PLL
+    build runs faster, see its report.json)."""
     spec = get_board(board)
     clock_hz = spec.clock_hz if clock_hz is None else clock_hz
+    exchanges = [Exchange(**e) for e in report.projection["inference"]]
     link = report.projection["wire_bytes_per_image"] * 10 / baud
-    compute = report.cycles_per_image / clock_hz
-    return {"board": board, "baud": baud, "clock_hz": clock_hz, "images_per_s": 1 / (link + compute),
-            "link_images_per_s": 1 / link, "compute_seconds_per_image": compute}
-
+    return {"board": board, "baud": baud, "clock_hz": clock_hz,
+            "images_per_s": report.images / replay(exchanges, baud, clock_hz),
+            "link_images_per_s": 1 / link, "compute_seconds_per_image": report.cycles_per_image / clock_hz}

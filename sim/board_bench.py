@@ -39,6 +39,7 @@ from nomac.sim.drivers import hand_byte_to_host_tx
 CLOCK_PERIOD_NS = 10
 BYTE_BITS = 10
 BUSY_POLL_BYTES = 64        # while the design is busy, the host's bytes are looked for this often
+SHORT_PAYLOAD = 8           # frames up to this payload are logged with it (RUN's slot, WAIT's cycles)
 
 
 def cycle() -> int:
@@ -46,7 +47,8 @@ def cycle() -> int:
 
 
 class WireLog:
-    """Frames seen on one wire, with the cycles their first byte started and last byte ended."""
+    """Frames seen on one wire, with the cycles their first byte started and last byte ended
+    (and short payloads)."""
 
     def __init__(self, direction: str):
         self.direction = direction
@@ -62,7 +64,8 @@ class WireLog:
         for frame in self.reader.feed(bytes([value])):
             self.frames.append({"dir": self.direction, "cmd": frame.cmd, "seq": frame.seq,
                                 "bytes": len(frame.payload) + FRAME_OVERHEAD, "start": self.first_start,
-                                "end": ended})
+                                "end": ended,
+                                "payload": frame.payload.hex() if len(frame.payload) <= SHORT_PAYLOAD else None})
         if not self.reader.buffer:
             self.first_start = None
 

@@ -16,6 +16,9 @@ Cases, each with its expected answer:
   word count (BAD_LENGTH), a length above max_payload sent as a header only
   (BAD_LENGTH), a memory index or address range out of bounds (BAD_ADDRESS), an
   unknown command (UNKNOWN_COMMAND);
+- the vector commands: WRITE_INPUTS, READ_OUTPUTS and WAIT that are valid (OK; WAIT's
+  cycles 0, as no RUN is ever sent: a blank engine has no program), and RUN,
+  READ_OUTPUTS and WAIT of the wrong length, slot or count (BAD_LENGTH, BAD_ADDRESS);
 - a frame cut short (one TIMEOUT, with the cmd and seq that got through);
 - garbage without START bytes, then a valid frame (the frame's answer);
 - wild: 1-3 bit flips anywhere (START and length included) or garbage with START
@@ -31,6 +34,7 @@ from nomac.boards.link_protocol import Command, Status
 CASES = {   # name: weight
     "valid_write": 18, "valid_read": 8, "replay_last": 6, "replay_old": 6, "bad_crc": 10, "wrong_length": 8,
     "too_long": 5, "bad_address": 9, "unknown_command": 5, "truncated": 7, "garbage_then_valid": 8, "wild": 10,
+    "vector_commands": 10,
 }
 STATE_CHANGING = {int(c) for c in lp.STATE_CHANGING}
 
@@ -53,8 +57,10 @@ class Region:
 
 
 class Adversary:
-    def __init__(self, regions: list[Region], max_payload: int, seed: int, *, max_words: int = 4):
+    def __init__(self, regions: list[Region], max_payload: int, seed: int, *, batch: int, in_vector_bytes: int,
+                 out_vector_bytes: int, max_words: int = 4):
         self.regions, self.max_payload = regions, max_payload
+        self.batch, self.in_vector_bytes, self.out_vector_bytes = batch, in_vector_bytes, out_vector_bytes
         self.rng = random.Random(seed)
         self.max_words = max_words
         self.model = {r.index: [0] * r.depth for r in regions}      # the board starts blank
@@ -62,7 +68,7 @@ class Adversary:
         self.last_changed = None        # seq of the last state-changing frame the board executed
         self.writes = []                # bytes of WRITE frames sent whole, for replays
         self.last_frame = None          # bytes of the last state-changing frame executed
-        self.tally = Counter()          # case names
+        self.tally = Counter()          # case names (the vector commands' by kind)
         self.statuses = Counter()       # reply statuses seen
         self.problems = []
 
@@ -94,8 +100,9 @@ class Adversary:
         name = self.rng.choices(list(CASES), weights=list(CASES.values()))[0]
         if name == "replay_last" and self.last_frame is None or name == "replay_old" and len(self.writes) < 2:
             name = "valid_write"
-        self.tally[name] += 1
-        return getattr(self, f"_case_{name}")(name)
+        case = getattr(self, f"_case_{name}")(name)
+        self.tally[case.name] += 1
+        return case
 
     def _case_valid_write(self, name):
         _, _, _, payload = self._write_request()
@@ -174,6 +181,38 @@ class Adversary:
         data, expect = self._frame(cmd, bytes(self.rng.randint(0, 6)), Status.UNKNOWN_COMMAND)
         return Case(name, data, [expect])
 
+    def _case_vector_commands(self, name):
+        rng, batch = self.rng, self.batch
+        per_read = min(batch, (self.max_payload - 1) // self.out_vector_bytes)
+        kind = rng.choice(["write_inputs", "read_outputs", "wait", "wait_length", "run_length", "run_count",
+                           "run_slot", "read_outputs_length", "read_outputs_slot"])
+        status = Status.BAD_ADDRESS
+        if kind == "write_inputs":
+            count = rng.randint(1, batch)
+            cmd, payload, status = Command.WRITE_INPUTS, lp.COUNT_REQUEST.pack(count) + rng.randbytes(
+                count * self.in_vector_bytes), Status.OK
+        elif kind == "read_outputs":
+            count = rng.randint(1, per_read)
+            cmd, status = Command.READ_OUTPUTS, Status.OK
+            payload = lp.OUTPUTS_REQUEST.pack(rng.randint(0, batch - count), count, rng.randint(0, 1))
+        elif kind == "wait":
+            cmd, payload, status = Command.WAIT, b"", Status.OK
+        elif kind == "wait_length":
+            cmd, payload, status = Command.WAIT, rng.randbytes(rng.randint(1, 4)), Status.BAD_LENGTH
+        elif kind == "run_length":                      # protocol 1's RUN, or one byte too many
+            cmd, status = Command.RUN, Status.BAD_LENGTH
+            payload = rng.choice([lp.COUNT_REQUEST.pack(1), lp.RUN_REQUEST.pack(1, 0) + b"\0"])
+        elif kind == "run_count":
+            cmd, payload = Command.RUN, lp.RUN_REQUEST.pack(rng.choice([0, batch + 1, 0xFFFF]), 0)
+        elif kind == "run_slot":
+            cmd, payload = Command.RUN, lp.RUN_REQUEST.pack(rng.randint(1, batch), rng.randint(2, 255))
+        elif kind == "read_outputs_length":             # protocol 1's READ_OUTPUTS
+            cmd, payload, status = Command.READ_OUTPUTS, lp.OUTPUTS_REQUEST.pack(0, 1, 0)[:-1], Status.BAD_LENGTH
+        else:
+            cmd, payload = Command.READ_OUTPUTS, lp.OUTPUTS_REQUEST.pack(0, 1, rng.randint(2, 255))
+        data, expect = self._frame(cmd, payload, status)
+        return Case(f"{name}_{kind}", data, [expect], {expect[:2]: payload})
+
     def _case_truncated(self, name):
         _, _, _, payload = self._write_request()
         data, (cmd, seq, _) = self._frame(Command.WRITE, payload)
@@ -230,6 +269,11 @@ class Adversary:
                 region = self.regions[index]
                 words = lp.unpack_words(payload[lp.MEMORY_REQUEST.size:], region.word_bits)
                 self.model[index][first:first + count] = words
+            elif key[0] == Command.WAIT and reply.data != lp.WAIT_REPLY.pack(0):
+                self._problem(f"{case.name}: WAIT with no run ever started gave {reply.data.hex()}, not 0 cycles")
+            elif key[0] == Command.READ_OUTPUTS and len(reply.data) != lp.OUTPUTS_REQUEST.unpack(payload)[1] * \
+                    self.out_vector_bytes:
+                self._problem(f"{case.name}: READ_OUTPUTS {payload.hex()} gave {len(reply.data)} data bytes")
             elif key[0] == Command.READ:
                 index, first, count = lp.MEMORY_REQUEST.unpack_from(payload)
                 region = self.regions[index]

@@ -107,7 +107,8 @@ def read_memory(handle, depth: int) -> list[int]:
 async def link_robustness(dut):
     plan = json.loads(Path(os.environ["NOMAC_LINK_PLAN"]).read_text())
     regions = [Region(**r) for r in plan["regions"]]
-    adversary = Adversary(regions, plan["max_payload"], plan["seed"])
+    adversary = Adversary(regions, plan["max_payload"], plan["seed"], batch=plan["batch"],
+                          in_vector_bytes=plan["in_vector_bytes"], out_vector_bytes=plan["out_vector_bytes"])
     dut.rst.value = 1
     link = HostLink(dut, plan["divisor"])
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start()

@@ -17,6 +17,7 @@ Icarus on request), in `SimulatedBoardTop` is generated as Verilog, built once p
 thread while the caller talks to the port. `project_throughput` turns the report
 into the throughput the same frames reach on a real board at its real baud rate.
 """
+import dataclasses
 import json
 import threading
 import time
@@ -28,12 +29,13 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from nomac.boards.board_map import BoardMap
 from nomac.boards.board_top import SIM_DIVISOR, BoardCore
 from nomac.boards.devices import BOARDS, Board
-from nomac.boards.link_protocol import FRAME_OVERHEAD, Command
+from nomac.boards.link_protocol import FRAME_OVERHEAD, OUTPUTS_REQUEST, RUN_REQUEST, WAIT_REPLY, Command
 from nomac.boards.network_board import network_board_core
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
 from nomac.hw.flat_verilog import FlatPorts, to_verilog
 from nomac.hw.network.unit import NetworkLimits
 from nomac.sim.cocotb_run import CocotbRun, SimulationError
+from nomac.sim.inference_timeline import replay, timeline
 
 SIM_CLOCK_HZ = BOARDS["icebreaker"].clock_hz
 SIM_TIMEOUT_BYTES = 16         # a frame that stops arriving is dropped after this many byte times
@@ -190,6 +192,8 @@ def check_core_link_robustness(core: BoardCore, *, cases: int, seed: int, probe_
     """The adversarial cases through the simulated board of `core` (blank memories); the report."""
     design = BoardDesign(core, simulator, work_dir, prefix="link")
     plan = {"divisor": core.map.divisor, "max_payload": core.map.max_payload, "seed": seed, "cases": cases,
+            "batch": core.map.batch, "in_vector_bytes": core.map.in_vector_bytes,
+            "out_vector_bytes": core.map.out_vector_bytes,
             "probe_every": probe_every, "report": str(design.run.report_path),
             "regions": [{"index": r.index, "name": r.name, "depth": r.depth, "word_bits": r.word_bits}
                         for r in core.map.regions]}
@@ -205,47 +209,24 @@ def check_core_link_robustness(core: BoardCore, *, cases: int, seed: int, probe_
 
 
 UPLOAD = (Command.WRITE, Command.CRC)
-INFERENCE = (Command.WRITE_INPUTS, Command.RUN, Command.READ_OUTPUTS)
-
-
-def exchanges(report: dict) -> list[dict]:
-    """Each request with its reply: bytes both ways and the cycles between them on the board."""
-    requests = {}
-    pairs = []
-    for frame in sorted(report["frames"], key=lambda f: f["end"]):
-        if frame["dir"] == "request":
-            requests[(frame["cmd"], frame["seq"])] = frame
-            continue
-        request = requests.pop((frame["cmd"] & 0x7F, frame["seq"]), None)
-        if request is not None:
-            pairs.append({"cmd": request["cmd"], "request_bytes": request["bytes"], "reply_bytes": frame["bytes"],
-                          "turnaround_cycles": frame["start"] - request["end"]})
-    return pairs
+INFERENCE = (Command.WRITE_INPUTS, Command.RUN, Command.WAIT, Command.READ_OUTPUTS)
 
 
 def project_throughput(report: dict, board: Board, baud: int, *, table_bytes: int, vectors: int) -> dict:
-    """Throughput of the logged frames on `board` at `baud`, from the simulated cycle counts.
-
-    Each exchange takes (request bytes + reply bytes) * 10 bits / baud on the wire plus
-    the cycles the board needed between the request's last bit and the reply's first
-    (measured in simulation) / the board clock. The host's own latency (USB, the
-    operating system) is not included: it adds per exchange on a real board.
-    """
-    def seconds(pairs):
-        return sum((p["request_bytes"] + p["reply_bytes"]) * 10 / baud + p["turnaround_cycles"] / board.clock_hz
-                   for p in pairs)
-
-    pairs = exchanges(report)
-    upload = [p for p in pairs if p["cmd"] in UPLOAD]
-    inference = [p for p in pairs if p["cmd"] in INFERENCE]
-    upload_s, inference_s = seconds(upload), seconds(inference)
+    """Throughput of the logged frames on `board` at `baud`, from the simulated cycle counts:
+    the upload's and the inference's exchanges replayed (`inference_timeline.replay`: the
+    bytes on the wire, the board's work and, while a run goes on in the background, the
+    waits for it). The host's own latency (USB, the operating system) is not included: it
+    adds per exchange on a real board."""
+    upload = timeline(report["frames"], UPLOAD)
+    inference = timeline(report["frames"], INFERENCE)
+    upload_s, inference_s = replay(upload, baud, board.clock_hz), replay(inference, baud, board.clock_hz)
     return {"board": board.name, "clock_hz": board.clock_hz, "baud": baud, "link_bytes_per_s": baud / 10,
             "upload_exchanges": len(upload), "upload_seconds": upload_s,
             "upload_bytes_per_s": table_bytes / upload_s if upload_s else 0.0,
             "inference_exchanges": len(inference), "inference_seconds": inference_s,
             "vectors_per_s": vectors / inference_s if inference_s else 0.0,
-            "turnaround_cycles": {Command(c).name: max(p["turnaround_cycles"] for p in pairs if p["cmd"] == c)
-                                  for c in sorted({p["cmd"] for p in pairs}) if c in Command._value2member_map_}}
+            "inference": [dataclasses.asdict(e) for e in inference]}
 
 
 def project_network_throughput(report: dict, board: Board, baud: int, board_map: BoardMap, *, table_bytes: int,
@@ -255,13 +236,12 @@ def project_network_throughput(report: dict, board: Board, baud: int, board_map:
     Besides images/s end to end ("vectors_per_s"): the link bound (the baud / 10 bytes
     per second over the inference frames' bytes per image, as logged), compute alone
     (`cycles_per_image` at the board clock) and the latency of one image sent alone
-    (its WRITE_INPUTS, RUN and READ_OUTPUTS frames on the wire, plus its compute).
+    (its WRITE_INPUTS, RUN, WAIT and READ_OUTPUTS frames on the wire, plus its compute).
     """
     projection = project_throughput(report, board, baud, table_bytes=table_bytes, vectors=images)
-    inference = [p for p in exchanges(report) if p["cmd"] in INFERENCE]
-    wire_bytes = sum(p["request_bytes"] + p["reply_bytes"] for p in inference)
-    one_image = (2 * 3 * FRAME_OVERHEAD + (2 + board_map.in_vector_bytes) + 1 + 2 + (1 + 4) + 4
-                 + (1 + board_map.out_vector_bytes))
+    wire_bytes = sum(e["request_bytes"] + e["reply_bytes"] for e in projection["inference"])
+    one_image = (2 * 4 * FRAME_OVERHEAD + (2 + board_map.in_vector_bytes) + 1 + RUN_REQUEST.size + 1
+                 + (1 + WAIT_REPLY.size) + OUTPUTS_REQUEST.size + (1 + board_map.out_vector_bytes))
     compute = cycles_per_image / board.clock_hz
     projection.update({
         "wire_bytes_per_image": wire_bytes / images,

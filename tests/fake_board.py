@@ -1,7 +1,8 @@
 """A board written in Python, to drive the host driver into its error paths.
 
 It speaks the link protocol from nomac.boards.link_protocol (IDENTIFY, STATUS, WRITE,
-READ, CRC, WRITE_INPUTS, RUN with the golden model, READ_OUTPUTS) and lets a test
+READ, CRC, WRITE_INPUTS, RUN with the golden model into an output slot, READ_OUTPUTS,
+WAIT; a run is done at once, in 100 cycles a vector) and lets a test
 decide, reply by reply, what really goes back on the wire: `misbehave(number,
 request, reply)` returns the bytes to send (the reply itself, something damaged,
 or b"" for silence). `with FakeBoard(...) as board` serves it behind a
@@ -29,7 +30,8 @@ class FakeBoard:
         self.misbehave = misbehave or (lambda number, request, reply: reply)
         self.memories = {r.index: [0] * r.depth for r in board_map.regions}
         self.inputs = np.zeros((board_map.batch, board_map.in_elements), np.int8)
-        self.outputs = b""
+        self.outputs = [b""] * lp.OUTPUT_SLOTS
+        self.cycles = 0
         self.requests = []
         self.last_changed = None
         self.reader = lp.FrameReader(max_length=board_map.max_payload)
@@ -98,16 +100,19 @@ class FakeBoard:
             self.last_changed = frame.seq
             return bytes([Status.OK])
         if cmd == Command.RUN:
-            (count,) = lp.COUNT_REQUEST.unpack_from(payload)
+            count, slot = lp.RUN_REQUEST.unpack_from(payload)
             outputs = run_golden(self.config, self.inputs[:count], self.map.layer)
             size = lp.element_bytes(self.map.out_bits)
-            self.outputs = b"".join(int(v).to_bytes(size, "little", signed=True) for v in outputs.ravel())
+            self.outputs[slot] = b"".join(int(v).to_bytes(size, "little", signed=True) for v in outputs.ravel())
+            self.cycles = 100 * count
             self.last_changed = frame.seq
-            return bytes([Status.OK]) + lp.RUN_REPLY.pack(100 * count)
+            return bytes([Status.OK])
         if cmd == Command.READ_OUTPUTS:
-            first, count = lp.OUTPUTS_REQUEST.unpack_from(payload)
+            first, count, slot = lp.OUTPUTS_REQUEST.unpack_from(payload)
             size = self.map.out_vector_bytes
-            return bytes([Status.OK]) + self.outputs[first * size:(first + count) * size]
+            return bytes([Status.OK]) + self.outputs[slot][first * size:(first + count) * size]
+        if cmd == Command.WAIT:
+            return bytes([Status.OK]) + lp.WAIT_REPLY.pack(self.cycles)
         return bytes([Status.UNKNOWN_COMMAND])
 
 

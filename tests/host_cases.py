@@ -82,8 +82,9 @@ COMMAND_CASES = [
     CommandCase(Command.READ, 6, _read, TABLE_WORDS[1:4]),            # 3 words of 2 bytes
     CommandCase(Command.CRC, 4, _crc, zlib.crc32(struct.pack("<24H", *TABLE_WORDS))),
     CommandCase(Command.WRITE_INPUTS, 0, _run, GOLDEN_OUTPUTS),
-    CommandCase(Command.RUN, 4, _run, GOLDEN_OUTPUTS),
+    CommandCase(Command.RUN, 0, _run, GOLDEN_OUTPUTS),
     CommandCase(Command.READ_OUTPUTS, 10, _run, GOLDEN_OUTPUTS),      # 2 vectors of 5 one-byte outputs
+    CommandCase(Command.WAIT, 4, _run, GOLDEN_OUTPUTS),
 ]
 
 

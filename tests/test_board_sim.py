@@ -43,9 +43,9 @@ def test_run_report_projects_throughput_from_simulated_cycles(tmp_path):
     p = report.projection
     assert p["board"] == "icebreaker" and p["baud"] == 1_000_000 and p["link_bytes_per_s"] == 100_000
     assert 0 < p["upload_bytes_per_s"] < 100_000 and 0 < p["vectors_per_s"]
-    # 40 vectors in one batch: WRITE_INPUTS, RUN, then READ_OUTPUTS of 11 vectors each: the
-    # accumulators are 33 bits wide, 5 bytes per element, 45 per vector, (512 - 1) // 45 = 11
-    assert p["inference_exchanges"] == 2 + 4
+    # 40 vectors in one batch: WRITE_INPUTS, RUN, WAIT, then READ_OUTPUTS of 11 vectors each:
+    # the accumulators are 33 bits wide, 5 bytes per element, 45 per vector, (512 - 1) // 45 = 11
+    assert p["inference_exchanges"] == 3 + 4
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ testbench plays the frame decoder (a frame and its head bytes), the frame encode
 Each check is tested alone (a frame failing only it), then frames failing two
 checks, where the first one's status must win. Statuses, reply lengths and the
 IDENTIFY and STATUS bytes come from the spec's tables (sections 14.4, 14.5, 14.7).
+Last, a run in the background, with the testbench as the engine: which frames wait
+for it (section 14.5).
 """
 import struct
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ MEMORIES = len(BOARD.regions)
 D, O, BATCH = BOARD.in_vector_bytes, BOARD.out_vector_bytes, BOARD.batch
 WORD = TABLES.word_bytes
 ALL_MEMORIES = 255
-IDENTIFY_BYTES, STATUS_BYTES, CRC_BYTES = 24, 21, 4
+IDENTIFY_BYTES, STATUS_BYTES, CRC_BYTES, WAIT_BYTES = 24, 21, 4, 4
 
 assert (MEMORIES, TABLES.index, TABLES.depth, WORD, D, O, BATCH) == (5, 3, 24, 2, 4, 5, 5)
 
@@ -67,6 +69,7 @@ class Reply:
     data: bytes
     executed: int                # pulses of `executed` / `rejected` while the frame was handled
     rejected: int
+    cycle: int                   # when the reply was offered
 
 
 def memory_request(cmd, length: int, memory: int, addr: int, count: int, **frame) -> Frame:
@@ -77,14 +80,25 @@ def count_request(cmd, length: int, count: int, **frame) -> Frame:
     return Frame(cmd, length, struct.pack("<H", count), **frame)
 
 
-def outputs_request(length: int, first: int, count: int, **frame) -> Frame:
-    return Frame(Command.READ_OUTPUTS, length, struct.pack("<HH", first, count), **frame)
+def run_request(length: int, count: int, slot: int = 0, **frame) -> Frame:
+    return Frame(Command.RUN, length, struct.pack("<HB", count, slot), **frame)
 
 
-def exchange(frames) -> list[Reply]:
-    """The handler's reply to each frame in turn."""
+def outputs_request(length: int, first: int, count: int, slot: int = 0, **frame) -> Frame:
+    return Frame(Command.READ_OUTPUTS, length, struct.pack("<HHB", first, count, slot), **frame)
+
+
+def exchange(frames, engine=None, wait: int = 1000) -> list[Reply]:
+    """The handler's reply to each frame in turn (the first `wait` cycles of each); `engine`
+    (an async testbench of ctx and the handler) plays the engine's streams."""
     dut = CommandHandler(BOARD, engine_signature())
     replies = []
+    now = [0]
+
+    async def clock(ctx):
+        while True:
+            await ctx.tick()
+            now[0] += 1
 
     async def testbench(ctx):
         ctx.set(dut.engine.idle, 1)
@@ -96,7 +110,7 @@ def exchange(frames) -> list[Reply]:
                                         "status": frame.status})
             ctx.set(dut.frame.valid, 1)
             executed = rejected = 0
-            for _ in range(1000):
+            for _ in range(wait):
                 _, _, valid, header, pulse_ok, pulse_error = await ctx.tick().sample(
                     dut.reply.valid, dut.reply.payload, dut.executed, dut.rejected)
                 executed, rejected = executed + pulse_ok, rejected + pulse_error
@@ -117,11 +131,16 @@ def exchange(frames) -> list[Reply]:
             assert released, f"{frame} not released with its reply"
             ctx.set(dut.reply.ready, 0)
             ctx.set(dut.frame.valid, 0)
-            replies.append(Reply(header.cmd, header.seq, header.status, bytes(data), executed, rejected))
+            replies.append(Reply(header.cmd, header.seq, header.status, bytes(data), executed, rejected, now[0]))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
+    sim.add_testbench(clock, background=True)
+    if engine is not None:
+        async def play_engine(ctx):
+            await engine(ctx, dut, now)
+        sim.add_testbench(play_engine, background=True)
     sim.run()
     return replies
 
@@ -134,13 +153,15 @@ ALONE = {
     "timeout": (Frame(Command.IDENTIFY, 0, status=Status.TIMEOUT), Status.TIMEOUT, 0),
     # 2. the command
     "cmd 0x00": (Frame(0x00, 0), Status.UNKNOWN_COMMAND, 0),
-    "cmd 0x09": (Frame(0x09, 0), Status.UNKNOWN_COMMAND, 0),
+    "cmd 0x0a": (Frame(0x0A, 0), Status.UNKNOWN_COMMAND, 0),
     "cmd 0x81": (Frame(0x81, 0), Status.UNKNOWN_COMMAND, 0),
     # 3. per command
     "identify": (Frame(Command.IDENTIFY, 0), Status.OK, IDENTIFY_BYTES),
     "identify length": (Frame(Command.IDENTIFY, 1), Status.BAD_LENGTH, 0),
     "status": (Frame(Command.STATUS, 0), Status.OK, STATUS_BYTES),
     "status length": (Frame(Command.STATUS, 2), Status.BAD_LENGTH, 0),
+    "wait": (Frame(Command.WAIT, 0), Status.OK, WAIT_BYTES),
+    "wait length": (Frame(Command.WAIT, 1), Status.BAD_LENGTH, 0),
     "write": (memory_request(Command.WRITE, 9 + 3 * WORD, TABLES.index, 21, 3), Status.OK, 0),
     "write short": (memory_request(Command.WRITE, 8, TABLES.index, 0, 0), Status.BAD_LENGTH, 0),
     "write memory": (memory_request(Command.WRITE, 9 + WORD, MEMORIES, 0, 1), Status.BAD_ADDRESS, 0),
@@ -166,14 +187,18 @@ ALONE = {
     "write inputs short": (Frame(Command.WRITE_INPUTS, 1, b"\x01"), Status.BAD_LENGTH, 0),
     "write inputs none": (count_request(Command.WRITE_INPUTS, 2, 0), Status.BAD_LENGTH, 0),
     "write inputs count": (count_request(Command.WRITE_INPUTS, 2 + 2 * D - 1, 2), Status.BAD_LENGTH, 0),
-    "run length": (count_request(Command.RUN, 3, 1), Status.BAD_LENGTH, 0),
-    "run none": (count_request(Command.RUN, 2, 0), Status.BAD_ADDRESS, 0),
-    "run batch": (count_request(Command.RUN, 2, BATCH + 1), Status.BAD_ADDRESS, 0),
-    "read outputs": (outputs_request(4, 1, 4), Status.OK, 4 * O),
-    "read outputs length": (outputs_request(5, 0, 1), Status.BAD_LENGTH, 0),
-    "read outputs none": (outputs_request(4, 1, 0), Status.BAD_ADDRESS, 0),
-    "read outputs range": (outputs_request(4, 3, 3), Status.BAD_ADDRESS, 0),
-    "read outputs payload": (outputs_request(4, 0, 5), Status.BAD_LENGTH, 0),
+    "run": (run_request(3, BATCH, 1), Status.OK, 0),
+    "run length": (run_request(2, 1), Status.BAD_LENGTH, 0),
+    "run none": (run_request(3, 0), Status.BAD_ADDRESS, 0),
+    "run batch": (run_request(3, BATCH + 1), Status.BAD_ADDRESS, 0),
+    "run slot": (run_request(3, 1, 2), Status.BAD_ADDRESS, 0),
+    "read outputs": (outputs_request(5, 1, 4), Status.OK, 4 * O),
+    "read outputs slot 1": (outputs_request(5, 0, 4, 1), Status.OK, 4 * O),
+    "read outputs length": (outputs_request(4, 0, 1), Status.BAD_LENGTH, 0),
+    "read outputs none": (outputs_request(5, 1, 0), Status.BAD_ADDRESS, 0),
+    "read outputs range": (outputs_request(5, 3, 3), Status.BAD_ADDRESS, 0),
+    "read outputs slot": (outputs_request(5, 0, 1, 2), Status.BAD_ADDRESS, 0),
+    "read outputs payload": (outputs_request(5, 0, 5), Status.BAD_LENGTH, 0),
 }
 
 # Frames failing two checks: the first in the documented order gives the status.
@@ -188,9 +213,9 @@ FIRST_WINS = {
     "read address before payload": (memory_request(Command.READ, 9, TABLES.index, 12, 13), Status.BAD_ADDRESS),
     "crc length before all": (memory_request(Command.CRC, 10, ALL_MEMORIES, 1, 0), Status.BAD_LENGTH),
     "crc address before count": (memory_request(Command.CRC, 9, MEMORIES, 0, 0), Status.BAD_ADDRESS),
-    "run length before count": (count_request(Command.RUN, 3, 0), Status.BAD_LENGTH),
-    "read outputs length before range": (outputs_request(5, 0, 0), Status.BAD_LENGTH),
-    "read outputs range before payload": (outputs_request(4, 1, 5), Status.BAD_ADDRESS),
+    "run length before count": (run_request(2, 0), Status.BAD_LENGTH),
+    "read outputs length before range": (outputs_request(4, 0, 0), Status.BAD_LENGTH),
+    "read outputs range before payload": (outputs_request(5, 1, 5), Status.BAD_ADDRESS),
 }
 
 
@@ -215,7 +240,7 @@ def test_exactly_once():
         (write, Status.OK),
         (write, Status.DUPLICATE),                                            # the retry
         (count_request(Command.WRITE_INPUTS, 2 + D, 1, seq=7), Status.DUPLICATE),
-        (count_request(Command.RUN, 2, 0, seq=7), Status.BAD_ADDRESS),       # the checks come first
+        (run_request(3, 0, seq=7), Status.BAD_ADDRESS),                       # the checks come first
         (Frame(Command.STATUS, 0, seq=7), Status.OK),                         # not state-changing
         (memory_request(Command.WRITE, 9 + WORD, TABLES.index, 0, 1, seq=7, status=Status.BAD_CRC), Status.BAD_CRC),
         (memory_request(Command.WRITE, 9 + WORD, TABLES.index, 1, 1, seq=8), Status.OK),
@@ -230,14 +255,61 @@ def test_exactly_once():
         [(1, 0) if status == Status.OK else (0, 1) for _, status in frames_and_statuses]
 
 
+def test_a_run_goes_on_in_the_background():
+    """RUN replies at once and the engine runs on: STATUS, IDENTIFY and READ_OUTPUTS of the
+    other slot are answered meanwhile; READ_OUTPUTS of the run's slot, WAIT and WRITE_INPUTS
+    only once its last output byte is stored. WAIT gives the run's cycles (asked twice, the
+    same), the run's slot its outputs (the testbench's engine takes 2 inputs and, 300
+    cycles later, gives 2 outputs)."""
+    signature = engine_signature()
+    lanes, elements = signature.out_lanes, BOARD.out_elements
+    assert O == elements                                         # one byte an output element
+    outputs = [[(37 * v + 11 * e) % 256 - 128 for e in range(elements)] for v in range(2)]
+    finished = []
+
+    async def engine(ctx, dut, now):
+        ctx.set(dut.engine.i.ready, 1)
+        beats = 0
+        while beats < 2 * -(-D // signature.in_lanes):
+            _, _, valid = await ctx.tick().sample(dut.engine.i.valid)
+            beats += valid
+        ctx.set(dut.engine.i.ready, 0)
+        await ctx.tick().repeat(300)
+        for vector in outputs:
+            for first in range(0, elements, lanes):
+                chunk = vector[first:first + lanes]
+                ctx.set(dut.engine.o.payload, {"data": chunk + [0] * (lanes - len(chunk)),
+                                               "last": first + lanes >= elements})
+                ctx.set(dut.engine.o.valid, 1)
+                await ctx.tick().until(dut.engine.o.ready)
+        ctx.set(dut.engine.o.valid, 0)
+        finished.append(now[0])
+
+    frames = [count_request(Command.WRITE_INPUTS, 2 + 2 * D, 2, seq=1), run_request(3, 2, 0, seq=2),
+              Frame(Command.STATUS, 0), Frame(Command.IDENTIFY, 0, seq=3), outputs_request(5, 0, 2, 1),
+              outputs_request(5, 0, 2, 0), Frame(Command.WAIT, 0), Frame(Command.WAIT, 0),
+              count_request(Command.WRITE_INPUTS, 2 + D, 1, seq=4)]
+    replies = exchange(frames, engine, wait=2000)
+    assert [r.status for r in replies] == [Status.OK] * len(frames)
+    [done] = finished
+    run = replies[1]
+    assert all(r.cycle < done for r in replies[1:5])                 # RUN, STATUS, IDENTIFY, the other slot
+    assert all(r.cycle > done for r in replies[5:])                  # the run's slot, WAIT, WRITE_INPUTS
+    assert replies[5].data == bytes(v & 0xFF for vector in outputs for v in vector)
+    (cycles,) = struct.unpack("<I", replies[6].data)
+    assert replies[7].data == replies[6].data
+    # From RUN's dispatch (before its reply) to the last byte stored (after the engine's last beat).
+    assert done - run.cycle < cycles < replies[5].cycle - run.cycle + 3, (cycles, done, run.cycle)
+
+
 def test_identify_and_status_replies():
-    """IDENTIFY: version 1, config_id, max_payload, batch, memories, D, O bytes, clock, divisor
+    """IDENTIFY: version 2, config_id, max_payload, batch, memories, D, O bytes, clock, divisor
     (section 14.5). STATUS: ten u16 counters, the first seven counting replies by status and
     counting the STATUS reply itself, then the flags (bit 0 framing_error, bit 1 idle)."""
     frames = [Frame(Command.IDENTIFY, 0), Frame(0x55, 0), Frame(Command.READ, 1),
               memory_request(Command.READ, 9, MEMORIES, 0, 1), Frame(Command.STATUS, 0)]
     replies = exchange(frames)
-    assert replies[0].data == struct.pack("<B8sHHBHHIH", 1, bytes.fromhex(CONFIG.config_id), 25, BATCH, MEMORIES,
+    assert replies[0].data == struct.pack("<B8sHHBHHIH", 2, bytes.fromhex(CONFIG.config_id), 25, BATCH, MEMORIES,
                                           D, O, 12_000_000, 12)
     frames_ok, bad_crc, bad_length, unknown, bad_address, timeouts, duplicates = 2, 0, 1, 1, 1, 0, 0
     assert replies[-1].data == struct.pack("<10HB", frames_ok, bad_crc, bad_length, unknown, bad_address, timeouts,

@@ -166,7 +166,7 @@ def malformed_message(cmd, problems) -> str:
     """MalformedReply's message as a pattern (any sequence number)."""
     return (re.escape(f"board on the fake port: no well-formed reply to {cmd.name} (seq ") + r"\d+"
             + re.escape(f") in 3 attempts ({'; '.join('a reply of ' + p for p in problems)}); is it a bitstream "
-                        f"of another nomac (link protocol version 1 here)?") + "$")
+                        f"of another nomac (link protocol version 2 here)?") + "$")
 
 
 @pytest.mark.parametrize("extra", [-1, 1], ids=["short", "long"])
@@ -208,15 +208,16 @@ def test_a_reply_of_the_wrong_length_is_retried_and_the_second_one_used(case):
     assert len(sent) == 2 and sent[0] == sent[1]
 
 
-def test_a_run_whose_reply_is_malformed_is_not_run_again_and_its_cycles_are_not_counted():
+def test_a_run_whose_reply_is_malformed_is_not_run_again_and_its_cycles_still_count():
     def misbehave(number, request, reply):
         return reframed(reply, payload_of(reply)[:-1]) if number == 1 else reply      # the first RUN reply
 
     board = FakeBoard(CONFIG, MAP, misbehave=misbehave)
     outputs, cycles = BoardSession(fake_link(board), MAP).run(VECTORS)
-    assert outputs.tolist() == GOLDEN_OUTPUTS and cycles == 0
+    assert outputs.tolist() == GOLDEN_OUTPUTS and cycles == 100 * len(VECTORS)     # WAIT's, not RUN's
     assert [(f.cmd, f.seq) for f in board.requests] == [(lp.Command.WRITE_INPUTS, 0), (lp.Command.RUN, 1),
-                                                        (lp.Command.RUN, 1), (lp.Command.READ_OUTPUTS, 2)]
+                                                        (lp.Command.RUN, 1), (lp.Command.WAIT, 2),
+                                                        (lp.Command.READ_OUTPUTS, 3)]
 
 
 @pytest.mark.parametrize("payload, problem", [
@@ -251,7 +252,7 @@ def test_a_board_that_answers_every_state_change_duplicate_is_refused():
     board = FakeBoard(CONFIG, MAP, misbehave=misbehave)
     with pytest.raises(BoardRejected, match="^board on the fake port: WRITE answered DUPLICATE to a new sequence "
                                             "number right after IDENTIFY cleared the last one; the board does "
-                                            "not follow link protocol version 1$"):
+                                            "not follow link protocol version 2$"):
         BoardSession(fake_link(board), MAP).write_words(TABLES.index, 0, [1])
     assert [f.cmd for f in board.requests] == [lp.Command.WRITE, lp.Command.IDENTIFY, lp.Command.WRITE]
 

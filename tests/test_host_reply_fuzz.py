@@ -27,7 +27,7 @@ RUN_VECTORS = np.random.default_rng(7).integers(-128, 128, (8, MAP.in_elements))
 RUN_GOLDEN = run_golden(CONFIG, RUN_VECTORS)
 LAYER_ARRAYS = board_layer(CONFIG).arrays()
 LOADED_MEMORIES = {region.index: region.words(LAYER_ARRAYS[region.array]) for region in MAP.regions}
-CLEAN_RUN_REPLIES = 15     # IDENTIFY, 5 x (WRITE, CRC), WRITE_INPUTS, RUN, READ_OUTPUTS, STATUS
+CLEAN_RUN_REPLIES = 16     # IDENTIFY, 5 x (WRITE, CRC), WRITE_INPUTS, RUN, WAIT, READ_OUTPUTS, STATUS
 
 DAMAGE = st.one_of(
     st.tuples(st.just("length"), st.integers(-4, 4).filter(bool), st.binary(min_size=4, max_size=4)),

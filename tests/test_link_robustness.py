@@ -2,8 +2,8 @@
 
 Each case of nomac.sim.link_adversary (valid writes and reads, replays of the last
 and of older frames, bit flips, wrong lengths, lengths above max_payload, addresses
-out of range, unknown commands, frames cut short, garbage between frames, and wild
-mixes of these) is sent to a blank simulated board; the replies must be exactly the
+out of range, unknown commands, the vector commands valid and refused, frames cut
+short, garbage between frames, and wild mixes of these) is sent to a blank simulated board; the replies must be exactly the
 expected ones, and every engine memory, read from the simulator after each case,
 must hold exactly the writes the board acknowledged. Every 25 cases, and at the end,
 the memories are read back over the link too (CRC of all memories), and the board's
@@ -27,7 +27,9 @@ def check(report, cases):
     # every kind of case was exercised, and every status came back
     assert set(report["tally"]) == {"valid_write", "valid_read", "replay_last", "replay_old", "bad_crc",
                                     "wrong_length", "too_long", "bad_address", "unknown_command", "truncated",
-                                    "garbage_then_valid", "wild"}
+                                    "garbage_then_valid", "wild"} | {
+        f"vector_commands_{kind}" for kind in ("write_inputs", "read_outputs", "wait", "wait_length", "run_length",
+                                               "run_count", "run_slot", "read_outputs_length", "read_outputs_slot")}
     assert set(report["statuses"]) == {"OK", "BAD_CRC", "BAD_LENGTH", "UNKNOWN_COMMAND", "BAD_ADDRESS",
                                        "TIMEOUT", "DUPLICATE"}
 

@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-from nomac.board_run import project_on_board
 from nomac.boards.devices import get_board
 from nomac.boards.network_board import BOARD_LIMITS, limits_id, limits_json
 from nomac.cli import bundled_config, main
@@ -89,7 +88,8 @@ def test_a_small_whole_model_gives_each_step_against_its_bound(files, tmp_path, 
         for link in figures_on["links"]:
             wire = run["wire_bytes_per_image"] * 10 / link["baud"]
             assert link["link_images_per_s"] == pytest.approx(1 / wire)
-            assert link["images_per_s"] == pytest.approx(1 / (wire + run["cycles_per_image"] / hz))
+            # the replay (tests/test_inference_timeline.py) is bound by the wire and by the compute
+            assert 1 / link["images_per_s"] >= max(wire, run["cycles_per_image"] / hz)
     table = (out / "network_cycles.md").read_text()
     assert "| 0    | g0        | gelu | 67              | 64    | 1.05  | T*E" in table
     assert "| 2    | g2        | gelu | 19              | 16    | 1.19  | T*E" in table
@@ -119,13 +119,3 @@ def test_a_board_whose_limits_the_model_exceeds_is_reported_not_run(files, tmp_p
 def test_every_measured_network_clock_is_a_bundled_bitstreams():
     built = {limits_id(limits) for board_set in BOARD_LIMITS.values() for limits in board_set}
     assert set(NETWORK_CLOCK_HZ) <= built and all(isinstance(hz, int) for hz in NETWORK_CLOCK_HZ.values())
-
-
-def test_the_projection_runs_the_compute_at_the_clock_given():
-    class Report:
-        projection = {"wire_bytes_per_image": 1000.0}
-        cycles_per_image = 50_000.0
-    at_pll = project_on_board(Report(), "icebreaker", 1_000_000, clock_hz=25_000_000)
-    assert at_pll["compute_seconds_per_image"] == 0.002 and at_pll["link_images_per_s"] == 100.0
-    assert at_pll["images_per_s"] == pytest.approx(1 / (0.01 + 0.002))
-    assert project_on_board(Report(), "icebreaker", 1_000_000)["clock_hz"] == 12_000_000

@@ -146,10 +146,11 @@ class FakeNetworkBoard(FakeBoard):
 
     def execute(self, frame) -> bytes:
         if frame.cmd == Command.RUN and frame.seq != self.last_changed:
-            (count,) = lp.COUNT_REQUEST.unpack_from(frame.payload)
-            self.outputs = run_golden(self.config, self.inputs[:count]).astype(np.int8).tobytes()
+            count, slot = lp.RUN_REQUEST.unpack_from(frame.payload)
+            self.outputs[slot] = run_golden(self.config, self.inputs[:count]).astype(np.int8).tobytes()
+            self.cycles = 1000 * count
             self.last_changed = frame.seq
-            return bytes([Status.OK]) + lp.RUN_REPLY.pack(1000 * count)
+            return bytes([Status.OK])
         return super().execute(frame)
 
 
