@@ -84,6 +84,7 @@ class TrainableLUTLinear(LUTLinear):
                              f"encoder has no distances to soften")
         self.log_tau = nn.Parameter(torch.zeros((), device=device, dtype=dtype))
         self.tau_scale = 1.0       # the temperature schedule's factor (training sets it each epoch)
+        self.bypass = False        # progressive replacement: compute as the float Linear x W^T + b for now
         self.quantization: tuple[float, float] | None = None     # (input_scale, output_scale)
         if learn != "tables":
             self.weight = nn.Parameter(torch.zeros(out_features, in_features, device=device, dtype=dtype))
@@ -225,6 +226,8 @@ class TrainableLUTLinear(LUTLinear):
         return y.reshape(*lead, self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bypass:
+            return F.linear(x, self.weight, self.bias)
         if self.quantization is not None:
             return self.quantized_forward(x)
         if not self.training:

@@ -30,7 +30,9 @@ them `distill_weighting` ("hinton", the default: (1 - distill) CE + distill T^2 
 0.2 CE + 0.8 KL, which needs distill > 0), `reconstruction` (the weight of the lookup layers'
 reconstruction loss, LayerReconstruction; > 0 needs a lut layer in the plan) and `tau_anneal`
 (the temperature schedule of the soft assignment: its inverse temperature times a factor
-rising geometrically from 1 to tau_anneal over the epochs; != 1 needs a lut layer with distances).
+rising geometrically from 1 to tau_anneal over the epochs; != 1 needs a lut layer with distances)
+and `progressive` (the lookup layers replace their float Linear block by block, not all at once;
+needs lut layers, each with learned weights, `learn` weight or weight+tables).
 
 Loading checks a plan as a config is checked (model/json_files.py reads the file): every
 field's type and range (SETTINGS, OPTIONS), unknown fields refused, and a rule whose
@@ -46,7 +48,7 @@ from torch import nn
 
 from nomac.base.errors import ConfigError, NomacError
 from nomac.model.butterfly_chains import STYLES, propose_chain
-from nomac.model.field_rules import (reject_unknown, require_choice, require_int, require_power_of_two,
+from nomac.model.field_rules import (reject_unknown, require_bool, require_choice, require_int, require_power_of_two,
                                      require_real)
 from nomac.model.json_files import read_json
 from nomac.model.layers.lut_training import INPUT_GRADIENTS, LEARN, SOFT_DISTANCES, TrainableLUTLinear
@@ -95,7 +97,7 @@ SETTINGS = {"epochs": _int(0, MAX_EPOCHS), "batch": _int(1, 1 << 16), "lr": _rea
             "weight_decay": _real(lo=0), "label_smoothing": _real(lo=0, below=1), "warmup": _real(lo=0, hi=1),
             "distill": _real(lo=0, hi=1), "temperature": _real(above=0), "hidden_distill": _real(lo=0),
             "distill_weighting": _choice(DISTILL_WEIGHTINGS), "reconstruction": _real(lo=0),
-            "tau_anneal": _real(above=0),
+            "tau_anneal": _real(above=0), "progressive": require_bool,
             "average": _real(lo=0, below=1), "rotate": _real(lo=0), "scale": _real(lo=0, below=1),
             "translate": _real(lo=0)}
 
@@ -225,6 +227,14 @@ def plan_from_dict(document, where: str = "<plan>", linear_names=None) -> Compre
         raise ConfigError(f"{where}: training", "tau_anneal", training["tau_anneal"],
                           "needs a lut layer with a distance encoder (l2, l1) whose soft assignment it anneals "
                           "(1 turns it off); this plan has none")
+    luts = [rule for rule in rules if rule.kind == "lut"]
+    if settings.progressive and (not luts or any(rule.options["learn"] == "tables" for rule in luts)):
+        raise ConfigError(f"{where}: training", "progressive", True,
+                          "needs lut layers that learn their weights (learn 'weight' or 'weight+tables'): a "
+                          "layer not yet replaced computes as its float Linear; " +
+                          ("this plan has no lut layer" if not luts else
+                           f"layers[{rules.index(next(r for r in luts if r.options['learn'] == 'tables'))}] "
+                           f"learns only its tables"))
     return CompressionPlan(name=name, rules=rules, method=method, settings=settings,
                            description=description, source=where, table_budget=table_budget)
 

@@ -45,6 +45,7 @@ LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train":
           "lut_lutnn_v1_k8": "LUT 1-element subvectors K=8, LUT-NN recipe (soft input gradient, learned temperature)",
           "lut_train_v1_k8_l1soft": "LUT 1-element subvectors K=8, differentiable, L1 soft distances",
           "lut_train_v1_k8_anneal": "LUT 1-element subvectors K=8, differentiable, temperature annealed x10",
+          "lut_train_v1_k8_progressive": "LUT 1-element subvectors K=8, differentiable, replaced block by block",
           "lut_train_v1_k8_kd28": "LUT 1-element subvectors K=8, differentiable, 0.2 CE + 0.8 KD",
           "lut_train_v1_k8_recon": "LUT 1-element subvectors K=8, differentiable, layer reconstruction",
           "lut_train_ice40_all": "LUT every Linear, iCEBreaker tables",

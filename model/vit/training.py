@@ -7,7 +7,8 @@ times T^2; and, with `hidden_distill`, the squared error of the residual stream 
 every attention and MLP half-block against the teacher's; with `reconstruction`, every
 lookup layer's squared error against the teacher's Linear on the same input, see
 LayerReconstruction; with `tau_anneal`, a temperature schedule for the lookup layers' soft
-assignment, see tau_schedule), and random affine
+assignment, see tau_schedule; with `progressive`, the lookup layers replace their float
+Linear block by block, see replacement_stages), and random affine
 augmentation of the digit images (rotation, scale, sub-pixel shift; the float model's
 inputs only, the test images are never touched). With `average`, the run ends with an
 exponential moving average of the weights over the steps (Polyak averaging, as in Izmailov
@@ -39,7 +40,8 @@ from nomac.base.output_files import replaced_file
 from nomac.model.layers.lut_training import TrainableLUTLinear
 
 __all__ = ["DISTILL_WEIGHTINGS", "PUBLISHED_WEIGHTS", "TrainSettings", "augment", "hidden_state_loss",
-           "distillation_loss", "LayerReconstruction", "tau_schedule", "accuracy", "predict", "train", "save_checkpoint"]
+           "distillation_loss", "LayerReconstruction", "tau_schedule", "replacement_stages", "stage_at", "accuracy", "predict",
+           "train", "save_checkpoint"]
 
 # How cross-entropy and distillation are weighed (TrainSettings.distill_weighting):
 # "hinton": (1 - distill) * CE + distill * T^2 * KL, the soft term scaled by T^2 as in Hinton et
@@ -65,6 +67,7 @@ class TrainSettings:
     distill_weighting: str = "hinton"   # DISTILL_WEIGHTINGS: how cross-entropy and distillation are weighed
     reconstruction: float = 0.0      # weight of the lookup layers' reconstruction loss (0: none)
     tau_anneal: float = 1.0          # the soft assignment's inverse temperature ends this many times its own
+    progressive: bool = False        # lookup layers replace their float Linear block by block
     average: float = 0.0             # decay of the weight average the run ends with (0: the last weights)
     rotate: float = 0.21             # augmentation: max rotation (radians, ~12 degrees)
     scale: float = 0.1               # max relative zoom
@@ -176,6 +179,27 @@ def tau_schedule(tau_anneal: float, epoch: int, epochs: int) -> float:
     return tau_anneal ** (epoch / max(1, epochs - 1))
 
 
+def replacement_stages(model: nn.Module) -> dict:
+    """Progressive replacement's stage of each lookup layer (module -> stage): block i's layers
+    replace their float Linear in stage i, the patch embedding with block 0, every other
+    layer (the head) with the last block. Training spends epochs * stage // blocks epochs
+    before stage `stage` starts (`stage_at`); a layer whose stage has not started computes as
+    its float Linear (`TrainableLUTLinear.bypass`), so its weight trains on, its prototypes and
+    tables wait."""
+    blocks = len(model.blocks)
+    stages = {}
+    for name, module in model.named_modules():
+        if isinstance(module, TrainableLUTLinear):
+            parts = name.split(".")
+            stages[module] = int(parts[1]) if parts[0] == "blocks" else 0 if name == "patch_embed" else blocks - 1
+    return stages
+
+
+def stage_at(epoch: int, epochs: int, blocks: int) -> int:
+    """The replacement stage running at `epoch`: the epochs split into `blocks` equal parts."""
+    return min(blocks - 1, epoch * blocks // max(1, epochs))
+
+
 def accuracy(model: nn.Module, x, labels, batch: int = 512) -> float:
     return float((predict(model, x, batch) == np.asarray(labels)).mean())
 
@@ -213,6 +237,10 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
     if settings.tau_anneal != 1 and not annealed:
         raise NomacError(f"{description}: tau_anneal = {settings.tau_anneal}: the model has no lookup layer with "
                          f"a soft assignment to anneal")
+    stages = replacement_stages(model) if settings.progressive else {}
+    if settings.progressive and (not stages or any(m.learn == "tables" for m in stages)):
+        raise NomacError(f"{description}: progressive = True: needs lookup layers that learn their weights (a layer "
+                         f"not yet replaced computes as its float Linear)")
     from tqdm import tqdm
     torch.set_num_threads(1)
     if not cpu_capability_pinned():
@@ -257,6 +285,9 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
             if settings.tau_anneal != 1:
                 for module in annealed:
                     module.tau_scale = tau_schedule(settings.tau_anneal, epoch, settings.epochs)
+            running_stage = stage_at(epoch, settings.epochs, len(model.blocks)) if stages else 0
+            for module, stage in stages.items():
+                module.bypass = stage > running_stage
             model.train()
             order = torch.randperm(len(x_train), generator=generator)
             total = 0.0
@@ -298,6 +329,8 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, schedule, history, average)
         bar.close()
+    for module in stages:
+        module.bypass = False            # an interrupted run's model is still the whole lookup model
     return history
 
 
