@@ -39,10 +39,10 @@ __all__ = ["DEFAULT_IMAGES", "NETWORK_CLOCK_HZ", "LINK_BAUDS", "STEP_TARGET", "T
 DEFAULT_IMAGES = 16
 # The network clock `nomac build WHOLE.json` reached with the PLL, per built bitstream (the id of
 # its limits; README, "The whole tiny ViT on a board"): the iCEBreaker's lut set and its dense + shift
-# set at 23.625 MHz, the ULX3S-85F's nine units at 35 MHz. A bitstream not in here is
+# set at 21.75 MHz, the ULX3S-85F's nine units at 35 MHz. A bitstream not in here is
 # projected at its board's oscillator, and says so.
-NETWORK_CLOCK_HZ = {limits_id(BOARD_LIMITS["icebreaker"][0]): 23_625_000,
-                    limits_id(BOARD_LIMITS["icebreaker"][1]): 23_625_000,
+NETWORK_CLOCK_HZ = {limits_id(BOARD_LIMITS["icebreaker"][0]): 21_750_000,
+                    limits_id(BOARD_LIMITS["icebreaker"][1]): 21_750_000,
                     limits_id(BOARD_LIMITS["ulx3s-85f"][0]): 35_000_000}
 # The baud rates of issue 15's throughput targets, per board.
 LINK_BAUDS = {"icebreaker": (1_000_000,), "ulx3s-85f": (1_000_000, 3_000_000)}
@@ -225,9 +225,10 @@ def format_model(figures: ModelFigures) -> str:
                              f"{link['link_images_per_s']:,.1f}"])
         lines += markdown_table(["board", "clock", "cycles/image", "compute per image", "link",
                                  "images/s end to end", "link bound images/s"], rows)
-        lines += ["", "images/s end to end: the run's bytes per image on the wire (10 bits a byte) and then the "
-                      "compute at the clock, one after the other (the host's USB latency comes on top); link bound: "
-                      "the wire alone", ""]
+        lines += ["", "images/s end to end: the run's exchanges replayed at the baud (10 bits a byte) and the clock, "
+                      "the next inputs and the last outputs on the wire while the engine computes "
+                      "(sim/inference_timeline.py; the host's USB latency comes on top); link bound: the wire alone",
+                  ""]
     for board, error in figures.refused.items():
         lines.append(f"not on {board}: {error}")
     if not figures.runs:
