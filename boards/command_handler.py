@@ -341,8 +341,8 @@ class CommandHandler(wiring.Component):
                 m.d.comb += [write.addr.eq(ours_w.addr), write.data.eq(ours_w.data), write.en.eq(ours_w.en),
                              read.addr.eq(ours_r.addr), read.en.eq(ours_r.en), ours_r.data.eq(read.data)]
 
-        # The payload feeds the word writer (WRITE) or the input buffer (WRITE_INPUTS), the input
-        # buffer the engine (RUN), the output buffer the reply (READ_OUTPUTS: `_reply_source`).
+        # The payload feeds the word writer (WRITE) or the input buffer (WRITE_INPUTS), the output
+        # buffer the reply (READ_OUTPUTS: `_reply_source`); the run has its own reader.
         to_words = command[Command.WRITE]
         m.d.comb += byte_reader.o.ready.eq(Mux(to_words, 1, Mux(command[Command.WRITE_INPUTS], byte_writer.i.ready,
                                                                 self.data.ready)))

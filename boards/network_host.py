@@ -97,7 +97,7 @@ class NetworkRunReport:
     golden_accuracy: float | None
     load: LoadReport
     run_seconds: float
-    engine_cycles: int                   # the RUN replies' cycles, summed over the batches
+    engine_cycles: int                   # the runs' cycles (WAIT replies), summed over the batches
     steps: list
     link: LinkStatistics
     counters: lp.Counters | None

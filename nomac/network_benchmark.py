@@ -78,7 +78,7 @@ class NetworkRun:
     mismatched_images: int
     accuracy: float | None
     golden_accuracy: float | None
-    cycles_per_image: float             # the RUN replies' cycles over the images
+    cycles_per_image: float             # the runs' cycles (WAIT replies) over the images
     wire_bytes_per_image: float
     steps: list                         # nomac.boards.network_host.StepCycles of the last image
 
@@ -186,7 +186,7 @@ def format_run(run: NetworkRun) -> list[str]:
     rows.append(["", "all steps", "", f"{run.step_cycles:,}", f"{run.bound:,}", _ratio(run.step_cycles, run.bound),
                  "sum"])
     rows.append(["", "image", "", f"{run.cycles_per_image:,.0f}", f"{run.bound:,}",
-                 _ratio(run.cycles_per_image, run.bound), "the board's cycles per image (RUN): steps, program reads"])
+                 _ratio(run.cycles_per_image, run.bound), "the board's cycles per image (WAIT): steps, program reads"])
     lines = markdown_table(["step", "layer", "kind", "measured cycles", "bound", "ratio", "rule"], rows)
     over = run.over_target()
     within = len(run.steps) - len(over)

@@ -210,7 +210,7 @@ def test_a_reply_of_the_wrong_length_is_retried_and_the_second_one_used(case):
 
 def test_a_run_whose_reply_is_malformed_is_not_run_again_and_its_cycles_still_count():
     def misbehave(number, request, reply):
-        return reframed(reply, payload_of(reply)[:-1]) if number == 1 else reply      # the first RUN reply
+        return reframed(reply, payload_of(reply)[:-1]) if number == 1 else reply      # the first RUN reply: no status byte
 
     board = FakeBoard(CONFIG, MAP, misbehave=misbehave)
     outputs, cycles = BoardSession(fake_link(board), MAP).run(VECTORS)
