@@ -220,6 +220,7 @@ class CommandHandler(wiring.Component):
                 setattr(request, name, registered)
         status, data_length = self._checks(m, request)
         reply = self._reply_source(m, paths, counters, command)
+        run = paths.run
         once = self._exactly_once(m, status)
         self._ranges(m, request, paths, once.dispatching, command)
         m.d.comb += [counters.event0.valid.eq(once.dispatching), counters.event0.index.eq(reply.header.status)]
@@ -243,7 +244,6 @@ class CommandHandler(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 # The memory ports and buffers are free once the engine is and no run is on; IDENTIFY
                 # and STATUS need neither, READ_OUTPUTS only its slot.
-                run = paths.run
                 free = self.engine.idle & ~run.active
                 slot_busy = run.active & (request.outputs_slot == run.slot)
                 with m.If(free | command[Command.IDENTIFY] | command[Command.STATUS] |
@@ -277,7 +277,6 @@ class CommandHandler(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.reply.valid.eq(1), self.frame.ready.eq(self.reply.ready)]
                 with m.If(self.reply.ready):
                     m.next = "IDLE"
-        run = paths.run
         with m.If(run.active & (paths.byte_writer.written == times(run.count, self.board.out_vector_bytes))):
             m.d.sync += run.active.eq(0)
         with m.If(run.active):

@@ -397,6 +397,12 @@ class BoardSession:
         vectors = options.check_vectors(CLI_COMMAND, vectors, board.in_elements)
         out_size = lp.element_bytes(board.out_bits)
         outputs, cycles = [], 0
+
+        def collect(slot: int, count: int):
+            outputs.append(self._read_outputs(slot, count))
+            if on_batch:
+                on_batch(count)
+
         running = None                     # (slot, vectors) of the run whose outputs are not read yet
         for k, start in enumerate(range(0, len(vectors), board.batch)):
             batch = vectors[start:start + board.batch]
@@ -406,14 +412,10 @@ class BoardSession:
             slot = k % lp.OUTPUT_SLOTS
             self.link.transact(Command.RUN, lp.RUN_REQUEST.pack(len(batch), slot))
             if running is not None:
-                outputs.append(self._read_outputs(*running))
-                if on_batch:
-                    on_batch(running[1])
+                collect(*running)
             running = (slot, len(batch))
         cycles += self._wait()
-        outputs.append(self._read_outputs(*running))
-        if on_batch:
-            on_batch(running[1])
+        collect(*running)
         result = np.concatenate(outputs)
         return (result.astype(np.int8) if out_size == 1 else result), cycles
 

@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from nomac.boards.board_map import BoardMap
 from nomac.boards.board_top import SIM_DIVISOR, BoardCore
 from nomac.boards.devices import BOARDS, Board
-from nomac.boards.link_protocol import FRAME_OVERHEAD, OUTPUTS_REQUEST, RUN_REQUEST, WAIT_REPLY, Command
+from nomac.boards.link_protocol import (COUNT_REQUEST, FRAME_OVERHEAD, OUTPUTS_REQUEST, RUN_REQUEST, WAIT_REPLY,
+                                        Command)
 from nomac.boards.network_board import network_board_core
 from nomac.boards.uart import UARTReceiver, UARTTransmitter
 from nomac.hw.flat_verilog import FlatPorts, to_verilog
@@ -240,7 +241,7 @@ def project_network_throughput(report: dict, board: Board, baud: int, board_map:
     """
     projection = project_throughput(report, board, baud, table_bytes=table_bytes, vectors=images)
     wire_bytes = sum(e["request_bytes"] + e["reply_bytes"] for e in projection["inference"])
-    one_image = (2 * 4 * FRAME_OVERHEAD + (2 + board_map.in_vector_bytes) + 1 + RUN_REQUEST.size + 1
+    one_image = (2 * 4 * FRAME_OVERHEAD + (COUNT_REQUEST.size + board_map.in_vector_bytes) + 1 + RUN_REQUEST.size + 1
                  + (1 + WAIT_REPLY.size) + OUTPUTS_REQUEST.size + (1 + board_map.out_vector_bytes))
     compute = cycles_per_image / board.clock_hz
     projection.update({

@@ -227,14 +227,15 @@ def plan_from_dict(document, where: str = "<plan>", linear_names=None) -> Compre
         raise ConfigError(f"{where}: training", "tau_anneal", training["tau_anneal"],
                           "needs a lut layer with a distance encoder (l2, l1) whose soft assignment it anneals "
                           "(1 turns it off); this plan has none")
-    luts = [rule for rule in rules if rule.kind == "lut"]
-    if settings.progressive and (not luts or any(rule.options["learn"] == "tables" for rule in luts)):
-        raise ConfigError(f"{where}: training", "progressive", True,
-                          "needs lut layers that learn their weights (learn 'weight' or 'weight+tables'): a "
-                          "layer not yet replaced computes as its float Linear; " +
-                          ("this plan has no lut layer" if not luts else
-                           f"layers[{rules.index(next(r for r in luts if r.options['learn'] == 'tables'))}] "
-                           f"learns only its tables"))
+    if settings.progressive:
+        luts = [index for index, rule in enumerate(rules) if rule.kind == "lut"]
+        tables_only = [index for index in luts if rules[index].options["learn"] == "tables"]
+        if not luts or tables_only:
+            raise ConfigError(f"{where}: training", "progressive", True,
+                              "needs lut layers that learn their weights (learn 'weight' or 'weight+tables'): a "
+                              "layer not yet replaced computes as its float Linear; " +
+                              (f"layers[{tables_only[0]}] learns only its tables" if tables_only
+                               else "this plan has no lut layer"))
     return CompressionPlan(name=name, rules=rules, method=method, settings=settings,
                            description=description, source=where, table_budget=table_budget)
 

@@ -285,9 +285,10 @@ def train(model: nn.Module, data, settings: TrainSettings, seed: int, *, checkpo
             if settings.tau_anneal != 1:
                 for module in annealed:
                     module.tau_scale = tau_schedule(settings.tau_anneal, epoch, settings.epochs)
-            running_stage = stage_at(epoch, settings.epochs, len(model.blocks)) if stages else 0
-            for module, stage in stages.items():
-                module.bypass = stage > running_stage
+            if stages:
+                running_stage = stage_at(epoch, settings.epochs, len(model.blocks))
+                for module, stage in stages.items():
+                    module.bypass = stage > running_stage
             model.train()
             order = torch.randperm(len(x_train), generator=generator)
             total = 0.0
