@@ -230,20 +230,22 @@ def _write_results(out: Path, report: BuildReport):
 def build_bitstream(config: Config, board_name: str = DEFAULT_BOARD, *, layer_name: str | None = None,
                     limits: NetworkLimits | None = None, out_dir=None, baud: int | None = None,
                     max_payload: int | None = None, timeout_bytes: int = DEFAULT_TIMEOUT_BYTES, seed: int = 1,
-                    progress=print) -> BuildReport:
+                    first_mhz=None, progress=print) -> BuildReport:
     """Build the bitstream of `config`'s board for `board_name` into `out_dir`; return the report.
     `baud` and `max_payload` (by the board map) are checked before anything is written or run.
-    A whole model builds the network board (`build_network_bitstream`, for `limits`)."""
+    A whole model builds the network board (`build_network_bitstream`, for `limits`, its first
+    pass at `first_mhz`)."""
     if is_dataflow(config):
         if layer_name is not None:
             raise NomacError(f"build: layer = {layer_name!r}: {config.source} is a whole model, built whole as the "
                              f"network board (no layer is chosen)")
         return build_network_bitstream(config, board_name, limits=limits, out_dir=out_dir, baud=baud,
                                        max_payload=max_payload, timeout_bytes=timeout_bytes, seed=seed,
-                                       progress=progress)
-    if limits is not None:
-        raise NomacError(f"build: limits: only a whole model (a config with operator layers) is built as the network "
-                         f"board; {config.source} is a chain of layers")
+                                       first_mhz=first_mhz, progress=progress)
+    for option, value in (("limits", limits), ("first_mhz", first_mhz)):
+        if value is not None:
+            raise NomacError(f"build: {option} = {value}: only a whole model (a config with operator layers) is built "
+                             f"as the network board, PLL-clocked; {config.source} is a chain of layers")
     board = get_board(board_name)
     baud = board.default_baud if baud is None else baud
     divisor = board_divisor("build", board, baud)

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import sys
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
@@ -68,6 +69,13 @@ def positive_seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
     return value
+
+
+def positive_mhz(text: str) -> Fraction:
+    """A clock in MHz as an exact fraction (a PLL is chosen for it), e.g. 22.125."""
+    if not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,6})?", text.strip()) or Fraction(text.strip()) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a clock in MHz > 0, e.g. 22.125")
+    return Fraction(text.strip())
 
 
 def bundled_config(name: str) -> Path:
@@ -294,7 +302,7 @@ def cmd_build(args) -> int:
     limits = None if args.limits is None else load_limits(args.limits)
     report = build_bitstream(config, args.board, layer_name=args.layer, limits=limits, out_dir=args.out,
                              baud=args.baud, max_payload=args.max_payload, seed=args.seed,
-                             progress=lambda text: print(text, flush=True))
+                             first_mhz=args.clock_mhz, progress=lambda text: print(text, flush=True))
     print(report.summary())
     print(f"  report {Path(report.bitstream).parent / 'report.json'}, log {report.log}")
     if args.program:
@@ -473,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--baud", type=positive_int, help="UART baud rate (default 1000000)")
     board.add_argument("--max-payload", type=positive_int, help="longest frame payload (default 512, more if needed)")
     board.add_argument("--seed", type=non_negative_int, default=1, help="placement seed")
+    board.add_argument("--clock-mhz", type=positive_mhz,
+                       help="whole model: the PLL clock of the first place-and-route pass, in MHz (default: the "
+                            "device's default target, 48 on the iCE40, 125 on the ECP5)")
     board.add_argument("-o", "--out", type=Path,
                        help="output folder (default build/board/LAYER-BOARD, a whole model build/board/network-BOARD)")
     board.add_argument("--program", action="store_true", help="load the bitstream into the board afterwards")

@@ -18,7 +18,7 @@ import pytest
 from nomac import cli
 from nomac.base.errors import NomacError
 from nomac.boards.build import build_bitstream, build_network_bitstream, overfull_resources
-from nomac.boards.network_board import limits_id
+from nomac.boards.network_board import limits_id, limits_json
 from nomac.hw.network.unit import NetworkLimits
 from nomac.hw.network.units import UNITS
 from nomac.model.config import make_config, save_config
@@ -180,6 +180,42 @@ def test_a_build_that_met_timing_at_some_clock_ends_on_the_highest_that_did(fmax
     assert [(p["pll_mhz"], p["meets_timing"]) for p in report.pll["passes"]] == passes
     assert report.meets_timing and report.clock_hz == clock_mhz * 1_000_000
     assert report.board_map["divisor"] == clock_mhz
+
+
+def test_the_first_pass_takes_the_clock_asked_for(tmp_path, monkeypatch, capsys):
+    """--clock-mhz 22.125: the first pass at 12 * 59 / 32 MHz (DIVF 58, DIVQ 5) meets an Fmax of 22.6,
+    and no higher clock is within 0.95 of it, so that pass is the build."""
+    tools = StandInTools(fmax_mhz=22.6, oscillator_hz=12_000_000)
+    monkeypatch.setattr(subprocess, "run", tools)
+    path = save_config(make_config([gelu("g", 8, 3)]), tmp_path / "whole.json")
+    (tmp_path / "limits.json").write_text(json.dumps(limits_json(TINY_LIMITS)))
+    assert cli.main(["build", str(path), "--limits", str(tmp_path / "limits.json"), "--clock-mhz", "22.125",
+                     "-o", str(tmp_path / "out")]) == 0
+    assert [(p["pll"]["DIVF"], p["pll"]["DIVQ"], p["pll"]["output_hz"]) for p in tools.passes] == [(58, 5, 22_125_000)]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["clock_hz"] == 22_125_000 and report["pll"]["first_mhz"] == 22.125
+    assert "pass 1: PLL 22.125 MHz, UART divisor 22" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "--clock-mhz: '0': must be a clock in MHz > 0"), ("fast", "'fast': must be a clock in MHz > 0"),
+    ("1e3", "'1e3': must be a clock in MHz > 0"),
+    ("10", "iCE40 PLL from 12 MHz: no setting makes 10 MHz or less"),
+    ("22.5", "build: baud = 1000000: icebreaker's 22.5 MHz clock cannot make it within 2 %")])
+def test_a_clock_the_pll_or_the_uart_cannot_take_is_refused_before_any_work(value, message, tmp_path, capsys,
+                                                                             monkeypatch):
+    monkeypatch.setattr(subprocess, "run", StandInTools(fmax_mhz=99.0, oscillator_hz=12_000_000))
+    save_config(MODEL, tmp_path / "whole.json")
+    status = cli.main(["build", str(tmp_path / "whole.json"), "--clock-mhz", value, "-o", str(tmp_path / "out")])
+    assert status == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_chain_of_layers_takes_no_clock(tmp_path):
+    with pytest.raises(NomacError, match=r"build: first_mhz = 30: only a whole model .* is built as the network "
+                                         r"board, PLL-clocked"):
+        build_bitstream(LutCase("tree", 4, 5, 2, 4, {}).config(), first_mhz=30, out_dir=tmp_path / "out", **QUIET)
+    assert not (tmp_path / "out").exists()
 
 
 NEXTPNR_OVERFULL_LOG = """Info: Device utilisation:
