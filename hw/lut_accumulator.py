@@ -20,7 +20,7 @@ __all__ = ["LutAccumulator"]
 class LutAccumulator(wiring.Component):
     """Codes in (a vector of C codes), results out in groups of R = `table_reads` lanes.
 
-    The tables memory is one word of R entries (outputs g*R .. g*R+R-1 of one table
+    The tables memory is one word of R entries of table_bits bits (outputs g*R .. g*R+R-1 of one table
     row) per address (g * C + c) * K + k, so the loop runs over groups g and, inside,
     over codebooks c, reading one word a cycle: C * ceil(M / R) cycles per vector and
     only R accumulators. Codes wait in two banks (ping-pong): the encoder fills one
@@ -35,7 +35,7 @@ class LutAccumulator(wiring.Component):
         self.acc_bits = lut_accumulator_bits(layer)
         self.out_shape = signed(8) if layer.output == "int8" else signed(self.acc_bits)
         self.tables = ParameterMemory(
-            MemoryLayout("tables", "tables", lanes=R, lane_bits=8, signed=True,
+            MemoryLayout("tables", "tables", lanes=R, lane_bits=layer.table_bits, signed=True,
                          pad=((0, 0), (0, 0), (0, G * R - M)), reshape=(C, K, G, R), transpose=(2, 0, 1, 3)),
             layer.tables, writable)
         self.bias = ParameterMemory(
@@ -87,7 +87,7 @@ class LutAccumulator(wiring.Component):
         valid2, first2, final2, last2 = Signal(), Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [valid2.eq(valid1), first2.eq(first1), final2.eq(final1), last2.eq(last1)]
-        entries = data.ArrayLayout(signed(8), R)(tables.data)
+        entries = data.ArrayLayout(signed(layer.table_bits), R)(tables.data)
         biases = data.ArrayLayout(signed(self.bias.layout.lane_bits), R)(bias.data)
         accumulate_and_emit(m, self.o, advance=advance, valid=valid2, first=first2, final=final2, last=last2,
                             starts=biases, addends=entries, acc_bits=self.acc_bits, pipeline=layer.hw.pipeline,

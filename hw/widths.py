@@ -32,14 +32,14 @@ def prefix_sum_range(start_lo: np.ndarray, start_hi: np.ndarray,
 def lut_accumulator_bits(layer) -> int:
     """Width of acc = bias + sum_c tables[c, code_c, :], accumulated in codebook order.
 
-    ROM: from the arrays themselves. RAM: any int8 table entry and any bias that
-    fits hw.bias_bits can be loaded later, so the bound is over those ranges.
+    ROM: from the arrays themselves. RAM: any table entry of table_bits bits and any bias
+    that fits hw.bias_bits can be loaded later, so the bound is over those ranges.
     """
     C, M = layer.codebooks, layer.out_features
     if layer.hw.memory == "ram":
-        limit = 1 << (layer.hw.bias_bits - 1)
+        limit, entry = 1 << (layer.hw.bias_bits - 1), 1 << (layer.table_bits - 1)
         start_lo, start_hi = np.full(M, -limit), np.full(M, limit - 1)
-        term_lo, term_hi = np.full((C, M), -128), np.full((C, M), 127)
+        term_lo, term_hi = np.full((C, M), -entry), np.full((C, M), entry - 1)
     else:
         start_lo = start_hi = layer.bias.astype(np.int64)
         term_lo = layer.tables.min(axis=1).astype(np.int64)   # [C, M]

@@ -25,13 +25,24 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def lut_table_bytes(codebooks: int, centroids: int, out_features: int, subvector_len: int, encoder: str) -> int:
-    """Bytes of a lut layer's tables (int8 [C, K, M]) and its encoder's arrays: the prototypes
-    (int8 [C, K, V], l2 and l1) or the thresholds and split dimensions (int8 [C, K-1] and
-    [C, log2 K], tree): what a table budget counts and what a board's table memory holds."""
+TABLE_BITS = 8            # table entries are int8 unless a layer says table_bits
+MIN_TABLE_BITS = 2
+
+
+def table_entry_range(table_bits: int) -> tuple[int, int]:
+    """The values a table entry of `table_bits` bits may hold: a signed two's-complement range."""
+    return -(1 << (table_bits - 1)), (1 << (table_bits - 1)) - 1
+
+
+def lut_table_bytes(codebooks: int, centroids: int, out_features: int, subvector_len: int, encoder: str,
+                    table_bits: int = TABLE_BITS) -> int:
+    """Bytes of a lut layer's tables ([C, K, M] entries of table_bits bits, packed:
+    ceil(C*K*M*table_bits / 8)) and its encoder's arrays: the prototypes (int8 [C, K, V], l2
+    and l1) or the thresholds and split dimensions (int8 [C, K-1] and [C, log2 K], tree):
+    what a table budget counts."""
     C, K = codebooks, centroids
     encoder_bytes = C * K * subvector_len if encoder != "tree" else C * (K - 1) + C * (K.bit_length() - 1)
-    return C * K * out_features + encoder_bytes
+    return _ceil_div(C * K * out_features * table_bits, 8) + encoder_bytes
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class LutLayer:
     encoder: str
     out_shift: int
     output: str
-    tables: np.ndarray                       # int8 [C, K, M]
+    tables: np.ndarray                       # int8 [C, K, M], entries in table_entry_range(table_bits)
     bias: np.ndarray                         # int32 [M]
     prototypes: np.ndarray | None = None     # int8 [C, K, V]  (l2, l1)
     split_dims: np.ndarray | None = None     # int  [C, L]     (tree)
@@ -87,6 +98,7 @@ class LutLayer:
     hw_given: dict = field(default_factory=dict)  # the "hw" section as written; saved back as is
     hw: LutHardware = field(default=None)         # hw_given with defaults filled in
     extra: dict = field(default_factory=dict)     # descriptive fields kept verbatim (scales, notes)
+    table_bits: int = TABLE_BITS                  # bits of a table entry (saved only when not 8)
 
     @property
     def subvector_len(self) -> int:
@@ -98,12 +110,15 @@ class LutLayer:
 
     @property
     def table_bytes(self) -> int:
-        return lut_table_bytes(self.codebooks, self.centroids, self.out_features, self.subvector_len, self.encoder)
+        return lut_table_bytes(self.codebooks, self.centroids, self.out_features, self.subvector_len, self.encoder,
+                               self.table_bits)
 
     def params_json(self) -> dict:
         """The layer's JSON object, as saved (without arrays)."""
         params = {"name": self.name, "kind": self.kind,
                   **{key: getattr(self, key) for key in self.PARAMS}, **self.extra}
+        if self.table_bits != TABLE_BITS:
+            params["table_bits"] = self.table_bits
         if self.hw_given:
             params["hw"] = dict(self.hw_given)
         return params
@@ -128,7 +143,7 @@ class LutLayer:
     @classmethod
     def from_json(cls, where: str, params: dict, arrays: dict[str, np.ndarray],
                   extra_keys: tuple[str, ...] = ()) -> "LutLayer":
-        known = ("name", "kind", "hw", *cls.PARAMS, *extra_keys)
+        known = ("name", "kind", "hw", "table_bits", *cls.PARAMS, *extra_keys)
         reject_unknown(where, "field", params, known)
         for key in cls.PARAMS:
             if key not in params and key != "output":
@@ -143,6 +158,8 @@ class LutLayer:
         encoder = require_choice(where, "encoder", params["encoder"], ENCODERS)
         out_shift = require_int(where, "out_shift", params["out_shift"], lo=0, hi=62)
         output = require_choice(where, "output", params.get("output", "int8"), OUTPUTS)
+        table_bits = require_int(where, "table_bits", params.get("table_bits", TABLE_BITS), lo=MIN_TABLE_BITS,
+                                 hi=TABLE_BITS)
         V, L = D // C, K.bit_length() - 1
 
         reject_unknown(where, "array", arrays,
@@ -150,6 +167,9 @@ class LutLayer:
                        else ("tables", "bias", "split_dims", "thresholds"))
         found = {"tables": require_array(where, arrays, "tables", np.int8, (C, K, M)),
                  "bias": require_array(where, arrays, "bias", np.int32, (M,))}
+        lo, hi = table_entry_range(table_bits)
+        require_values_in(where, "tables", found["tables"], lo, hi,
+                          f"table_bits = {table_bits}: an entry must lie in {lo}..{hi}")
         if encoder == "tree":
             split_dims = require_array(where, arrays, "split_dims", "integer", (C, L))
             require_values_in(where, "split_dims", split_dims, 0, V - 1,
@@ -162,7 +182,8 @@ class LutLayer:
 
         extra = {key: params[key] for key in extra_keys if key in params}
         layer = cls(name=params["name"], in_features=D, out_features=M, codebooks=C, centroids=K,
-                    encoder=encoder, out_shift=out_shift, output=output, extra=extra, **found)
+                    encoder=encoder, out_shift=out_shift, output=output, extra=extra, table_bits=table_bits,
+                    **found)
         hw = params.get("hw", {})
         if not isinstance(hw, dict):
             raise ConfigError(where, "hw", hw, "must be an object of hardware choices")

@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from nomac.model.lut_golden import lut_forward
+from nomac.model.lut_spec import table_entry_range
 from nomac.sim.phase import Phase, extreme_bias, extreme_inputs, phase_plan
 
 __all__ = ["directed_vectors", "lut_phases", "rewritten_arrays"]
@@ -98,9 +99,10 @@ def directed_vectors(layer, rng) -> np.ndarray:
 def rewritten_arrays(layer, rng) -> dict[str, np.ndarray]:
     """New contents for every RAM array, with extremes and ties placed on purpose."""
     C, K, M, V, L = layer.codebooks, layer.centroids, layer.out_features, layer.subvector_len, layer.levels
-    tables = rng.integers(-128, 128, (C, K, M)).astype(np.int8)
-    tables[0, 0, :] = 127
-    tables[C - 1, K - 1, :] = -128
+    lo, hi = table_entry_range(layer.table_bits)
+    tables = rng.integers(lo, hi + 1, (C, K, M)).astype(np.int8)
+    tables[0, 0, :] = hi
+    tables[C - 1, K - 1, :] = lo
     arrays = {"tables": tables, "bias": extreme_bias(layer.hw.bias_bits, M, rng)}
     if layer.encoder == "tree":
         arrays["split_dims"] = rng.integers(0, V, (C, L)).astype(np.int32)

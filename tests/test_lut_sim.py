@@ -2,7 +2,8 @@
 
 The CI set covers each encoder, K in {2, 16, 256}, one and several codebooks
 (including V = 1), one and several lanes with M not a multiple of them, ROM and
-RAM (tables rewritten between vectors), both outputs and both pipelining choices.
+RAM (tables rewritten between vectors), both outputs, both pipelining choices and
+narrower table entries (table_bits 4 and 6: packed lanes, the accumulator sized for them).
 The slow set is the full cross product at 10^4 random vectors per design.
 """
 import itertools
@@ -28,6 +29,8 @@ CI_CASES = [
     LutCase("tree", 12, 7, 2, 256, {"in_lanes": 5, "out_lanes": 7, "table_reads": 7, "memory": "ram"}),
     LutCase("tree", 3, 4, 1, 2, {"out_lanes": 4, "table_reads": 4, "memory": "ram", "pipeline": False}),
     LutCase("tree", 6, 13, 6, 16, {"in_lanes": 6, "out_lanes": 5, "table_reads": 3}, output="acc"),
+    LutCase("l2", 8, 7, 4, 16, {"table_reads": 3, "memory": "ram"}, table_bits=4),
+    LutCase("tree", 6, 5, 3, 4, {"table_reads": 5}, output="acc", table_bits=6),
 ]
 
 SLOW_CASES = [

@@ -20,7 +20,7 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def lut_layer(D, M, C, K, encoder="l2", out_shift=4, output="int8", seed=0, *, tables=None, bias=None,
-              prototypes=None):
+              prototypes=None, table_bits=8):
     """A valid lut layer; arrays not given are random over their whole range (bias +-2^12)."""
     rng = np.random.default_rng(seed)
     tables = rng.integers(-128, 128, (C, K, M)) if tables is None else tables
@@ -30,7 +30,7 @@ def lut_layer(D, M, C, K, encoder="l2", out_shift=4, output="int8", seed=0, *, t
               "prototypes": np.asarray(prototypes, np.int8)}
     return LutLayer.from_json("case", {"name": "lut", "kind": "lut", "in_features": D, "out_features": M,
                                        "codebooks": C, "centroids": K, "encoder": encoder, "out_shift": out_shift,
-                                       "output": output}, arrays)
+                                       "output": output, "table_bits": table_bits}, arrays)
 
 
 def golden_bytes(layer, x) -> list:
@@ -125,6 +125,15 @@ def test_extreme_differences_and_saturation():
     run(layer, x)
     step = lut_step(layer, 3, 0, LIMITS)
     assert step.params["squared"] == 1 and step.bound == 3 * D * K   # one square a beat
+
+
+def test_narrow_table_entries_take_a_byte_each():
+    """table_bits 4 (docs/spec.md section 16.5.7): every entry is its int8 byte, ends -8 and 7 included."""
+    D, M, C, K = 16, 12, 8, 8
+    tables = np.random.default_rng(3).integers(-8, 8, (C, K, M))
+    tables[0, :, :], tables[C - 1, :, :] = 7, -8
+    layer = lut_layer(D, M, C, K, "l1", out_shift=1, tables=tables, table_bits=4)
+    run(layer, rows_of(D, 3, seed=4))
 
 
 @pytest.mark.parametrize("out_shift", [0, 1, 7, 31, 32, 33, 62])

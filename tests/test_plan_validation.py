@@ -50,7 +50,8 @@ def test_the_base_plan_loads_with_every_option_filled_in(tmp_path):
     plan = load_plan(write_plan(tmp_path, base_plan()))
     assert [rule.kind for rule in plan.rules] == ["lut", "shift", "butterfly", "dense"]
     assert plan.rules[0].options == {"subvector": 2, "codebooks": None, "centroids": 16, "encoder": "l2",
-                                     "learn": "tables", "input_gradient": "soft", "soft_distance": "encoder"}
+                                     "learn": "tables", "input_gradient": "soft", "soft_distance": "encoder",
+                                     "table_bits": 8}
     assert plan.rules[1].options == {"variant": "PS", "weight_bits": 4}
     assert plan.rules[2].options == {"style": "bulging", "radix": 2, "sweeps": 5}
     assert (plan.method, plan.settings.epochs, plan.settings.lr, plan.settings.distill) == ("finetune", 3, 0.001, 0.5)
@@ -146,6 +147,8 @@ BAD = [
     ("unknown learn", edit_rule(0, learn="all"), [L0, "learn = 'all'", "'tables', 'weight', 'weight+tables'"]),
     ("linear input gradient with tables", edit_rule(0, input_gradient="linear"),
      [L0, "input_gradient = 'linear'", "needs learned weights"]),
+    ("table entries too narrow", edit_rule(0, table_bits=1), [L0, "table_bits = 1", "must be >= 2"]),
+    ("table entries too wide", edit_rule(0, table_bits=9), [L0, "table_bits = 9", "must be <= 8"]),
     ("unknown soft distance", edit_rule(0, soft_distance="cosine"),
      [L0, "soft_distance = 'cosine'", "'encoder', 'l2', 'l1'"]),
     ("soft distance with a tree encoder", edit_rule(0, encoder="tree", soft_distance="l1"),

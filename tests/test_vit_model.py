@@ -245,10 +245,14 @@ def test_differentiable_training_beats_kmeans_on_a_regression():
     assert after < 0.6 * before
 
 
-@pytest.mark.parametrize("learn", ["tables", "weight", "weight+tables"])
-def test_quantization_aware_lut_exports_exactly_what_it_computes(learn):
+@pytest.mark.parametrize("learn, table_bits", [("tables", 8), ("weight", 8), ("weight+tables", 8),
+                                               ("weight+tables", 4), ("tables", 6)])
+def test_quantization_aware_lut_exports_exactly_what_it_computes(learn, table_bits):
+    """Also with narrow entries (table_bits 4, 6), which saturate at out_shift 0 here: the
+    forward pass saturates them as export does."""
     linear, x = lut_pair(seed=1)
-    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0, learn=learn)
+    lut = TrainableLUTLinear.from_linear(linear, x, codebooks=2, centroids=8, seed=0, learn=learn,
+                                         table_bits=table_bits)
     if learn == "weight+tables":
         with torch.no_grad():
             lut.table_correction.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
@@ -260,6 +264,9 @@ def test_quantization_aware_lut_exports_exactly_what_it_computes(learn):
     with torch.no_grad():
         y = lut(torch.from_numpy((x_int * s_in).astype(np.float32))).double().numpy()
     layer = lut.export("l", s_in, s_out, output="acc")
+    assert layer.table_bits == table_bits
+    if table_bits == 4:
+        assert layer.out_shift == 0 and layer.tables.min() == -8 and layer.tables.max() == 7    # saturated
     acc = run_golden(__import__("nomac.model.config", fromlist=["make_config"]).make_config([layer]), x_int)
     unit = s_out / 2 ** layer.out_shift
     assert np.allclose(acc * unit, y, rtol=0, atol=1e-5 * np.abs(y).max())

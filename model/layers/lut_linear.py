@@ -36,7 +36,7 @@ from nomac.model.config import DESCRIPTIVE_LAYER_KEYS
 from nomac.model.field_rules import require_choice, require_int, require_power_of_two
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN
 from nomac.model.layers.activations import as_float64, quantize_activations
-from nomac.model.lut_spec import ENCODERS, OUTPUTS, LutLayer
+from nomac.model.lut_spec import ENCODERS, MIN_TABLE_BITS, OUTPUTS, TABLE_BITS, LutLayer, table_entry_range
 
 __all__ = ["fit_kmeans", "fit_hash_tree", "LUTLinear", "tree_thresholds", "tables_from_weight"]
 
@@ -139,9 +139,11 @@ class LUTLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, codebooks: int, centroids: int,
-                 encoder: str = "l2", bias: bool = True, device=None, dtype=None):
+                 encoder: str = "l2", bias: bool = True, device=None, dtype=None, table_bits: int = TABLE_BITS):
         super().__init__()
         where = "LUTLinear"
+        # the bits of an exported table entry (docs/spec.md section 7.1): the float tables are not limited
+        self.table_bits = require_int(where, "table_bits", table_bits, lo=MIN_TABLE_BITS, hi=TABLE_BITS)
         D = require_int(where, "in_features", in_features, lo=1)
         M = require_int(where, "out_features", out_features, lo=1)
         C = require_int(where, "codebooks", codebooks, lo=1)
@@ -171,7 +173,8 @@ class LUTLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"codebooks={self.codebooks}, centroids={self.centroids}, encoder={self.encoder!r}, "
-                f"bias={self.bias is not None}")
+                f"bias={self.bias is not None}" + (f", table_bits={self.table_bits}" if self.table_bits != TABLE_BITS
+                                                   else ""))
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, calibration, codebooks: int, centroids: int,
@@ -256,12 +259,14 @@ class LUTLinear(nn.Module):
           with x_int); tree thresholds: `tree_thresholds`, which keeps every decision
           of the float tree on the int8 input grid.
         - tables: int8 in units s_t = output_scale / 2^out_shift, where out_shift is the
-          largest shift (<= 62) that keeps every rounded table entry in int8 and the
-          bias in int32; bias: int32 round(bias / s_t). Rounding is half up.
+          largest shift (<= 62) that keeps every rounded table entry in table_bits bits
+          (table_entry_range) and the bias in int32; bias: int32 round(bias / s_t).
+          Rounding is half up. Entries narrower than int8 that do not fit even at out_shift
+          0 saturate to their range; int8 ones are an error instead.
         So acc * s_t approximates the float output y, and sat8(rshift_round(acc,
         out_shift)) approximates y / output_scale.
         - output_scale: if not given, max|y| / 127 over the float outputs on
-          `calibration`, raised to max|T| / 127 if a table entry would not fit int8
+          `calibration`, raised to max|T| / (largest entry) if a table entry would not fit
           even at out_shift 0.
         input_scale and output_scale are stored as descriptive fields of the layer.
         """
@@ -272,28 +277,33 @@ class LUTLinear(nn.Module):
         bias = np.zeros(self.out_features) if self.bias is None else \
             self.bias.detach().to("cpu", torch.float64).numpy()
         table_peak = float(np.abs(tables).max())
+        entry_lo, entry_hi = table_entry_range(self.table_bits)
         if output_scale is None:
             if calibration is None:
                 raise ConfigError(where, "output_scale", None, "give output_scale or calibration inputs to choose it")
             with torch.no_grad():
                 peak = float(self(calibration).abs().max())
-            output_scale = max(peak, table_peak) / INT8_MAX
+            output_scale = max(peak / INT8_MAX, table_peak / entry_hi)
         check_scale(where, "output_scale", output_scale)
 
-        def fits(shift: int) -> bool:
-            unit = output_scale / 2 ** shift
-            t, b = round_half_up(tables / unit), round_half_up(bias / unit)
-            return bool(t.min() >= INT8_MIN and t.max() <= INT8_MAX and b.min() >= INT32_MIN and b.max() <= INT32_MAX)
+        def entries_fit(shift: int) -> bool:
+            t = round_half_up(tables / (output_scale / 2 ** shift))
+            return bool(t.min() >= entry_lo and t.max() <= entry_hi)
 
-        if not fits(0):
+        def bias_fits(shift: int) -> bool:
+            b = round_half_up(bias / (output_scale / 2 ** shift))
+            return bool(b.min() >= INT32_MIN and b.max() <= INT32_MAX)
+
+        if not bias_fits(0) or (self.table_bits == TABLE_BITS and not entries_fit(0)):
             raise ConfigError(where, "output_scale", output_scale,
                               f"too small: a table entry of {table_peak:.6g} (or the bias) does not fit "
                               f"int8 (int32) even at out_shift 0; use at least {table_peak / INT8_MAX:.6g}")
         out_shift = 0
-        while out_shift < MAX_OUT_SHIFT and fits(out_shift + 1):
+        while out_shift < MAX_OUT_SHIFT and entries_fit(out_shift + 1) and bias_fits(out_shift + 1):
             out_shift += 1
         unit = output_scale / 2 ** out_shift
-        arrays = {"tables": round_half_up(tables / unit).astype(np.int8),
+        # narrower entries saturate where even out_shift 0 cannot hold them (as activations do)
+        arrays = {"tables": np.clip(round_half_up(tables / unit), entry_lo, entry_hi).astype(np.int8),
                   "bias": round_half_up(bias / unit).astype(np.int32)}
         if self.encoder == "tree":
             thresholds = self.thresholds.detach().to("cpu", torch.float64).numpy()
@@ -305,6 +315,8 @@ class LUTLinear(nn.Module):
                   "out_features": self.out_features, "codebooks": self.codebooks,
                   "centroids": self.centroids, "encoder": self.encoder, "out_shift": out_shift,
                   "output": output, "input_scale": float(input_scale), "output_scale": float(output_scale)}
+        if self.table_bits != TABLE_BITS:
+            params["table_bits"] = self.table_bits
         if description is not None:
             params["description"] = description
         if hw is not None:

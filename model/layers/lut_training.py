@@ -46,6 +46,7 @@ from nomac.model.accumulator_export import INT32_MAX, INT32_MIN, MAX_OUT_SHIFT
 from nomac.model.field_rules import require_choice
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN
 from nomac.model.layers.lut_linear import LUTLinear
+from nomac.model.lut_spec import TABLE_BITS, table_entry_range
 
 __all__ = ["LEARN", "INPUT_GRADIENTS", "SOFT_DISTANCES", "subvector_distances", "TrainableLUTLinear"]
 
@@ -70,8 +71,8 @@ class TrainableLUTLinear(LUTLinear):
 
     def __init__(self, in_features: int, out_features: int, codebooks: int, centroids: int,
                  encoder: str = "l2", bias: bool = True, device=None, dtype=None, learn: str = "tables",
-                 input_gradient: str = "soft", soft_distance: str = "encoder"):
-        super().__init__(in_features, out_features, codebooks, centroids, encoder, bias, device, dtype)
+                 input_gradient: str = "soft", soft_distance: str = "encoder", table_bits: int = TABLE_BITS):
+        super().__init__(in_features, out_features, codebooks, centroids, encoder, bias, device, dtype, table_bits)
         self.learn = require_choice("TrainableLUTLinear", "learn", learn, LEARN)
         self.input_gradient = require_choice("TrainableLUTLinear", "input_gradient", input_gradient,
                                              INPUT_GRADIENTS)
@@ -96,14 +97,14 @@ class TrainableLUTLinear(LUTLinear):
     def from_linear(cls, linear: nn.Linear, calibration, codebooks: int, centroids: int,
                     encoder: str = "l2", seed: int = 0, iterations: int = 100,
                     learn: str = "tables", input_gradient: str = "soft",
-                    soft_distance: str = "encoder") -> "TrainableLUTLinear":
+                    soft_distance: str = "encoder", table_bits: int = TABLE_BITS) -> "TrainableLUTLinear":
         """k-means (or tree) initialisation as LUTLinear.from_linear, then tau from the calibration
         distances (the soft assignment's): 1 / the median distance to the nearest prototype (so the
         soft assignment starts neither uniform nor hard)."""
         fitted = LUTLinear.from_linear(linear, calibration, codebooks, centroids, encoder, seed, iterations)
         lut = cls(linear.in_features, linear.out_features, codebooks, centroids, encoder,
                   bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype,
-                  learn=learn, input_gradient=input_gradient, soft_distance=soft_distance)
+                  learn=learn, input_gradient=input_gradient, soft_distance=soft_distance, table_bits=table_bits)
         state = fitted.state_dict()
         missing = lut.load_state_dict(state, strict=False).missing_keys
         assert set(missing) <= {"log_tau", "weight", "table_correction"}, missing
@@ -175,15 +176,17 @@ class TrainableLUTLinear(LUTLinear):
 
     def table_unit(self, tables: torch.Tensor, bias: torch.Tensor | None) -> float:
         """output_scale / 2^out_shift with LUTLinear.export's out_shift: the largest (<= 62)
-        keeping every rounded table entry in int8 and the bias in int32."""
+        keeping every rounded table entry in table_bits bits and the bias in int32 (output_scale
+        itself when none does; narrow entries then saturate, as export's do)."""
         output_scale = self.quantization[1]
         t = tables.detach().double().numpy()
         b = np.zeros(1) if bias is None else bias.detach().double().numpy()
+        entry_lo, entry_hi = table_entry_range(self.table_bits)
         unit = output_scale
         for shift in range(MAX_OUT_SHIFT + 1):
             candidate = output_scale / 2 ** shift
             rt, rb = np.floor(t / candidate + 0.5), np.floor(b / candidate + 0.5)
-            if rt.min() < INT8_MIN or rt.max() > INT8_MAX or rb.min() < INT32_MIN or rb.max() > INT32_MAX:
+            if rt.min() < entry_lo or rt.max() > entry_hi or rb.min() < INT32_MIN or rb.max() > INT32_MAX:
                 break
             unit = candidate
         return unit
@@ -195,7 +198,8 @@ class TrainableLUTLinear(LUTLinear):
         prototypes = self.prototypes + (torch.clamp(torch.floor(self.prototypes / input_scale + 0.5),
                                                     INT8_MIN, INT8_MAX) * input_scale - self.prototypes).detach()
         unit = self.table_unit(tables, bias)
-        tables = tables + (torch.floor(tables / unit + 0.5) * unit - tables).detach()
+        entry_lo, entry_hi = table_entry_range(self.table_bits)
+        tables = tables + (torch.clamp(torch.floor(tables / unit + 0.5), entry_lo, entry_hi) * unit - tables).detach()
         if bias is not None:
             bias = bias + (torch.floor(bias / unit + 0.5) * unit - bias).detach()
         return prototypes, tables, bias

@@ -19,7 +19,9 @@ stays `dense` (int8). Kinds and their options:
 - `lut`: LUTLinear (TrainableLUTLinear) with `subvector` (V, so C = D / V) or
   `codebooks` (C), `centroids` (K), `encoder` (l2, l1, tree), `learn` (tables, weight, weight+tables),
   `input_gradient` (soft, linear), `soft_distance` (encoder, l2, l1: the distance the soft
-  assignment softens; see TrainableLUTLinear).
+  assignment softens; see TrainableLUTLinear), `table_bits` (2..8, default 8: the bits of an
+  exported table entry, which the quantization-aware training rounds and saturates to and the
+  budget counts packed).
 - `shift`: DeepShift, `variant` (Q, PS) and `weight_bits`.
 - `butterfly`: DeButLinear with the chain `propose_chain(M, D, style, radix)`,
   fitted by ALS on the layer's calibration inputs.
@@ -52,7 +54,7 @@ from nomac.model.field_rules import (reject_unknown, require_bool, require_choic
                                      require_real)
 from nomac.model.json_files import read_json
 from nomac.model.layers.lut_training import INPUT_GRADIENTS, LEARN, SOFT_DISTANCES, TrainableLUTLinear
-from nomac.model.lut_spec import ENCODERS, lut_table_bytes
+from nomac.model.lut_spec import ENCODERS, MIN_TABLE_BITS, TABLE_BITS, lut_table_bytes
 from nomac.model.vit.tiny_vit import ViTShape
 from nomac.model.vit.training import DISTILL_WEIGHTINGS, TrainSettings
 
@@ -88,7 +90,8 @@ OPTIONS = {"dense": {},
                    "centroids": (16, lambda where, key, value: require_power_of_two(where, key, value, lo=2, hi=256)),
                    "encoder": ("l2", _choice(ENCODERS)), "learn": ("tables", _choice(LEARN)),
                    "input_gradient": ("soft", _choice(INPUT_GRADIENTS)),
-                   "soft_distance": ("encoder", _choice(SOFT_DISTANCES))},
+                   "soft_distance": ("encoder", _choice(SOFT_DISTANCES)),
+                   "table_bits": (TABLE_BITS, _int(MIN_TABLE_BITS, TABLE_BITS))},
            "shift": {"variant": ("Q", _choice(("Q", "PS"))), "weight_bits": (5, _int(2, 6))},   # ShiftLinear's range
            "butterfly": {"style": ("monotonic", _choice(STYLES)), "radix": (4, _int(2, 256)),
                          "sweeps": (5, _int(0, 1000))}}
@@ -141,7 +144,8 @@ class CompressionPlan:
                 linear = model.get_submodule(name)
                 codebooks = lut_codebooks(linear, rule, f"{self.source}: {name}")
                 out[name] = lut_table_bytes(codebooks, rule.options["centroids"], linear.out_features,
-                                            linear.in_features // codebooks, rule.options["encoder"])
+                                            linear.in_features // codebooks, rule.options["encoder"],
+                                            rule.options["table_bits"])
         return out
 
     def check_budget(self, model: nn.Module):
@@ -312,7 +316,8 @@ def convert_linear(linear: nn.Linear, rule: LayerRule, inputs: np.ndarray, seed:
     if rule.kind == "lut":
         return TrainableLUTLinear.from_linear(linear, inputs, lut_codebooks(linear, rule, where), o["centroids"],
                                               o["encoder"], seed=seed, iterations=KMEANS_ITERATIONS, learn=o["learn"],
-                                              input_gradient=o["input_gradient"], soft_distance=o["soft_distance"])
+                                              input_gradient=o["input_gradient"], soft_distance=o["soft_distance"],
+                                              table_bits=o["table_bits"])
     if rule.kind == "shift":
         from nomac.model.layers.shift_linear import ShiftLinearPS, ShiftLinearQ
         cls = {"Q": ShiftLinearQ, "PS": ShiftLinearPS}.get(o["variant"])

@@ -1,0 +1,136 @@
+"""Narrow table entries (a lut layer's `table_bits`, docs/spec.md section 7): the config's
+range check, the packed byte count a budget uses, export's rounding and saturation, and the
+plan option. The engines' bit-exactness with narrow entries is in test_lut_sim.py (CI cases
+t4 and t6) and the quantization-aware forward pass in test_vit_model.py."""
+import numpy as np
+import pytest
+
+from nomac.base.errors import ConfigError
+from nomac.model.config import load_config, make_config, save_config
+from nomac.model.golden import run_golden
+from nomac.model.layers.lut_linear import LUTLinear
+from nomac.model.lut_spec import LutLayer, lut_table_bytes
+from nomac.model.vit.compression_plan import load_plan, plan_from_dict
+from nomac.model.vit.tiny_vit import TinyViT
+from nomac.model.layers.activations import activation_scale
+from test_lut_linear import seeded_linear, structured_inputs
+
+
+def layer(table_bits=None, tables=None):
+    rng = np.random.default_rng(0)
+    params = {"name": "fc", "kind": "lut", "in_features": 4, "out_features": 3, "codebooks": 2, "centroids": 2,
+              "encoder": "l1", "out_shift": 1}
+    if table_bits is not None:
+        params["table_bits"] = table_bits
+    arrays = {"tables": rng.integers(-8, 8, (2, 2, 3)).astype(np.int8) if tables is None else tables,
+              "bias": np.array([5, -7, 0], np.int32),
+              "prototypes": rng.integers(-128, 128, (2, 2, 2)).astype(np.int8)}
+    return LutLayer.from_json("fc.json: layer 'fc'", params, arrays)
+
+
+def test_entries_must_fit_the_bits_and_the_bits_their_range():
+    tables = np.zeros((2, 2, 3), np.int8)
+    tables[1, 0, 2] = 8
+    assert layer(5, tables).table_bits == 5
+    with pytest.raises(ConfigError) as caught:
+        layer(4, tables)
+    assert str(caught.value) == ("fc.json: layer 'fc': array 'tables'[1, 0, 2] = 8: table_bits = 4: an entry "
+                                 "must lie in -8..7")
+    tables[1, 0, 2] = -9
+    with pytest.raises(ConfigError, match=r"array 'tables'\[1, 0, 2\] = -9: table_bits = 4"):
+        layer(4, tables)
+    for bits in (1, 9):
+        with pytest.raises(ConfigError, match=f"table_bits = {bits}"):
+            layer(bits)
+
+
+def test_the_bits_are_saved_only_when_not_eight_and_change_the_config_id(tmp_path):
+    assert "table_bits" not in layer().params_json() and "table_bits" not in layer(8).params_json()
+    narrow = make_config([layer(4)])
+    assert narrow.layers[0].params_json()["table_bits"] == 4
+    assert narrow.config_id != make_config([layer(8)]).config_id == make_config([layer()]).config_id
+    loaded = load_config(save_config(narrow, tmp_path / "fc.json"))
+    assert loaded.layers[0].table_bits == 4 and loaded.config_id == narrow.config_id
+
+
+def test_table_bytes_count_packed_entries_and_byte_wide_encoder_arrays():
+    # 4 codebooks x 8 prototypes x 32 outputs of 4 bits = 512 bytes, plus 4 x 8 int8 prototypes
+    assert lut_table_bytes(4, 8, 32, 1, "l2", 4) == 512 + 32
+    assert lut_table_bytes(4, 8, 32, 1, "l2") == 1024 + 32
+    # 1 x 2 x 3 = 6 entries of 6 bits = 36 bits: 5 bytes; tree: 1 threshold, 1 split dimension
+    assert lut_table_bytes(1, 2, 3, 4, "tree", 6) == 5 + 1 + 1
+    assert layer(4).table_bytes == lut_table_bytes(2, 2, 3, 2, "l1", 4) == 6 + 8
+
+
+def exported(table_bits, **options):
+    linear = seeded_linear(16, 8)
+    calibration = structured_inputs(800, 16)
+    lut = LUTLinear.from_linear(linear, calibration, 4, 16, "l2")
+    lut.table_bits = table_bits
+    s_in = activation_scale(calibration)
+    return lut, lut.export("fc", s_in, calibration=calibration, **options), calibration, s_in
+
+
+def test_export_rounds_to_the_largest_out_shift_the_bits_hold():
+    lut, narrow, calibration, s_in = exported(4)
+    T, b = lut.tables.detach().double().numpy(), lut.bias.detach().double().numpy()
+    peak = float(lut(calibration).detach().abs().max())
+    s_out = narrow.extra["output_scale"]
+    assert s_out == pytest.approx(max(peak / 127, np.abs(T).max() / 7), rel=1e-12)
+    for shift, fits in ((narrow.out_shift, True), (narrow.out_shift + 1, False)):
+        scaled = np.floor(T * 2 ** shift / s_out + 0.5)
+        assert (scaled.min() >= -8 and scaled.max() <= 7) == fits
+    unit = s_out / 2 ** narrow.out_shift
+    assert narrow.table_bits == 4 and np.array_equal(narrow.tables, np.floor(T / unit + 0.5))
+    assert np.array_equal(narrow.bias, np.floor(b / unit + 0.5))
+    wide = exported(8)[1]
+    assert wide.table_bits == 8 and "table_bits" not in wide.params_json()
+
+
+def test_narrow_entries_saturate_where_int8_ones_are_refused():
+    lut, auto, calibration, s_in = exported(4)
+    T = lut.tables.detach().double().numpy()
+    small = float(np.abs(T).max()) / 20                   # the peak entry is 20 units: 4 bits cannot hold it
+    narrow = lut.export("fc", s_in, output_scale=small, output="acc")
+    assert narrow.out_shift == 0
+    assert np.array_equal(narrow.tables, np.clip(np.floor(T / small + 0.5), -8, 7))
+    assert narrow.tables.min() == -8 or narrow.tables.max() == 7
+    x_int = np.clip(np.floor(calibration[:50] / s_in + 0.5), -128, 127).astype(np.int8)
+    assert run_golden(make_config([narrow]), x_int).shape == (50, 8)
+    lut.table_bits = 8
+    with pytest.raises(ConfigError, match="output_scale = .*too small"):
+        lut.export("fc", s_in, output_scale=float(np.abs(T).max()) / 200)
+
+
+def test_the_plan_option_is_checked_and_the_budget_counts_its_bits():
+    def document(**options):
+        return {"format": "nomac-plan/1", "name": "narrow", "training": {"method": "none"},
+                "layers": [{"match": "blocks.*.qkv", "kind": "lut", "subvector": 1, "centroids": 8, **options}]}
+    model = TinyViT()
+    names = model.shape.linear_names()
+    # qkv 32 -> 96: 32 codebooks x 8 prototypes x 96 outputs, 6 bits an entry, and 32 x 8 prototypes
+    assert plan_from_dict(document(table_bits=6)).table_bytes(model, names) == \
+        {"blocks.0.qkv": 32 * 8 * 96 * 6 // 8 + 32 * 8, "blocks.1.qkv": 32 * 8 * 96 * 6 // 8 + 32 * 8}
+    assert plan_from_dict(document()).rules[0].options["table_bits"] == 8
+    for bits in (1, 9, "4"):
+        with pytest.raises(ConfigError, match="table_bits"):
+            plan_from_dict(document(table_bits=bits))
+
+
+def test_the_table_bits_plans_change_that_field_alone_and_fit_their_budgets():
+    model = TinyViT()
+    names = model.shape.linear_names()
+    for name, base_name, bits, budget in (("lut_train_v1_k8_t6", "lut_train_v1_k8", 6, 120 * 1024),
+                                          ("lut_train_v1_k8_t4", "lut_train_v1_k8", 4, None),
+                                          ("lut_train_ice40_all_t4", "lut_train_ice40_all", 4, 64 * 1024)):
+        plan, base = load_plan(name), load_plan(base_name)
+        assert plan.settings == base.settings and len(plan.rules) == len(base.rules), name
+        for rule, base_rule in zip(plan.rules, base.rules):
+            bits_of = bits if rule.kind == "lut" else None
+            assert rule.options == ({**base_rule.options, "table_bits": bits} if bits_of else base_rule.options)
+        assert plan.table_budget == budget
+        if budget is not None:
+            plan.check_budget(model)
+    # 6 bits make lut_train_v1_k8's 133,632 bytes 100,864 (tables x 6/8, prototypes as they were)
+    assert sum(load_plan("lut_train_v1_k8_t6").table_bytes(model, names).values()) == 100_864
+    assert sum(load_plan("lut_train_ice40_all_t4").table_bytes(model, names).values()) == 61_888
