@@ -230,13 +230,18 @@ class NetworkEngine(wiring.Component):
 
 
 def _as_unit_output(unit, acc_bits: int) -> Value:
-    """`unit`'s output element as the bits of a unit output of `acc_bits`. An int8 v is raw
-    byte 0 of an acc of v's bits above zeros, so the output select has no sign extension of
-    it to make."""
+    """`unit`'s output element as the bits of a unit output of `acc_bits`, each field where
+    unit_output_layout puts it. An int8 v is raw byte 0 of an acc of v's bits above zeros,
+    so the output select has no sign extension of it to make."""
     payload = unit.o.payload
     if output_acc_bits(unit) is None:
-        return Cat(payload.as_unsigned(), Const(0, acc_bits - len(payload)), Const(0, OUTPUT_SHIFT_BITS), Const(1, 1))
-    return Cat(payload.acc, payload.acc[-1].replicate(acc_bits - len(payload.acc)), payload.shift, payload.raw)
+        fields = {"acc": [payload.as_unsigned(), Const(0, acc_bits - len(payload))],
+                  "shift": [Const(0, OUTPUT_SHIFT_BITS)], "raw": [Const(1, 1)]}
+    else:
+        fields = {"acc": [payload.acc, payload.acc[-1].replicate(acc_bits - len(payload.acc))],
+                  "shift": [payload.shift], "raw": [payload.raw]}
+    in_order = sorted(unit_output_layout(acc_bits), key=lambda item: item[1].offset)   # (name, Field), low bits first
+    return Cat(*(part for name, _ in in_order for part in fields[name]))
 
 
 def _one_hot_mux(choices):
