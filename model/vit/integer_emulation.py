@@ -43,9 +43,9 @@ class IntegerEmulation:
             if hasattr(module, "set_quantization") and module.quantization is not None and name != "head":
                 self.current[name] = out_scale
                 return _lut_output(module, value, out_scale)
-            if hasattr(module, "set_quantization"):
-                self.current[name] = out_scale              # a lut head: exact accumulators already
-                return None
+            if hasattr(module, "set_quantization"):         # a lut head: its accumulators
+                self.current[name] = out_scale
+                return None if module.training else _lut_accumulators(module, value)
             output = "acc" if name == "head" else "int8"
             layer = export_matrix(module, name, in_scales[0], out_scale, getattr(module, "calibration_inputs", None),
                                   output=output)
@@ -77,6 +77,17 @@ def _lut_output(lut, value: torch.Tensor, out_scale: float) -> torch.Tensor:
     out_shift = int(round(np.log2(out_scale / unit)))
     acc = np.floor(value.detach().double().numpy() / unit + 0.5).astype(np.int64)
     exact = sat8(rshift_round(acc, out_shift)).astype(np.float64) * out_scale
+    return torch.from_numpy(exact).to(value.dtype)
+
+
+def _lut_accumulators(lut, value: torch.Tensor) -> torch.Tensor:
+    """A quantization-aware lut head's logits as acc * unit, acc = round(value / unit): its
+    float sums are within far less than a unit of that, but only exactly equal logits tie
+    as the integer ones do (predictions take the first maximum). Evaluation only: in
+    training the rounding would change nothing but the last bits of the loss (the gradient
+    is straight-through), and with them the bytes of every run already made."""
+    unit = lut.table_unit(lut.current_tables(), lut.bias)
+    exact = np.floor(value.detach().double().numpy() / unit + 0.5) * unit
     return torch.from_numpy(exact).to(value.dtype)
 
 
