@@ -122,7 +122,8 @@ def test_the_table_bits_plans_change_that_field_alone_and_fit_their_budgets():
     names = model.shape.linear_names()
     for name, base_name, bits, budget in (("lut_train_v1_k8_t6", "lut_train_v1_k8", 6, 120 * 1024),
                                           ("lut_train_v1_k8_t4", "lut_train_v1_k8", 4, None),
-                                          ("lut_train_ice40_all_t4", "lut_train_ice40_all", 4, 64 * 1024)):
+                                          ("lut_train_ice40_all_t4", "lut_train_ice40_all", 4, 64 * 1024),
+                                          ("lut_train_ice40_t4", "lut_train_ice40", 4, 64 * 1024)):
         plan, base = load_plan(name), load_plan(base_name)
         assert plan.settings == base.settings and len(plan.rules) == len(base.rules), name
         for rule, base_rule in zip(plan.rules, base.rules):
@@ -134,3 +135,4 @@ def test_the_table_bits_plans_change_that_field_alone_and_fit_their_budgets():
     # 6 bits make lut_train_v1_k8's 133,632 bytes 100,864 (tables x 6/8, prototypes as they were)
     assert sum(load_plan("lut_train_v1_k8_t6").table_bytes(model, names).values()) == 100_864
     assert sum(load_plan("lut_train_ice40_all_t4").table_bytes(model, names).values()) == 61_888
+    assert sum(load_plan("lut_train_ice40_t4").table_bytes(model, names).values()) == 59_904

@@ -50,6 +50,8 @@ LABELS = {"dense": "int8 dense", "lut_kmeans": "LUT, k-means only", "lut_train":
           "lut_train_v1_k8_recon": "LUT 1-element subvectors K=8, differentiable, layer reconstruction",
           "lut_train_v1_k8_t6": "LUT 1-element subvectors K=8, differentiable, 6-bit table entries",
           "lut_train_v1_k8_t4": "LUT 1-element subvectors K=8, differentiable, 4-bit table entries",
+          "lut_train_ice40": "LUT 1-element subvectors K=8 (fc2 pairs), differentiable, iCEBreaker tables",
+          "lut_train_ice40_t4": "LUT 1-element subvectors K=8 (fc2 pairs), differentiable, 4-bit table entries",
           "lut_train_ice40_all": "LUT every Linear, iCEBreaker tables",
           "lut_train_ice40_all_t4": "LUT every Linear, iCEBreaker tables, 4-bit table entries",
           "shift": "shift (DeepShift-Q)", "butterfly": "butterfly (DeBut)", "mixed": "mixed plan"}
