@@ -63,6 +63,9 @@ CHECKED_TYPES = {
     cli.non_negative_int: st.one_of(whole_numbers_outside(0), NOT_NUMBERS),
     cli.positive_seconds: st.one_of(st.floats(max_value=0).map(repr), st.sampled_from(["nan", "inf", "-inf", "1e999"]),
                                     st.sampled_from(["", "x", "1s", "--"])),
+    cli.positive_mhz: st.one_of(st.floats(max_value=0).map(repr), st.text(st.characters(
+        blacklist_categories=("Nd", "Cs")), min_size=1, max_size=8), st.sampled_from(
+        ["0", "0.000", "nan", "inf", "1e3", "0x10", "1_000", "12345", "22.1234567", "22.", ".5", "١٢", "5 6"])),
 }
 
 
