@@ -286,21 +286,12 @@ class LUTLinear(nn.Module):
             output_scale = max(peak / INT8_MAX, table_peak / entry_hi)
         check_scale(where, "output_scale", output_scale)
 
-        def entries_fit(shift: int) -> bool:
-            t = round_half_up(tables / (output_scale / 2 ** shift))
-            return bool(t.min() >= entry_lo and t.max() <= entry_hi)
-
-        def bias_fits(shift: int) -> bool:
-            b = round_half_up(bias / (output_scale / 2 ** shift))
-            return bool(b.min() >= INT32_MIN and b.max() <= INT32_MAX)
-
-        if not bias_fits(0) or (self.table_bits == TABLE_BITS and not entries_fit(0)):
+        entries_fit, bias_fits = self.table_fit(tables, bias, output_scale)
+        if not bias_fits or (self.table_bits == TABLE_BITS and not entries_fit):
             raise ConfigError(where, "output_scale", output_scale,
                               f"too small: a table entry of {table_peak:.6g} (or the bias) does not fit "
                               f"int8 (int32) even at out_shift 0; use at least {table_peak / INT8_MAX:.6g}")
-        out_shift = 0
-        while out_shift < MAX_OUT_SHIFT and entries_fit(out_shift + 1) and bias_fits(out_shift + 1):
-            out_shift += 1
+        out_shift = self.table_out_shift(tables, bias, output_scale)
         unit = output_scale / 2 ** out_shift
         # narrower entries saturate where even out_shift 0 cannot hold them (as activations do)
         arrays = {"tables": np.clip(round_half_up(tables / unit), entry_lo, entry_hi).astype(np.int8),
@@ -322,6 +313,21 @@ class LUTLinear(nn.Module):
         if hw is not None:
             params["hw"] = dict(hw)
         return LutLayer.from_json(where, params, arrays, DESCRIPTIVE_LAYER_KEYS)
+
+    def table_fit(self, tables: np.ndarray, bias: np.ndarray, unit: float) -> tuple[bool, bool]:
+        """(every round_half_up(tables / unit) in table_bits bits, every round_half_up(bias / unit)
+        in int32), for float64 tables and bias."""
+        entry_lo, entry_hi = table_entry_range(self.table_bits)
+        t, b = round_half_up(tables / unit), round_half_up(bias / unit)
+        return bool(t.min() >= entry_lo and t.max() <= entry_hi), bool(b.min() >= INT32_MIN and b.max() <= INT32_MAX)
+
+    def table_out_shift(self, tables: np.ndarray, bias: np.ndarray, output_scale: float) -> int:
+        """export's out_shift: the largest shift (<= 62) at whose unit output_scale / 2^shift
+        the entries and the bias fit (`table_fit`); 0 when even 0 does not hold them."""
+        shift = 0
+        while shift < MAX_OUT_SHIFT and all(self.table_fit(tables, bias, output_scale / 2 ** (shift + 1))):
+            shift += 1
+        return shift
 
     def _nearest(self, sub: torch.Tensor) -> torch.Tensor:
         diff = sub[:, :, None, :] - self.prototypes[None]                           # [n, C, K, V]

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nomac.model.accumulator_export import INT32_MAX, INT32_MIN, MAX_OUT_SHIFT
 from nomac.model.field_rules import require_choice
 from nomac.model.fixed_point import INT8_MAX, INT8_MIN
 from nomac.model.layers.lut_linear import LUTLinear
@@ -175,21 +174,12 @@ class TrainableLUTLinear(LUTLinear):
         self.quantization = None if input_scale is None else (float(input_scale), float(output_scale))
 
     def table_unit(self, tables: torch.Tensor, bias: torch.Tensor | None) -> float:
-        """output_scale / 2^out_shift with LUTLinear.export's out_shift: the largest (<= 62)
-        keeping every rounded table entry in table_bits bits and the bias in int32 (output_scale
-        itself when none does; narrow entries then saturate, as export's do)."""
+        """output_scale / 2^out_shift with LUTLinear.export's out_shift (`table_out_shift`; narrow
+        entries that do not fit even at out_shift 0 then saturate, as export's do)."""
         output_scale = self.quantization[1]
         t = tables.detach().double().numpy()
         b = np.zeros(1) if bias is None else bias.detach().double().numpy()
-        entry_lo, entry_hi = table_entry_range(self.table_bits)
-        unit = output_scale
-        for shift in range(MAX_OUT_SHIFT + 1):
-            candidate = output_scale / 2 ** shift
-            rt, rb = np.floor(t / candidate + 0.5), np.floor(b / candidate + 0.5)
-            if rt.min() < entry_lo or rt.max() > entry_hi or rb.min() < INT32_MIN or rb.max() > INT32_MAX:
-                break
-            unit = candidate
-        return unit
+        return output_scale / 2 ** self.table_out_shift(t, b, output_scale)
 
     def quantized_parameters(self):
         """(prototypes, tables, bias) as the exported layer has them, straight-through."""
