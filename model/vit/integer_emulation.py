@@ -70,25 +70,28 @@ class IntegerEmulation:
         return torch.from_numpy(exact).to(value.dtype).reshape(value.shape)
 
 
-def _lut_output(lut, value: torch.Tensor, out_scale: float) -> torch.Tensor:
-    """A quantization-aware lut layer's float output is acc * unit exactly (up to float
-    rounding, far below one unit); its int8 output is sat8(rshift_round(acc, out_shift))."""
+def _accumulators(lut, value: torch.Tensor) -> tuple[np.ndarray, float]:
+    """(acc, unit) of a quantization-aware lut layer's float output, acc = round(value / unit):
+    the output is acc * unit up to float rounding, far below one unit."""
     unit = lut.table_unit(lut.current_tables(), lut.bias)
+    return np.floor(value.detach().double().numpy() / unit + 0.5).astype(np.int64), unit
+
+
+def _lut_output(lut, value: torch.Tensor, out_scale: float) -> torch.Tensor:
+    """A quantization-aware lut layer's int8 output: sat8(rshift_round(acc, out_shift))."""
+    acc, unit = _accumulators(lut, value)
     out_shift = int(round(np.log2(out_scale / unit)))
-    acc = np.floor(value.detach().double().numpy() / unit + 0.5).astype(np.int64)
     exact = sat8(rshift_round(acc, out_shift)).astype(np.float64) * out_scale
     return torch.from_numpy(exact).to(value.dtype)
 
 
 def _lut_accumulators(lut, value: torch.Tensor) -> torch.Tensor:
-    """A quantization-aware lut head's logits as acc * unit, acc = round(value / unit): its
-    float sums are within far less than a unit of that, but only exactly equal logits tie
-    as the integer ones do (predictions take the first maximum). Evaluation only: in
+    """A quantization-aware lut head's logits as acc * unit exactly: only exactly equal logits
+    tie as the integer ones do (predictions take the first maximum). Evaluation only: in
     training the rounding would change nothing but the last bits of the loss (the gradient
     is straight-through), and with them the bytes of every run already made."""
-    unit = lut.table_unit(lut.current_tables(), lut.bias)
-    exact = np.floor(value.detach().double().numpy() / unit + 0.5) * unit
-    return torch.from_numpy(exact).to(value.dtype)
+    acc, unit = _accumulators(lut, value)
+    return torch.from_numpy(acc * unit).to(value.dtype)
 
 
 def _int8_rows(t: torch.Tensor, scale: float, width: int) -> np.ndarray:
