@@ -2,6 +2,8 @@
 range check, the packed byte count a budget uses, export's rounding and saturation, and the
 plan option. The engines' bit-exactness with narrow entries is in test_lut_sim.py (CI cases
 t4 and t6) and the quantization-aware forward pass in test_vit_model.py."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -136,3 +138,50 @@ def test_the_table_bits_plans_change_that_field_alone_and_fit_their_budgets():
     assert sum(load_plan("lut_train_v1_k8_t6").table_bytes(model, names).values()) == 100_864
     assert sum(load_plan("lut_train_ice40_all_t4").table_bytes(model, names).values()) == 61_888
     assert sum(load_plan("lut_train_ice40_t4").table_bytes(model, names).values()) == 59_904
+
+
+# (plan, base, what it changes in the base's lut rules, by match pattern or "*" for all of them,
+# what it changes in the training settings, budget, table bytes worked out by hand)
+K16 = {"centroids": 16, "table_bits": 4}
+# K = 16 at 4 bits: per block qkv 32 codebooks x 16 x 96 entries of half a byte + 32 x 16 prototypes,
+# proj 32 x 16 x 32 / 2 + 512, fc1 32 x 16 x 64 / 2 + 512, fc2 (pairs) 32 x 16 x 32 / 2 + 32 x 16 x 2
+K16_T4_BLOCK = (24_576 + 512) + (8_192 + 512) + (16_384 + 512) + (8_192 + 1_024)
+DERIVED_PLANS = (
+    ("lut_train_ice40_k16_t4", "lut_train_ice40", {"*": K16}, {}, 120 * 1024, 2 * K16_T4_BLOCK),
+    ("lut_train_ice40_k16_t3", "lut_train_ice40", {"*": {"centroids": 16, "table_bits": 3}}, {}, 120 * 1024,
+     2 * ((24_576 + 8_192 + 16_384 + 8_192) * 3 // 4 + 512 * 3 + 1_024)),
+    ("lut_train_ice40_k16_t2", "lut_train_ice40", {"*": {"centroids": 16, "table_bits": 2}}, {}, 64 * 1024,
+     2 * ((24_576 + 8_192 + 16_384 + 8_192) // 2 + 512 * 3 + 1_024)),
+    # K = 4 at 8 bits: the tables of K = 16 at 4 bits halved, a quarter of the prototypes
+    ("lut_train_ice40_k4", "lut_train_ice40", {"*": {"centroids": 4}}, {}, 64 * 1024,
+     2 * ((24_576 + 8_192 + 16_384 + 8_192) // 2 + 128 * 3 + 256)),
+    # 16 codebooks of pairs (fc2: of 4) instead of 32: half the tables, the same prototype bytes
+    ("lut_train_v2_k16_t4", "lut_train_ice40", {"blocks.*.fc2": {**K16, "subvector": 4}, "blocks.*": {**K16, "subvector": 2}},
+     {}, 64 * 1024, 2 * ((24_576 + 8_192 + 16_384 + 8_192) // 2 + 512 * 3 + 1_024)),
+    # fc2 on 64 codebooks of one element: 64 x 16 x 32 / 2 + 64 x 16
+    ("lut_train_v1_k16_t4", "lut_train_v1_k8", {"*": K16}, {}, None, 2 * (K16_T4_BLOCK - 9_216 + 16_384 + 1_024)),
+    # the patch embedding 4 codebooks x 16 x 32 / 2 + 64, the head (pairs) 16 x 8 x 10 / 2 + 16 x 8 x 2
+    ("lut_train_ice40_all_k16_t4", "lut_train_ice40_all",
+     {"blocks.*.fc2": K16, "blocks.*": K16, "patch_embed": {"table_bits": 4}, "head": {"table_bits": 4}}, {},
+     120 * 1024, 2 * K16_T4_BLOCK + (1_024 + 64) + (640 + 256)),
+    ("lut_train_ice40_k16_t4_recon", "lut_train_ice40_k16_t4", {}, {"reconstruction": 1.0}, 120 * 1024,
+     2 * K16_T4_BLOCK),
+    ("lut_train_ice40_k16_t4_kd28", "lut_train_ice40_k16_t4", {}, {"distill_weighting": "published"}, 120 * 1024,
+     2 * K16_T4_BLOCK),
+)
+
+
+@pytest.mark.parametrize("name, base_name, layer_changes, setting_changes, budget, table_bytes", DERIVED_PLANS)
+def test_the_prototype_and_entry_bits_plans_change_what_they_say_and_fit_their_budgets(
+        name, base_name, layer_changes, setting_changes, budget, table_bytes):
+    model = TinyViT()
+    plan, base = load_plan(name), load_plan(base_name)
+    assert plan.settings == replace(base.settings, **setting_changes)
+    assert [rule.match for rule in plan.rules] == [rule.match for rule in base.rules]
+    for rule, base_rule in zip(plan.rules, base.rules):
+        changed = layer_changes.get(rule.match, layer_changes.get("*", {})) if rule.kind == "lut" else {}
+        assert rule.options == {**base_rule.options, **changed}, (name, rule.match)
+    assert plan.table_budget == budget
+    if budget is not None:
+        plan.check_budget(model)
+    assert sum(plan.table_bytes(model, model.shape.linear_names()).values()) == table_bytes
