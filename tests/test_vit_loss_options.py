@@ -60,7 +60,7 @@ def test_bundled_plans_keep_their_settings_and_the_two_new_plans_change_one_fiel
     base = asdict(load_plan("lut_train_v1_k8").settings)
     assert base["distill_weighting"] == "hinton" and base["reconstruction"] == 0.0
     for name in bundled_plans():
-        if not name.startswith("lut_train_v1_k8_"):
+        if not name.endswith(("_kd28", "_recon")):     # the K = 16 pair: test_lut_table_bits.DERIVED_PLANS
             settings = load_plan(name).settings
             assert (settings.distill_weighting, settings.reconstruction) == ("hinton", 0.0), name
     kd28 = load_plan("lut_train_v1_k8_kd28")

@@ -298,6 +298,9 @@ def pareto_front(points: list[tuple[int, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i])
 
 
+PARETO_MARKERS = ("o", "s", "^", "D")
+
+
 def plot_pareto(report: dict, path: Path):
     """Integer-only test accuracy against table bytes for the plans with lookup tables: each
     seed a dot, each plan's mean a marker (named in the legend), the Pareto front of the means
@@ -309,10 +312,12 @@ def plot_pareto(report: dict, path: Path):
     fig, ax = plt.subplots(figsize=(11.0, 5.5), dpi=110)
     lookups = [row for row in plans if row["costs"]["table_bytes"] > 0]
     means = [(row["costs"]["table_bytes"], 100 * row["summary"]["int_accuracy"]["mean"]) for row in lookups]
-    for row, (table_bytes, mean) in zip(lookups, means):
+    for index, (row, (table_bytes, mean)) in enumerate(zip(lookups, means)):
         seeds = [100 * r["int_accuracy"] for r in row["results"]]
         ax.scatter([table_bytes / 1000] * len(seeds), seeds, s=10, color="gray", alpha=0.6)
-        ax.scatter([table_bytes / 1000], [mean], s=40, zorder=3, label=f"{row['label']}: {mean:.2f}%")
+        # ten colours, then the next marker: no two plans' means look alike
+        ax.scatter([table_bytes / 1000], [mean], s=40, zorder=3, color=f"C{index % 10}",
+                   marker=PARETO_MARKERS[index // 10 % len(PARETO_MARKERS)], label=f"{row['label']}: {mean:.2f}%")
     front = pareto_front(means)
     ax.plot([means[i][0] / 1000 for i in front], [means[i][1] for i in front], color="C3", linewidth=1,
             label="Pareto front of the means")
